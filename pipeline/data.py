@@ -1,0 +1,229 @@
+"""Training data: load and validate JSONL, render texts for training / calibration, check modules.
+
+Two line formats (see data/README.md):
+- 'prompt':   {"prompt": "...", "response": "..."}
+- 'messages': {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
+  (the last message must be the assistant's: it is the answer that is trained).
+Every example is normalised to {"messages": [...]}. Errors are `DataError`s naming file and line.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import string
+from pathlib import Path
+
+ROLES = ("system", "user", "assistant")
+
+
+class DataError(ValueError):
+    """Training data that cannot be used; the message names the file, the line and the problem."""
+
+
+# ---- text templates ------------------------------------------------------------------------
+def check_template(t: str) -> str:
+    """A text template needs {prompt} and {response}, nothing else in braces ({{ }} for literal ones)."""
+    if not isinstance(t, str):
+        raise DataError(f"template must be text, got {type(t).__name__}")
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(t) if f is not None]
+    except ValueError as e:
+        raise DataError(f"template {t!r} is not valid: {e} (write literal braces as {{{{ and }}}})") from None
+    unknown = sorted({f for f in fields if f not in ("prompt", "response")})
+    if unknown:
+        raise DataError(f"template has unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}: "
+                        "only {prompt} and {response} are allowed (write literal braces as {{ and }})")
+    for need in ("prompt", "response"):
+        if need not in fields:
+            raise DataError(f"template must contain {{{need}}}")
+    if fields.index("prompt") > fields.index("response"):
+        raise DataError("template must put {prompt} before {response}")
+    return t
+
+
+# ---- loading -------------------------------------------------------------------------------
+def _detect(obj, where: str) -> str:
+    if isinstance(obj, dict) and "messages" in obj:
+        return "messages"
+    if isinstance(obj, dict) and ("prompt" in obj or "response" in obj):
+        return "prompt"
+    keys = sorted(obj) if isinstance(obj, dict) else []
+    raise DataError(f"{where}: cannot tell the format from the first line (keys {keys}); expected "
+                    "{\"prompt\", \"response\"} or {\"messages\": [...]}")
+
+
+def _nonempty_str(value, what: str, where: str) -> str:
+    if not isinstance(value, str):
+        raise DataError(f"{where}: {what} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise DataError(f"{where}: {what} is empty")
+    return value
+
+
+def _normalize(obj, fmt: str, where: str) -> dict:
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: each line must be a JSON object, got {type(obj).__name__}")
+    if fmt == "prompt":
+        missing = [k for k in ("prompt", "response") if k not in obj]
+        extra = sorted(set(obj) - {"prompt", "response"})
+        if missing:
+            raise DataError(f"{where}: missing key(s) {', '.join(missing)} (format 'prompt' needs "
+                            "\"prompt\" and \"response\")")
+        if extra:
+            raise DataError(f"{where}: unexpected key(s) {', '.join(extra)} (format 'prompt' has only "
+                            "\"prompt\" and \"response\")")
+        return {"messages": [{"role": "user", "content": _nonempty_str(obj["prompt"], "prompt", where)},
+                             {"role": "assistant",
+                              "content": _nonempty_str(obj["response"], "response", where)}]}
+    # messages
+    if "messages" not in obj:
+        raise DataError(f"{where}: missing key messages (format 'messages')")
+    extra = sorted(set(obj) - {"messages"})
+    if extra:
+        raise DataError(f"{where}: unexpected key(s) {', '.join(extra)} (format 'messages' has only "
+                        "\"messages\")")
+    msgs = obj["messages"]
+    if not isinstance(msgs, list) or not msgs:
+        raise DataError(f"{where}: messages must be a non-empty list")
+    out = []
+    for i, m in enumerate(msgs):
+        w = f"{where}, message {i + 1}"
+        if not isinstance(m, dict):
+            raise DataError(f"{w}: must be an object with role and content")
+        missing = [k for k in ("role", "content") if k not in m]
+        extra = sorted(set(m) - {"role", "content"})
+        if missing:
+            raise DataError(f"{w}: missing key(s) {', '.join(missing)}")
+        if extra:
+            raise DataError(f"{w}: unexpected key(s) {', '.join(extra)}")
+        role = m["role"]
+        if role not in ROLES:
+            raise DataError(f"{w}: unknown role {role!r}; roles are {', '.join(ROLES)}")
+        out.append({"role": role, "content": _nonempty_str(m["content"], "content", w)})
+    if out[-1]["role"] != "assistant":
+        raise DataError(f"{where}: the last message must be the assistant's (the answer to train), "
+                        f"got {out[-1]['role']!r}")
+    if not any(m["role"] == "user" for m in out):
+        raise DataError(f"{where}: no user message")
+    return {"messages": out}
+
+
+def load_examples(path, fmt: str = "auto") -> list[dict]:
+    """Read a JSONL file into [{"messages": [...]}, ...]; DataError with file and line on any problem."""
+    path = Path(path).expanduser()
+    if fmt not in ("auto", "prompt", "messages"):
+        raise DataError(f"unknown data format {fmt!r}: use auto, prompt or messages")
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
+    examples = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{where}: each line must be a JSON object, got {type(obj).__name__}")
+        if fmt == "auto":
+            fmt = _detect(obj, where)
+        examples.append(_normalize(obj, fmt, where))
+    if not examples:
+        raise DataError(f"{path}: the file is empty (no examples)")
+    return examples
+
+
+# ---- rendering -----------------------------------------------------------------------------
+def _split(example: dict):
+    msgs = example["messages"]
+    return msgs[:-1], msgs[-1]["content"]
+
+
+def _prompt_of(history) -> str:
+    """Prompt text for a text template: the user turns (system prepended) joined by blank lines."""
+    return "\n\n".join(m["content"] for m in history)
+
+
+def render_prompt(example: dict, tokenizer, template: str = "") -> str:
+    """The prompt part of the training text, ending exactly where the answer starts."""
+    history, _ = _split(example)
+    if template:
+        return _format_prefix(template, _prompt_of(history))
+    return tokenizer.apply_chat_template(history, tokenize=False, add_generation_prompt=True)
+
+
+def _format_prefix(template: str, prompt: str) -> str:
+    check_template(template)
+    marker = "\x00RESPONSE\x00"
+    full = template.format(prompt=prompt, response=marker)
+    return full[:full.index(marker)]
+
+
+def render_text(example: dict, tokenizer, template: str = "") -> str:
+    """The full training text (prompt + answer) with the chat template or the text template."""
+    history, answer = _split(example)
+    if template:
+        check_template(template)
+        return template.format(prompt=_prompt_of(history), response=answer)
+    return tokenizer.apply_chat_template(example["messages"], tokenize=False)
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def calibration_texts(examples: list[dict], tokenizer, template: str, n: int, seed: int = 0) -> list[str]:
+    """n rendered texts picked deterministically (same data and n -> same texts)."""
+    idx = list(range(len(examples)))
+    random.Random(seed).shuffle(idx)
+    if n > len(idx):  # fewer examples than asked: repeat the shuffled order
+        idx = (idx * (n // len(idx) + 1))
+    return [render_text(examples[i], tokenizer, template) for i in idx[:n]]
+
+
+# ---- model modules -------------------------------------------------------------------------
+def linear_module_names(model_dir) -> list[str]:
+    """Short names of the model's 2-D weight modules (e.g. q_proj, qkv_proj), read from the
+    safetensors headers (no weights loaded)."""
+    model_dir = Path(model_dir)
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise DataError(f"{model_dir}: no .safetensors weights found")
+    names = set()
+    for f in files:
+        with open(f, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(size))
+        for key, info in header.items():
+            if key == "__metadata__" or not key.endswith(".weight"):
+                continue
+            if len(info.get("shape", [])) != 2:
+                continue
+            parts = key[:-len(".weight")].split(".")
+            if "layers" in parts or "h" in parts or "blocks" in parts:
+                names.add(parts[-1])
+    return sorted(names)
+
+
+def check_target_modules(model_dir, modules) -> list[str]:
+    have = linear_module_names(model_dir)
+    missing = [m for m in modules if m not in have]
+    if missing:
+        raise DataError(f"the model has no module(s) {', '.join(missing)}; its linear modules are "
+                        f"{', '.join(have)}")
+    return list(modules)

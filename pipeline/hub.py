@@ -1,0 +1,114 @@
+"""Resolve the base model: a local Hugging Face folder, or a Hub id downloaded into the HF cache."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipeline.data import DataError
+
+# Only what the pipeline loads: configs, tokenizer files and safetensors weights (never pickles).
+ALLOW_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.tiktoken", "*.txt", "*.jinja",
+                  "*.py"]
+
+
+class ModelNotFound(DataError):
+    """The base model could not be found locally or on the Hub."""
+
+
+def _looks_local(name: str) -> bool:
+    if name.startswith(("./", "../", "/", "~", ".\\")) or os.sep in name and name.count("/") > 1:
+        return True
+    p = Path(name).expanduser()
+    return p.exists() or (p.parent != Path(".") and p.parent.exists())
+
+
+def resolve_model(name_or_path: str, log=None, project_root: Path | None = None) -> Path:
+    name = (name_or_path or "").strip()
+    if not name:
+        raise ModelNotFound("base model is empty: give a Hub id (owner/name) or a local folder")
+    candidates = [Path(name).expanduser()]
+    if project_root is not None and not candidates[0].is_absolute():
+        candidates.insert(0, Path(project_root) / name)
+    for p in candidates:
+        if p.is_dir():
+            if (p / "config.json").is_file():
+                if log:
+                    log.log(f"base model: local folder {p}")
+                return p.resolve()
+            raise ModelNotFound(f"{p}: the folder exists but has no config.json: it is not a Hugging Face "
+                                "model folder")
+    if any(_looks_local(str(p)) for p in candidates):
+        raise ModelNotFound(f"{name}: model folder does not exist")
+    if name.count("/") != 1:
+        raise ModelNotFound(f"{name!r} is neither a local model folder nor a Hub id of the form owner/name")
+    return _download(name, log)
+
+
+def _download(repo_id: str, log=None) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                            RevisionNotFoundError)
+    except ImportError as e:  # pragma: no cover
+        raise ModelNotFound(f"huggingface_hub is not installed ({e}); use a local model folder") from None
+    if log:
+        log.log(f"downloading {repo_id} from the Hugging Face Hub (config, tokenizer, safetensors)")
+        log.progress("prepare", 0, 1)
+    tqdm_class = _tqdm_for(log)
+    try:
+        kwargs = dict(repo_id=repo_id, allow_patterns=ALLOW_PATTERNS)
+        if tqdm_class is not None:
+            kwargs["tqdm_class"] = tqdm_class
+        try:
+            path = Path(snapshot_download(**kwargs))
+        except TypeError:  # older hub without tqdm_class
+            kwargs.pop("tqdm_class", None)
+            path = Path(snapshot_download(**kwargs))
+    except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+        raise ModelNotFound(f"{repo_id}: no such model on the Hugging Face Hub (or it is private). Check "
+                            "the id, or give a local model folder.") from None
+    except GatedRepoError:
+        raise ModelNotFound(f"{repo_id}: the model is gated; accept its license on the Hub and log in "
+                            "(huggingface-cli login), or give a local model folder") from None
+    except LocalEntryNotFoundError:
+        raise ModelNotFound(f"{repo_id}: no Hugging Face Hub was reachable (offline?) and the model is not "
+                            "in the local cache. Give a local model folder instead.") from None
+    except OSError as e:  # network errors: requests/httpx ConnectionError subclass OSError
+        raise ModelNotFound(f"{repo_id}: could not reach the Hugging Face Hub ({type(e).__name__}); "
+                            "give a local model folder instead") from None
+    except Exception as e:  # httpx errors etc.; never include headers or tokens
+        raise ModelNotFound(f"{repo_id}: download failed ({type(e).__name__}); no Hub reachable or the id "
+                            "does not exist. Give a local model folder instead.") from None
+    if not list(path.glob("*.safetensors")):
+        raise ModelNotFound(f"{repo_id}: the model has no .safetensors weights (only those are loaded)")
+    if log:
+        log.progress("prepare", 1, 1)
+        log.log(f"base model: {repo_id} -> {path}")
+    return path
+
+
+def _tqdm_for(log):
+    """A tqdm class that forwards byte progress into the job log (progress events, stage 'prepare')."""
+    if log is None:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+
+    class LogTqdm(tqdm):
+        def __init__(self, *a, **k):
+            k["disable"] = False
+            k.setdefault("file", open(os.devnull, "w"))
+            super().__init__(*a, **k)
+
+        def update(self, n=1):
+            r = super().update(n)
+            if self.total:
+                try:
+                    log.progress("prepare", int(self.n), int(self.total))
+                except Exception:
+                    pass
+            return r
+
+    return LogTqdm
