@@ -37,7 +37,7 @@ def resolve_model(name_or_path: str, log=None, project_root: Path | None = None)
                 return p.resolve()
             raise ModelNotFound(f"{p}: the folder exists but has no config.json: it is not a Hugging Face "
                                 "model folder")
-    if any(_looks_local(str(p)) for p in candidates):
+    if _looks_local(name) or any(_looks_local(str(p)) for p in candidates):
         raise ModelNotFound(f"{name}: model folder does not exist")
     if name.count("/") != 1:
         raise ModelNotFound(f"{name!r} is neither a local model folder nor a Hub id of the form owner/name")

@@ -1,0 +1,178 @@
+"""Build jobs as subprocesses. Each job has a folder runs/<job_id>/ with its recipe, its event log
+and the pid of its process (the leader of its own process group, so that cancel reaches every child:
+Olive, the trainer's data loader workers, the ONNX builder). The UI and the CLI only read these files."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from pipeline.events import EventLog, JobState, read_events
+from pipeline.recipe import Recipe
+from pipeline.workspace import PROJECT_ROOT, Workspace
+
+CANCEL_GRACE_S = 3.0
+
+
+@dataclass
+class JobInfo:
+    job_id: str
+    job_dir: Path
+    status: str  # running | ok | failed | cancelled | interrupted | pending
+    adapter: str
+    started: float | None
+    error: str
+
+
+def new_job_id(recipe: Recipe) -> str:
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{recipe.adapter_name}"
+
+
+def create_job(recipe: Recipe, ws: Workspace | None = None) -> Path:
+    """Validates the recipe (raises RecipeError with a message) and makes the job folder."""
+    ws = ws or Workspace.default()
+    recipe.validate()
+    ws.runs.mkdir(parents=True, exist_ok=True)
+    job_id = new_job_id(recipe)
+    job_dir = ws.runs / job_id
+    n = 1
+    while job_dir.exists():
+        n += 1
+        job_dir = ws.runs / f"{job_id}-{n}"
+    job_dir.mkdir()
+    recipe.save(job_dir / "recipe.yaml")
+    return job_dir
+
+
+def launch(job_dir: Path, ws: Workspace | None = None) -> int:
+    """Starts (or resumes) the job process in the background; returns its pid."""
+    ws = ws or Workspace.default()
+    if is_running(job_dir):
+        raise RuntimeError(f"job {job_dir.name} is already running")
+    env = dict(os.environ, STUDIO_HOME=str(ws.root), PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    out = open(job_dir / "process.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "_run-job", str(job_dir)],
+                            cwd=str(PROJECT_ROOT), env=env, stdout=out, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    (job_dir / "pid").write_text(str(proc.pid))
+    _children[proc.pid] = proc
+    return proc.pid
+
+
+_children: dict[int, subprocess.Popen] = {}  # reaped so that finished jobs do not linger as zombies
+
+
+def _pid(job_dir: Path) -> int | None:
+    try:
+        return int((job_dir / "pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    proc = _children.get(pid)
+    if proc is not None:
+        return proc.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie of someone else's counts as dead
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def is_running(job_dir: Path) -> bool:
+    pid = _pid(job_dir)
+    if pid is None or not _alive(pid):
+        return False
+    events, _ = read_events(job_dir / "events.jsonl")
+    return not events or events[-1].get("type") != "job_end"
+
+
+def state(job_dir: Path) -> JobState:
+    st = JobState.from_file(job_dir / "events.jsonl")
+    if st.status in ("running", "pending") and not is_running(job_dir):
+        if st.status == "running" or (job_dir / "pid").exists():
+            st.status = "interrupted"
+            st.error = "the job process ended without finishing (killed?); it can be resumed"
+    return st
+
+
+def cancel(job_dir: Path, grace_s: float = CANCEL_GRACE_S) -> float:
+    """Stops the job's whole process tree; returns the seconds it took. SIGTERM first (the job writes
+    its own 'cancelled' event), SIGKILL to the group after `grace_s`."""
+    t0 = time.perf_counter()
+    pid = _pid(job_dir)
+    if pid is None or not _alive(pid):
+        return 0.0
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    while _alive(pid) and time.perf_counter() - t0 < grace_s:
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)  # the leader and anything it left behind
+    except ProcessLookupError:
+        pass
+    while _alive(pid) and time.perf_counter() - t0 < grace_s + 2:
+        time.sleep(0.05)
+    events, _ = read_events(job_dir / "events.jsonl")
+    if not events or events[-1].get("type") != "job_end":
+        EventLog(job_dir / "events.jsonl").emit("job_end", status="cancelled", error="cancelled by the user")
+    return time.perf_counter() - t0
+
+
+def list_jobs(ws: Workspace | None = None) -> list[JobInfo]:
+    ws = ws or Workspace.default()
+    if not ws.runs.exists():
+        return []
+    jobs = []
+    for d in sorted(ws.runs.iterdir(), reverse=True):
+        if not (d / "recipe.yaml").exists():
+            continue
+        st = state(d)
+        try:
+            adapter = Recipe.load(d / "recipe.yaml").adapter_name
+        except Exception:
+            adapter = "?"
+        jobs.append(JobInfo(d.name, d, st.status, adapter, st.started, st.error))
+    return jobs
+
+
+def running_job(ws: Workspace | None = None) -> Path | None:
+    for j in list_jobs(ws):
+        if j.status == "running":
+            return j.job_dir
+    return None
+
+
+def wait(job_dir: Path, timeout_s: float | None = None, poll_s: float = 0.2) -> JobState:
+    t0 = time.time()
+    while is_running(job_dir):
+        if timeout_s is not None and time.time() - t0 > timeout_s:
+            break
+        time.sleep(poll_s)
+    return state(job_dir)
+
+
+def summary(job_dir: Path) -> dict:
+    st = state(job_dir)
+    return {"job_id": job_dir.name, "status": st.status, "error": st.error, "result": st.result,
+            "stages": st.stages}
+
+
+def dump(job_dir: Path) -> str:
+    return json.dumps(summary(job_dir), indent=2)
