@@ -321,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     history = []
     tokens_seen = 0
     ema = None
+    loss_sum, loss_n = None, 0
     model.train()
     t_train = time.time()
     bar = tqdm(range(args.steps), desc="training", unit="step", mininterval=1.0, file=sys.stdout)
@@ -341,14 +342,18 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         tokens_seen += x.numel()
-        if step % 10 == 0 or step == args.steps - 1:
-            lv = loss.item()
-            ema = lv if ema is None else 0.9 * ema + 0.1 * lv
+        loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+        loss_n += 1
+        if step % 20 == 0 or step == args.steps - 1:
+            lv = loss.item()  # one sync every 20 steps
+            ema = lv if ema is None else 0.7 * ema + 0.3 * lv
             bar.set_postfix(loss=f"{ema:.3f}", lr=f"{lr:.1e}")
         if (step + 1) % args.eval_every == 0 or step == args.steps - 1:
             ev = evaluate(model, held, 64, device, amp_dtype)
-            history.append({"step": step + 1, "train_loss": round(ema, 4), "eval_loss": round(ev, 4)})
-            tqdm.write(f"step {step + 1}: train {ema:.3f}  held-out {ev:.3f}", file=sys.stdout)
+            mean = (loss_sum / loss_n).item()
+            loss_sum, loss_n = None, 0
+            history.append({"step": step + 1, "train_loss": round(mean, 4), "eval_loss": round(ev, 4)})
+            tqdm.write(f"step {step + 1}: train {mean:.3f}  held-out {ev:.3f}", file=sys.stdout)
     bar.close()
     train_seconds = time.time() - t_train
     final_train = evaluate(model, train[: min(len(train), 256)], 64, device, amp_dtype)
