@@ -1,0 +1,230 @@
+"""Read the artifact library on disk: ONNX bases (models/<base>/base.json) and adapters
+(adapters/<name>/metadata.json + adapter.onnx_adapter). Paths are always passed in.
+
+An adapter fits a base when metadata.base_fingerprint == base.json.fingerprint and every
+tensor in its .onnx_adapter is a LoRA input of that base (name, and fixed dims) as listed in
+base.json `lora_inputs`. Anything else is refused with a human-readable reason.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ADAPTER_FILE = "adapter.onnx_adapter"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class LibraryError(Exception):
+    pass
+
+
+def is_temp_name(name: str) -> bool:
+    """Folders being published (`<name>.tmp-<pid>`) or hidden ones are not part of the library."""
+    return ".tmp-" in name or name.startswith(".")
+
+
+def safe_name(name: str) -> bool:
+    return bool(_SAFE_NAME.match(name or "")) and ".." not in name and not is_temp_name(name)
+
+
+def _read_json(p: Path) -> dict:
+    with open(p, "r", encoding="utf-8") as f:
+        d = json.load(f)
+    if not isinstance(d, dict):
+        raise ValueError("not a JSON object")
+    return d
+
+
+# ---------------------------------------------------------------- bases
+@dataclass
+class BaseInfo:
+    name: str
+    dir: Path
+    meta: dict = field(default_factory=dict)
+    ok: bool = True
+    reason: str = ""
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.meta.get("fingerprint")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "dir": str(self.dir), "meta": self.meta, "ok": self.ok,
+                "reason": self.reason}
+
+
+def read_base(model_dir: str | os.PathLike) -> BaseInfo:
+    d = Path(model_dir)
+    info = BaseInfo(name=d.name, dir=d)
+    if not (d / "genai_config.json").is_file():
+        info.ok, info.reason = False, "genai_config.json missing"
+    bj = d / "base.json"
+    try:
+        info.meta = _read_json(bj)
+        info.name = str(info.meta.get("name") or d.name)
+    except FileNotFoundError:
+        info.ok, info.reason = False, (info.reason or "base.json missing")
+    except (ValueError, OSError) as e:
+        info.ok, info.reason = False, f"base.json unreadable: {e}"
+    return info
+
+
+def list_bases(models_dir: str | os.PathLike) -> list[BaseInfo]:
+    """Every folder of models_dir holding a base.json or genai_config.json (temp dirs skipped)."""
+    root = Path(models_dir)
+    if not root.is_dir():
+        return []
+    out = []
+    for e in sorted(os.scandir(root), key=lambda e: e.name):
+        if not e.is_dir() or is_temp_name(e.name):
+            continue
+        p = Path(e.path)
+        if (p / "base.json").exists() or (p / "genai_config.json").exists():
+            out.append(read_base(p))
+    return out
+
+
+# ---------------------------------------------------------------- adapters
+@dataclass
+class AdapterInfo:
+    name: str
+    dir: Path
+    path: Path | None = None          # the .onnx_adapter file
+    metadata: dict = field(default_factory=dict)
+    size: int = 0                     # bytes of the .onnx_adapter file
+    ok: bool = False
+    reason: str = ""
+    signature: tuple = ()             # stat signature used by ChatEngine.refresh()
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "dir": str(self.dir), "path": str(self.path) if self.path else None,
+                "metadata": self.metadata, "size": self.size, "ok": self.ok, "reason": self.reason}
+
+
+def _adapter_file(d: Path) -> Path | None:
+    p = d / ADAPTER_FILE
+    if p.is_file():
+        return p
+    others = sorted(d.glob("*.onnx_adapter"))
+    return others[0] if others else None
+
+
+def stat_signature(d: Path) -> tuple:
+    """Cheap change detector for one adapter folder: (mtime_ns, size) of metadata + weights."""
+    sig = []
+    for n in ("metadata.json", ADAPTER_FILE):
+        try:
+            st = os.stat(d / n)
+            sig.append((n, st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            sig.append((n, None))
+    return tuple(sig)
+
+
+def read_adapter_tensors(path: Path) -> dict[str, tuple]:
+    """{name: shape} of an .onnx_adapter file; raises on a truncated or unreadable file."""
+    import onnxruntime as ort
+
+    fmt = ort.AdapterFormat.read_adapter(str(path))
+    params = fmt.get_parameters()
+    return {k: tuple(v.shape()) for k, v in params.items()}
+
+
+def _dims_match(shape: tuple, dims: list) -> bool:
+    if len(shape) != len(dims):
+        return False
+    return all(not (isinstance(d, int) and d > 0) or d == s for s, d in zip(shape, dims))
+
+
+def check_adapter(adapter_dir: str | os.PathLike, base: BaseInfo | dict | None) -> AdapterInfo:
+    d = Path(adapter_dir)
+    info = AdapterInfo(name=d.name, dir=d, signature=stat_signature(d))
+    try:
+        info.metadata = _read_json(d / "metadata.json")
+    except FileNotFoundError:
+        info.reason = "metadata.json missing"
+        return info
+    except (ValueError, OSError) as e:
+        info.reason = f"metadata.json corrupt: {e}"
+        return info
+    info.path = _adapter_file(d)
+    if info.path is None:
+        info.reason = f"{ADAPTER_FILE} missing"
+        return info
+    info.size = info.path.stat().st_size
+    bmeta = base.meta if isinstance(base, BaseInfo) else (base or {})
+    if not bmeta:
+        info.reason = "base has no base.json: cannot check the adapter fits"
+        return info
+    bfp, afp = bmeta.get("fingerprint"), info.metadata.get("base_fingerprint")
+    if not afp:
+        info.reason = "metadata.json has no base_fingerprint"
+        return info
+    if afp != bfp:
+        info.reason = (f"built for another base (base_fingerprint {str(afp)[:12]}..., "
+                       f"base '{bmeta.get('name')}' is {str(bfp)[:12]}...)")
+        return info
+    try:
+        tensors = read_adapter_tensors(info.path)
+    except Exception as e:  # onnxruntime raises its own exception types
+        info.reason = f"{info.path.name} unreadable or truncated: {str(e).splitlines()[0][:200]}"
+        return info
+    if not tensors:
+        info.reason = f"{info.path.name} holds no tensors"
+        return info
+    lora_inputs = bmeta.get("lora_inputs") or {}
+    if not lora_inputs:
+        info.reason = "base has no LoRA inputs (lora_inputs empty in base.json)"
+        return info
+    unknown = sorted(set(tensors) - set(lora_inputs))
+    if unknown:
+        info.reason = (f"{len(unknown)} tensor(s) are not LoRA inputs of the base, e.g. "
+                       f"'{unknown[0]}'")
+        return info
+    bad = [k for k, s in tensors.items() if not _dims_match(s, lora_inputs[k])]
+    if bad:
+        info.reason = (f"tensor '{bad[0]}' has shape {list(tensors[bad[0]])}, the base expects "
+                       f"{lora_inputs[bad[0]]}")
+        return info
+    info.ok = True
+    return info
+
+
+def adapter_dirs(adapters_dir: str | os.PathLike) -> list[Path]:
+    root = Path(adapters_dir)
+    if not root.is_dir():
+        return []
+    return [Path(e.path) for e in sorted(os.scandir(root), key=lambda e: e.name)
+            if e.is_dir() and not is_temp_name(e.name)]
+
+
+def list_adapters(adapters_dir: str | os.PathLike, base: BaseInfo | dict | str | os.PathLike | None
+                  ) -> list[AdapterInfo]:
+    """Every adapter folder with ok/reason against `base` (a BaseInfo, base.json dict, or model dir)."""
+    if base is not None and not isinstance(base, (BaseInfo, dict)):
+        base = read_base(base)
+    return [check_adapter(d, base) for d in adapter_dirs(adapters_dir)]
+
+
+def delete_adapter(adapters_dir: str | os.PathLike, name: str) -> None:
+    """Remove adapters/<name>: renamed to a temp name first (so readers skip it), then deleted."""
+    if not safe_name(name):
+        raise LibraryError(f"unsafe adapter name: {name!r}")
+    root = Path(adapters_dir).resolve()
+    target = (root / name).resolve()
+    if target.parent != root:
+        raise LibraryError(f"adapter {name!r} is outside {root}")
+    if not target.is_dir():
+        raise LibraryError(f"no adapter named {name!r}")
+    trash = root / f"{name}.tmp-delete-{os.getpid()}"
+    os.replace(target, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def summary(adapters: list[AdapterInfo]) -> list[dict[str, Any]]:
+    return [a.to_dict() for a in adapters]
