@@ -46,7 +46,7 @@ def make_tokenizer(vocab_size: int = 512):
     return fast
 
 
-def make_tiny_model(out_dir, arch: str = "phi3", hidden: int = 64, layers: int = 2, heads: int = 4,
+def make_tiny_model(out_dir, arch: str = "phi3", hidden: int = 128, layers: int = 2, heads: int = 4,
                     kv_heads: int = 2, seed: int = 0, vocab_size: int = 512) -> Path:
     """Random-weight tiny causal LM + tokenizer saved with save_pretrained; returns the folder."""
     import torch
