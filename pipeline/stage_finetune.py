@@ -1,0 +1,197 @@
+"""LoRA fine-tuning through Olive's LoRA pass (Python API: `olive.workflows.run` with a config dict).
+
+How Olive 0.13 builds its Trainer: `olive.passes.pytorch.lora.LoRA.train_and_save_new_model` creates
+`transformers.Trainer(model, args, train_dataset, eval_dataset, data_collator)` with no `callbacks`
+argument, so the Trainer uses `transformers.trainer.DEFAULT_CALLBACKS`. We append our own
+TrainerCallback there for the duration of the run (the workflow runs in this process: LocalSystem)
+and turn its `on_log` into `step` / `eval` events. Olive swallows many pass errors and can return
+without an output model ("No output model produced"): we check for the PEFT folder and raise.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+
+class FinetuneError(RuntimeError):
+    pass
+
+
+def _write_jsonl(path: Path, texts) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for t in texts:
+            f.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")
+
+
+def _data_config(name: str, path: Path, max_seq_len: int, batch_size: int) -> dict:
+    return {
+        "name": name,
+        "type": "HuggingfaceContainer",
+        "load_dataset_config": {"data_name": "json", "split": "train", "data_files": [str(path)]},
+        "pre_process_data_config": {
+            "text_cols": "text",
+            # one example per sequence (the default 'join' packs texts into max_seq_len blocks and
+            # yields nothing when the data set is shorter than one block)
+            "strategy": "line-by-line",
+            "max_seq_len": max_seq_len,
+            "pad_to_max_len": False,  # Olive's collator pads each batch; labels of padding are ignored
+            "add_special_tokens": False,  # the rendered texts carry their own special tokens
+            "max_samples": None,
+        },
+        "dataloader_config": {"batch_size": batch_size},
+    }
+
+
+def _make_callback(log, state: dict):
+    from transformers import TrainerCallback
+
+    class EventCallback(TrainerCallback):
+        def on_log(self, args, st, control, logs=None, **kw):
+            logs = logs or {}
+            if "loss" in logs:
+                state["losses"].append(float(logs["loss"]))
+                log.emit("step", step=int(st.global_step), loss=float(logs["loss"]),
+                         lr=float(logs.get("learning_rate", 0.0)))
+            if "eval_loss" in logs:
+                state["eval_loss"] = float(logs["eval_loss"])
+                log.emit("eval", step=int(st.global_step), eval_loss=float(logs["eval_loss"]))
+            if "train_loss" in logs:
+                state["train_loss"] = float(logs["train_loss"])
+
+        def on_step_end(self, args, st, control, **kw):
+            state["steps"] = int(st.global_step)
+            log.progress("finetune", int(st.global_step), int(st.max_steps or 0))
+
+    return EventCallback()
+
+
+def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: str = "auto") -> dict:
+    import torch
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    cuda = torch.cuda.is_available() and device != "cpu"
+    if cfg.qlora and not cuda:
+        raise FinetuneError("lora.qlora needs a CUDA GPU (bitsandbytes 4-bit); on CPU use plain LoRA "
+                            "(lora.qlora = false)")
+    if not train_texts:
+        raise FinetuneError("no training texts")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = out_dir / "data"
+    data_dir.mkdir(exist_ok=True)
+    train_file = data_dir / "train.jsonl"
+    _write_jsonl(train_file, train_texts)
+    data_configs = [_data_config("train_data", train_file, cfg.max_seq_len, cfg.batch_size)]
+    if eval_texts:
+        eval_file = data_dir / "eval.jsonl"
+        _write_jsonl(eval_file, eval_texts)
+        data_configs.append(_data_config("eval_data", eval_file, cfg.max_seq_len, cfg.batch_size))
+
+    log_every = max(1, min(10, cfg.max_steps // 20 or 1))
+    training_args = {
+        "max_steps": cfg.max_steps,
+        "learning_rate": cfg.learning_rate,
+        "per_device_train_batch_size": cfg.batch_size,
+        "per_device_eval_batch_size": cfg.batch_size,
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "logging_steps": log_every,
+        "save_strategy": "no",
+        "report_to": "none",
+        "gradient_checkpointing": False,
+        "output_dir": str(out_dir / "trainer"),
+        "overwrite_output_dir": True,
+        "disable_tqdm": True,
+        "warmup_ratio": 0.0,
+    }
+    if not cuda:
+        training_args["use_cpu"] = True
+    if eval_texts:
+        training_args["eval_strategy"] = "steps"
+        training_args["eval_steps"] = min(cfg.eval_steps, cfg.max_steps)
+    pass_cfg = {
+        "type": "QLoRA" if cfg.qlora else "LoRA",
+        "train_data_config": "train_data",
+        "r": cfg.r,
+        "alpha": cfg.alpha,
+        "lora_dropout": cfg.dropout,
+        "target_modules": list(cfg.target_modules),
+        "torch_dtype": "float16" if cfg.qlora else "float32",
+        "device_map": "auto" if cuda else None,  # "current_device" calls torch.cuda even on CPU
+        "training_args": training_args,
+    }
+    if cfg.qlora:
+        pass_cfg["save_quant_config"] = False
+    if eval_texts:
+        pass_cfg["eval_data_config"] = "eval_data"
+    olive_out = out_dir / "olive"
+    accel = {"device": "gpu", "execution_providers": ["CUDAExecutionProvider"]} if cuda else \
+        {"device": "cpu", "execution_providers": ["CPUExecutionProvider"]}
+    config = {
+        "input_model": {"type": "HfModel", "model_path": str(model_dir),
+                        "load_kwargs": {"attn_implementation": "eager", "trust_remote_code": False}},
+        "systems": {"local_system": {"type": "LocalSystem", "accelerators": [accel]}},
+        "data_configs": data_configs,
+        "passes": {"f": pass_cfg},
+        "host": "local_system",
+        "target": "local_system",
+        "output_dir": str(olive_out),
+        "cache_dir": str(out_dir / "olive-cache"),
+        "no_artifacts": True,
+        "log_severity_level": 3,
+    }
+    (out_dir / "olive_config.json").write_text(json.dumps(config, indent=2))
+
+    import transformers.trainer as tt
+    from olive.workflows import run as olive_run
+
+    state = {"losses": [], "eval_loss": None, "train_loss": None, "steps": 0}
+    cb = _make_callback(log, state)
+    # capture Olive's own error logs: it often logs a pass failure and returns without a model
+    captured: list[str] = []
+
+    class _Grab(logging.Handler):
+        def emit(self, record):
+            if record.levelno >= logging.WARNING:
+                captured.append(record.getMessage())
+
+    grab = _Grab()
+    olive_logger = logging.getLogger("olive")
+    olive_logger.addHandler(grab)
+    tt.DEFAULT_CALLBACKS.append(cb)
+    t0 = time.time()
+    log.log(f"LoRA fine-tuning with Olive: r={cfg.r} alpha={cfg.alpha} targets={','.join(cfg.target_modules)} "
+            f"steps={cfg.max_steps} batch={cfg.batch_size} lr={cfg.learning_rate} on "
+            f"{'cuda' if cuda else 'cpu'} ({len(train_texts)} train / {len(eval_texts or [])} eval texts)")
+    try:
+        olive_run(config)
+    except Exception as e:
+        raise FinetuneError(f"Olive LoRA failed: {type(e).__name__}: {e}") from e
+    finally:
+        if cb in tt.DEFAULT_CALLBACKS:
+            tt.DEFAULT_CALLBACKS.remove(cb)
+        olive_logger.removeHandler(grab)
+    seconds = time.time() - t0
+
+    adapters = sorted(olive_out.rglob("adapter_config.json"))
+    if not adapters:
+        cause = "; ".join(captured[-3:]) or "no error was logged"
+        raise FinetuneError(f"Olive finished without an output model (No output model produced): {cause}")
+    peft_dir = out_dir / "peft"
+    if peft_dir.exists():
+        shutil.rmtree(peft_dir)
+    peft_dir.mkdir()
+    src = adapters[-1].parent
+    for f in src.iterdir():
+        if f.is_file() and (f.name.startswith("adapter_") or f.suffix == ".md"):
+            shutil.copy2(f, peft_dir / f.name)
+    if not (peft_dir / "adapter_model.safetensors").is_file():
+        raise FinetuneError(f"Olive's adapter folder {src} has no adapter_model.safetensors")
+    # last logged loss (the Trainer's own "train_loss" is the mean over the run: kept as train_loss_mean)
+    train_loss = state["losses"][-1] if state["losses"] else state["train_loss"]
+    log.log(f"fine-tuning done in {seconds:.1f} s: {state['steps']} steps, train loss {train_loss}, "
+            f"eval loss {state['eval_loss']}")
+    return {"peft_dir": str(peft_dir), "steps": state["steps"], "train_loss": train_loss,
+            "eval_loss": state["eval_loss"], "train_loss_mean": state["train_loss"], "seconds": round(seconds, 2), "losses": state["losses"]}
