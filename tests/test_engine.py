@@ -1,0 +1,298 @@
+"""Chat engine on a real tiny int4 ONNX model with two real .onnx_adapter LoRAs (CPU)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import onnxruntime as ort
+import onnxruntime_genai as og
+import numpy as np
+import pytest
+
+from engine import library as lib
+from engine.chat import ChatEngine, SamplingParams, Stats, load_hf_chat_template, render_chat_template
+from tests.engine_fixture import engine_scratch  # noqa: F401  (session fixture)
+
+MSG = [{"role": "user", "content": "Hello, how are you?"}]
+GREEDY = SamplingParams(max_new_tokens=24)
+
+
+@pytest.fixture(scope="module")
+def engine(engine_scratch):
+    return ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"])
+
+
+@pytest.fixture
+def lib_copy(engine_scratch, tmp_path):
+    """A private adapters folder the test may change."""
+    d = tmp_path / "adapters"
+    shutil.copytree(engine_scratch["adapters_dir"], d)
+    return d
+
+
+def plain_og_greedy(model_dir, adapter_file, prompt_ids, n):
+    model = og.Model(str(model_dir))
+    gp = og.GeneratorParams(model)
+    gp.set_search_options(do_sample=False, max_length=len(prompt_ids) + n)
+    g = og.Generator(model, gp)
+    if adapter_file:
+        ad = og.Adapters(model)
+        ad.load(str(adapter_file), "x")
+        g.set_active_adapter(ad, "x")
+    g.append_tokens(prompt_ids)
+    out = []
+    tok = og.Tokenizer(model)
+    stream = tok.create_stream()  # og 0.18: Tokenizer.decode(list) stops at the first invalid UTF-8
+    eos = set(int(x) for x in tok.eos_token_ids)
+    while not g.is_done():
+        g.generate_next_token()
+        t = int(g.get_next_tokens()[0])
+        if t in eos:
+            break
+        out.append(stream.decode(t))
+    return "".join(out)
+
+
+# ------------------------------------------------------------------ library
+def test_library_lists_bases_and_adapters(engine_scratch):
+    bases = lib.list_bases(engine_scratch["models_dir"])
+    assert [b.name for b in bases] == [engine_scratch["base_name"]] and bases[0].ok
+    ads = lib.list_adapters(engine_scratch["adapters_dir"], bases[0])
+    assert [(a.name, a.ok) for a in ads] == [("alpha", True), ("beta", True)]
+    assert all(a.size > 0 and a.metadata["name"] == a.name for a in ads)
+
+
+def test_delete_adapter_refuses_traversal(lib_copy):
+    for bad in ["../adapters", "..", "a/b", "/etc", "", "x.tmp-1", ".hidden"]:
+        with pytest.raises(lib.LibraryError):
+            lib.delete_adapter(lib_copy, bad)
+    with pytest.raises(lib.LibraryError):
+        lib.delete_adapter(lib_copy, "nope")
+    lib.delete_adapter(lib_copy, "beta")
+    assert sorted(os.listdir(lib_copy)) == ["alpha"]
+
+
+# ------------------------------------------------------------------ generation
+def test_variants_and_provider(engine):
+    assert engine.variants() == ["base", "alpha", "beta"]
+    assert engine.refused() == []
+    assert engine.provider == "cpu"
+
+
+def test_base_and_adapters_differ(engine):
+    texts = {v: engine.generate(MSG, v, GREEDY)[0] for v in engine.variants()}
+    print("greedy texts:", texts)
+    assert all(texts.values())
+    assert len(set(texts.values())) == 3
+
+
+def test_greedy_equals_plain_og_loop(engine, engine_scratch):
+    ids, _ = engine.encode(MSG, GREEDY.max_new_tokens)
+    for v in engine.variants():
+        f = None if v == "base" else engine_scratch["adapters_dir"] / v / "adapter.onnx_adapter"
+        want = plain_og_greedy(engine_scratch["model_dir"], f, ids, GREEDY.max_new_tokens)
+        got, st = engine.generate(MSG, v, GREEDY)
+        assert got == want, v
+        assert st.finished and st.variant == v and st.prompt_tokens == len(ids)
+
+
+def test_stream_is_incremental(engine):
+    frames = list(engine.stream(MSG, "alpha", SamplingParams(max_new_tokens=10)))
+    texts = [t for t, _ in frames]
+    assert all(texts[i + 1].startswith(texts[i]) for i in range(len(texts) - 1))
+    last = frames[-1][1]
+    assert isinstance(last, Stats) and last.finished and 0 < last.tokens <= 10
+    assert [s.tokens for _, s in frames[:-1]] == list(range(1, len(frames)))
+    assert last.ttft_s > 0 and last.seconds >= last.ttft_s
+
+
+def test_switch_without_reload(engine):
+    model_id, adapters_id = id(engine.model), id(engine.adapters)
+    ref = {v: engine.generate(MSG, v, GREEDY)[0] for v in engine.variants()}
+    one = SamplingParams(max_new_tokens=1)
+    times = {}
+    for v in ["alpha", "beta", "base", "beta", "alpha"] * 4:
+        t0 = time.perf_counter()
+        engine.generate(MSG, v, one)
+        times.setdefault(v, []).append(time.perf_counter() - t0)
+    for v in ["beta", "base", "alpha", "alpha", "beta"]:
+        assert engine.generate(MSG, v, GREEDY)[0] == ref[v]
+    assert id(engine.model) == model_id and id(engine.adapters) == adapters_id
+    med = {v: sorted(t)[len(t) // 2] * 1e3 for v, t in times.items()}
+    print("request with 1 new token incl. generator + adapter switch, median ms:",
+          {k: round(x, 3) for k, x in med.items()})
+    # generator creation + set_active_adapter alone
+    l = engine._loaded["alpha"]
+    t0 = time.perf_counter()
+    for _ in range(50):
+        g = og.Generator(engine.model, engine._params(10, GREEDY, 1))
+        g.set_active_adapter(engine.adapters, l.og_name)
+        del g
+    print(f"og.Generator + set_active_adapter: {(time.perf_counter() - t0) / 50 * 1e3:.3f} ms")
+
+
+def test_threads_mixed_variants(engine):
+    variants = engine.variants()
+    msgs = [[{"role": "user", "content": f"Tell me about trip number {i}"}] for i in range(4)]
+    jobs = [(variants[i % 3], msgs[i % 4]) for i in range(16)]
+    alone = {(v, m[0]["content"]): engine.generate(m, v, GREEDY)[0] for v, m in jobs}
+    with ThreadPoolExecutor(8) as ex:
+        got = list(ex.map(lambda j: engine.generate(j[1], j[0], GREEDY)[0], jobs))
+    for (v, m), t in zip(jobs, got):
+        assert t == alone[(v, m[0]["content"])], v
+
+
+def test_compare_equals_single_runs(engine):
+    p = SamplingParams(max_new_tokens=20)
+    a, b = engine.generate(MSG, "base", p)[0], engine.generate(MSG, "beta", p)[0]
+    frames = list(engine.compare(MSG, "base", "beta", p))
+    ta, tb, sa, sb = frames[-1]
+    assert (ta, tb) == (a, b) and sa.finished and sb.finished
+    assert (sa.variant, sb.variant) == ("base", "beta")
+    # sampled: same seed on both sides -> same texts as single runs with that seed
+    ps = SamplingParams(temperature=0.9, top_p=0.95, top_k=40, seed=7, max_new_tokens=20)
+    ta, tb, _, _ = list(engine.compare(MSG, "alpha", "alpha", ps))[-1]
+    assert ta == tb == engine.generate(MSG, "alpha", ps)[0]
+
+
+def test_compare_speed_vs_single(engine):
+    p = SamplingParams(max_new_tokens=200)
+    long = [{"role": "user", "content": "Travel to Paris and Rome in spring"}]
+    for _ in range(2):
+        t0 = time.perf_counter(); engine.generate(long, "base", p); engine.generate(long, "alpha", p)
+        seq = time.perf_counter() - t0
+        t0 = time.perf_counter(); list(engine.compare(long, "base", "alpha", p))
+        cmp_ = time.perf_counter() - t0
+    _, st = engine.generate(long, "alpha", p)
+    print(f"CPU tiny model: {st.tokens_per_s:.0f} tok/s decode; two single runs {seq * 1e3:.1f} ms,"
+          f" compare (interleaved) {cmp_ * 1e3:.1f} ms")
+
+
+def test_sampling_seed_reproducible(engine):
+    p = SamplingParams(temperature=1.0, top_p=0.9, top_k=50, seed=123, max_new_tokens=24)
+    a = engine.generate(MSG, "beta", p)[0]
+    assert a == engine.generate(MSG, "beta", p)[0]
+    others = {engine.generate(MSG, "beta", SamplingParams(temperature=1.0, seed=s,
+                                                          max_new_tokens=24))[0] for s in range(5)}
+    assert len(others) > 1
+    # a repetition penalty changes greedy output on a random model that repeats itself
+    assert engine.generate(MSG, "base", SamplingParams(max_new_tokens=60)) is not None
+
+
+def test_errors(engine):
+    with pytest.raises(ValueError, match="known: base, alpha, beta"):
+        engine.stream(MSG, "gamma")
+    for empty in ([], [{"role": "user", "content": "   "}], ""):
+        with pytest.raises(ValueError, match="empty prompt"):
+            engine.generate(empty, "base")
+    with pytest.raises(ValueError):
+        engine.generate(MSG, "base", SamplingParams(max_new_tokens=0))
+
+
+def test_long_prompt_cut_from_left(engine):
+    long = [{"role": "user", "content": "hello world " * 500}]
+    text, st = engine.generate(long, "alpha", SamplingParams(max_new_tokens=16))
+    assert "cut from the left" in st.note
+    assert st.prompt_tokens + st.tokens <= engine.context_length and st.tokens > 0
+
+
+def test_fallback_chat_template_matches_og(engine, engine_scratch):
+    tmpl = load_hf_chat_template(engine_scratch["model_dir"])
+    assert tmpl
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi!"},
+            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Where to?"}]
+    assert render_chat_template(tmpl, msgs) == engine.render(msgs)
+    assert render_chat_template(None, msgs) == engine.render(msgs)
+
+
+# ------------------------------------------------------------------ refusals and refresh
+def _corrupt(adir):
+    shutil.copytree(adir / "alpha", adir / "wrongfp")
+    m = json.loads((adir / "wrongfp" / "metadata.json").read_text())
+    m["base_fingerprint"] = "0" * 64
+    (adir / "wrongfp" / "metadata.json").write_text(json.dumps(m))
+    shutil.copytree(adir / "beta", adir / "truncated")
+    f = adir / "truncated" / "adapter.onnx_adapter"
+    with open(f, "r+b") as fh:
+        fh.truncate(f.stat().st_size // 2)
+    shutil.copytree(adir / "beta", adir / "badmeta")
+    (adir / "badmeta" / "metadata.json").write_text("{not json")
+    shutil.copytree(adir / "beta", adir / "nofile")
+    (adir / "nofile" / "adapter.onnx_adapter").unlink()
+    shutil.copytree(adir / "beta", adir / "foreign")
+    fmt = ort.AdapterFormat()
+    fmt.set_adapter_version(1); fmt.set_model_version(1)
+    fmt.set_parameters({"model.layers.9.mlp.lora_A.weight":
+                        ort.OrtValue.ortvalue_from_numpy(np.zeros((128, 4), np.float32))})
+    fmt.export_adapter(str(adir / "foreign" / "adapter.onnx_adapter"))
+    (adir / "half.tmp-123").mkdir()  # publishing in progress: ignored
+
+
+def test_refused_adapters_listed_others_serve(engine_scratch, lib_copy):
+    _corrupt(lib_copy)
+    e = ChatEngine(engine_scratch["model_dir"], lib_copy)
+    reasons = dict(e.refused())
+    print("refused:", reasons)
+    assert set(reasons) == {"wrongfp", "truncated", "badmeta", "nofile", "foreign"}
+    assert "another base" in reasons["wrongfp"]
+    assert "truncated" in reasons["truncated"]
+    assert "corrupt" in reasons["badmeta"]
+    assert "missing" in reasons["nofile"]
+    assert "not LoRA inputs" in reasons["foreign"]
+    assert e.variants() == ["base", "alpha", "beta"]
+    with pytest.raises(ValueError, match="refused"):
+        e.stream(MSG, "wrongfp")
+    ref = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"])
+    for v in e.variants():
+        assert e.generate(MSG, v, GREEDY)[0] == ref.generate(MSG, v, GREEDY)[0]
+    infos = {a.name: a for a in lib.list_adapters(lib_copy, engine_scratch["model_dir"])}
+    assert {n for n, a in infos.items() if not a.ok} == set(reasons)
+
+
+def test_refresh_publish_delete_replace(engine_scratch, lib_copy):
+    beta_text = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"]) \
+        .generate(MSG, "beta", GREEDY)[0]
+    staged = lib_copy.parent / "staged-beta"
+    shutil.move(lib_copy / "beta", staged)
+    e = ChatEngine(engine_scratch["model_dir"], lib_copy)
+    model_id = id(e.model)
+    assert e.variants() == ["base", "alpha"]
+    t0 = time.perf_counter()
+    for _ in range(100):
+        assert e.refresh() == {"added": [], "removed": [], "refused": []}
+    print(f"refresh with nothing new: {(time.perf_counter() - t0) / 100 * 1e6:.0f} us")
+    # atomic publish: tmp dir then os.replace
+    tmp = lib_copy / f"gamma.tmp-{os.getpid()}"
+    shutil.copytree(staged, tmp)
+    assert e.refresh()["added"] == []
+    os.replace(tmp, lib_copy / "gamma")
+    assert e.refresh()["added"] == ["gamma"]
+    assert e.variants() == ["base", "alpha", "gamma"]
+    assert e.generate(MSG, "gamma", GREEDY)[0] == beta_text
+
+    # delete while a request on it is streaming: the request finishes, then it is unloaded
+    it = e.stream(MSG, "alpha", SamplingParams(max_new_tokens=20))
+    first = next(it)
+    lib.delete_adapter(lib_copy, "alpha")
+    assert e.refresh()["removed"] == ["alpha"]
+    assert e.variants() == ["base", "gamma"]
+    with pytest.raises(ValueError):
+        e.stream(MSG, "alpha")
+    assert len(e._retired) == 1
+    rest = list(it)
+    assert rest[-1][1].finished and rest[-1][0].startswith(first[0])
+    assert e._retired == []
+
+    # replaced in place (new content under the same name) -> reloaded
+    shutil.rmtree(lib_copy / "gamma")
+    shutil.copytree(engine_scratch["adapters_dir"] / "alpha", lib_copy / "gamma")
+    r = e.refresh()
+    assert r["added"] == ["gamma"] and r["removed"] == ["gamma"]
+    alpha_text = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"]) \
+        .generate(MSG, "alpha", GREEDY)[0]
+    assert e.generate(MSG, "gamma", GREEDY)[0] == alpha_text
+    assert id(e.model) == model_id
