@@ -34,10 +34,26 @@ def new_job_id(recipe: Recipe) -> str:
     return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{recipe.adapter_name}"
 
 
-def create_job(recipe: Recipe, ws: Workspace | None = None) -> Path:
-    """Validates the recipe (raises RecipeError with a message) and makes the job folder."""
-    ws = ws or Workspace.default()
+def preflight(recipe: Recipe, ws: Workspace) -> None:
+    """The checks that need no model load, so that bad input is refused before a job exists:
+    the recipe's values, the dataset files, a local model folder and its module names."""
+    from pipeline import data
+    from pipeline.hub import _looks_local, resolve_model
     recipe.validate()
+    for label, path in (("train_file", recipe.train_file), ("eval_file", recipe.eval_file)):
+        if path:
+            data.load_examples(ws.resolve_input(path), recipe.data_format)
+    local = ws.resolve_input(recipe.base_model)
+    if local.exists() or _looks_local(recipe.base_model):
+        model_dir = resolve_model(recipe.base_model, project_root=ws.root)
+        data.check_target_modules(model_dir, recipe.lora.target_modules)
+
+
+def create_job(recipe: Recipe, ws: Workspace | None = None) -> Path:
+    """Checks the recipe and its inputs (raises RecipeError/DataError with a message that names the
+    problem) and makes the job folder."""
+    ws = ws or Workspace.default()
+    preflight(recipe, ws)
     ws.runs.mkdir(parents=True, exist_ok=True)
     job_id = new_job_id(recipe)
     job_dir = ws.runs / job_id

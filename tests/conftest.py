@@ -1,0 +1,39 @@
+"""Shared fixtures. Every test that builds writes into a temporary workspace, never into the repo."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_HF = ROOT / "models" / "default-hf"
+
+
+@pytest.fixture(scope="session")
+def default_hf() -> Path:
+    assert (DEFAULT_HF / "config.json").exists(), "the embedded default model is missing: python -m pipeline.tiny"
+    return DEFAULT_HF
+
+
+def make_workspace(root: Path) -> Path:
+    """A workspace with the repository's data and default model linked in (read-only use)."""
+    from pipeline.workspace import Workspace
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "models").mkdir(exist_ok=True)
+    (root / "adapters").mkdir(exist_ok=True)
+    if not (root / "models" / "default-hf").exists():
+        os.symlink(DEFAULT_HF, root / "models" / "default-hf")
+    if not (root / "data").exists():
+        os.symlink(ROOT / "data", root / "data")
+    return root
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    from pipeline.workspace import Workspace
+    root = make_workspace(tmp_path / "ws")
+    monkeypatch.setenv("STUDIO_HOME", str(root))
+    return Workspace(root)

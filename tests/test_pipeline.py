@@ -1,0 +1,296 @@
+"""The build pipeline end to end on the embedded default model, as jobs (subprocesses), on CPU:
+events, artifacts, metadata, correctness of the ONNX model and adapters against PyTorch/PEFT,
+the cache for a second adapter, cancel / kill / resume, and bad input through the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, make_workspace
+from pipeline import jobs
+from pipeline.events import read_events
+from pipeline.recipe import Recipe
+from pipeline.workspace import Workspace
+
+pytestmark = pytest.mark.timeout(1200)
+
+PROMPTS = ["What is the capital of France?", "How do I boil an egg?", "Tell me about the sea."]
+
+
+def _recipe(name: str, data: str, precision: str = "fp32", steps: int = 30, **lora) -> Recipe:
+    r = Recipe(base_model="models/default-hf", train_file=f"data/{data}/train.jsonl",
+               eval_file=f"data/{data}/test.jsonl", adapter_name=name, base_name=f"default-{precision}")
+    r.onnx.precision = precision
+    r.onnx.execution_provider = "cpu"
+    r.lora.max_steps = steps
+    r.lora.batch_size = 8
+    r.lora.max_seq_len = 128
+    r.lora.eval_steps = 10
+    r.lora.learning_rate = 2e-3
+    for k, v in lora.items():
+        setattr(r.lora, k, v)
+    return r
+
+
+def _build(recipe: Recipe, ws: Workspace, timeout: float = 900) -> Path:
+    job = jobs.create_job(recipe, ws)
+    jobs.launch(job, ws)
+    st = jobs.wait(job, timeout_s=timeout)
+    assert st.status == "ok", f"{st.status}: {st.error}\n" + "\n".join(st.lines[-30:]) + \
+        (job / "process.log").read_text()[-3000:]
+    return job
+
+
+def _events(job: Path) -> list[dict]:
+    return read_events(job / "events.jsonl")[0]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    root = make_workspace(tmp_path_factory.mktemp("pipeline") / "ws")
+    return Workspace(root)
+
+
+@pytest.fixture(scope="module")
+def built(ws):
+    """Two adapters on one fp32 base: travel (r 16) then pirate (r 8, same target modules)."""
+    travel = _build(_recipe("travel", "travel", r=16, alpha=32), ws)
+    pirate = _build(_recipe("pirate", "pirate", r=8, alpha=16), ws)
+    return {"travel": travel, "pirate": pirate}
+
+
+def _greedy_torch(model, tok, prompt: str, n: int) -> list[int]:
+    import torch
+    text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                   add_generation_prompt=True)
+    ids = tok(text, return_tensors="pt", add_special_tokens=False).input_ids
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=n, do_sample=False, min_new_tokens=n,
+                             pad_token_id=tok.pad_token_id or 0)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def _greedy_og(model, tok_hf, prompt: str, n: int, adapters=None, name=None) -> list[int]:
+    import onnxruntime_genai as og
+    text = tok_hf.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                      add_generation_prompt=True)
+    ids = tok_hf(text, add_special_tokens=False).input_ids
+    params = og.GeneratorParams(model)
+    params.set_search_options(do_sample=False, max_length=len(ids) + n, min_length=len(ids) + n)
+    gen = og.Generator(model, params)
+    if name:
+        gen.set_active_adapter(adapters, name)
+    gen.append_tokens(ids)
+    out = []
+    while not gen.is_done() and len(out) < n:
+        gen.generate_next_token()
+        out.append(int(gen.get_next_tokens()[0]))
+    return out
+
+
+def test_events_show_every_stage_and_artifacts_exist(built, ws):
+    ev = _events(built["travel"])
+    kinds = [(e["type"], e.get("stage")) for e in ev]
+    for stage in ("prepare", "awq", "finetune", "onnx", "adapter"):
+        assert ("stage_start", stage) in kinds
+        assert ("stage_end", stage) in kinds
+    assert ev[-1]["type"] == "job_end" and ev[-1]["status"] == "ok"
+    steps = [e for e in ev if e["type"] == "step"]
+    evals = [e for e in ev if e["type"] == "eval"]
+    assert len(steps) >= 10 and evals, "loss per step and held-out loss are logged"
+    assert steps[-1]["loss"] < steps[0]["loss"], "training lowers the loss"
+    # AWQ without CUDA is skipped with a note in the log, and the rest runs
+    assert any("CUDA" in e.get("message", "") for e in ev if e["type"] == "log")
+
+    base = ws.models / "default-fp32"
+    meta_base = json.loads((base / "base.json").read_text())
+    assert (base / "genai_config.json").exists() and meta_base["lora_inputs"]
+    ad = ws.adapters / "travel"
+    meta = json.loads((ad / "metadata.json").read_text())
+    assert (ad / "adapter.onnx_adapter").stat().st_size > 1000
+    assert (ad / "peft" / "adapter_config.json").exists()
+    assert (ad / "peft" / "adapter_model.safetensors").exists()
+    assert meta["base_fingerprint"] == meta_base["fingerprint"]
+    assert meta["dataset"]["sha256"] and meta["dataset"]["examples"] >= 300
+    assert meta["steps"] == 30 and meta["train_loss"] > 0 and meta["eval_loss"] > 0
+    assert set(meta["timings"]) >= {"prepare", "awq", "finetune", "onnx"}
+    assert meta["recipe"]["lora"]["r"] == 16
+    assert not list(ws.adapters.glob("*.tmp-*")) and not list(ws.models.glob("*.tmp-*"))
+
+
+def test_second_adapter_reuses_cached_stages(built):
+    ev = _events(built["pirate"])
+    skipped = {e["stage"]: e for e in ev if e["type"] == "stage_skip"}
+    ended = {e["stage"] for e in ev if e["type"] == "stage_end"}
+    assert skipped["awq"].get("cached") and skipped["onnx"].get("cached")
+    assert {"finetune", "adapter"} <= ended and "awq" not in ended and "onnx" not in ended
+
+
+def test_fp32_onnx_matches_pytorch_and_peft(built, ws, default_hf):
+    import onnxruntime_genai as og
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(default_hf)
+    model = og.Model(str(ws.models / "default-fp32"))
+    adapters = og.Adapters(model)
+    for name in ("travel", "pirate"):
+        adapters.load(str(ws.adapters / name / "adapter.onnx_adapter"), name)
+    torch_base = AutoModelForCausalLM.from_pretrained(default_hf, dtype=torch.float32).eval()
+    for p in PROMPTS:
+        assert _greedy_og(model, tok, p, 16) == _greedy_torch(torch_base, tok, p, 16)
+    outputs = {}
+    for name in ("travel", "pirate"):
+        base = AutoModelForCausalLM.from_pretrained(default_hf, dtype=torch.float32)
+        peft = PeftModel.from_pretrained(base, str(ws.adapters / name / "peft")).eval()
+        for p in PROMPTS:
+            got = _greedy_og(model, tok, p, 16, adapters, name)
+            assert got == _greedy_torch(peft, tok, p, 16), f"{name}: {p}"
+            outputs[(name, p)] = got
+    # the two adapters, chosen per generator from one loaded model, answer differently
+    assert any(outputs[("travel", p)] != outputs[("pirate", p)] for p in PROMPTS)
+
+
+def test_int4_build_with_adapters(ws, built, default_hf):
+    import onnxruntime_genai as og
+    from transformers import AutoTokenizer
+    job = _build(_recipe("travel-int4", "travel", precision="int4", steps=30, r=16, alpha=32), ws)
+    ev = _events(job)
+    assert any(e["type"] == "stage_skip" and e["stage"] == "awq" for e in ev)  # cached from the fp32 runs
+    tok = AutoTokenizer.from_pretrained(default_hf)
+    m4 = og.Model(str(ws.models / "default-int4"))
+    m32 = og.Model(str(ws.models / "default-fp32"))
+    a4 = og.Adapters(m4)
+    a4.load(str(ws.adapters / "travel-int4" / "adapter.onnx_adapter"), "t")
+    match = total = 0
+    changed = False
+    for p in PROMPTS:
+        base4, base32 = _greedy_og(m4, tok, p, 16), _greedy_og(m32, tok, p, 16)
+        agree = next((i for i, (a, b) in enumerate(zip(base4, base32)) if a != b), 16)
+        match += agree
+        total += 16
+        changed |= _greedy_og(m4, tok, p, 16, a4, "t") != base4
+    print(f"int4 vs fp32 greedy: {match}/{total} leading tokens identical")
+    assert changed, "the adapter changes the int4 model's output"
+    assert (ws.models / "default-int4" / "base.json").exists()
+
+
+def _start_long_job(ws: Workspace, name: str) -> Path:
+    job = jobs.create_job(_recipe(name, "pirate", steps=5000), ws)
+    jobs.launch(job, ws)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if any(e["type"] == "step" for e in _events(job)):
+            return job
+        assert jobs.is_running(job), jobs.state(job).error
+        time.sleep(0.5)
+    raise AssertionError("training never started")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_cancel_stops_process_tree_fast_and_resume_continues(ws):
+    job = _start_long_job(ws, "cancel-me")
+    pid = int((job / "pid").read_text())
+    seconds = jobs.cancel(job)
+    assert seconds < 5.0, f"cancel took {seconds:.1f} s"
+    assert not _group_alive(pid)
+    st = jobs.state(job)
+    assert st.status == "cancelled"
+    assert not (ws.adapters / "cancel-me").exists(), "nothing is published by a cancelled job"
+    # resume, with fewer steps so that it ends: finished stages are not run again
+    from pipeline.recipe import Recipe
+    r = Recipe.load(job / "recipe.yaml")
+    r.lora.max_steps = 5
+    r.save(job / "recipe.yaml")
+    jobs.launch(job, ws)
+    st = jobs.wait(job, timeout_s=600)
+    assert st.status == "ok", st.error
+    ev = _events(job)
+    last_start = max(i for i, e in enumerate(ev) if e["type"] == "job_start")
+    resumed = {e["stage"] for e in ev[last_start:] if e["type"] == "stage_skip" and e.get("resumed")}
+    assert {"prepare", "awq"} <= resumed
+    assert (ws.adapters / "cancel-me" / "metadata.json").exists()
+
+
+def test_killed_job_is_reported_and_resumes(ws):
+    job = _start_long_job(ws, "kill-me")
+    pid = int((job / "pid").read_text())
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.time() + 10
+    while jobs.is_running(job) and time.time() < deadline:
+        time.sleep(0.1)
+    st = jobs.state(job)
+    assert st.status == "interrupted" and "resume" in st.error
+    assert not (ws.adapters / "kill-me").exists()
+    r = Recipe.load(job / "recipe.yaml")
+    r.lora.max_steps = 5
+    r.save(job / "recipe.yaml")
+    jobs.launch(job, ws)
+    assert jobs.wait(job, timeout_s=600).status == "ok"
+    assert (ws.adapters / "kill-me" / "adapter.onnx_adapter").exists()
+
+
+# ---- bad input through the CLI: a message that names the problem, exit code 2, nothing created ----
+def _cli(args, cwd, env_root) -> subprocess.CompletedProcess:
+    env = dict(os.environ, STUDIO_HOME=str(env_root), PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+BAD = {
+    "extra key": ("recipe", {"adapter_name": "x", "colour": "blue"}, "unknown key(s) colour"),
+    "missing nested mapping": ("recipe", {"lora": 5}, "lora must be a mapping"),
+    "unknown nested key": ("recipe", {"lora": {"rank": 8}}, "lora.rank"),
+    "impossible value": ("recipe", {"lora": {"r": 0}}, "lora.r = 0 is below the minimum 1"),
+    "empty jsonl": ("data", "", "empty"),
+    "malformed jsonl": ("data", '{"prompt": "a", "response": "b"}\n{"prompt": "oops"\n', "line 2"),
+    "missing field": ("data", '{"prompt": "a"}\n', "response"),
+    "unknown placeholder": ("recipe", {"template": "Q: {question}\nA: {response}"}, "{question}"),
+    "target modules the model lacks": ("recipe", {"lora": {"target_modules": ["q_proj", "foo"]}}, "foo"),
+    "model folder missing": ("recipe", {"base_model": "./models/nope"}, "does not exist"),
+    "unsafe adapter name": ("recipe", {"adapter_name": "../evil"}, "not a safe folder name"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_gets_a_clear_message(case, tmp_path):
+    import yaml
+    root = make_workspace(tmp_path / "ws")
+    kind, payload, expect = BAD[case]
+    recipe = {"train_file": "data/pirate/train.jsonl"}
+    if kind == "data":
+        f = tmp_path / "bad.jsonl"
+        f.write_text(payload)
+        recipe["train_file"] = str(f)
+    else:
+        recipe.update(payload)
+    rf = tmp_path / "recipe.yaml"
+    rf.write_text(yaml.safe_dump(recipe))
+    res = _cli(["build", str(rf)], ROOT, root)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert expect in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
+    assert not (root / "runs").exists() or not any((root / "runs").iterdir())
+    assert not any((root / "adapters").iterdir())
+
+
+def test_cli_help_and_preview_command(tmp_path):
+    res = _cli(["build", "--help"], ROOT, tmp_path)
+    assert res.returncode == 0 and "--lora.r" in res.stdout and "LoRA rank" in res.stdout
+    res = _cli(["build", "--lora.r", "8", "--adapter_name", "pirate", "--print-command"], ROOT, tmp_path)
+    assert res.returncode == 0
+    assert res.stdout.strip() == "python -m pipeline build --adapter_name pirate --lora.r 8"
