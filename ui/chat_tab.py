@@ -1,0 +1,205 @@
+"""Chat tab: base and adapter pickers, streaming chat with sampling controls, and a Compare mode that
+streams two variants of the same base side by side (engine.compare)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from ui.engine import AppEngine, UIError, make_sampling
+
+
+@dataclass
+class ChatTab:
+    base: gr.Dropdown
+    variant: gr.Dropdown
+    variant_b: gr.Dropdown
+    refused: gr.Markdown
+    compare: gr.Checkbox
+    bot_a: gr.Chatbot
+    bot_b: gr.Chatbot
+    message: gr.Textbox
+    send: gr.Button
+    clear: gr.Button
+    refresh: gr.Button
+    stats: gr.Markdown
+    sampling: list
+
+
+def text_of(content) -> str:
+    """Text of a Chatbot message content (Gradio 6 gives a list of parts, older ones a string)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or "")
+    if isinstance(content, (list, tuple)):
+        return "".join(text_of(c) for c in content)
+    return "" if content is None else str(content)
+
+
+def to_messages(history) -> list[dict]:
+    out = []
+    for m in history or []:
+        role = m.get("role") if isinstance(m, dict) else getattr(m, "role", None)
+        content = m.get("content") if isinstance(m, dict) else getattr(m, "content", None)
+        if role in ("user", "assistant", "system"):
+            text = text_of(content)
+            if text:
+                out.append({"role": role, "content": text})
+    return out
+
+
+def format_stats(s) -> str:
+    if s is None:
+        return ""
+    g = lambda k, d=None: getattr(s, k, d) if not isinstance(s, dict) else s.get(k, d)  # noqa: E731
+    parts = [f"**{g('variant', '?')}**", f"provider {g('provider', '?')}"]
+    if g("ttft_s") is not None:
+        parts.append(f"TTFT {g('ttft_s'):.3f} s")
+    if g("tokens") is not None:
+        parts.append(f"{g('tokens')} tokens")
+    if g("tokens_per_s") is not None:
+        parts.append(f"{g('tokens_per_s'):.1f} tokens/s")
+    if g("seconds") is not None:
+        parts.append(f"{g('seconds'):.2f} s")
+    return " · ".join(parts)
+
+
+def _variant_error(app: AppEngine, base: str, variant: str) -> str:
+    ok, refused = app.variants(base)
+    if variant in ok:
+        return ""
+    reasons = dict(refused)
+    if variant in reasons:
+        return f"adapter {variant!r} cannot be used with base {base!r}: {reasons[variant]}"
+    return f"unknown adapter {variant!r} for base {base!r}; available: {', '.join(ok)}"
+
+
+def create_chat_tab(app: AppEngine) -> ChatTab:
+    base0 = app.default_base()
+    with gr.Row():
+        base = gr.Dropdown(choices=app.base_names(), value=base0, label="Base model (ONNX)",
+                           elem_id="chat-base", scale=2, interactive=True,
+                           allow_custom_value=True)
+        variant = gr.Dropdown(choices=["base"], value="base", label="Adapter", elem_id="chat-variant",
+                              scale=2, interactive=True, allow_custom_value=True)
+        compare = gr.Checkbox(False, label="Compare", elem_id="chat-compare", scale=1)
+        variant_b = gr.Dropdown(choices=["base"], value="base", label="Adapter (right pane)",
+                                elem_id="chat-variant-b", scale=2, visible=False, interactive=True,
+                                allow_custom_value=True)
+        refresh = gr.Button("↻ Refresh", elem_id="chat-refresh", scale=0, min_width=100)
+    refused = gr.Markdown("", elem_id="chat-refused")
+    with gr.Row():
+        bot_a = gr.Chatbot(label="Chat", elem_id="chat-bot-a", height=420)
+        bot_b = gr.Chatbot(label="Compare", elem_id="chat-bot-b", height=420, visible=False)
+    with gr.Row():
+        message = gr.Textbox(placeholder="Ask something ...", show_label=False, elem_id="chat-input",
+                             scale=6, lines=1, max_lines=6)
+        send = gr.Button("Send", variant="primary", elem_id="chat-send", scale=1)
+        clear = gr.Button("Clear", elem_id="chat-clear", scale=1)
+    stats = gr.Markdown("", elem_id="chat-stats")
+    with gr.Accordion("Sampling", open=False, elem_id="chat-sampling"):
+        with gr.Row():
+            temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)",
+                                    elem_id="chat-temperature")
+            top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p", elem_id="chat-top-p")
+            top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k (0 = off)", elem_id="chat-top-k")
+        with gr.Row():
+            max_new = gr.Slider(1, 1024, value=128, step=1, label="Max new tokens", elem_id="chat-max-new")
+            rep = gr.Slider(1.0, 2.0, value=1.0, step=0.01, label="Repetition penalty",
+                            elem_id="chat-rep-penalty")
+            seed = gr.Number(0, precision=0, label="Seed", elem_id="chat-seed")
+    sampling = [temperature, top_p, top_k, max_new, rep, seed]
+
+    # ---------------------------------------------------------------- handlers
+    def pickers(base_name, va, vb):
+        """Refreshes the pickers: bases on disk, variants of the chosen base, refused adapters."""
+        bases = app.base_names()
+        if base_name not in bases:
+            base_name = app.default_base()
+        if base_name is None:
+            msg = f"No ONNX base model in `{app.models_dir}` yet: build one in the **Build** tab."
+            return (gr.update(choices=[], value=None), gr.update(choices=["base"], value="base"),
+                    gr.update(choices=["base"], value="base"), msg)
+        try:
+            ok, refused_list = app.variants(base_name)
+        except Exception as e:  # a base that does not load: say so, keep the page alive
+            return (gr.update(choices=bases, value=base_name), gr.update(choices=["base"], value="base"),
+                    gr.update(choices=["base"], value="base"), f"⚠ base {base_name!r} does not load: {e}")
+        va = va if va in ok else "base"
+        vb = vb if vb in ok else next((v for v in ok if v != va), "base")
+        text = ""
+        if refused_list:
+            text = "**Refused adapters** (not usable with this base):\n" + "\n".join(
+                f"- `{n}`: {r}" for n, r in refused_list)
+        return (gr.update(choices=bases, value=base_name), gr.update(choices=ok, value=va),
+                gr.update(choices=ok, value=vb), text)
+
+    def respond(msg, hist_a, hist_b, base_name, va, vb, cmp, temp, tp, tk, mx, rp, sd):
+        """Streams the answer of one variant, or of two (compare) into both panes."""
+        hist_a, hist_b = list(hist_a or []), list(hist_b or [])
+        msg = (msg or "").strip()
+        if not msg:
+            gr.Warning("Type a message first.")
+            yield hist_a, hist_b, "", "⚠ error: empty message"
+            return
+        try:
+            eng = app.chat(base_name)
+            err = _variant_error(app, base_name, va) or (cmp and _variant_error(app, base_name, vb))
+            if err:
+                raise UIError(err)
+            params = make_sampling(temperature=float(temp), top_p=float(tp), top_k=int(tk),
+                                   max_new_tokens=int(mx), repetition_penalty=float(rp),
+                                   seed=int(sd or 0))
+        except Exception as e:
+            gr.Warning(str(e))
+            yield hist_a, hist_b, msg, f"⚠ error: {e}"
+            return
+        ctx_a = to_messages(hist_a) + [{"role": "user", "content": msg}]
+        new_a = hist_a + [{"role": "user", "content": msg}, {"role": "assistant", "content": ""}]
+        try:
+            if not cmp:
+                yield new_a, hist_b, "", f"… {va}"
+                stats = None
+                for text, stats in eng.stream(ctx_a, va, params):
+                    new_a[-1] = {"role": "assistant", "content": text}
+                    yield new_a, hist_b, "", format_stats(stats)
+                yield new_a, hist_b, "", format_stats(stats)
+            else:
+                ctx_b = to_messages(hist_b) + [{"role": "user", "content": msg}]
+                new_b = hist_b + [{"role": "user", "content": msg}, {"role": "assistant", "content": ""}]
+                if ctx_a != ctx_b:  # panes diverged (e.g. compare turned on mid-chat): compare this turn
+                    ctx_a = ctx_b = [{"role": "user", "content": msg}]
+                yield new_a, new_b, "", f"… {va} | {vb}"
+                line = ""
+                for ta, tb, sa, sb in eng.compare(ctx_a, va, vb, params):
+                    new_a[-1] = {"role": "assistant", "content": ta}
+                    new_b[-1] = {"role": "assistant", "content": tb}
+                    line = format_stats(sa) + "  \n" + format_stats(sb)
+                    yield new_a, new_b, "", line
+                yield new_a, new_b, "", line
+        except Exception as e:
+            gr.Warning(f"generation failed: {e}")
+            yield hist_a, hist_b, msg, f"⚠ error: {e}"
+
+    def on_compare(cmp):
+        return gr.update(visible=cmp), gr.update(visible=cmp)
+
+    picker_out = [base, variant, variant_b, refused]
+    refresh.click(pickers, [base, variant, variant_b], picker_out, api_name="refresh_pickers",
+                  concurrency_id="ui", show_progress="hidden")
+    base.change(pickers, [base, variant, variant_b], picker_out, api_visibility="private",
+                concurrency_id="ui", show_progress="hidden")
+    compare.change(on_compare, compare, [variant_b, bot_b], api_visibility="private", queue=False)
+    chat_inputs = [message, bot_a, bot_b, base, variant, variant_b, compare] + sampling
+    chat_outputs = [bot_a, bot_b, message, stats]
+    send.click(respond, chat_inputs, chat_outputs, api_name="chat", concurrency_id="chat",
+               concurrency_limit=8)
+    message.submit(respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="chat",
+                   concurrency_limit=8)
+    clear.click(lambda: ([], [], "", ""), None, [bot_a, bot_b, message, stats], api_name="clear_chat",
+                queue=False)
+    tab = ChatTab(base, variant, variant_b, refused, compare, bot_a, bot_b, message, send, clear, refresh,
+                  stats, sampling)
+    tab.pickers_fn = pickers
+    return tab
