@@ -62,7 +62,8 @@ def make_tiny_model(out_dir, arch: str = "phi3", hidden: int = 128, layers: int 
                   tie_word_embeddings=False)
     torch.manual_seed(seed)
     if arch == "phi3":
-        model = Phi3ForCausalLM(Phi3Config(**common))
+        # original == max positions: plain RoPE (the genai builder takes the LongRoPE path otherwise)
+        model = Phi3ForCausalLM(Phi3Config(**common, original_max_position_embeddings=512))
     elif arch == "llama":
         model = LlamaForCausalLM(LlamaConfig(**common))
     else:
