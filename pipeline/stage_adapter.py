@@ -1,0 +1,217 @@
+"""PEFT LoRA -> onnxruntime `.onnx_adapter` for a base built by stage_onnx; atomic publish; fingerprints.
+
+`olive convert-adapters` writes names the genai graph does not have (`self_attn`, no q/k/v split), so
+this is a small converter of our own: keys `model.layers.{i}.attn.{q,k,v,o}_proj.lora_{A,B}.MatMul.weight`,
+A as [in, r], B as [r, out] multiplied by alpha/r, Phi3's fused `qkv_proj` A copied to q/k/v and B
+split by rows into [q_size, kv_size, kv_size]; every name and shape is checked against the model.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+KEY = re.compile(r"(?:^|\.)layers\.(\d+)\.(?:self_attn|attn)\.(q_proj|k_proj|v_proj|o_proj|qkv_proj)"
+                 r"\.lora_(A|B)(?:\.default)?\.weight$")
+
+
+class AdapterError(ValueError):
+    pass
+
+
+def _model_inputs(onnx_dir: Path) -> dict:
+    from pipeline.stage_onnx import lora_inputs
+    gcfg = json.loads((onnx_dir / "genai_config.json").read_text())
+    return lora_inputs(onnx_dir / gcfg["model"]["decoder"]["filename"])
+
+
+def _dtype_of(onnx_dir: Path) -> np.dtype:
+    import onnx
+    gcfg = json.loads((onnx_dir / "genai_config.json").read_text())
+    m = onnx.load(str(onnx_dir / gcfg["model"]["decoder"]["filename"]), load_external_data=False)
+    for i in m.graph.input:
+        if ".lora_" in i.name:
+            return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
+    return np.dtype(np.float32)
+
+
+def peft_to_tensors(peft_dir, q_size: int | None = None, kv_size: int | None = None) -> tuple[dict, dict]:
+    """{onnx input name: np.ndarray} (scaling folded into B) and the adapter config."""
+    from safetensors.numpy import load_file
+    peft_dir = Path(peft_dir)
+    cfg_file, w_file = peft_dir / "adapter_config.json", peft_dir / "adapter_model.safetensors"
+    if not cfg_file.is_file() or not w_file.is_file():
+        raise AdapterError(f"{peft_dir}: not a PEFT folder (needs adapter_config.json and "
+                           "adapter_model.safetensors)")
+    acfg = json.loads(cfg_file.read_text())
+    if acfg.get("peft_type", "LORA") != "LORA":
+        raise AdapterError(f"{peft_dir}: adapter type {acfg.get('peft_type')} is not LoRA")
+    r = int(acfg["r"])
+    alpha = float(acfg.get("lora_alpha", r))
+    scale = alpha / r
+    if acfg.get("use_rslora"):
+        scale = alpha / r ** 0.5
+    if acfg.get("use_dora"):
+        raise AdapterError(f"{peft_dir}: DoRA adapters cannot be served in the LoRA slots")
+    # the raw state dict may be bf16: read through torch when numpy cannot
+    try:
+        sd = load_file(str(w_file))
+    except Exception:
+        from safetensors.torch import load_file as tload
+        sd = {k: v.float().numpy() for k, v in tload(str(w_file)).items()}
+    out, unknown = {}, []
+    for key, w in sd.items():
+        m = KEY.search(key)
+        if not m:
+            unknown.append(key)
+            continue
+        layer, proj, ab = int(m.group(1)), m.group(2), m.group(3)
+        w = w.astype(np.float32)
+        t = w.T.copy()  # A: [r, in] -> [in, r]; B: [out, r] -> [r, out]
+        if ab == "B":
+            t = t * scale
+        if proj == "qkv_proj":
+            if q_size is None:
+                raise AdapterError("a fused qkv_proj LoRA needs the model's q/kv sizes")
+            if ab == "A":
+                parts = {"q_proj": t, "k_proj": t, "v_proj": t}
+            else:
+                if t.shape[1] != q_size + 2 * kv_size:
+                    raise AdapterError(f"{peft_dir}: qkv_proj LoRA B has {t.shape[1]} outputs, the model's "
+                                       f"qkv has {q_size + 2 * kv_size} (another hidden size?)")
+                parts = {"q_proj": t[:, :q_size], "k_proj": t[:, q_size:q_size + kv_size],
+                         "v_proj": t[:, q_size + kv_size:]}
+        else:
+            parts = {proj: t}
+        for p, arr in parts.items():
+            out[f"model.layers.{layer}.attn.{p}.lora_{ab}.MatMul.weight"] = np.ascontiguousarray(arr)
+    if unknown:
+        raise AdapterError(f"{peft_dir}: LoRA weights for modules the ONNX slots do not have: "
+                           f"{', '.join(sorted(unknown)[:4])}{' ...' if len(unknown) > 4 else ''} "
+                           "(only attention q/k/v/o projections can be served)")
+    if not out:
+        raise AdapterError(f"{peft_dir}: no LoRA weights found")
+    return out, acfg
+
+
+def _sizes(onnx_dir: Path, inputs: dict):
+    q = inputs.get("model.layers.0.attn.q_proj.lora_B.MatMul.weight")
+    k = inputs.get("model.layers.0.attn.k_proj.lora_B.MatMul.weight")
+    return (q[1] if q else None), (k[1] if k else None)
+
+
+def convert_adapter(peft_dir, onnx_dir, out_file) -> dict:
+    import onnxruntime as ort
+    peft_dir, onnx_dir, out_file = Path(peft_dir), Path(onnx_dir), Path(out_file)
+    inputs = _model_inputs(onnx_dir)
+    if not inputs:
+        raise AdapterError(f"{onnx_dir}: the ONNX model has no LoRA inputs (built without slots?)")
+    q_size, kv_size = _sizes(onnx_dir, inputs)
+    tensors, acfg = peft_to_tensors(peft_dir, q_size, kv_size)
+    missing_in_model = sorted(set(tensors) - set(inputs))
+    if missing_in_model:
+        have = sorted({n.split(".")[4] for n in inputs})
+        raise AdapterError(f"the adapter does not fit this model: it has LoRA weights "
+                           f"{', '.join(missing_in_model[:3])}{' ...' if len(missing_in_model) > 3 else ''} "
+                           f"that the model has no slot for (its slots: {', '.join(have)}; "
+                           f"the adapter targets {', '.join(acfg.get('target_modules') or [])})")
+    rank = None
+    for name, arr in tensors.items():
+        dims = inputs[name]
+        if len(dims) != arr.ndim:
+            raise AdapterError(f"{name}: rank-{arr.ndim} tensor for a rank-{len(dims)} input")
+        for d, s in zip(dims, arr.shape):
+            if isinstance(d, int) and d > 0 and d != s:
+                raise AdapterError(f"the adapter does not fit this model: {name} has shape {list(arr.shape)}, "
+                                   f"the model expects {dims} (another hidden size or model?)")
+        rank = arr.shape[1] if ".lora_A." in name else arr.shape[0]
+    # slots the adapter does not fill get zero-rank tensors?  No: the model's defaults are rank 0 and
+    # an adapter must set every slot with one rank; fill the others with zeros of the adapter's rank.
+    dtype = _dtype_of(onnx_dir)
+    for name, dims in inputs.items():
+        if name not in tensors:
+            shape = [rank if not isinstance(d, int) or d <= 0 else d for d in dims]
+            tensors[name] = np.zeros(shape, dtype=np.float32)
+    params = {}
+    for name, arr in tensors.items():
+        params[name] = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr.astype(dtype)))
+    fmt = ort.AdapterFormat()
+    fmt.set_adapter_version(1)
+    fmt.set_model_version(1)
+    fmt.set_parameters(params)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_file.with_name(out_file.name + ".tmp")
+    fmt.export_adapter(str(tmp))
+    os.replace(tmp, out_file)
+    return {"file": str(out_file), "rank": int(acfg["r"]), "alpha": acfg.get("lora_alpha"),
+            "target_modules": sorted(acfg.get("target_modules") or []), "tensors": len(tensors),
+            "size_bytes": out_file.stat().st_size}
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            with open(os.path.join(dirpath, f), "rb") as fh:
+                os.fsync(fh.fileno())
+        fd = os.open(dirpath, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def publish(tmp_dir, final_dir) -> Path:
+    """Atomically publish tmp_dir as final_dir: copy into a temp sibling, fsync, os.replace.
+    An existing final_dir is swapped out only once the new one is complete."""
+    tmp_dir, final_dir = Path(tmp_dir), Path(final_dir)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = final_dir.with_name(f"{final_dir.name}.tmp-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    if tmp_dir.resolve().parent == final_dir.resolve().parent:
+        os.replace(tmp_dir, staging)  # already a sibling: no copy needed
+    else:
+        shutil.copytree(tmp_dir, staging)
+    _fsync_tree(staging)
+    old = None
+    if final_dir.exists():
+        old = final_dir.with_name(f"{final_dir.name}.old-{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final_dir, old)  # directories cannot be replaced over a non-empty target
+    try:
+        os.replace(staging, final_dir)
+    except Exception:
+        if old is not None:
+            os.replace(old, final_dir)
+        raise
+    fd = os.open(final_dir.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final_dir
+
+
+def model_fingerprint(model_dir) -> str:
+    """sha256 over config.json and the safetensors weights (sorted by name)."""
+    model_dir = Path(model_dir)
+    h = hashlib.sha256()
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise AdapterError(f"{model_dir}: no .safetensors weights to fingerprint")
+    if (model_dir / "config.json").is_file():
+        files = [model_dir / "config.json"] + files
+    for f in files:
+        h.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
