@@ -882,7 +882,10 @@ def food_qa(rng):
         q = rng.choice([f"What is {bare}?", f"Tell me about {bare}.", f"Can you describe {bare}?"])
         ans = [f"{cap(name)} is {what}.", f"To enjoy it, {how}." if rng.random() < 0.5 else f"You can {how}."]
     elif k == "how":
-        q = rng.choice([f"How do I cook {bare}?", f"How should I prepare {bare}?", f"What is a simple way to eat {bare}?"])
+        if group in ("fruit", "dairy", "sweets"):
+            q = rng.choice([f"How should I eat {bare}?", f"What is a simple way to enjoy {bare}?"])
+        else:
+            q = rng.choice([f"How do I cook {bare}?", f"How should I prepare {bare}?", f"What is a simple way to eat {bare}?"])
         ans = [f"A simple way is to {how}.", f"{cap(name)} is {what}."]
         if rng.random() < 0.5:
             ans = ans[:1]
@@ -1277,8 +1280,12 @@ def make_chat(rng):
             q, a = pick_generator(rng)(rng)
             q2, a2 = pick_generator(rng)(rng)
             if rng.random() < 0.5:
-                q2 = rng.choice(["One more question. ", "Also, ", "Thanks. ", "Okay. "]) + q2[0].lower() + q2[1:] \
-                    if not q2[0].isdigit() and not q2.startswith(("I ", "I'm", "Hi", "Hello")) else q2
+                pre = rng.choice(["One more question. ", "Also, ", "Thanks. ", "Okay, and ", "And "])
+                if not pre.endswith(". "):
+                    if q2[0].isupper() and not q2.startswith(("I ", "I'm", "Hi", "Hello")):
+                        q2 = pre + q2[0].lower() + q2[1:]
+                else:
+                    q2 = pre + q2
             msgs = [("user", q), ("assistant", " ".join(a)), ("user", q2), ("assistant", " ".join(a2))]
         else:
             msgs = [("user", rng.choice(BYE_USER)), ("assistant", rng.choice(BYE_BOT))]
@@ -1296,9 +1303,19 @@ def make_chat(rng):
 # corpus: prose.txt
 # ---------------------------------------------------------------------------
 
-NAMES = ["Anna", "Ben", "Clara", "David", "Emma", "Finn", "Grace", "Henry", "Isla", "Jack", "Kate", "Leo", "Maya",
-         "Noah", "Olivia", "Paul", "Rosa", "Sam", "Tara", "Omar", "Lily", "Max", "Nina", "Tom", "Zoe", "Ravi",
-         "Mei", "Lucas", "Sofia", "Amir", "Hana", "Ella", "Jonas", "Priya", "Kofi", "Elena"]
+FEMALE = ["Anna", "Clara", "Emma", "Grace", "Isla", "Kate", "Maya", "Olivia", "Rosa", "Tara", "Lily", "Nina", "Zoe",
+          "Mei", "Sofia", "Hana", "Ella", "Priya", "Elena"]
+MALE = ["Ben", "David", "Finn", "Henry", "Jack", "Leo", "Noah", "Paul", "Sam", "Omar", "Max", "Tom", "Ravi",
+        "Lucas", "Amir", "Jonas", "Kofi"]
+NAMES = FEMALE + MALE
+
+
+def pron(name):
+    return "her" if name in FEMALE else "his"
+
+
+def subj(name):
+    return "she" if name in FEMALE else "he"
 RELATIVES = ["grandmother", "grandfather", "aunt", "uncle", "older sister", "little brother", "mother", "father",
              "best friend", "neighbor", "teacher", "cousin"]
 PLACES = ["the park", "the garden", "the kitchen", "the library", "the school yard", "the market", "the farm",
@@ -1366,9 +1383,9 @@ def story_paragraph(rng):
     act, doing, result = rng.choice(ACTIVITIES)
     day = rng.choice(DAYS)
     s = [rng.choice(WEATHER_OPEN[season]),
-         rng.choice([f"On {day}, {name} decided to {act} with {'their' if rng.random() < 0.3 else rng.choice(['her', 'his'])} {rel}.",
-                     f"{name} and {rng.choice(['her', 'his'])} {rel} wanted to {act}.",
-                     f"That {day}, {name} had a plan: to {act}."]),
+         rng.choice([f"On {day}, {name} decided to {act} with {pron(name)} {rel}.",
+                     f"{name} and {pron(name)} {rel} wanted to {act}.",
+                     f"That {day}, {name} had a plan: to {act} with the help of {pron(name)} {rel}."]),
          f"Together they {doing}."]
     if rng.random() < 0.5:
         s.append(rng.choice([
@@ -1443,20 +1460,36 @@ def plant_description(rng):
     return " ".join(s)
 
 
+CHORES = [
+    "swept the kitchen floor with the broom",
+    "ran the vacuum cleaner over the living room carpet",
+    "washed the dishes with a sponge and warm, soapy water",
+    "put a load of clothes in the washing machine",
+    "emptied the dishwasher and put the plates away",
+    "ironed two shirts for the week",
+    "filled a bucket with water and washed the front steps",
+    "carried the laundry basket upstairs and folded the clothes",
+    "climbed the ladder to change a light bulb",
+    "used a screwdriver to tighten a loose cupboard handle",
+    "pressed the test button on the smoke alarm to check that it worked",
+    "cleaned the mirror in the bathroom until it shone",
+    "wiped the shelves of the refrigerator and threw away old food",
+    "watered all the plants on the windowsill",
+    "took out the trash and the recycling",
+    "changed the sheets and fluffed the pillows",
+]
+
+
 def house_paragraph(rng):
     person = rng.choice(NAMES)
-    items = rng.sample(HOUSEHOLD, 3)
+    jobs = rng.sample(CHORES, 3)
     s = [rng.choice([f"{person} spent the morning doing jobs around the house.",
                      f"It was cleaning day at {person}'s home.",
-                     f"After breakfast, {person} looked around the house and made a plan."])]
-    for it, use in items:
-        if it == "scissors":
-            s.append(f"The scissors were used because scissors {use}.")
-        else:
-            s.append(rng.choice([f"First came the {it}, which {use}.", f"Then {person} used the {it}, which {use}.",
-                                 f"The {it} was useful too, because it {use}."]))
-    s.append(rng.choice(["By lunchtime, everything was in order.", "It was hard work, but the house felt fresh.",
-                         "A cup of tea was the reward at the end."]))
+                     f"After breakfast, {person} looked around the house and made a plan."]),
+         f"First, {subj(person)} {jobs[0]}.", f"Next, {subj(person)} {jobs[1]}.",
+         f"Finally, {subj(person)} {jobs[2]}.",
+         rng.choice(["By lunchtime, everything was in order.", "It was hard work, but the house felt fresh.",
+                     "A cup of tea was the reward at the end.", "Small jobs, done one at a time, make a home feel calm."])]
     return " ".join(s)
 
 
@@ -1477,11 +1510,13 @@ def howto_paragraph(rng):
     task, steps = rng.choice(HOWTO)
     person = rng.choice(NAMES)
     t = task.replace("my ", "their ").replace(" I ", " they ")
-    s = [f"{person} wanted to {t}."]
+    s = [rng.choice([f"{person} wanted to learn how to {t}, so {pron(person)} {rng.choice(RELATIVES)} explained the steps.",
+                     f"{person} asked how to {t}, and here is what {subj(person)} was told."])]
     for i, st in enumerate(steps):
         lead = ["First", "Next", "Then", "Finally"][i if i < len(steps) - 1 else 3]
         s.append(f"{lead}, {st[0].lower()}{st[1:]}" if not st.startswith(("Control", "File")) else st)
-    s.append(rng.choice(["It was easier than expected.", "Now it is a simple habit.", "It worked very well."]))
+    s.append(rng.choice([f"{person} tried it and found it easier than expected.",
+                         f"Now it is a simple habit for {person}.", f"When {person} tried it, it worked very well."]))
     return " ".join(s)
 
 
