@@ -1260,23 +1260,45 @@ def pick_generator(rng, table=PLAIN_GENERATORS):
 # corpus: chat.jsonl
 # ---------------------------------------------------------------------------
 
+USER_PREFIXES = ["Quick question: ", "I was wondering, ", "Can you help? ", "Hey, ", "Please tell me, ", "Hi! "]
+
+
+def vary(q, a, gen, rng):
+    """Light surface variation for single-turn corpus items (keeps the meaning)."""
+    if gen in (greeting_qa, advice_qa):
+        return q, a
+    if rng.random() < 0.3:
+        pre = rng.choice(USER_PREFIXES)
+        if pre.endswith(", ") and q[0].isupper() and not q.startswith(("I ", "I'm")):
+            q = pre + q[0].lower() + q[1:]
+        elif not pre.endswith(", "):
+            q = pre + q
+    if rng.random() < 0.25 and not a[0].startswith(("Yes", "No", "Sure", "Of course", "Here is")):
+        openers = ["Good question!", "Great question!", "Happy to explain."]
+        if q.startswith(("Tell", "Can", "Give", "Explain", "Please", "Quick")):
+            openers += ["Sure.", "Of course."]
+        a = [rng.choice(openers)] + list(a)
+    return q, a
+
+
 def make_chat(rng):
     lines, seen = [], set()
     size = 0
     while size < CHAT_TARGET_BYTES:
         r = rng.random()
-        if r < 0.72:
-            q, a = pick_generator(rng)(rng)
+        if r < 0.80:
+            g = pick_generator(rng)
+            q, a = vary(*g(rng), g, rng)
             msgs = [("user", q), ("assistant", " ".join(a))]
-        elif r < 0.80:
+        elif r < 0.85:
             g, ga = greeting_qa(rng)
             q, a = pick_generator(rng)(rng)
             msgs = [("user", g), ("assistant", " ".join(ga)), ("user", q), ("assistant", " ".join(a))]
-        elif r < 0.90:
+        elif r < 0.92:
             q, a = pick_generator(rng)(rng)
             t = rng.choice(THANKS_USER)
             msgs = [("user", q), ("assistant", " ".join(a)), ("user", t), ("assistant", rng.choice(THANKS_BOT))]
-        elif r < 0.96:
+        elif r < 0.97:
             q, a = pick_generator(rng)(rng)
             q2, a2 = pick_generator(rng)(rng)
             if rng.random() < 0.5:
