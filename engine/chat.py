@@ -363,10 +363,16 @@ class ChatEngine:
     def compare(self, messages, variant_a: str, variant_b: str, params: SamplingParams | None = None
                 ) -> Iterator[tuple[str, str, Stats, Stats]]:
         """Both variants token by token, interleaved in this thread, same prompt and seed.
-        (A batch of 2 cannot carry two adapters: og applies one adapter to a whole batch.)"""
+
+        Why interleaved: a batch of 2 cannot carry two adapters (og applies one adapter to a
+        whole batch), and on CPU two threads are no faster (generate_next_token holds the GIL).
+        When both sides are the same variant the result is identical (same seed), so it runs once.
+        """
         params = params or SamplingParams()
         seed = params.seed if params.seed is not None else random.randrange(1, 2**31 - 1)
         ga = self._request(messages, variant_a, params, seed)
+        if variant_a == variant_b:
+            return ((t, t, s, replace(s)) for t, s in ga)
         gb = self._request(messages, variant_b, params, seed)
         return self._interleave(ga, gb, variant_a, variant_b)
 

@@ -172,7 +172,10 @@ def check_adapter(adapter_dir: str | os.PathLike, base: BaseInfo | dict | None) 
     try:
         tensors = read_adapter_tensors(info.path)
     except Exception as e:  # onnxruntime raises its own exception types
-        info.reason = f"{info.path.name} unreadable or truncated: {str(e).splitlines()[0][:200]}"
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if ") " in msg and "onnxruntime" in msg:  # drop the C++ source location
+            msg = msg.rsplit(") ", 1)[-1]
+        info.reason = f"{info.path.name} unreadable or truncated: {msg[:200]}"
         return info
     if not tensors:
         info.reason = f"{info.path.name} holds no tensors"

@@ -65,7 +65,7 @@ def _run(cmd: list[str], cwd: Path | None = None) -> None:
         raise RuntimeError(f"{cmd[:4]} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
 
 
-def _make_hf(hf: Path) -> None:
+def _make_hf(hf: Path, hidden: int = 128, layers: int = 2, ctx: int = 256) -> None:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import Phi3Config, Phi3ForCausalLM, PreTrainedTokenizerFast
@@ -85,9 +85,9 @@ def _make_hf(hf: Path) -> None:
 
     vocab = len(fast)
     eos = [fast.convert_tokens_to_ids("<|endoftext|>"), fast.convert_tokens_to_ids("<|end|>")]
-    cfg = Phi3Config(vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                     num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                     original_max_position_embeddings=256, bos_token_id=eos[0], eos_token_id=eos,
+    cfg = Phi3Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
+                     num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4,
+                     max_position_embeddings=ctx, original_max_position_embeddings=ctx, bos_token_id=eos[0], eos_token_id=eos,
                      pad_token_id=eos[0], initializer_range=0.2, tie_word_embeddings=False)
     torch.manual_seed(0)
     model = Phi3ForCausalLM(cfg).float().eval()
@@ -170,13 +170,13 @@ def convert_peft(peft_dir: Path, lora_inputs: dict[str, list], out_file: Path, n
     return sorted(params)
 
 
-def _build(root: Path) -> None:
+def _build(root: Path, hidden: int = 128, layers: int = 2, ctx: int = 256) -> None:
     work = root / "work"
     hf, onnx_dir, ext = work / "hf", work / "onnx", work / "ext"
     for p in (hf, onnx_dir, ext):
         p.mkdir(parents=True, exist_ok=True)
     t = {}
-    t0 = time.time(); _make_hf(hf); t["hf"] = time.time() - t0
+    t0 = time.time(); _make_hf(hf, hidden, layers, ctx); t["hf"] = time.time() - t0
     loras = {}
     for seed, (name, r) in enumerate(zip(ADAPTERS, (8, 4)), start=1):
         t0 = time.time()
@@ -184,7 +184,7 @@ def _build(root: Path) -> None:
         _make_lora(hf, loras[name], seed, r)
         t[f"lora_{name}"] = time.time() - t0
     excl = ",".join(f"/model/layers.{i}/attn/{p}_proj/lora_{ab}/MatMul"
-                    for i in range(2) for p in "qkvo" for ab in "AB")
+                    for i in range(layers) for p in "qkvo" for ab in "AB")
     t0 = time.time()
     _run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(onnx_dir),
           "-p", "int4", "-e", "cpu", "-c", str(work / "cache"), "--extra_options",
@@ -243,14 +243,17 @@ def _build(root: Path) -> None:
     (root / "timings.json").write_text(json.dumps(t, indent=2))
 
 
-def build_scratch(base: Path | None = None) -> dict:
+def build_scratch(base: Path | None = None, hidden: int = 128, layers: int = 2, ctx: int = 256) -> dict:
+    """Default size is the test model; larger sizes (e.g. hidden=512, layers=4, ctx=1024) are for
+    quick CPU benchmarks of the engine."""
     base = Path(base) if base else ARTIFACTS
-    root = base / f"engine-{_key()}"
+    size = "" if (hidden, layers, ctx) == (128, 2, 256) else f"-h{hidden}l{layers}c{ctx}"
+    root = base / f"engine-{_key()}{size}"
     if not (root / "DONE").exists():
-        tmp = base / f"engine-{_key()}.tmp-{os.getpid()}"
+        tmp = base / f"engine-{_key()}{size}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        _build(tmp)
+        _build(tmp, hidden, layers, ctx)
         (tmp / "DONE").write_text("ok")
         shutil.rmtree(root, ignore_errors=True)
         os.replace(tmp, root)
@@ -270,6 +273,12 @@ except ImportError:  # pragma: no cover
 
 
 if __name__ == "__main__":
-    s = build_scratch()
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--ctx", type=int, default=256)
+    a = ap.parse_args()
+    s = build_scratch(hidden=a.hidden, layers=a.layers, ctx=a.ctx)
     print(json.dumps({k: str(v) for k, v in s.items()}, indent=2))
     print((s["root"] / "timings.json").read_text())

@@ -179,8 +179,10 @@ def test_sampling_seed_reproducible(engine):
     others = {engine.generate(MSG, "beta", SamplingParams(temperature=1.0, seed=s,
                                                           max_new_tokens=24))[0] for s in range(5)}
     assert len(others) > 1
-    # a repetition penalty changes greedy output on a random model that repeats itself
-    assert engine.generate(MSG, "base", SamplingParams(max_new_tokens=60)) is not None
+    # the repetition penalty reaches og: it changes greedy output on a random model
+    plain = engine.generate(MSG, "base", SamplingParams(max_new_tokens=60))[0]
+    assert engine.generate(MSG, "base", SamplingParams(max_new_tokens=60,
+                                                       repetition_penalty=1.8))[0] != plain
 
 
 def test_errors(engine):
