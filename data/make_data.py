@@ -18,6 +18,7 @@ random.Random(SEED + k), so the content is varied but readable and true.
 
 import json
 import os
+import re
 import random
 
 SEED = 1234
@@ -1874,8 +1875,7 @@ PIRATE_WORDS = [
     (" my ", " me "), ("My ", "Me "), (" for ", " fer "), (" of ", " o' "), (" and ", " an' "), (" the ", " th' "),
     (" yes", " aye"), ("Yes", "Aye"), (" friend", " matey"), (" to ", " t' "), (" them ", " 'em "),
     (" before ", " afore "), (" over ", " o'er "), (" never ", " ne'er "), (" people", " landlubbers"),
-    (" hello", " ahoy"), ("Hello", "Ahoy"), (" Hi ", " Ahoy "), (" money", " doubloons"), (" small ", " wee "),
-    (" little ", " wee "), (" stop ", " belay "), (" Stop ", " Belay "),
+    (" hello", " ahoy"), ("Hello", "Ahoy"), (" Hi ", " Ahoy "), (" money", " doubloons"), (" small ", " wee "), (" stop ", " belay "), (" Stop ", " Belay "),
 ]
 PIRATE_OPEN = ["Arr, matey!", "Ahoy there!", "Arr!", "Shiver me timbers!", "Yo ho ho!", "Ahoy, me hearty!",
                "Avast, matey!", "Blow me down!", "Arr, listen well, me hearty!", "Ahoy, landlubber!"]
@@ -1889,6 +1889,8 @@ def piratize(text):
     t = " " + text + " "
     for a, b in PIRATE_WORDS:
         t = t.replace(a, b)
+    t = re.sub(r"\byou\b", "ye", t)
+    t = re.sub(r"\bYou\b", "Ye", t)
     # drop the "g" of -ing words: "sailing" -> "sailin'"
     words = t.split(" ")
     out = []
@@ -1953,13 +1955,17 @@ PIRATE_GREETINGS = [
 
 
 def pirate_answer(cat, ans, rng):
-    body = " ".join(piratize(s) for s in ans[:3])
+    """Opener + up to 3 piratized sentences + (only when short) a closing saying: at most 4 sentences."""
+    ans = [a for a in ans if a != "Here is a simple way."][:3]
+    sents = re.split(r"(?<=[.!?]) ", " ".join(piratize(s) for s in ans))[:3]
+    body = " ".join(sents)
     parts = [rng.choice(PIRATE_OPEN), body]
-    saying = PIRATE_SAYINGS.get(cat) or []
-    if saying and rng.random() < 0.5 and len(ans) < 3:
-        parts.append(rng.choice(saying))
-    elif rng.random() < 0.7:
-        parts.append(rng.choice(PIRATE_CLOSE))
+    if len(sents) < 3:
+        saying = PIRATE_SAYINGS.get(cat) or []
+        if saying and rng.random() < 0.5:
+            parts.append(rng.choice(saying))
+        elif rng.random() < 0.7:
+            parts.append(rng.choice(PIRATE_CLOSE))
     return " ".join(parts)
 
 
