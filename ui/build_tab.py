@@ -158,8 +158,9 @@ def _tokenizer(app: AppEngine, base_model: str, trust: bool):
     from transformers import AutoTokenizer
     p = app.ws.resolve_input(base_model)
     key = (str(p) if p.exists() else base_model, trust)
-    if key not in _tokenizers:
-        _tokenizers[key] = AutoTokenizer.from_pretrained(key[0], trust_remote_code=trust)
+    if key not in _tokenizers:  # a Hub id only from the local cache: a preview never downloads
+        _tokenizers[key] = AutoTokenizer.from_pretrained(key[0], trust_remote_code=trust,
+                                                         local_files_only=not p.exists())
     return _tokenizers[key]
 
 
