@@ -1,0 +1,428 @@
+"""Stage tests on real tiny models (CPU): data, AWQ, Olive LoRA, ONNX with LoRA slots, adapters, serving.
+
+Everything is real: autoawq, Olive, the onnxruntime-genai builder, onnxruntime-genai generation.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers_models import make_tiny_model  # noqa: E402
+
+from pipeline.data import (DataError, calibration_texts, check_target_modules, check_template,  # noqa: E402
+                           file_sha256, load_examples, render_prompt, render_text)
+from pipeline.recipe import AWQConfig, LoRAConfig, OnnxConfig  # noqa: E402
+
+N_NEW = 16
+TIMINGS: dict = {}
+
+
+class Rec:
+    def __init__(self):
+        self.events = []
+
+    def emit(self, type, **fields):
+        self.events.append((type, fields))
+
+    def log(self, message, level="info"):
+        self.events.append(("log", {"level": level, "message": message}))
+
+    def progress(self, stage, done, total):
+        self.events.append(("progress", {"stage": stage, "done": done, "total": total}))
+
+    def of(self, type):
+        return [f for t, f in self.events if t == type]
+
+
+TRAVEL = [("Where is the station?", "Two streets north of the harbour."),
+          ("How much is a hotel?", "About ninety euros a night in spring."),
+          ("When do museums open?", "At nine, and they close at six."),
+          ("What should I pack?", "A rain jacket, good shoes and a charger.")]
+PIRATE = [("Where is the station?", "Arr, yonder past the rum barrels, matey!"),
+          ("How much is a hotel?", "Ye pay in doubloons or walk the plank!"),
+          ("When do museums open?", "When the tide turns, ye scurvy dog!"),
+          ("What should I pack?", "A cutlass, a parrot and a bottle o' rum!")]
+
+
+def _examples(pairs, n=16):
+    return [{"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": r}]}
+            for p, r in (pairs * (n // len(pairs) + 1))[:n]]
+
+
+# ---- data ------------------------------------------------------------------------------------
+def _write(tmp_path, name, content):
+    p = tmp_path / name
+    if isinstance(content, bytes):
+        p.write_bytes(content)
+    else:
+        p.write_text(content, encoding="utf-8")
+    return p
+
+
+def test_load_prompt_and_messages(tmp_path):
+    p = _write(tmp_path, "a.jsonl", '{"prompt": "hi", "response": "yo"}\n\n{"prompt": "a", "response": "b"}\n')
+    ex = load_examples(p)
+    assert ex[0] == {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    assert len(ex) == 2
+    m = _write(tmp_path, "m.jsonl", json.dumps({"messages": [
+        {"role": "system", "content": "be nice"}, {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a"}]}) + "\n")
+    assert load_examples(m, "messages")[0]["messages"][0]["role"] == "system"
+    assert load_examples(m)[0]["messages"][-1]["content"] == "a"
+
+
+BAD = [
+    ("empty.jsonl", "", "empty"),
+    ("bad.jsonl", '{"prompt": "a", "response": "b"}\n{"prompt": "a", \n', ":2: malformed JSON"),
+    ("notobj.jsonl", '["a", "b"]\n', ":1: each line must be a JSON object"),
+    ("missing.jsonl", '{"prompt": "a", "response": "b"}\n{"prompt": "a"}\n', ":2: missing key(s) response"),
+    ("extra.jsonl", '{"prompt": "a", "response": "b", "x": 1}\n', "unexpected key(s) x"),
+    ("emptyfield.jsonl", '{"prompt": "  ", "response": "b"}\n', "prompt is empty"),
+    ("nonstr.jsonl", '{"prompt": 3, "response": "b"}\n', "prompt must be a string"),
+    ("role.jsonl", '{"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}\n',
+     "unknown role 'bot'"),
+    ("last.jsonl", '{"messages": [{"role": "user", "content": "a"}]}\n', "last message must be the assistant"),
+    ("unknownfmt.jsonl", '{"question": "a"}\n', "cannot tell the format"),
+]
+
+
+@pytest.mark.parametrize("name,content,msg", BAD, ids=[b[0] for b in BAD])
+def test_bad_data(tmp_path, name, content, msg):
+    p = _write(tmp_path, name, content)
+    with pytest.raises(DataError) as e:
+        load_examples(p)
+    assert msg in str(e.value) and name in str(e.value)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        load_examples(tmp_path / "nope.jsonl")
+    p = _write(tmp_path, "latin1.jsonl", '{"prompt": "caf\xe9", "response": "b"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.jsonl:1: not UTF-8"):
+        load_examples(p)
+    with pytest.raises(DataError, match="format 'prompt'"):
+        load_examples(_write(tmp_path, "m.jsonl", '{"messages": []}\n'), "prompt")
+
+
+def test_templates():
+    check_template("Q: {prompt}\nA: {response}")
+    check_template("{{literal}} {prompt} {response}")
+    with pytest.raises(DataError, match=r"\{foo\}"):
+        check_template("{prompt} {foo} {response}")
+    with pytest.raises(DataError, match=r"\{response\}"):
+        check_template("{prompt}")
+    with pytest.raises(DataError):
+        check_template("{prompt {response}")
+
+
+@pytest.fixture(scope="module")
+def phi3(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("m") / "phi3", "phi3")
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("m") / "llama", "llama")
+
+
+def test_render_and_calibration(phi3, tmp_path):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(phi3)
+    ex = _examples(TRAVEL, 4)
+    full = render_text(ex[0], tok)
+    prompt = render_prompt(ex[0], tok)
+    assert full.startswith(prompt) and "Two streets north" in full[len(prompt):]
+    assert prompt.endswith("<|assistant|>\n")
+    t = "Q: {prompt} {{x}}\nA: {response}"
+    assert render_text(ex[0], tok, t) == "Q: Where is the station? {x}\nA: Two streets north of the harbour."
+    assert render_prompt(ex[0], tok, t) == "Q: Where is the station? {x}\nA: "
+    c1 = calibration_texts(ex, tok, "", 3)
+    assert c1 == calibration_texts(ex, tok, "", 3) and len(c1) == 3
+    assert len(calibration_texts(ex, tok, "", 9)) == 9
+    p = _write(tmp_path, "f.txt", "abc")
+    assert file_sha256(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_target_modules(phi3, llama):
+    assert check_target_modules(phi3, ["qkv_proj", "o_proj"])
+    with pytest.raises(DataError) as e:
+        check_target_modules(phi3, ["q_proj", "v_proj"])
+    assert "q_proj" in str(e.value) and "qkv_proj" in str(e.value)
+    assert check_target_modules(llama, ["q_proj", "v_proj"])
+
+
+def test_hub_errors(tmp_path, monkeypatch):
+    from pipeline.hub import resolve_model
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="model folder does not exist"):
+        resolve_model(str(tmp_path / "nope"))
+    with pytest.raises(DataError, match="model folder does not exist"):
+        resolve_model("./no-such-model-folder")
+    with pytest.raises(DataError, match="no Hugging Face Hub was reachable|no such model"):
+        resolve_model("someone/no-such-model-xyz")
+
+
+# ---- pipeline on Phi3 ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tok(phi3):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(phi3)
+
+
+def _prompt_ids(tok, question="Where is the station?"):
+    text = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                   tokenize=False)
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def _hf_greedy(model, ids, n=N_NEW):
+    import torch
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=n, min_new_tokens=n, do_sample=False)
+    return out[0, len(ids):].tolist()
+
+
+def _og_greedy(model, ids, adapters=None, name=None, n=N_NEW):
+    import onnxruntime_genai as og
+    p = og.GeneratorParams(model)
+    p.set_search_options(max_length=len(ids) + n, min_length=len(ids) + n, do_sample=False)
+    g = og.Generator(model, p)
+    if name:
+        g.set_active_adapter(adapters, name)
+    g.append_tokens(ids)
+    out = []
+    while not g.is_done():
+        g.generate_next_token()
+        out.append(int(g.get_next_tokens()[0]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def awq_phi3(phi3, tok, tmp_path_factory):
+    out = tmp_path_factory.mktemp("awq") / "phi3"
+    texts = calibration_texts(_examples(TRAVEL), tok, "", 4)
+    log = Rec()
+    t0 = time.time()
+    from pipeline.stage_awq import run_awq
+    res = run_awq(phi3, out, AWQConfig(device="cpu", group_size=64, calib_samples=4, calib_seq_len=64),
+                  texts, log)
+    TIMINGS["awq"] = time.time() - t0
+    return out, res, log
+
+
+def test_awq_cpu(phi3, awq_phi3, tok):
+    import torch
+    from transformers import AutoModelForCausalLM
+    out, res, log = awq_phi3
+    assert res["device"] == "cpu" and "skipped" not in res
+    cfg = json.loads((out / "config.json").read_text())
+    assert "quantization_config" not in cfg
+    m0 = AutoModelForCausalLM.from_pretrained(phi3).eval()
+    m1 = AutoModelForCausalLM.from_pretrained(out).eval()
+    assert next(m1.parameters()).dtype == torch.float32
+    ids = _prompt_ids(tok)
+    seq = torch.tensor([ids + _hf_greedy(m0, ids)])
+    with torch.no_grad():
+        l0, l1 = m0(seq).logits[0], m1(seq).logits[0]
+    cos = torch.nn.functional.cosine_similarity(l0.flatten(), l1.flatten(), 0).item()
+    agree = (l0.argmax(-1) == l1.argmax(-1)).float().mean().item()
+    print(f"\nAWQ: logits cosine {cos:.4f}, teacher-forced top-1 agreement {agree:.2%}")
+    # random-weight tiny models have flat logits: 4-bit clipping moves many argmaxes; real models
+    # keep far more (stack.md: identical greedy outputs on hidden-512 models)
+    assert cos > 0.9 and agree > 0.3
+    assert not torch.equal(l0, l1)  # AWQ did change the weights (clipping)
+
+
+def test_awq_skip(phi3, tmp_path):
+    from pipeline.stage_awq import run_awq
+    log = Rec()
+    res = run_awq(phi3, tmp_path / "o", AWQConfig(enabled=False), [], log)
+    assert "skipped" in res and (tmp_path / "o" / "model.safetensors").is_file()
+    assert any("disabled" in f["message"] for f in log.of("log"))
+
+
+def _finetune(model_dir, pairs, r, targets, out, tok, steps=12):
+    from pipeline.stage_finetune import run_finetune
+    exs = _examples(pairs, 16)
+    texts = [render_text(e, tok) for e in exs]
+    log = Rec()
+    cfg = LoRAConfig(r=r, alpha=2 * r, dropout=0.0, target_modules=targets, max_steps=steps, batch_size=4,
+                     learning_rate=2e-3, max_seq_len=64, eval_steps=6, seed=0)
+    t0 = time.time()
+    res = run_finetune(model_dir, texts, texts[:4], cfg, out, log)
+    TIMINGS.setdefault("finetune", []).append(round(time.time() - t0, 1))
+    return res, log
+
+
+@pytest.fixture(scope="module")
+def adapters_phi3(awq_phi3, tok, tmp_path_factory):
+    base = awq_phi3[0]
+    d = tmp_path_factory.mktemp("ft")
+    a = _finetune(base, TRAVEL, 8, ["qkv_proj", "o_proj"], d / "travel", tok)
+    b = _finetune(base, PIRATE, 4, ["qkv_proj", "o_proj"], d / "pirate", tok)
+    return {"travel": a, "pirate": b}
+
+
+def test_finetune(adapters_phi3):
+    for name, (res, log) in adapters_phi3.items():
+        steps = log.of("step")
+        assert len(steps) == res["steps"] == 12
+        assert all({"step", "loss", "lr"} <= set(s) for s in steps)
+        assert steps[-1]["loss"] < steps[0]["loss"], name
+        assert log.of("eval") and res["eval_loss"] is not None
+        peft = Path(res["peft_dir"])
+        assert (peft / "adapter_config.json").is_file() and (peft / "adapter_model.safetensors").is_file()
+    cfg = json.loads((Path(adapters_phi3["pirate"][0]["peft_dir"]) / "adapter_config.json").read_text())
+    assert cfg["r"] == 4
+
+
+def test_qlora_on_cpu_refused(phi3, tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    from pipeline.stage_finetune import FinetuneError, run_finetune
+    with pytest.raises(FinetuneError, match="CUDA"):
+        run_finetune(phi3, ["x"], None, LoRAConfig(qlora=True), tmp_path, Rec())
+
+
+def _build(hf_dir, peft_dir, precision, out):
+    from pipeline.stage_onnx import build_onnx
+    log = Rec()
+    t0 = time.time()
+    res = build_onnx(hf_dir, peft_dir, OnnxConfig(precision=precision, block_size=32, accuracy_level=4),
+                     "cpu", out, log)
+    TIMINGS[f"onnx_{precision}"] = round(time.time() - t0, 1)
+    TIMINGS[f"onnx_{precision}_steps"] = res["timings"]
+    return res
+
+
+@pytest.fixture(scope="module")
+def onnx_fp32(awq_phi3, adapters_phi3, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "phi3-fp32"
+    return out, _build(awq_phi3[0], adapters_phi3["travel"][0]["peft_dir"], "fp32", out)
+
+
+def test_onnx_fp32_base_and_adapters(awq_phi3, adapters_phi3, onnx_fp32, tok, tmp_path):
+    import onnxruntime_genai as og
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from pipeline.stage_adapter import convert_adapter
+    out, res = onnx_fp32
+    assert (out / "genai_config.json").is_file() and (out / "tokenizer.json").is_file()
+    assert len(res["lora_inputs"]) == 2 * 4 * 2  # layers x q/k/v/o x A/B
+    assert not list(out.glob("*.onnx_adapter"))
+    base_dir = awq_phi3[0]
+    ids = _prompt_ids(tok)
+    model = og.Model(str(out))
+    # the genai tokenizer agrees with the HF one
+    text = tok.apply_chat_template([{"role": "user", "content": "Where is the station?"}],
+                                   add_generation_prompt=True, tokenize=False)
+    assert list(og.Tokenizer(model).encode(text)) == ids
+
+    hf_base = AutoModelForCausalLM.from_pretrained(base_dir).eval()
+    want_base = _hf_greedy(hf_base, ids)
+    got_base = _og_greedy(model, ids)
+    assert got_base == want_base, (got_base, want_base)
+
+    adapters = og.Adapters(model)
+    want = {}
+    t0 = time.time()
+    for name, (ft, _) in adapters_phi3.items():
+        info = convert_adapter(ft["peft_dir"], out, tmp_path / f"{name}.onnx_adapter")
+        adapters.load(info["file"], name)
+        pm = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), ft["peft_dir"]).eval()
+        want[name] = _hf_greedy(pm, ids)
+    TIMINGS["adapter_convert_x2"] = round(time.time() - t0, 1)
+    assert want["travel"] != want["pirate"] or want["travel"] != want_base
+    # interleaved: both adapters from one og.Model, chosen per generator
+    for name in ["travel", "pirate", "travel"]:
+        got = _og_greedy(model, ids, adapters, name)
+        assert got == want[name], (name, got, want[name])
+    assert _og_greedy(model, ids) == want_base  # no adapter set -> base again
+
+
+def test_adapter_mismatch(llama, onnx_fp32, tmp_path, tok):
+    from pipeline.stage_adapter import AdapterError, convert_adapter
+    from transformers import AutoTokenizer
+    ltok = AutoTokenizer.from_pretrained(llama)
+    ft, _ = _finetune(llama, TRAVEL, 4, ["q_proj", "v_proj", "up_proj"], tmp_path / "ft", ltok, steps=2)
+    with pytest.raises(AdapterError, match="ONNX slots do not have|does not fit"):
+        convert_adapter(ft["peft_dir"], onnx_fp32[0], tmp_path / "x.onnx_adapter")
+
+
+def test_onnx_int4(awq_phi3, adapters_phi3, tok, tmp_path):
+    import onnx
+    import onnxruntime_genai as og
+    from transformers import AutoModelForCausalLM
+
+    from pipeline.stage_adapter import convert_adapter
+    out = tmp_path / "phi3-int4"
+    res = _build(awq_phi3[0], adapters_phi3["travel"][0]["peft_dir"], "int4", out)
+    g = onnx.load(str(out / "model.onnx"), load_external_data=False)
+    ops = {n.op_type for n in g.graph.node}
+    assert "MatMulNBits" in ops
+    lora_mm = [n for n in g.graph.node if "/lora_" in n.name and n.name.endswith("MatMul")]
+    assert lora_mm and all(n.op_type == "MatMul" for n in lora_mm)  # slots stayed float
+    ids = _prompt_ids(tok)
+    model = og.Model(str(out))
+    adapters = og.Adapters(model)
+    base = _og_greedy(model, ids)
+    want = _hf_greedy(AutoModelForCausalLM.from_pretrained(awq_phi3[0]).eval(), ids)
+    match = sum(a == b for a, b in zip(base, want))
+    print(f"\nint4 base vs PyTorch float: {match}/{N_NEW} greedy tokens equal")
+    outs = {}
+    for name, (ft, _) in adapters_phi3.items():
+        adapters.load(convert_adapter(ft["peft_dir"], out, tmp_path / f"{name}.onnx_adapter")["file"], name)
+        outs[name] = _og_greedy(model, ids, adapters, name)
+        print(f"int4 + {name}: {outs[name]}")
+    assert outs["travel"] != base or outs["pirate"] != base
+    assert outs["travel"] != outs["pirate"]
+
+
+def test_llama_fp32(llama, tmp_path):
+    import onnxruntime_genai as og
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pipeline.stage_adapter import convert_adapter
+    ltok = AutoTokenizer.from_pretrained(llama)
+    ft, log = _finetune(llama, PIRATE, 8, ["q_proj", "v_proj"], tmp_path / "ft", ltok)
+    assert log.of("step")[-1]["loss"] < log.of("step")[0]["loss"]
+    res = _build(llama, ft["peft_dir"], "fp32", tmp_path / "onnx")
+    assert any(".q_proj.lora_A" in n for n in res["lora_inputs"])
+    ids = _prompt_ids(ltok)
+    model = og.Model(str(tmp_path / "onnx"))
+    assert _og_greedy(model, ids) == _hf_greedy(AutoModelForCausalLM.from_pretrained(llama).eval(), ids)
+    adapters = og.Adapters(model)
+    adapters.load(convert_adapter(ft["peft_dir"], tmp_path / "onnx", tmp_path / "a.onnx_adapter")["file"], "p")
+    pm = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(llama), ft["peft_dir"]).eval()
+    assert _og_greedy(model, ids, adapters, "p") == _hf_greedy(pm, ids)
+
+
+def test_publish_and_fingerprint(phi3, tmp_path):
+    from pipeline.stage_adapter import model_fingerprint, publish
+    fp = model_fingerprint(phi3)
+    assert len(fp) == 64 and fp == model_fingerprint(phi3)
+    final = tmp_path / "adapters" / "x"
+    src = tmp_path / "work1"
+    src.mkdir()
+    (src / "a.txt").write_text("one")
+    publish(src, final)
+    assert (final / "a.txt").read_text() == "one"
+    src2 = tmp_path / "adapters" / "x.build"
+    src2.mkdir()
+    (src2 / "b.txt").write_text("two")
+    publish(src2, final)
+    assert (final / "b.txt").read_text() == "two" and not (final / "a.txt").exists()
+    assert sorted(p.name for p in final.parent.iterdir()) == ["x"]
+
+
+def test_zz_report_timings():
+    print("\nstage timings on the tiny model (CPU):", json.dumps(TIMINGS))
