@@ -194,7 +194,7 @@ def _build(root: Path, hidden: int = 128, layers: int = 2, ctx: int = 256) -> No
     t0 = time.time()
     olive = Path(sys.executable).parent / "olive"
     _run([str(olive), "generate-adapter", "-m", str(onnx_dir), "-o", str(ext),
-          "--adapter_format", "onnx_adapter"])
+          "--adapter_format", "onnx_adapter"], cwd=work)  # olive writes .olive-cache/ into cwd
     t["generate_adapter"] = time.time() - t0
 
     # assemble models/<base>/ from ext (onnx with slots) + genai_config/tokenizer from onnx_dir
