@@ -1,0 +1,146 @@
+"""Shared helpers for the bench scripts: building the ONNX variants, device facts, timing."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+class Log:
+    """The `log` object the pipeline stages expect (log.log(msg)); prints with elapsed time."""
+
+    def __init__(self, t0: float | None = None):
+        self.t0 = t0 or time.perf_counter()
+
+    def log(self, msg: str, level: str = "info") -> None:
+        print(f"[{time.perf_counter() - self.t0:7.1f}s] {msg}", flush=True)
+
+    __call__ = log
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def build_base(hf: Path, out: Path, ep: str, block_size: int, accuracy_level: int, log: Log) -> dict:
+    """int4 model WITHOUT LoRA slots (builder defaults otherwise, asymmetric like the pipeline)."""
+    if (out / "genai_config.json").is_file():
+        return {"cached": True}
+    t0 = time.perf_counter()
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(tmp),
+           "-p", "int4", "-e", ep, "-c", str(out.parent / "hf-cache"), "--extra_options",
+           f"block_size={block_size}", f"accuracy_level={accuracy_level}", "is_symmetric=false"]
+    logf = out.with_name(out.name + ".build.log")
+    with open(logf, "w") as f:
+        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    if r.returncode != 0 or not (tmp / "genai_config.json").is_file():
+        raise RuntimeError(f"builder failed ({r.returncode}); tail of {logf}:\n" + logf.read_text()[-2000:])
+    os.replace(tmp, out)
+    return {"seconds": round(time.perf_counter() - t0, 1)}
+
+
+def build_slots(hf: Path, lora: Path, out: Path, ep: str, block_size: int, accuracy_level: int,
+                log: Log) -> dict:
+    """int4 model WITH float LoRA slots, through the pipeline's own stage (builder + Olive)."""
+    if (out / "genai_config.json").is_file():
+        return {"cached": True}
+    from pipeline.recipe import OnnxConfig
+    from pipeline.stage_onnx import build_onnx
+    t0 = time.perf_counter()
+    cfg = OnnxConfig(precision="int4", block_size=block_size, accuracy_level=accuracy_level,
+                     execution_provider=ep)
+    info = build_onnx(hf, lora, cfg, ep, out, log)
+    info["seconds"] = round(time.perf_counter() - t0, 1)
+    return {k: v for k, v in info.items() if k != "lora_inputs"}
+
+
+def convert(peft_dir: Path, onnx_dir: Path, out_file: Path) -> dict:
+    from pipeline.stage_adapter import convert_adapter
+    if out_file.is_file():
+        return {"file": str(out_file), "cached": True}
+    return convert_adapter(peft_dir, onnx_dir, out_file)
+
+
+def dir_size(d: Path) -> int:
+    return sum(f.stat().st_size for f in Path(d).iterdir() if f.is_file())
+
+
+# ------------------------------------------------------------------ device facts
+def gpu_used_mib() -> float | None:
+    """Used memory of GPU 0 (MiB) from NVML, as nvidia-smi shows it."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        h = pynvml.nvmlDeviceGetHandleByIndex(int(os.environ.get("BENCH_GPU", "0")))
+        return pynvml.nvmlDeviceGetMemoryInfo(h).used / 2**20
+    except Exception:
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
+                                  "-i", os.environ.get("BENCH_GPU", "0")], capture_output=True, text=True)
+            return float(out.stdout.strip().splitlines()[0])
+        except Exception:
+            return None
+
+
+def rss_mib() -> float:
+    import psutil
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def device_info(device: str) -> dict:
+    import platform
+    from importlib import metadata
+    info = {"device": device, "host": platform.node(), "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+    pk = {}
+    for name in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-genai", "onnxruntime-genai-cuda", "torch",
+                 "transformers", "peft", "olive-ai", "onnx", "numpy"):
+        try:
+            pk[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    info["packages"] = pk
+    try:
+        import onnxruntime as ort
+        info["onnxruntime_loaded"] = {"version": ort.__version__, "file": ort.__file__,
+                                      "providers": ort.get_available_providers()}
+        import onnxruntime_genai as og
+        info["onnxruntime_genai_loaded"] = {"file": og.__file__, "cuda": og.is_cuda_available()}
+    except Exception as e:  # noqa: BLE001
+        info["import_error"] = repr(e)
+    if device == "cuda":
+        q = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
+                            "--format=csv,noheader"], capture_output=True, text=True)
+        info["gpu"] = q.stdout.strip()
+        try:
+            import torch
+            info["gpu_name"] = torch.cuda.get_device_name(0)
+            info["torch_cuda"] = torch.version.cuda
+        except Exception:
+            pass
+    return info
+
+
+def device_slug(info: dict) -> str:
+    if info["device"] == "cuda":
+        name = info.get("gpu_name") or info.get("gpu", "gpu").split(",")[0]
+        return "".join(c if c.isalnum() else "-" for c in name.replace("NVIDIA ", "")).strip("-").lower()
+    return "cpu"
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
