@@ -189,6 +189,8 @@ def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: 
             shutil.copy2(f, peft_dir / f.name)
     if not (peft_dir / "adapter_model.safetensors").is_file():
         raise FinetuneError(f"Olive's adapter folder {src} has no adapter_model.safetensors")
+    for junk in ("olive-cache", "trainer"):  # Olive's model cache and the Trainer's scratch folder
+        shutil.rmtree(out_dir / junk, ignore_errors=True)
     # last logged loss (the Trainer's own "train_loss" is the mean over the run: kept as train_loss_mean)
     train_loss = state["losses"][-1] if state["losses"] else state["train_loss"]
     log.log(f"fine-tuning done in {seconds:.1f} s: {state['steps']} steps, train loss {train_loss}, "

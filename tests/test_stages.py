@@ -245,6 +245,11 @@ def test_awq_skip(phi3, tmp_path):
     res = run_awq(phi3, tmp_path / "o", AWQConfig(enabled=False), [], log)
     assert "skipped" in res and (tmp_path / "o" / "model.safetensors").is_file()
     assert any("disabled" in f["message"] for f in log.of("log"))
+    import torch
+    if not torch.cuda.is_available():
+        log = Rec()
+        res = run_awq(phi3, tmp_path / "o2", AWQConfig(device="auto"), ["x"], log)
+        assert "no CUDA" in res["skipped"] and (tmp_path / "o2" / "config.json").is_file()
 
 
 def _finetune(model_dir, pairs, r, targets, out, tok, steps=12):
