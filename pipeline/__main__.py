@@ -91,6 +91,41 @@ def follow(job_dir: Path, quiet: bool = False) -> int:
         signal.signal(signal.SIGINT, old)
 
 
+def export_olive_config(recipe: Recipe, output: Path) -> int:
+    """Writes the Olive part of the recipe (the LoRA pass, with its data rendered through the chat
+    template into JSONL files beside the config) as a workflow that `olive run --config` accepts.
+    AWQ and the ONNX export are not in it: Olive 0.13's AWQ pass cannot take local calibration data
+    and its ModelBuilder pass does not work with onnxruntime-genai 0.18 (see the stage files)."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from pipeline import data, hub
+    from pipeline.stage_finetune import _write_jsonl, olive_config
+    from pipeline.workspace import Workspace
+    ws = Workspace.default()
+    model_dir = hub.resolve_model(recipe.base_model, project_root=ws.root)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    output = output.resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for key, path in (("train", recipe.train_file), ("eval", recipe.eval_file)):
+        if path:
+            rows = data.load_examples(ws.resolve_input(path), recipe.data_format)
+            files[key] = output.with_suffix(f".{key}.jsonl")
+            _write_jsonl(files[key], [data.render_text(ex, tok, recipe.template) for ex in rows])
+    try:
+        import torch
+        cuda = torch.cuda.is_available()
+    except Exception:
+        cuda = False
+    cfg = olive_config(model_dir, files["train"], files.get("eval"), recipe.lora,
+                       output.parent / (output.stem + "-out"), cuda)
+    output.write_text(json.dumps(cfg, indent=2))
+    print(f"wrote {output}: run the fine-tuning with `olive run --config {output}`")
+    return EXIT_OK
+
+
 def _job_dir(ref: str) -> Path:
     from pipeline.workspace import Workspace
     p = Path(ref)
@@ -166,13 +201,7 @@ def main(argv=None) -> int:
             jobs.launch(job_dir)
             return follow(job_dir)
         if args.cmd == "olive-config":
-            import json
-
-            from pipeline.stage_finetune import olive_workflow_config
-            recipe = recipe_from_args(args)
-            Path(args.output).write_text(json.dumps(olive_workflow_config(recipe), indent=2))
-            print(f"wrote {args.output}: run the fine-tuning part with `olive run --config {args.output}`")
-            return EXIT_OK
+            return export_olive_config(recipe_from_args(args), Path(args.output))
     except (RecipeError, DataError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -78,7 +78,7 @@ class OnnxConfig:
 class Recipe:
     base_model: str = opt(DEFAULT_BASE, "Base model: a Hugging Face Hub id or a local folder.")
     train_file: str = opt("data/travel/train.jsonl", "Training data (JSONL).")
-    eval_file: str = opt("", "Held-out data (JSONL), optional.")
+    eval_file: str = opt("data/travel/test.jsonl", "Held-out data (JSONL), optional (empty: none).")
     data_format: str = opt("auto", "'prompt' ({prompt, response} lines), 'messages' (chat lines) or "
                                    "'auto' (detected from the first line).",
                            choices=["auto", "prompt", "messages"])

@@ -68,27 +68,14 @@ def _make_callback(log, state: dict):
     return EventCallback()
 
 
-def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: str = "auto") -> dict:
-    import torch
-
+def olive_config(model_dir, train_file, eval_file, cfg, out_dir, cuda: bool) -> dict:
+    """The Olive workflow (one LoRA/QLoRA pass) for this fine-tuning; `olive run --config` accepts it."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    cuda = torch.cuda.is_available() and device != "cpu"
-    if cfg.qlora and not cuda:
-        raise FinetuneError("lora.qlora needs a CUDA GPU (bitsandbytes 4-bit); on CPU use plain LoRA "
-                            "(lora.qlora = false)")
-    if not train_texts:
-        raise FinetuneError("no training texts")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data_dir = out_dir / "data"
-    data_dir.mkdir(exist_ok=True)
-    train_file = data_dir / "train.jsonl"
-    _write_jsonl(train_file, train_texts)
-    data_configs = [_data_config("train_data", train_file, cfg.max_seq_len, cfg.batch_size)]
-    if eval_texts:
-        eval_file = data_dir / "eval.jsonl"
-        _write_jsonl(eval_file, eval_texts)
-        data_configs.append(_data_config("eval_data", eval_file, cfg.max_seq_len, cfg.batch_size))
-
+    olive_out = out_dir / "olive"
+    data_configs = [_data_config("train_data", Path(train_file), cfg.max_seq_len, cfg.batch_size)]
+    if eval_file:
+        data_configs.append(_data_config("eval_data", Path(eval_file), cfg.max_seq_len, cfg.batch_size))
+    eval_texts = bool(eval_file)
     log_every = max(1, min(10, cfg.max_steps // 20 or 1))
     training_args = {
         "max_steps": cfg.max_steps,
@@ -118,7 +105,7 @@ def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: 
         "alpha": cfg.alpha,
         "lora_dropout": cfg.dropout,
         "target_modules": list(cfg.target_modules),
-        "torch_dtype": "float16" if cfg.qlora else "float32",
+        "torch_dtype": ("bfloat16" if cuda else "float32") if not cfg.qlora else "float16",
         "device_map": "auto" if cuda else None,  # "current_device" calls torch.cuda even on CPU
         "training_args": training_args,
     }
@@ -126,12 +113,12 @@ def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: 
         pass_cfg["save_quant_config"] = False
     if eval_texts:
         pass_cfg["eval_data_config"] = "eval_data"
-    olive_out = out_dir / "olive"
     accel = {"device": "gpu", "execution_providers": ["CUDAExecutionProvider"]} if cuda else \
         {"device": "cpu", "execution_providers": ["CPUExecutionProvider"]}
     config = {
         "input_model": {"type": "HfModel", "model_path": str(model_dir),
-                        "load_kwargs": {"attn_implementation": "eager", "trust_remote_code": False}},
+                        "load_kwargs": {"attn_implementation": "sdpa" if cuda else "eager",
+                                        "trust_remote_code": False}},
         "systems": {"local_system": {"type": "LocalSystem", "accelerators": [accel]}},
         "data_configs": data_configs,
         "passes": {"f": pass_cfg},
@@ -142,6 +129,31 @@ def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: 
         "no_artifacts": True,
         "log_severity_level": 3,
     }
+    return config
+
+
+def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: str = "auto") -> dict:
+    import torch
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    cuda = torch.cuda.is_available() and device != "cpu"
+    if cfg.qlora and not cuda:
+        raise FinetuneError("lora.qlora needs a CUDA GPU (bitsandbytes 4-bit); on CPU use plain LoRA "
+                            "(lora.qlora = false)")
+    if not train_texts:
+        raise FinetuneError("no training texts")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = out_dir / "data"
+    data_dir.mkdir(exist_ok=True)
+    train_file = data_dir / "train.jsonl"
+    _write_jsonl(train_file, train_texts)
+    eval_file = None
+    if eval_texts:
+        eval_file = data_dir / "eval.jsonl"
+        _write_jsonl(eval_file, eval_texts)
+
+    config = olive_config(model_dir, train_file, eval_file if eval_texts else None, cfg, out_dir, cuda)
+    olive_out = out_dir / "olive"
     (out_dir / "olive_config.json").write_text(json.dumps(config, indent=2))
 
     import transformers.trainer as tt
