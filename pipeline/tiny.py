@@ -143,7 +143,7 @@ def save_tokenizer(hf_tok, out: Path) -> None:
 # model
 
 
-def make_config(tok, layers: int, hidden: int, heads: int, intermediate: int, tied: bool):
+def make_config(tok, layers: int, hidden: int, heads: int, intermediate: int, tied: bool, dropout: float = 0.0):
     from transformers import Phi3Config
 
     return Phi3Config(
@@ -160,9 +160,9 @@ def make_config(tok, layers: int, hidden: int, heads: int, intermediate: int, ti
         bos_token_id=tok.convert_tokens_to_ids(EOT),
         eos_token_id=tok.convert_tokens_to_ids(END),
         pad_token_id=tok.convert_tokens_to_ids(EOT),
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attention_dropout=0.0,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attention_dropout=dropout,
     )
 
 
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="folder with chat.jsonl and prose.txt")
     ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 5%% of --steps)")
@@ -242,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--intermediate", type=int, default=1024)
     ap.add_argument("--untied", action="store_true", help="separate LM head (larger file)")
+    ap.add_argument("--dropout", type=float, default=0.0, help="residual/embedding/attention dropout in training")
     ap.add_argument("--holdout", type=float, default=0.02)
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -303,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tokens: train {n_train_tokens:,} ({len(train)} sequences of {args.seq_len}), "
           f"held-out {n_held_tokens:,}", flush=True)
 
-    config = make_config(tok, args.layers, args.hidden, args.heads, args.intermediate, not args.untied)
+    config = make_config(tok, args.layers, args.hidden, args.heads, args.intermediate, not args.untied,
+                         args.dropout)
     model = Phi3ForCausalLM(config).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: Phi3ForCausalLM, {n_params:,} parameters, device {device}", flush=True)
@@ -368,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         pad_token_id=config.pad_token_id,
         do_sample=False,
     )
+    for k in ("resid_pdrop", "embd_pdrop", "attention_dropout"):  # saved model: no dropout
+        setattr(model.config, k, 0.0)
     model.to("cpu").to(torch.float16).save_pretrained(out)
     cfg_path = out / "config.json"
     cfg = json.loads(cfg_path.read_text())
@@ -391,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         "tokens_seen": tokens_seen,
         "lr": args.lr,
         "warmup": warmup,
+        "dropout": args.dropout,
         "schedule": "linear warm-up, cosine to 10% of peak; AdamW(0.9, 0.95), wd 0.1, clip 1.0",
         "seed": args.seed,
         "device": str(device) + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else ""),
