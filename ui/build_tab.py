@@ -49,7 +49,7 @@ def make_component(name: str, default, meta: dict):
     if isinstance(default, (int, float)):
         lo, hi = meta.get("min"), meta.get("max")
         is_int = isinstance(default, int)
-        if lo is not None and hi is not None and not is_int and hi - lo <= 1.0:
+        if lo == 0 and hi is not None and not is_int and hi <= 1.0:
             return gr.Slider(lo, hi, value=default, step=0.01, label=label, info=info, elem_id=eid)
         return gr.Number(value=default, label=label, info=info, elem_id=eid, minimum=lo, maximum=hi,
                          precision=0 if is_int else None, step=1 if is_int else 1e-5)
@@ -228,24 +228,26 @@ def create_build_tab(app: AppEngine) -> BuildTab:
     with gr.Row():
         with gr.Column(scale=3):
             for prefix, title in GROUPS:
-                with gr.Accordion(title, open=(prefix in ("", "lora.")),
+                names = [(n, d, m) for n, d, m in FIELDS
+                         if (prefix == "" and "." not in n) or (prefix and n.startswith(prefix))]
+                with gr.Accordion(title, open=(prefix == ""),
                                   elem_id="build-group-" + (prefix.rstrip(".") or "model")):
-                    for name, default, meta in FIELDS:
-                        top = "." not in name
-                        if (prefix == "" and top) or (prefix and name.startswith(prefix)):
-                            comps[name] = make_component(name, default, meta)
+                    for i in range(0, len(names), 2):
+                        with gr.Row():
+                            for name, default, meta in names[i:i + 2]:
+                                comps[name] = make_component(name, default, meta)
                     if prefix == "":
                         upload = gr.File(label="Upload a training set (JSONL)", file_types=[".jsonl", ".json"],
-                                         elem_id="build-upload", height=90)
+                                         elem_id="build-upload")
                         check = gr.Button("Check & preview data", elem_id="build-check-data", size="sm")
                         data_preview = gr.Markdown("", elem_id="build-data-preview")
-            tab.command = gr.Code("", language="shell", label="Equivalent command", elem_id="build-command",
-                                  lines=2, interactive=False)
         with gr.Column(scale=4):
             with gr.Row():
                 tab.start = gr.Button("Start", variant="primary", elem_id="build-start")
                 tab.cancel = gr.Button("Cancel", variant="stop", elem_id="build-cancel")
                 tab.resume = gr.Button("Resume", elem_id="build-resume")
+            tab.command = gr.Code("", language="shell", label="Equivalent command", elem_id="build-command",
+                                  lines=1, interactive=False, wrap_lines=True, show_line_numbers=False)
             tab.job_id = gr.Textbox("", label="Job", elem_id="build-job-id", interactive=False)
             tab.status = gr.Markdown("No build yet.", elem_id="build-status")
             tab.stages = gr.HTML(stages_html(_empty_state()), elem_id="build-stages")
@@ -254,11 +256,12 @@ def create_build_tab(app: AppEngine) -> BuildTab:
             tab.log = gr.Textbox("", label="Log", lines=14, max_lines=14, elem_id="build-log",
                                  interactive=False, autoscroll=True)
             with gr.Accordion("Past runs", open=True, elem_id="build-runs-group"):
-                tab.run_select = gr.Dropdown(choices=[], value=None, label="Show run",
-                                             elem_id="build-run-select", interactive=True,
-                                             allow_custom_value=True)
-                load_recipe = gr.Button("Load its recipe into the form", size="sm",
-                                        elem_id="build-load-recipe")
+                with gr.Row():
+                    tab.run_select = gr.Dropdown(choices=[], value=None, label="Show run",
+                                                 elem_id="build-run-select", interactive=True,
+                                                 allow_custom_value=True, scale=3)
+                    load_recipe = gr.Button("Load its recipe into the form", size="sm",
+                                            elem_id="build-load-recipe", scale=1)
                 tab.runs = gr.Dataframe(runs_frame(app), interactive=False, elem_id="build-runs",
                                         wrap=True, max_height=300)
     tab.timer = gr.Timer(1.0)

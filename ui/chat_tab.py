@@ -62,6 +62,10 @@ def format_stats(s) -> str:
         parts.append(f"{g('tokens_per_s'):.1f} tokens/s")
     if g("seconds") is not None:
         parts.append(f"{g('seconds'):.2f} s")
+    if g("finished"):
+        parts.append(f"done ({g('finish_reason') or 'end'})")
+    if g("note"):
+        parts.append(str(g("note")))
     return " · ".join(parts)
 
 

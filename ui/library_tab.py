@@ -3,6 +3,7 @@ adapter (with a confirmation tick) through engine.library.delete_adapter."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+import time
 
 import gradio as gr
 import pandas as pd
@@ -26,13 +27,19 @@ def _num(v, fmt="{:.4f}"):
     return fmt.format(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else ("" if v is None else str(v))
 
 
+def _date(v) -> str:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(v))
+    return str(v or "")[:19].replace("T", " ")
+
+
 def bases_frame(app: AppEngine) -> pd.DataFrame:
     rows = []
     for b in app.bases():
         m = b.meta or {}
         rows.append([b.dir.name, m.get("precision", ""), m.get("execution_provider", ""),
                      m.get("source_model", ""), str(m.get("fingerprint", ""))[:12],
-                     round(_dir_size(b.dir) / 1e6, 1), str(m.get("created", ""))[:19],
+                     round(_dir_size(b.dir) / 1e6, 1), _date(m.get("created")),
                      "ok" if b.ok else b.reason])
     return pd.DataFrame(rows, columns=BASE_COLS)
 
@@ -52,7 +59,7 @@ def adapters_frame(app: AppEngine) -> pd.DataFrame:
                      ds.get("examples", "") if isinstance(ds, dict) else "",
                      m.get("steps", ""), _num(m.get("train_loss")), _num(m.get("eval_loss")),
                      m.get("rank", ""), round((a.size or m.get("size_bytes") or 0) / 1e3, 1),
-                     str(m.get("created", ""))[:19], note])
+                     _date(m.get("created")), note])
     return pd.DataFrame(rows, columns=ADAPTER_COLS)
 
 

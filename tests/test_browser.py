@@ -1,0 +1,173 @@
+"""The real app in a real browser (Playwright + Debian's chromium): chat, switch adapters, compare,
+start and cancel a build, look at the library. Saves docs/screenshots/{chat,compare,build,library}.png.
+
+Same workspace and environment overrides as tests/test_app.py (APP_TEST_SOURCE, APP_TEST_BASE,
+APP_TEST_ADAPTERS)."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import test_app as base_tests  # noqa: E402  (workspace and app start-up helpers)
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+ADAPTERS = base_tests.ADAPTERS
+PROMPT = "Any tips for a rainy day in Lisbon?"
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing (apt-get install -y chromium)")
+    root = tmp_path_factory.mktemp("browser")
+    ws = base_tests.make_workspace(root / "ws")
+    port = base_tests.free_port()
+    proc = base_tests.start_app(ws, port, root / "app.log")
+    yield {"url": f"http://127.0.0.1:{port}/", "ws": ws, "log": root / "app.log"}
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(60_000)
+        pg.goto(server["url"])
+        pg.wait_for_selector("#chat-input textarea")
+        yield pg
+        browser.close()
+
+
+def choose(page, elem_id: str, value: str) -> None:
+    """Picks `value` in a Gradio dropdown."""
+    box = page.locator(f"#{elem_id} input[role=combobox]")
+    box.click()
+    page.get_by_role("option", name=value, exact=True).first.click()
+    page.wait_for_function(
+        "([id, v]) => document.querySelector(`#${id} input[role=combobox]`).value === v", arg=[elem_id, value])
+
+
+def bot_answers(page, elem_id: str) -> list[str]:
+    return page.locator(f"#{elem_id} .message.bot, #{elem_id} [data-testid='bot']").all_inner_texts()
+
+
+def send(page, text: str) -> None:
+    page.fill("#chat-input textarea", text)
+    page.click("#chat-send")
+
+
+def wait_answer(page, elem_id: str, n: int) -> str:
+    """Waits until pane `elem_id` shows its n-th bot answer and the stats line is final."""
+    page.wait_for_function(
+        """([id, n]) => {
+            const bots = document.querySelectorAll(`#${id} [data-testid='bot']`);
+            return bots.length >= n && bots[n - 1].innerText.trim().length > 0;
+        }""", arg=[elem_id, n])
+    # the stream has ended: every stats line says "done (...)"
+    page.wait_for_function("""() => {
+        const t = document.querySelector('#chat-stats').innerText;
+        const lines = t.split('\\n').filter(l => l.trim());
+        return lines.length > 0 && lines.every(l => l.includes('done ('));
+    }""")
+    return page.locator(f"#{elem_id} [data-testid='bot']").nth(n - 1).inner_text().strip()
+
+
+def test_chat_switch_adapter_and_compare(page):
+    choose(page, "chat-variant", "base")
+    send(page, PROMPT)
+    base_answer = wait_answer(page, "chat-bot-a", 1)
+    assert base_answer
+    assert "base" in page.inner_text("#chat-stats")
+    page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
+
+    # switch the adapter: same prompt in a fresh chat, another answer (nothing reloads)
+    page.click("#chat-clear")
+    page.wait_for_function("() => document.querySelectorAll('#chat-bot-a [data-testid=bot]').length === 0")
+    choose(page, "chat-variant", ADAPTERS[0])
+    send(page, PROMPT)
+    adapter_answer = wait_answer(page, "chat-bot-a", 1)
+    assert adapter_answer and adapter_answer != base_answer
+    assert ADAPTERS[0] in page.inner_text("#chat-stats")
+
+    # compare: a second pane with its own picker, one input feeds both
+    page.click("#chat-clear")
+    page.locator("#chat-compare input[type=checkbox]").check()
+    page.wait_for_selector("#chat-bot-b", state="visible")
+    other = ADAPTERS[1] if len(ADAPTERS) > 1 else "base"
+    choose(page, "chat-variant-b", other)
+    send(page, PROMPT)
+    a = wait_answer(page, "chat-bot-a", 1)
+    b = wait_answer(page, "chat-bot-b", 1)
+    assert a == adapter_answer and b and b != a
+    stats = page.inner_text("#chat-stats")
+    assert ADAPTERS[0] in stats and other in stats
+    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+    page.locator("#chat-compare input[type=checkbox]").uncheck()
+    page.wait_for_selector("#chat-bot-b", state="hidden")
+
+
+def test_empty_message_warns(page):
+    page.click("#chat-clear")
+    send(page, "   ")
+    page.wait_for_function("() => /empty message/.test(document.querySelector('#chat-stats').innerText)")
+
+
+def test_build_start_and_cancel(page):
+    page.get_by_role("tab", name="Build").click()
+    page.wait_for_selector("#build-start", state="visible")
+    name = f"browser-{uuid.uuid4().hex[:6]}"
+    page.fill("#build-adapter-name input, #build-adapter-name textarea", name)
+    page.locator("#build-awq-enabled input[type=checkbox]").uncheck()
+    page.fill("#build-lora-max-steps input", "5000")
+    page.locator("#build-lora-max-steps input").press("Tab")
+    page.wait_for_function(
+        "(n) => document.querySelector('#build-command').innerText.includes(n)"
+        " && document.querySelector('#build-command').innerText.includes('--lora.max_steps 5000')", arg=name)
+    page.click("#build-start")
+    page.wait_for_function("() => document.querySelector('#build-job-id input, #build-job-id textarea')"
+                           ".value.length > 0")
+    job = page.locator("#build-job-id input, #build-job-id textarea").first.input_value()
+    assert name in job
+    page.wait_for_function("() => /running/.test(document.querySelector('#build-status').innerText)")
+    page.wait_for_function(  # the log shows the job's events, read from its events.jsonl
+        "() => /started/.test(document.querySelector('#build-log textarea').value)")
+    page.screenshot(path=str(SHOTS / "build.png"), full_page=True)
+    page.click("#build-cancel")
+    page.wait_for_function("() => /cancelled/.test(document.querySelector('#build-status').innerText)",
+                           timeout=30_000)
+    page.wait_for_function("(j) => document.querySelector('#build-runs').innerText.includes(j)", arg=job)
+    # a refreshed page re-attaches to the latest job
+    page.reload()
+    page.get_by_role("tab", name="Build").click()
+    page.wait_for_function(
+        "(j) => (document.querySelector('#build-job-id input, #build-job-id textarea').value === j)"
+        " && /cancelled/.test(document.querySelector('#build-status').innerText)", arg=job)
+
+
+def test_library(page):
+    page.get_by_role("tab", name="Library").click()
+    page.wait_for_selector("#lib-adapters", state="visible")
+    for a in ADAPTERS:
+        page.wait_for_function("(a) => document.querySelector('#lib-adapters').innerText.includes(a)", arg=a)
+    assert re.search(re.escape(base_tests.BASE), page.inner_text("#lib-bases"))
+    page.screenshot(path=str(SHOTS / "library.png"), full_page=True)
