@@ -48,8 +48,10 @@ def make_workspace(root: Path) -> Path:
         if not (SOURCE / "adapters" / a).is_dir():
             pytest.skip(f"adapter {a} missing in {SOURCE / 'adapters'}")
         shutil.copytree(SOURCE / "adapters" / a, root / "adapters" / a)
-    if (ROOT / "models" / "default-hf").exists():
-        os.symlink(ROOT / "models" / "default-hf", root / "models" / "default-hf")
+    for src in (SOURCE / "models" / "default-hf", ROOT / "models" / "default-hf"):
+        if (src / "config.json").exists():
+            os.symlink(src.resolve(), root / "models" / "default-hf")
+            break
     os.symlink(ROOT / "data", root / "data")
     return root
 
@@ -75,6 +77,20 @@ def start_app(ws: Path, port: int, log_path: Path) -> subprocess.Popen:
     raise RuntimeError(f"app did not answer on {url} within 180 s:\n{log_path.read_text()[-3000:]}")
 
 
+def stop_app(proc: subprocess.Popen, ws: Path) -> None:
+    """Stops the app and any build job it left running in the temporary workspace."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    sys.path.insert(0, str(ROOT))
+    from pipeline import jobs
+    for d in sorted((ws / "runs").glob("*")) if (ws / "runs").exists() else []:
+        if jobs.is_running(d):
+            jobs.cancel(d)
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     root = tmp_path_factory.mktemp("app")
@@ -85,11 +101,7 @@ def app(tmp_path_factory):
     from gradio_client import Client
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
     yield {"client": client, "ws": ws, "port": port, "log": log_path, "proc": proc}
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_app(proc, ws)
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +216,7 @@ def test_library_lists_base_and_adapters(app):
 def test_build_from_api_then_chat_without_restart(app):
     """A tiny build (few steps, no AWQ, CPU) started through the API; its adapter then answers."""
     client, ws = app["client"], app["ws"]
-    if not (ROOT / "models" / "default-hf" / "config.json").exists():
+    if not (ws / "models" / "default-hf" / "config.json").exists():
         pytest.skip("models/default-hf missing")
     name = f"uitest-{uuid.uuid4().hex[:8]}"
     repo_adapters = set(os.listdir(ROOT / "adapters")) if (ROOT / "adapters").exists() else set()

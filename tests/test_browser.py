@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -37,11 +36,7 @@ def server(tmp_path_factory):
     port = base_tests.free_port()
     proc = base_tests.start_app(ws, port, root / "app.log")
     yield {"url": f"http://127.0.0.1:{port}/", "ws": ws, "log": root / "app.log"}
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    base_tests.stop_app(proc, ws)
 
 
 @pytest.fixture(scope="module")

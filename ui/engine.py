@@ -158,9 +158,9 @@ class AppEngine:
     def start(self, recipe: Recipe) -> str:
         """Validate, create and launch a job; returns its id. One build at a time per workspace."""
         with self._job_lock:
-            running = jobs.running_job(self.ws)
+            running = self.running_job()
             if running is not None:
-                raise UIError(f"job {running.name} is still running: cancel it or wait until it ends")
+                raise UIError(f"job {running} is still running: cancel it or wait until it ends")
             job_dir = jobs.create_job(recipe, self.ws)  # raises RecipeError
             jobs.launch(job_dir, self.ws)
             return job_dir.name
@@ -176,9 +176,9 @@ class AppEngine:
         with self._job_lock:
             if jobs.is_running(d):
                 raise UIError(f"job {job_id} is already running")
-            running = jobs.running_job(self.ws)
+            running = self.running_job()
             if running is not None:
-                raise UIError(f"job {running.name} is running: wait for it or cancel it first")
+                raise UIError(f"job {running} is running: wait for it or cancel it first")
             st = jobs.state(d)
             if st.status == "ok":
                 raise UIError(f"job {job_id} already finished successfully")
@@ -193,14 +193,21 @@ class AppEngine:
                 f = self._followers[job_id] = _Follower(d)
         return f.poll()
 
+    def running_job(self) -> str | None:
+        """A job whose process is alive (also one just launched that has not written job_start)."""
+        for j in self.list_jobs():
+            if j.status in ("running", "pending") and jobs.is_running(j.job_dir):
+                return j.job_id
+        return None
+
     def list_jobs(self) -> list[jobs.JobInfo]:
         return jobs.list_jobs(self.ws)
 
     def current_job(self) -> str | None:
         """The running job, else the latest one (what a freshly opened page shows)."""
-        running = jobs.running_job(self.ws)
+        running = self.running_job()
         if running is not None:
-            return running.name
+            return running
         all_jobs = self.list_jobs()
         return all_jobs[0].job_id if all_jobs else None
 
