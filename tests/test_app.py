@@ -274,3 +274,16 @@ def test_build_with_bad_recipe_is_refused(app):
 def test_cancel_and_resume_errors_are_messages(app):
     assert "⚠" in app["client"].predict("no-such-job", api_name="/cancel_build")
     assert "⚠" in app["client"].predict("no-such-job", api_name="/resume_build")
+
+
+def test_data_preview_validates_files(app):
+    ok = app["client"].predict("data/travel/train.jsonl", "auto", "", "models/default-hf", False,
+                               api_name="/preview_data")
+    assert ok.startswith("✓") and "examples" in ok and "```" in ok, ok
+    bad = app["ws"] / "bad.jsonl"
+    bad.write_text('{"prompt": "hi", "response": "yo"}\n{"prompt": "no answer"}\n')
+    msg = app["client"].predict(str(bad), "auto", "", "models/default-hf", False, api_name="/preview_data")
+    assert "bad data file" in msg and ":2" in msg and "response" in msg, msg
+    msg = app["client"].predict("data/travel/train.jsonl", "auto", "{prompt} only", "models/default-hf", False,
+                                api_name="/preview_data")
+    assert "⚠" in msg and "{response}" in msg, msg
