@@ -40,9 +40,9 @@ DEFAULT_CORPUS = ROOT / "data" / "corpus"
 DEFAULT_OUT = ROOT / "models" / "default-hf"
 
 SAMPLE_PROMPTS = [
-    "What is the capital of France?",
-    "Give me a tip for staying healthy.",
-    "Tell me a short story about a cat.",
+    "What do cats eat?",
+    "How can I sleep better?",
+    "Tell me about Paris.",
 ]
 
 
@@ -384,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.time() - t_start
     report = {
         "model": "Phi3ForCausalLM",
+        "command": "python -m pipeline.tiny " + " ".join(sys.argv[1:] if argv is None else argv),
         "parameters": n_params,
         "config": {"layers": args.layers, "hidden": args.hidden, "heads": args.heads,
                    "intermediate": args.intermediate, "vocab": VOCAB_SIZE, "tied_embeddings": not args.untied,
@@ -446,7 +447,7 @@ little and is often wrong. Do not use it for anything but demos and tests.
 - Weights are stored in float16 (`model.safetensors`, {r['weights_bytes'] / 1e6:.1f} MB); `config.json` says
   float32, so transformers loads float32.
 - Training: {r['steps']} steps x {r['batch_size']} x {r['seq_len']} tokens on {r['device']}, {r['train_seconds']} s,
-  seed {r['seed']}. Final loss: train {r['final_train_loss']}, held-out {r['final_eval_loss']}.
+  seed {r['seed']}, dropout {r['dropout']} (`{r['command']}`). Final loss: train {r['final_train_loss']}, held-out {r['final_eval_loss']}.
   Details in `TRAINING.json`.
 
 Greedy samples:
