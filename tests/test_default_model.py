@@ -26,9 +26,9 @@ pytestmark = pytest.mark.skipif(not (MODEL_DIR / "model.safetensors").exists(),
                                 reason=f"no default model at {MODEL_DIR}")
 
 CHAT_PROMPTS = [
-    "What is the capital of France?",
-    "How do I make a cup of tea?",
-    "Tell me about the sea.",
+    "What do cats eat?",
+    "How can I sleep better?",
+    "Tell me about the moon.",
 ]
 # Prompts for the fp32 equivalence test: chats and plain prose.
 CONTINUATION_PROMPTS = [
