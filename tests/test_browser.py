@@ -148,6 +148,10 @@ def test_build_start_and_cancel(page):
     page.wait_for_function("() => /running/.test(document.querySelector('#build-status').innerText)")
     page.wait_for_function(  # the log shows the job's events, read from its events.jsonl
         "() => /started/.test(document.querySelector('#build-log textarea').value)")
+    page.wait_for_function(  # training steps arrive: log lines and the loss curve
+        "() => (document.querySelector('#build-log textarea').value.match(/step \\d+: loss/g) || []).length >= 3",
+        timeout=300_000)
+    page.wait_for_timeout(2500)
     page.screenshot(path=str(SHOTS / "build.png"), full_page=True)
     page.click("#build-cancel")
     page.wait_for_function("() => /cancelled/.test(document.querySelector('#build-status').innerText)",

@@ -139,7 +139,12 @@ def status_text(job_id: str | None, st) -> str:
 
 def loss_frame(st) -> pd.DataFrame:
     rows = [(s, l, "train") for s, l in st.steps] + [(s, l, "held-out") for s, l in st.evals]
-    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+    if not rows:  # None, not an empty frame: a plot that first gets an empty frame never draws lines
+        return None
+    # typed columns even when empty: the plot takes its axis types from the first value it gets
+    return pd.DataFrame({"step": pd.Series([r[0] for r in rows], dtype="int64"),
+                         "loss": pd.Series([r[1] for r in rows], dtype="float64"),
+                         "series": pd.Series([r[2] for r in rows], dtype="object")})
 
 
 def runs_frame(app: AppEngine) -> pd.DataFrame:
@@ -251,8 +256,9 @@ def create_build_tab(app: AppEngine) -> BuildTab:
             tab.job_id = gr.Textbox("", label="Job", elem_id="build-job-id", interactive=False)
             tab.status = gr.Markdown("No build yet.", elem_id="build-status")
             tab.stages = gr.HTML(stages_html(_empty_state()), elem_id="build-stages")
-            tab.plot = gr.LinePlot(loss_frame(_empty_state()), x="step", y="loss", color="series",
-                                   title="Loss", elem_id="build-loss", height=260)
+            tab.plot = gr.LinePlot(None, x="step", y="loss", color="series",
+                                   title="Loss", elem_id="build-loss", height=260,
+                                   color_map={"train": "#2563eb", "held-out": "#dc2626"})
             tab.log = gr.Textbox("", label="Log", lines=14, max_lines=14, elem_id="build-log",
                                  interactive=False, autoscroll=True)
             with gr.Accordion("Past runs", open=True, elem_id="build-runs-group"):
