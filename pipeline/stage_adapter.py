@@ -171,11 +171,15 @@ def publish(tmp_dir, final_dir) -> Path:
     tmp_dir, final_dir = Path(tmp_dir), Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = final_dir.with_name(f"{final_dir.name}.tmp-{os.getpid()}")
-    if staging.exists():
-        shutil.rmtree(staging)
-    if tmp_dir.resolve().parent == final_dir.resolve().parent:
+    if staging.resolve() == tmp_dir.resolve():
+        pass  # the caller built it in place as the staging sibling
+    elif tmp_dir.resolve().parent == final_dir.resolve().parent:
+        if staging.exists():
+            shutil.rmtree(staging)
         os.replace(tmp_dir, staging)  # already a sibling: no copy needed
     else:
+        if staging.exists():
+            shutil.rmtree(staging)
         shutil.copytree(tmp_dir, staging)
     _fsync_tree(staging)
     old = None
