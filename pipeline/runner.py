@@ -167,7 +167,7 @@ class JobRunner:
         ep = self.out["prepare"]["execution_provider"]
         awq = self.out["awq"]
         key = _sha({"model": awq["fingerprint"], "onnx": r.to_dict()["onnx"], "ep": ep,
-                    "targets": sorted(r.lora.target_modules)})
+                    "targets": sorted(r.lora.target_modules), "layout": 2})
         info: dict = {}
 
         def build(tmp: Path):
@@ -209,6 +209,7 @@ class JobRunner:
             "precision": r.onnx.precision, "block_size": r.onnx.block_size,
             "accuracy_level": r.onnx.accuracy_level, "execution_provider": ep,
             "target_modules": sorted(r.lora.target_modules), "lora_inputs": info.get("lora_inputs", {}),
+            "lora_layout": info.get("lora_layout", "builder"),
             "awq": {**r.to_dict()["awq"], "applied": not self.out["awq"].get("info", {}).get("skipped"),
                     "note": self.out["awq"].get("info", {}).get("skipped", "")},
             "created": _now()})

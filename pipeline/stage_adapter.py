@@ -1,9 +1,15 @@
 """PEFT LoRA -> onnxruntime `.onnx_adapter` for a base built by stage_onnx; atomic publish; fingerprints.
 
 `olive convert-adapters` writes names the genai graph does not have (`self_attn`, no q/k/v split), so
-this is a small converter of our own: keys `model.layers.{i}.attn.{q,k,v,o}_proj.lora_{A,B}.MatMul.weight`,
-A as [in, r], B as [r, out] multiplied by alpha/r, Phi3's fused `qkv_proj` A copied to q/k/v and B
-split by rows into [q_size, kv_size, kv_size]; every name and shape is checked against the model.
+this is a small converter of our own. It reads the model's LoRA inputs and writes exactly those names
+and shapes, for either layout (pipeline/lora_layout.py):
+- "fused_qkv" (Phi3 bases built by the pipeline): `model.layers.{i}.attn.{qkv,o}_proj.lora_{A,B}.MatMul.weight`;
+  PEFT's `qkv_proj` A as [in, r], its B as [r, q+2kv] (rows of PEFT's B are already q|k|v);
+- "builder" (Llama-style separate q/k/v, or Phi3 bases built before the fused layout): keys
+  `...attn.{q,k,v,o}_proj...`, a fused `qkv_proj` A copied to q/k/v and B split by columns into
+  [q_size, kv_size, kv_size].
+B is multiplied by alpha/r (alpha/sqrt(r) with rslora). Slots the adapter does not fill (e.g. o_proj when
+it targets only qkv_proj) get zeros of the adapter's rank. Every name and shape is checked against the model.
 """
 from __future__ import annotations
 
@@ -40,8 +46,13 @@ def _dtype_of(onnx_dir: Path) -> np.dtype:
     return np.dtype(np.float32)
 
 
-def peft_to_tensors(peft_dir, q_size: int | None = None, kv_size: int | None = None) -> tuple[dict, dict]:
-    """{onnx input name: np.ndarray} (scaling folded into B) and the adapter config."""
+def peft_to_tensors(peft_dir, q_size: int | None = None, kv_size: int | None = None,
+                    layout: str = "builder") -> tuple[dict, dict]:
+    """{onnx input name: np.ndarray} (scaling folded into B) and the adapter config, named for the
+    `layout` ("builder": q/k/v slots; "fused_qkv": one qkv slot)."""
+    from pipeline.lora_layout import BUILDER, FUSED
+    if layout not in (BUILDER, FUSED):
+        raise ValueError(f"unknown LoRA layout {layout!r}")
     from safetensors.numpy import load_file
     peft_dir = Path(peft_dir)
     cfg_file, w_file = peft_dir / "adapter_config.json", peft_dir / "adapter_model.safetensors"
@@ -51,6 +62,8 @@ def peft_to_tensors(peft_dir, q_size: int | None = None, kv_size: int | None = N
     acfg = json.loads(cfg_file.read_text())
     if acfg.get("peft_type", "LORA") != "LORA":
         raise AdapterError(f"{peft_dir}: adapter type {acfg.get('peft_type')} is not LoRA")
+    if isinstance(acfg.get("target_modules"), str):
+        acfg["target_modules"] = [acfg["target_modules"]]
     r = int(acfg["r"])
     alpha = float(acfg.get("lora_alpha", r))
     scale = alpha / r
@@ -58,6 +71,9 @@ def peft_to_tensors(peft_dir, q_size: int | None = None, kv_size: int | None = N
         scale = alpha / r ** 0.5
     if acfg.get("use_dora"):
         raise AdapterError(f"{peft_dir}: DoRA adapters cannot be served in the LoRA slots")
+    if acfg.get("rank_pattern") or acfg.get("alpha_pattern"):
+        raise AdapterError(f"{peft_dir}: per-module rank_pattern/alpha_pattern is not supported: every "
+                           "LoRA slot of an adapter must share one rank and one alpha")
     # the raw state dict may be bf16: read through torch when numpy cannot
     try:
         sd = load_file(str(w_file))
@@ -75,7 +91,14 @@ def peft_to_tensors(peft_dir, q_size: int | None = None, kv_size: int | None = N
         t = w.T.copy()  # A: [r, in] -> [in, r]; B: [out, r] -> [r, out]
         if ab == "B":
             t = t * scale
-        if proj == "qkv_proj":
+        if proj in ("q_proj", "k_proj", "v_proj") and layout == FUSED:
+            raise AdapterError(f"{peft_dir}: the adapter does not fit this base: it has separate {proj} "
+                               "LoRA weights, but this base "
+                               "packs q/k/v into one qkv_proj slot (fused_qkv layout): it was trained for "
+                               "another model")
+        if proj == "qkv_proj" and layout == FUSED:
+            parts = {"qkv_proj": t}
+        elif proj == "qkv_proj":
             if q_size is None:
                 raise AdapterError("a fused qkv_proj LoRA needs the model's q/kv sizes")
             if ab == "A":
@@ -96,6 +119,9 @@ def peft_to_tensors(peft_dir, q_size: int | None = None, kv_size: int | None = N
                            "(only attention q/k/v/o projections can be served)")
     if not out:
         raise AdapterError(f"{peft_dir}: no LoRA weights found")
+    ranks = {(a.shape[1] if ".lora_A." in n else a.shape[0]) for n, a in out.items()}
+    if len(ranks) != 1:
+        raise AdapterError(f"{peft_dir}: LoRA weights of different ranks {sorted(ranks)}; the slots need one rank")
     return out, acfg
 
 
@@ -111,15 +137,18 @@ def convert_adapter(peft_dir, onnx_dir, out_file) -> dict:
     inputs = _model_inputs(onnx_dir)
     if not inputs:
         raise AdapterError(f"{onnx_dir}: the ONNX model has no LoRA inputs (built without slots?)")
+    from pipeline.lora_layout import layout_of
+    layout = layout_of(inputs)
     q_size, kv_size = _sizes(onnx_dir, inputs)
-    tensors, acfg = peft_to_tensors(peft_dir, q_size, kv_size)
+    tensors, acfg = peft_to_tensors(peft_dir, q_size, kv_size, layout)
     missing_in_model = sorted(set(tensors) - set(inputs))
     if missing_in_model:
         have = sorted({n.split(".")[4] for n in inputs})
         raise AdapterError(f"the adapter does not fit this model: it has LoRA weights "
                            f"{', '.join(missing_in_model[:3])}{' ...' if len(missing_in_model) > 3 else ''} "
                            f"that the model has no slot for (its slots: {', '.join(have)}; "
-                           f"the adapter targets {', '.join(acfg.get('target_modules') or [])})")
+                           f"the adapter targets {', '.join(acfg.get('target_modules') or [])}; "
+                           f"layout {layout})")
     rank = None
     for name, arr in tensors.items():
         dims = inputs[name]
@@ -150,7 +179,7 @@ def convert_adapter(peft_dir, onnx_dir, out_file) -> dict:
     os.replace(tmp, out_file)
     return {"file": str(out_file), "rank": int(acfg["r"]), "alpha": acfg.get("lora_alpha"),
             "target_modules": sorted(acfg.get("target_modules") or []), "tensors": len(tensors),
-            "size_bytes": out_file.stat().st_size}
+            "lora_layout": layout, "size_bytes": out_file.stat().st_size}
 
 
 def _fsync_tree(root: Path) -> None:

@@ -296,6 +296,54 @@ def test_qlora_on_cpu_refused(phi3, tmp_path):
         run_finetune(phi3, ["x"], None, LoRAConfig(qlora=True), tmp_path, Rec())
 
 
+def _attn_counts(onnx_file, layer):
+    """{kind: count} of the attention nodes of one layer: LoRA A/B MatMuls and base projections."""
+    import onnx
+    g = onnx.load(str(onnx_file), load_external_data=False).graph
+    pre = f"/model/layers.{layer}/attn/"
+    res = {}
+    for n in g.node:
+        if not n.name.startswith(pre):
+            continue
+        part = n.name[len(pre):]
+        proj = part.split("/")[0]
+        if "/lora_A/" in part or "/lora_B/" in part:
+            kind = f"{proj}.lora_{'A' if '/lora_A/' in part else 'B'}.{n.op_type}"
+        elif n.op_type in ("MatMul", "MatMulNBits") and "/lora" not in part:
+            kind = f"{proj}.base.{n.op_type}"
+        elif n.op_type == "GroupQueryAttention":
+            kind = "gqa_inputs_kv_empty" if list(n.input[1:3]) == ["", ""] else "gqa_unpacked"
+        else:
+            continue
+        res[kind] = res.get(kind, 0) + 1
+    return res
+
+
+def _assert_fused_graph(onnx_file, base_op, layers=2):
+    for i in range(layers):
+        c = _attn_counts(onnx_file, i)
+        want = {"qkv_proj.lora_A.MatMul": 1, "qkv_proj.lora_B.MatMul": 1, f"qkv_proj.base.{base_op}": 1,
+                "o_proj.lora_A.MatMul": 1, "o_proj.lora_B.MatMul": 1, f"o_proj.base.{base_op}": 1,
+                "gqa_inputs_kv_empty": 1}
+        assert c == want, (i, c)
+
+
+def _random_peft(hf_dir, out, r, targets, seed=0):
+    """An untrained PEFT LoRA with non-zero A and B (visible in greedy output)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    torch.manual_seed(seed)
+    pm = get_peft_model(AutoModelForCausalLM.from_pretrained(hf_dir),
+                        LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets, init_lora_weights=False))
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.mul_(3.0)
+    pm.save_pretrained(out)
+    return Path(out)
+
+
 def _build(hf_dir, peft_dir, precision, out):
     from pipeline.stage_onnx import build_onnx
     log = Rec()
@@ -321,7 +369,11 @@ def test_onnx_fp32_base_and_adapters(awq_phi3, adapters_phi3, onnx_fp32, tok, tm
     from pipeline.stage_adapter import convert_adapter
     out, res = onnx_fp32
     assert (out / "genai_config.json").is_file() and (out / "tokenizer.json").is_file()
-    assert len(res["lora_inputs"]) == 2 * 4 * 2  # layers x q/k/v/o x A/B
+    assert res["lora_layout"] == "fused_qkv"
+    assert len(res["lora_inputs"]) == 2 * 2 * 2  # layers x qkv/o x A/B
+    assert res["lora_inputs"]["model.layers.0.attn.qkv_proj.lora_B.MatMul.weight"] == ["lora_r", 128 + 2 * 64]
+    assert not any(".q_proj." in n or ".k_proj." in n for n in res["lora_inputs"])
+    _assert_fused_graph(out / "model.onnx", "MatMul")
     assert not list(out.glob("*.onnx_adapter"))
     base_dir = awq_phi3[0]
     ids = _prompt_ids(tok)
@@ -346,11 +398,78 @@ def test_onnx_fp32_base_and_adapters(awq_phi3, adapters_phi3, onnx_fp32, tok, tm
         want[name] = _hf_greedy(pm, ids)
     TIMINGS["adapter_convert_x2"] = round(time.time() - t0, 1)
     assert want["travel"] != want["pirate"] or want["travel"] != want_base
+    assert info["lora_layout"] == "fused_qkv" and info["tensors"] == 8
     # interleaved: both adapters from one og.Model, chosen per generator
     for name in ["travel", "pirate", "travel"]:
         got = _og_greedy(model, ids, adapters, name)
         assert got == want[name], (name, got, want[name])
     assert _og_greedy(model, ids) == want_base  # no adapter set -> base again
+
+
+def test_fused_partial_adapters(awq_phi3, onnx_fp32, tok, tmp_path):
+    """Adapters that lack a module (qkv only / o only) get zeros in the other slots; == PEFT."""
+    import onnxruntime_genai as og
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from pipeline.stage_adapter import convert_adapter
+    out, _ = onnx_fp32
+    base_dir = awq_phi3[0]
+    ids = _prompt_ids(tok)
+    model = og.Model(str(out))
+    adapters = og.Adapters(model)
+    base = _og_greedy(model, ids)
+    for name, targets, r in (("qkv", ["qkv_proj"], 4), ("o", ["o_proj"], 8)):
+        peft_dir = _random_peft(base_dir, tmp_path / name, r, targets, seed=len(name))
+        info = convert_adapter(peft_dir, out, tmp_path / f"{name}.onnx_adapter")
+        assert info["tensors"] == 8
+        adapters.load(info["file"], name)
+        pm = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), peft_dir).eval()
+        want = _hf_greedy(pm, ids)
+        got = _og_greedy(model, ids, adapters, name)
+        assert got == want and got != base, (name, got, want, base)
+
+
+def test_builder_layout_phi3(awq_phi3, adapters_phi3, onnx_fp32, tok, tmp_path):
+    """A Phi3 base in the genai builder's layout (bases published before fused_qkv) still takes
+    adapters, and gives the same tokens as the fused base."""
+    import onnxruntime_genai as og
+
+    from pipeline.stage_adapter import convert_adapter
+    from pipeline.stage_onnx import build_onnx
+    out = tmp_path / "builder"
+    res = build_onnx(awq_phi3[0], adapters_phi3["travel"][0]["peft_dir"], OnnxConfig(precision="fp32"), "cpu",
+                     out, Rec(), lora_layout="builder")
+    assert res["lora_layout"] == "builder" and len(res["lora_inputs"]) == 2 * 4 * 2
+    assert _attn_counts(out / "model.onnx", 0)["gqa_unpacked"] == 1
+    ids = _prompt_ids(tok)
+    fused = og.Model(str(onnx_fp32[0]))
+    split = og.Model(str(out))
+    fa, sa = og.Adapters(fused), og.Adapters(split)
+    assert _og_greedy(split, ids) == _og_greedy(fused, ids)
+    for name, (ft, _) in adapters_phi3.items():
+        si = convert_adapter(ft["peft_dir"], out, tmp_path / f"s-{name}.onnx_adapter")
+        fi = convert_adapter(ft["peft_dir"], onnx_fp32[0], tmp_path / f"f-{name}.onnx_adapter")
+        assert si["lora_layout"] == "builder" and si["tensors"] == 16
+        sa.load(si["file"], name)
+        fa.load(fi["file"], name)
+        assert _og_greedy(split, ids, sa, name) == _og_greedy(fused, ids, fa, name)
+
+
+def test_adapter_tensors_both_layouts(adapters_phi3):
+    """The fused names are the builder names mapped by lora_layout.fuse_adapter_tensors."""
+    from pipeline.lora_layout import fuse_adapter_tensors
+    from pipeline.stage_adapter import peft_to_tensors
+    peft_dir = adapters_phi3["travel"][0]["peft_dir"]
+    split, _ = peft_to_tensors(peft_dir, 128, 64, "builder")
+    fused, acfg = peft_to_tensors(peft_dir, None, None, "fused_qkv")
+    assert len(split) == 2 * 4 * 2 and len(fused) == 2 * 2 * 2
+    mapped = fuse_adapter_tensors(split)
+    assert sorted(mapped) == sorted(fused)
+    for k in fused:
+        assert np.array_equal(mapped[k], fused[k]), k
+    b = fused["model.layers.1.attn.qkv_proj.lora_B.MatMul.weight"]
+    assert b.shape == (acfg["r"], 256)
 
 
 def test_adapter_mismatch(llama, onnx_fp32, tmp_path, tok):
@@ -360,6 +479,10 @@ def test_adapter_mismatch(llama, onnx_fp32, tmp_path, tok):
     ft, _ = _finetune(llama, TRAVEL, 4, ["q_proj", "v_proj", "up_proj"], tmp_path / "ft", ltok, steps=2)
     with pytest.raises(AdapterError, match="ONNX slots do not have|does not fit"):
         convert_adapter(ft["peft_dir"], onnx_fp32[0], tmp_path / "x.onnx_adapter")
+    # separate q/v LoRAs (Llama) cannot go into a fused qkv slot
+    qv = _random_peft(llama, tmp_path / "qv", 4, ["q_proj", "v_proj"])
+    with pytest.raises(AdapterError, match="packs q/k/v into one qkv_proj slot"):
+        convert_adapter(qv, onnx_fp32[0], tmp_path / "y.onnx_adapter")
 
 
 def test_onnx_int4(awq_phi3, adapters_phi3, tok, tmp_path):
@@ -375,6 +498,9 @@ def test_onnx_int4(awq_phi3, adapters_phi3, tok, tmp_path):
     assert "MatMulNBits" in ops
     lora_mm = [n for n in g.graph.node if "/lora_" in n.name and n.name.endswith("MatMul")]
     assert lora_mm and all(n.op_type == "MatMul" for n in lora_mm)  # slots stayed float
+    assert res["lora_layout"] == "fused_qkv" and len(res["lora_inputs"]) == 8
+    assert len(lora_mm) == 2 * 4  # per layer: qkv A, qkv B, o A, o B
+    _assert_fused_graph(out / "model.onnx", "MatMulNBits")
     ids = _prompt_ids(tok)
     model = og.Model(str(out))
     adapters = og.Adapters(model)
@@ -401,6 +527,7 @@ def test_llama_fp32(llama, tmp_path):
     ft, log = _finetune(llama, PIRATE, 8, ["q_proj", "v_proj"], tmp_path / "ft", ltok)
     assert log.of("step")[-1]["loss"] < log.of("step")[0]["loss"]
     res = _build(llama, ft["peft_dir"], "fp32", tmp_path / "onnx")
+    assert res["lora_layout"] == "builder"  # separate q/k/v projections keep the builder's layout
     assert any(".q_proj.lora_A" in n for n in res["lora_inputs"])
     ids = _prompt_ids(ltok)
     model = og.Model(str(tmp_path / "onnx"))
