@@ -175,14 +175,16 @@ def profile_all(a) -> dict:
     ep, (bs, acc) = a.device, a.quant
     tag = f"int4-bs{bs}-acc{acc}-{ep}"
     slots = a.work / f"{tag}-slots"
-    C.build_slots(a.model, a.model / "lora_r16", slots, ep, bs, acc, log)
+    if not (slots / "genai_config.json").exists():  # reuse a build of bench/run.py in the same --work
+        C.build_slots(a.model, a.model / "lora_r16", slots, ep, bs, acc, log)
     ad = a.work / f"{tag}-r16.onnx_adapter"
     C.convert(a.model / "lora_r16", slots, ad)
     variants = {"slots": (slots, ad)}
     for lever in a.levers:
         d = a.work / f"{slots.name}-{lever}"
         f = a.work / f"{slots.name}-{lever}-r16.onnx_adapter"
-        RW.rewrite(slots, d, lever)
+        if not (d / "genai_config.json").exists():
+            RW.rewrite(slots, d, lever)
         RW.convert_adapter_file(ad, f, lever)
         variants[lever] = (d, f)
     vocab = json.loads((a.model / "config.json").read_text())["vocab_size"]

@@ -167,8 +167,11 @@ class Bench:
         ep = a.device
         tag = f"int4-bs{bs}-acc{acc}-{ep}"
         base, slots = w / f"{tag}-base", w / f"{tag}-slots"
-        b = {"base": C.build_base(a.model, base, ep, bs, acc, self.log)}
-        b["slots"] = C.build_slots(a.model, a.model / "lora_r16", slots, ep, bs, acc, self.log)
+        if a.reuse and (base / "genai_config.json").exists() and (slots / "genai_config.json").exists():
+            b = {"base": {"reused": str(base)}, "slots": {"reused": str(slots)}}  # built by an earlier run
+        else:
+            b = {"base": C.build_base(a.model, base, ep, bs, acc, self.log)}
+            b["slots"] = C.build_slots(a.model, a.model / "lora_r16", slots, ep, bs, acc, self.log)
         ads = {}
         for r in ("r16", "r8"):
             f = w / f"{tag}-{r}.onnx_adapter"
@@ -428,6 +431,7 @@ def main() -> int:
     ap.add_argument("--work", type=Path, required=True, help="where the ONNX builds go (reused if present)")
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     ap.add_argument("--parts", default=",".join(PARTS))
+    ap.add_argument("--reuse", action="store_true", help="reuse ONNX builds already in --work")
     ap.add_argument("--quant", default="32:0,128:4",
                     help="int4 variants block_size:accuracy_level, comma-separated; the first is the main one")
     ap.add_argument("--levers", default=",".join(RW.LEVERS))
