@@ -10,12 +10,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 import string
 from pathlib import Path
 
 ROLES = ("system", "user", "assistant")
+MAX_FILE_MB_DEFAULT = 50.0   # dataset files and uploads; $STUDIO_MAX_UPLOAD_MB overrides
+MAX_LINE_BYTES = 1 << 20     # one example (one JSONL line) at most 1 MiB
+
+
+def max_file_bytes() -> int:
+    """The size limit for dataset files (CLI and uploads): $STUDIO_MAX_UPLOAD_MB, default 50 MB."""
+    try:
+        mb = float(os.environ.get("STUDIO_MAX_UPLOAD_MB", MAX_FILE_MB_DEFAULT))
+    except ValueError:
+        mb = MAX_FILE_MB_DEFAULT
+    return int(mb * 1e6)
+
+
+def check_file_size(path) -> int:
+    """DataError when the file is over the dataset size limit; returns its size."""
+    size = Path(path).stat().st_size
+    limit = max_file_bytes()
+    if size > limit:
+        raise DataError(f"{Path(path).name}: {size / 1e6:.1f} MB is over the {limit / 1e6:g} MB limit for "
+                        "dataset files (set STUDIO_MAX_UPLOAD_MB to change it)")
+    return size
 
 
 class DataError(ValueError):
@@ -119,7 +141,11 @@ def load_examples(path, fmt: str = "auto") -> list[dict]:
         raise DataError(f"{path}: file not found")
     if not path.is_file():
         raise DataError(f"{path}: not a file")
+    check_file_size(path)
     raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"{path}: the file is UTF-16 (it starts with a UTF-16 byte order mark); save it "
+                        "as UTF-8")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -130,6 +156,9 @@ def load_examples(path, fmt: str = "auto") -> list[dict]:
         if not line.strip():
             continue
         where = f"{path}:{n}"
+        if len(line) > MAX_LINE_BYTES:
+            raise DataError(f"{where}: the line is {len(line) / 1e6:.1f} MB long; one example may be at most "
+                            f"{MAX_LINE_BYTES / 1e6:.1f} MB")
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
@@ -203,7 +232,8 @@ def linear_module_names(model_dir) -> list[str]:
     model_dir = Path(model_dir)
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
-        raise DataError(f"{model_dir}: no .safetensors weights found")
+        raise DataError(f"{model_dir}: no .safetensors weights found (only safetensors weights are "
+                        "loaded, never pickled pytorch_model.bin files)")
     names = set()
     for f in files:
         with open(f, "rb") as fh:
