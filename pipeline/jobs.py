@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.events import EventLog, JobState, read_events
-from pipeline.recipe import Recipe
+from pipeline.recipe import Recipe, RecipeError
 from pipeline.workspace import PROJECT_ROOT, Workspace
 
 CANCEL_GRACE_S = 3.0
@@ -46,7 +46,58 @@ def preflight(recipe: Recipe, ws: Workspace) -> None:
     local = ws.resolve_input(recipe.base_model)
     if local.exists() or _looks_local(recipe.base_model):
         model_dir = resolve_model(recipe.base_model, project_root=ws.root)
+        check_model_folder(model_dir, recipe.trust_remote_code)
         data.check_target_modules(model_dir, recipe.lora.target_modules)
+    else:
+        check_hub_id(recipe.base_model)
+
+
+def check_model_folder(model_dir: Path, trust_remote_code: bool) -> None:
+    """A model that needs its own Python code (auto_map in config.json) only with trust_remote_code."""
+    from pipeline.data import DataError
+    try:
+        cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{model_dir}/config.json is not readable JSON ({type(e).__name__})") from None
+    if not isinstance(cfg, dict):
+        raise DataError(f"{model_dir}/config.json is not a JSON object")
+    if cfg.get("auto_map") and not trust_remote_code:
+        raise RecipeError(f"{model_dir} needs its own Python code (auto_map in config.json), which is not "
+                          "run unless the recipe sets trust_remote_code: true (only for models you trust)")
+
+
+def check_hub_id(name: str) -> None:
+    """A Hub id is checked before a job exists: in the local cache, else (online) on the Hub. Offline
+    and not cached -> a clear message. Exception texts are never shown (they may carry headers)."""
+    import re
+
+    from pipeline.hub import ModelNotFound
+    name = name.strip()
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", name) or ".." in name:
+        raise ModelNotFound(f"{name!r} is neither a local model folder nor a Hub id of the form owner/name")
+    try:
+        from huggingface_hub import constants, snapshot_download
+        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+    except ImportError:  # pragma: no cover
+        raise ModelNotFound(f"{name}: huggingface_hub is not installed; give a local model folder") from None
+    try:
+        snapshot_download(repo_id=name, allow_patterns=["config.json"], local_files_only=True)
+        return  # in the local cache
+    except Exception:
+        pass
+    if constants.HF_HUB_OFFLINE:
+        raise ModelNotFound(f"{name}: no such local folder, and not in the local Hugging Face cache while "
+                            "the Hub is off (HF_HUB_OFFLINE); give a local model folder, or go online") from None
+    try:
+        from huggingface_hub import HfApi
+        HfApi().model_info(name, timeout=15)
+    except RepositoryNotFoundError:
+        raise ModelNotFound(f"{name}: no such model on the Hugging Face Hub (or it is private)") from None
+    except GatedRepoError:
+        raise ModelNotFound(f"{name}: the model is gated; accept its license on the Hub and log in") from None
+    except Exception as e:
+        raise ModelNotFound(f"{name}: could not reach the Hugging Face Hub ({type(e).__name__}); give a "
+                            "local model folder instead") from None
 
 
 def create_job(recipe: Recipe, ws: Workspace | None = None) -> Path:
