@@ -40,6 +40,25 @@ def _write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
+def _clear_stale_tmp(parent: Path, name: str) -> None:
+    """Removes `<name>.tmp-<pid>` (and publish's `<name>.old-<pid>`) folders left by a job process that was killed (its pid is gone), so a
+    resumed job leaves no half-written folder behind. Folders of live processes are left alone."""
+    if not parent.is_dir():
+        return
+    for p in [*parent.glob(f"{name}.tmp-*"), *parent.glob(f"{name}.old-*")]:
+        pid = p.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still alive: someone else's publish in progress
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -88,6 +107,7 @@ class JobRunner:
         if (final / "CACHE.json").exists():
             return final, True
         self.ws.cache.mkdir(parents=True, exist_ok=True)
+        _clear_stale_tmp(self.ws.cache, f"{kind}-{key}")
         tmp = self.ws.cache / f"{kind}-{key}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
@@ -200,6 +220,7 @@ class JobRunner:
             raise StageError(f"models/{name} already holds a different base model (fingerprint "
                              f"{meta.get('fingerprint', '?')[:12]}); choose another base_name")
         self.ws.models.mkdir(parents=True, exist_ok=True)
+        _clear_stale_tmp(self.ws.models, name)
         tmp = self.ws.models / f"{name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(onnx_dir, tmp)
@@ -222,6 +243,7 @@ class JobRunner:
         r = self.recipe
         ft, prep, onnx = self.out["finetune"], self.out["prepare"], self.out["onnx"]
         self.ws.adapters.mkdir(parents=True, exist_ok=True)
+        _clear_stale_tmp(self.ws.adapters, r.adapter_name)
         final = self.ws.adapters / r.adapter_name
         tmp = self.ws.adapters / f"{r.adapter_name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
