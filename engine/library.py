@@ -24,8 +24,8 @@ class LibraryError(Exception):
 
 
 def is_temp_name(name: str) -> bool:
-    """Folders being published (`<name>.tmp-<pid>`) or hidden ones are not part of the library."""
-    return ".tmp-" in name or name.startswith(".")
+    """Folders being published (`<name>.tmp-<pid>`, `<name>.old-<pid>`) or hidden ones are not part of the library."""
+    return ".tmp-" in name or ".old-" in name or name.startswith(".")
 
 
 def safe_name(name: str) -> bool:
