@@ -124,6 +124,8 @@ class JobRunner:
         from pipeline.stage_adapter import model_fingerprint
         r = self.recipe
         model_dir = hub.resolve_model(r.base_model, log=self.log, project_root=self.ws.root)
+        from pipeline.jobs import check_model_folder
+        check_model_folder(model_dir, r.trust_remote_code)  # also for a model just downloaded from the Hub
         data.check_target_modules(model_dir, r.lora.target_modules)
         tok = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=r.trust_remote_code)
         if not r.template and not getattr(tok, "chat_template", None):
