@@ -1,6 +1,13 @@
-"""The studio's web app: Chat with a base and its LoRA adapters, Build new adapters, browse the Library.
+"""The studio's web app: Chat with a base and its LoRA adapters, Build new adapters, browse the Library,
+export and publish (Deploy).
 
-  python app.py [--host 127.0.0.1] [--port 7860] [--share] [--auth USER:PASS] [--models-dir DIR]
+  python app.py [--host 127.0.0.1] [--port 7860] [--auth USER:PASS] [--share] [--chat-only]
+                [--models-dir DIR] [--adapters-dir DIR]
+
+Never shares by default. `--share` (a public gradio.live link) needs credentials: `--auth USER:PASS` or
+$STUDIO_AUTH=user:pass; without them it is refused unless `--share-without-auth` is given (then a warning
+is printed, logged and shown on the page). `--chat-only` serves Chat and a read-only Library without
+importing the build pipeline (no torch, transformers or Olive).
 
 Artifacts live in the workspace ($STUDIO_HOME, default: this folder): models/, adapters/, runs/.
 Importing this module (as Hugging Face Spaces does) builds `demo` without launching it."""
@@ -13,40 +20,49 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from deploy.launch import LaunchError, add_launch_arguments, announce, resolve_launch_options  # noqa: E402
 from pipeline.workspace import Workspace  # noqa: E402
 from ui.engine import AppEngine  # noqa: E402
-from ui.interface import create_ui, launch_kwargs  # noqa: E402
+from ui.interface import create_chat_only_ui, create_ui, launch_kwargs  # noqa: E402
 
 BUILD_CONCURRENCY = 1  # default for handlers without their own limit; chat handlers allow 8
 
 
-def build_demo(models_dir: str | None = None, adapters_dir: str | None = None, provider: str = "auto"):
+def build_demo(models_dir: str | None = None, adapters_dir: str | None = None, provider: str = "auto",
+               chat_only: bool = False, warning: str | None = None):
     app = AppEngine(Workspace.default(), models_dir=models_dir, adapters_dir=adapters_dir, provider=provider)
-    demo = create_ui(app)
+    demo = create_chat_only_ui(app, warning=warning) if chat_only else create_ui(app, warning=warning)
     demo.queue(default_concurrency_limit=4, max_size=64)
     demo.app_engine = app
     return demo
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
-    ap.add_argument("--share", action="store_true", help="create a public gradio.live link")
-    ap.add_argument("--auth", help="USER:PASS required to open the app")
+    add_launch_arguments(ap)
+    ap.add_argument("--chat-only", action="store_true",
+                    help="serve Chat and a read-only Library only (no Build; the pipeline is not imported)")
     ap.add_argument("--models-dir", help="folder of ONNX bases (default: <workspace>/models)")
     ap.add_argument("--adapters-dir", help="folder of adapters (default: <workspace>/adapters)")
     ap.add_argument("--provider", default="auto", help="execution provider for chat: auto, cpu or cuda")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = parser()
     args = ap.parse_args(argv)
-    auth = None
-    if args.auth:
-        user, sep, pw = args.auth.partition(":")
-        if not sep or not user:
-            ap.error("--auth must be USER:PASS")
-        auth = (user, pw)
-    demo = build_demo(args.models_dir, args.adapters_dir, args.provider)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-                show_error=False, **launch_kwargs())
+    try:
+        opts = resolve_launch_options(args, os.environ)
+    except LaunchError as e:
+        print(f"app.py: {e}", file=sys.stderr)
+        return 2
+    announce(opts)
+    demo = build_demo(args.models_dir, args.adapters_dir, args.provider, chat_only=args.chat_only,
+                      warning=opts.warning)
+    demo.launch(server_name=args.host, server_port=args.port, show_error=False, **opts.launch_kwargs(),
+                **launch_kwargs())
     return 0
 
 

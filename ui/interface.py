@@ -1,24 +1,51 @@
-"""Assembles the tabs into one gr.Blocks; each tab lives in its own module and returns its components."""
+"""Assembles the tabs into one gr.Blocks; each tab lives in its own module and returns its components.
+
+create_ui: Chat, Build, Library, Deploy (the studio). create_chat_only_ui: Chat and a read-only Library,
+for `app.py --chat-only` and exported Spaces; it imports neither the Build tab nor the pipeline (the
+Build and Deploy tabs are imported inside create_ui only)."""
 from __future__ import annotations
 
 import gradio as gr
 
-from ui.build_tab import create_build_tab
 from ui.chat_tab import create_chat_tab
-from ui.engine import AppEngine
 from ui.library_tab import create_library_tab
 
 TITLE = "LoRA studio: fine-tune -> int4 ONNX -> hot-swappable adapters"
+CHAT_TITLE = "LoRA studio chat: int4 ONNX with hot-swappable LoRA adapters"
 CSS = """
 #chat-stats, #build-status {min-height: 1.6em}
 #build-log textarea {font-family: ui-monospace, monospace; font-size: 12px}
+#share-warning {border: 2px solid #d97706; border-radius: 6px; padding: 4px 10px; background: #fef3c7}
 """
 
 
-def create_ui(app: AppEngine) -> gr.Blocks:
+def _banner(demo: gr.Blocks, warning: str | None) -> None:
+    """A visible warning line at the top of the page, also raised as a toast when the page opens."""
+    if not warning:
+        return
+    gr.Markdown(f"⚠ **{warning}**", elem_id="share-warning")
+
+    def toast():
+        gr.Warning(warning, duration=None)
+
+    demo.load(toast, None, None, api_visibility="private", queue=False)
+
+
+def _chat_and_library_loads(demo, chat, lib_tab, library) -> None:
+    demo.load(chat.pickers_fn, [chat.base, chat.variant, chat.variant_b],
+              [chat.base, chat.variant, chat.variant_b, chat.refused], api_visibility="private",
+              concurrency_id="ui")
+    fn, inputs, outputs = library.on_load
+    lib_tab.select(fn, inputs, outputs, api_visibility="private", concurrency_id="ui")
+
+
+def create_ui(app, warning: str | None = None) -> gr.Blocks:
+    from ui.build_tab import create_build_tab
+    from ui.deploy_tab import create_deploy_tab
     with gr.Blocks(title="LoRA studio") as demo:
         gr.Markdown(f"## {TITLE}\nworkspace `{app.ws.root}` · models `{app.models_dir}` · "
                     f"adapters `{app.adapters_dir}`", elem_id="header")
+        _banner(demo, warning)
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab("Chat", id="chat", elem_id="tab-chat"):
                 chat = create_chat_tab(app)
@@ -26,15 +53,30 @@ def create_ui(app: AppEngine) -> gr.Blocks:
                 build = create_build_tab(app)
             with gr.Tab("Library", id="library", elem_id="tab-library") as lib_tab:
                 library = create_library_tab(app)
+            with gr.Tab("Deploy", id="deploy", elem_id="tab-deploy") as deploy_tab:
+                deploy = create_deploy_tab(app)
         # page load: pickers, the running (or latest) job, the library tables
-        demo.load(chat.pickers_fn, [chat.base, chat.variant, chat.variant_b],
-                  [chat.base, chat.variant, chat.variant_b, chat.refused], api_visibility="private",
-                  concurrency_id="ui")
+        _chat_and_library_loads(demo, chat, lib_tab, library)
         fn, inputs, outputs = build.on_load
         demo.load(fn, inputs, outputs, api_visibility="private", queue=False)
-        fn, inputs, outputs = library.on_load
-        lib_tab.select(fn, inputs, outputs, api_visibility="private", concurrency_id="ui")
-    demo.ui_tabs = {"chat": chat, "build": build, "library": library}
+        fn, inputs, outputs = deploy.on_load
+        deploy_tab.select(fn, inputs, outputs, api_visibility="private", concurrency_id="ui")
+    demo.ui_tabs = {"chat": chat, "build": build, "library": library, "deploy": deploy}
+    return demo
+
+
+def create_chat_only_ui(app, warning: str | None = None, title: str | None = None) -> gr.Blocks:
+    """Chat + read-only Library: no build jobs, no deletion, no pipeline imports."""
+    with gr.Blocks(title=title or "LoRA studio chat") as demo:
+        gr.Markdown(f"## {title or CHAT_TITLE}", elem_id="header")
+        _banner(demo, warning)
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab("Chat", id="chat", elem_id="tab-chat"):
+                chat = create_chat_tab(app)
+            with gr.Tab("Library", id="library", elem_id="tab-library") as lib_tab:
+                library = create_library_tab(app, read_only=True)
+        _chat_and_library_loads(demo, chat, lib_tab, library)
+    demo.ui_tabs = {"chat": chat, "library": library}
     return demo
 
 

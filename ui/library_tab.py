@@ -1,5 +1,6 @@
 """Library tab: the ONNX bases in models/ and the adapters in adapters/ with their metadata; delete an
-adapter (with a confirmation tick) through engine.library.delete_adapter."""
+adapter (with a confirmation tick) through engine.library.delete_adapter. read_only=True (chat-only app,
+exported Spaces) shows the tables without the delete section."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,20 +68,30 @@ def adapters_frame(app: AppEngine) -> pd.DataFrame:
 class LibraryTab:
     bases: gr.Dataframe
     adapters: gr.Dataframe
-    to_delete: gr.Dropdown
-    confirm: gr.Checkbox
-    delete: gr.Button
+    to_delete: gr.Dropdown | None
+    confirm: gr.Checkbox | None
+    delete: gr.Button | None
     refresh: gr.Button
     message: gr.Markdown
     on_load: object = None
 
 
-def create_library_tab(app: AppEngine) -> LibraryTab:
+def create_library_tab(app: AppEngine, read_only: bool = False) -> LibraryTab:
     refresh = gr.Button("↻ Refresh", elem_id="lib-refresh", size="sm")
     gr.Markdown("### ONNX base models")
     bases = gr.Dataframe(bases_frame(app), interactive=False, elem_id="lib-bases", wrap=True)
     gr.Markdown("### Adapters")
     adapters = gr.Dataframe(adapters_frame(app), interactive=False, elem_id="lib-adapters", wrap=True)
+    if read_only:
+        message = gr.Markdown("", elem_id="lib-message")
+
+        def reload_tables():
+            return bases_frame(app), adapters_frame(app)
+
+        refresh.click(reload_tables, None, [bases, adapters], api_name="library", concurrency_id="ui")
+        tab = LibraryTab(bases, adapters, None, None, None, refresh, message)
+        tab.on_load = (reload_tables, None, [bases, adapters])
+        return tab
     with gr.Accordion("Delete an adapter", open=False, elem_id="lib-delete-group"):
         with gr.Row():
             to_delete = gr.Dropdown(choices=[a.name for a in app.adapters(None)], value=None,

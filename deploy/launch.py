@@ -1,0 +1,93 @@
+"""Launch options of the web app: who may open it (auth) and whether a public share link is made.
+
+Rules (resolve_launch_options):
+- never shares unless asked (`--share` or `--share-without-auth`);
+- credentials come from `--auth USER:PASS`, else from $STUDIO_AUTH (`user:pass`);
+- `--share` without credentials is refused with a message, unless `--share-without-auth` is given:
+  then the options carry a warning that the app prints, logs and shows on the page.
+Standard library only: exported Spaces ship this file as deploy/launch.py."""
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from typing import Mapping
+
+AUTH_ENV = "STUDIO_AUTH"
+log = logging.getLogger("studio.launch")
+
+SHARE_WITHOUT_AUTH_WARNING = (
+    "This app is shared through a PUBLIC gradio.live link WITHOUT a password: anyone who gets the link "
+    "can use it (and your machine's compute). Restart with --auth USER:PASS or STUDIO_AUTH=user:pass.")
+
+
+class LaunchError(ValueError):
+    """Launch options that are refused; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    share: bool = False
+    auth: tuple[str, str] | None = None
+    auth_source: str | None = None   # "--auth" or "$STUDIO_AUTH"
+    warning: str | None = None        # shown as a banner and logged (sharing without auth)
+
+    def launch_kwargs(self) -> dict:
+        return {"share": bool(self.share), "auth": self.auth}
+
+    def __repr__(self) -> str:  # never print the password
+        auth = None if self.auth is None else (self.auth[0], "***")
+        return f"LaunchOptions(share={self.share}, auth={auth}, auth_source={self.auth_source!r})"
+
+
+def parse_auth(value: str, source: str) -> tuple[str, str]:
+    """'user:pass' -> (user, pass). The error message never repeats the value (it holds a password)."""
+    user, sep, pw = (value or "").partition(":")
+    user = user.strip()
+    if not sep or not user or not pw:
+        raise LaunchError(f"{source} must be USER:PASS (a user name, a colon, a non-empty password)")
+    return user, pw
+
+
+def add_launch_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--share", action="store_true",
+                    help=f"create a public gradio.live link; needs --auth USER:PASS or ${AUTH_ENV}")
+    ap.add_argument("--auth", help=f"USER:PASS required to open the app (default: ${AUTH_ENV} if set)")
+    ap.add_argument("--share-without-auth", action="store_true",
+                    help="share publicly WITHOUT a password (anyone with the link can use the app)")
+
+
+def resolve_launch_options(args, env: Mapping[str, str] | None = None) -> LaunchOptions:
+    """The share/auth decision from parsed arguments (share, auth, share_without_auth) and the
+    environment. Raises LaunchError for a refused combination or malformed credentials."""
+    env = {} if env is None else env
+    share = bool(getattr(args, "share", False))
+    without_auth = bool(getattr(args, "share_without_auth", False))
+    auth = None
+    source = None
+    if getattr(args, "auth", None):
+        auth, source = parse_auth(args.auth, "--auth"), "--auth"
+    elif env.get(AUTH_ENV):
+        auth, source = parse_auth(env[AUTH_ENV], f"${AUTH_ENV}"), f"${AUTH_ENV}"
+    if without_auth:
+        share = True
+    warning = None
+    if share and auth is None:
+        if not without_auth:
+            raise LaunchError(
+                "refusing to create a public share link without credentials: anyone with the link could "
+                f"use the app. Give --auth USER:PASS (or set {AUTH_ENV}=user:pass), or, if you really "
+                "want an open public app, pass --share-without-auth.")
+        warning = SHARE_WITHOUT_AUTH_WARNING
+    return LaunchOptions(share=share, auth=auth, auth_source=source, warning=warning)
+
+
+def announce(opts: LaunchOptions, printer=print) -> None:
+    """Prints and logs what the launch will expose (the warning when sharing without a password)."""
+    if opts.warning:
+        log.warning(opts.warning)
+        printer("WARNING: " + opts.warning)
+    elif opts.share:
+        printer(f"sharing a public link, protected by the credentials from {opts.auth_source}")
+    elif opts.auth:
+        printer(f"login required (credentials from {opts.auth_source})")

@@ -1,0 +1,53 @@
+"""Chat-only LoRA studio app (exported by `python -m deploy space`): Chat with the ONNX base in models/
+and its adapters in adapters/, plus a read-only Library. Runs on onnxruntime-genai and Gradio only.
+
+  python app.py [--host 127.0.0.1] [--port 7860] [--auth USER:PASS] [--share]
+
+A login is required when --auth or $STUDIO_AUTH (user:pass; a Space secret) is set. Never shares by
+default; --share needs credentials (or --share-without-auth, with a warning).
+On Hugging Face Spaces, GRADIO_SERVER_NAME/GRADIO_SERVER_PORT come from the environment."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from deploy.launch import LaunchError, add_launch_arguments, announce, resolve_launch_options  # noqa: E402
+from ui.engine import AppEngine  # noqa: E402  (the chat-only engine)
+from ui.interface import create_chat_only_ui, launch_kwargs  # noqa: E402
+
+
+def build_demo(provider: str | None = None, warning: str | None = None):
+    app = AppEngine(Path(os.environ.get("STUDIO_HOME") or ROOT),
+                    provider=provider or os.environ.get("STUDIO_PROVIDER", "auto"))
+    demo = create_chat_only_ui(app, warning=warning)
+    demo.queue(default_concurrency_limit=4, max_size=64)
+    demo.app_engine = app
+    return demo
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    ap.add_argument("--provider", default=None, help="auto (default), cpu or cuda")
+    add_launch_arguments(ap)
+    args = ap.parse_args(argv)
+    try:
+        opts = resolve_launch_options(args, os.environ)
+    except LaunchError as e:
+        print(f"app.py: {e}", file=sys.stderr)
+        return 2
+    announce(opts)
+    demo = build_demo(args.provider, warning=opts.warning)
+    demo.launch(server_name=args.host, server_port=args.port, show_error=False, **opts.launch_kwargs(),
+                **launch_kwargs())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Deploy tab: export a chat-only Hugging Face Space folder (deploy.space) and publish a Space or a model
+repository to the Hub (deploy.push). The token field is a password box; the token is used for the one
+upload only (never stored, logged or shown; scrubbed from error messages)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+HARDWARE_HELP = "CPU hardware installs onnxruntime-genai; GPU hardware the -cuda build with onnxruntime-gpu"
+
+
+@dataclass
+class DeployTab:
+    base: gr.Dropdown
+    adapters: gr.CheckboxGroup
+    hardware: gr.Dropdown
+    out: gr.Textbox
+    export: gr.Button
+    export_message: gr.Markdown
+    kind: gr.Radio
+    repo_id: gr.Textbox
+    token: gr.Textbox
+    private: gr.Checkbox
+    exist_ok: gr.Checkbox
+    folder: gr.Textbox
+    push: gr.Button
+    push_message: gr.Markdown
+    on_load: object = None
+
+
+def _default_out(app, base: str | None) -> str:
+    return str(Path(app.ws.root) / "out" / f"space-{base or 'default'}")
+
+
+def export_action(app, base, adapters, hardware, out, force=False):
+    """Returns (markdown message, exported folder or '')."""
+    from deploy.space import ExportError, export_space
+    if not out:
+        return "⚠ give an output folder", ""
+    try:
+        r = export_space(out, base or "default", list(adapters or []), hardware or "cpu-basic",
+                         app.models_dir, app.adapters_dir, force=bool(force))
+    except (ExportError, OSError) as e:
+        return f"⚠ export failed: {e}", ""
+    return (f"exported **{r.base}** with adapters {', '.join(r.adapters) or '(none)'} for `{r.hardware}` to "
+            f"`{r.out}` ({len(r.files)} files, {r.size_bytes / 1e6:.1f} MB)", str(r.out))
+
+
+def push_action(app, kind, repo_id, token, private, exist_ok, folder, base, adapters, hardware):
+    """Pushes a Space (the given export folder, else a fresh export) or a model repository."""
+    from deploy.push import PushError, push_model, push_space, scrub
+    from deploy.space import ExportError, export_space
+    token = (token or "").strip() or os.environ.get("HF_TOKEN", "").strip()
+    lines: list[str] = []
+    try:
+        if not token:
+            raise PushError("no Hugging Face token: enter one with write access, or set HF_TOKEN for the app")
+        if kind == "Model repository":
+            url = push_model(repo_id, token, base or "default", list(adapters or []), app.models_dir,
+                             app.adapters_dir, private=bool(private), exist_ok=bool(exist_ok), log=lines.append)
+        elif folder:
+            url = push_space(folder, repo_id, token, private=bool(private), exist_ok=bool(exist_ok),
+                             log=lines.append)
+        else:
+            with tempfile.TemporaryDirectory(prefix="space-export-") as d:
+                r = export_space(Path(d) / "space", base or "default", list(adapters or []),
+                                 hardware or "cpu-basic", app.models_dir, app.adapters_dir, log=lines.append)
+                url = push_space(r.out, repo_id, token, private=bool(private), exist_ok=bool(exist_ok),
+                                 log=lines.append)
+    except (PushError, ExportError, OSError) as e:
+        return scrub(f"⚠ push failed: {e}", token)
+    return scrub(f"pushed to [{url}]({url})\n\n" + "\n".join(f"- {x}" for x in lines), token)
+
+
+def create_deploy_tab(app) -> DeployTab:
+    from deploy.space import HARDWARE
+    base0 = app.default_base()
+    gr.Markdown("### Export a chat-only Space\nA folder with `app.py` (Chat + read-only Library on "
+                "onnxruntime-genai and Gradio only: no torch, transformers or Olive), `requirements.txt` "
+                "for the hardware, a README with the Spaces header, the ONNX base and the chosen adapters.")
+    with gr.Row():
+        base = gr.Dropdown(choices=app.base_names(), value=base0, label="Base model (ONNX)",
+                           elem_id="deploy-base", interactive=True)
+        adapters = gr.CheckboxGroup(choices=[], value=[], label="Adapters", elem_id="deploy-adapters")
+        hardware = gr.Dropdown(choices=list(HARDWARE), value="cpu-basic", label="Space hardware",
+                               info=HARDWARE_HELP, elem_id="deploy-hardware")
+    with gr.Row():
+        out = gr.Textbox(_default_out(app, base0), label="Output folder", elem_id="deploy-out", scale=4)
+        force = gr.Checkbox(False, label="Replace it if not empty", elem_id="deploy-force", scale=1)
+        export = gr.Button("Export Space folder", variant="primary", elem_id="deploy-export", scale=1)
+    export_message = gr.Markdown("", elem_id="deploy-export-message")
+
+    gr.Markdown("### Publish to the Hugging Face Hub")
+    with gr.Row():
+        kind = gr.Radio(["Space", "Model repository"], value="Space", label="What", elem_id="deploy-kind")
+        repo_id = gr.Textbox("", label="Repository id (owner/name)", elem_id="deploy-repo", scale=2)
+        token = gr.Textbox("", label="Hugging Face token (write access; default: $HF_TOKEN)", type="password",
+                           elem_id="deploy-token", scale=2)
+    with gr.Row():
+        private = gr.Checkbox(False, label="Private", elem_id="deploy-private")
+        exist_ok = gr.Checkbox(False, label="Push into an existing repository of mine", elem_id="deploy-exist-ok")
+        folder = gr.Textbox("", label="Space folder to push (empty: export now)", elem_id="deploy-folder",
+                            scale=3)
+        push = gr.Button("Publish", variant="primary", elem_id="deploy-push")
+    push_message = gr.Markdown("", elem_id="deploy-push-message")
+
+    def pickers(base_name):
+        names = app.base_names()
+        if base_name not in names:
+            base_name = app.default_base()
+        fitting = [a.name for a in app.adapters(base_name) if a.ok] if base_name else []
+        return (gr.update(choices=names, value=base_name), gr.update(choices=fitting, value=fitting),
+                _default_out(app, base_name))
+
+    def do_export(b, ads, hw, o, f):
+        msg, path = export_action(app, b, ads, hw, o, f)
+        if msg.startswith("⚠"):
+            gr.Warning(msg[2:])
+        return msg, (path or gr.update())
+
+    def do_push(k, r, t, p, e, fo, b, ads, hw):
+        msg = push_action(app, k, r, t, p, e, fo, b, ads, hw)
+        if msg.startswith("⚠"):
+            gr.Warning(msg[2:])
+        return msg
+
+    base.change(pickers, base, [base, adapters, out], api_visibility="private", concurrency_id="ui")
+    export.click(do_export, [base, adapters, hardware, out, force], [export_message, folder],
+                 api_name="export_space", concurrency_id="deploy", concurrency_limit=1)
+    push.click(do_push, [kind, repo_id, token, private, exist_ok, folder, base, adapters, hardware],
+               push_message, api_visibility="private", concurrency_id="deploy", concurrency_limit=1)
+    tab = DeployTab(base, adapters, hardware, out, export, export_message, kind, repo_id, token, private,
+                    exist_ok, folder, push, push_message)
+    tab.on_load = (pickers, base, [base, adapters, out])
+    return tab
