@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from pipeline.data import DataError
@@ -71,11 +72,10 @@ def _download(repo_id: str, log=None) -> Path:
         raise ModelNotFound(f"{repo_id}: the model is gated; accept its license on the Hub and log in "
                             "(huggingface-cli login), or give a local model folder") from None
     except LocalEntryNotFoundError:
-        raise ModelNotFound(f"{repo_id}: no Hugging Face Hub was reachable (offline?) and the model is not "
-                            "in the local cache. Give a local model folder instead.") from None
+        raise ModelNotFound(f"{repo_id}: {_unreachable()} and the model is not in the local cache. "
+                            f"{LOCAL_HINT}") from None
     except OSError as e:  # network errors: requests/httpx ConnectionError subclass OSError
-        raise ModelNotFound(f"{repo_id}: could not reach the Hugging Face Hub ({type(e).__name__}); "
-                            "give a local model folder instead") from None
+        raise ModelNotFound(f"{repo_id}: {_unreachable()} ({type(e).__name__}). {LOCAL_HINT}") from None
     except Exception as e:  # httpx errors etc.; never include headers or tokens
         raise ModelNotFound(f"{repo_id}: download failed ({type(e).__name__}); no Hub reachable or the id "
                             "does not exist. Give a local model folder instead.") from None
@@ -85,6 +85,24 @@ def _download(repo_id: str, log=None) -> Path:
         log.progress("prepare", 1, 1)
         log.log(f"base model: {repo_id} -> {path}")
     return path
+
+
+LOCAL_HINT = ("Give a local model folder instead (a folder with config.json, tokenizer files and "
+              "*.safetensors, e.g. models/default-hf).")
+
+
+def _unreachable() -> str:
+    """Why the Hub could not be used: switched off (HF_HUB_OFFLINE) or not reachable at the endpoint."""
+    try:
+        from huggingface_hub import constants
+        if constants.is_offline_mode() if hasattr(constants, "is_offline_mode") else constants.HF_HUB_OFFLINE:
+            return "no Hugging Face Hub was reachable (offline mode: HF_HUB_OFFLINE is set)"
+        return f"no Hugging Face Hub was reachable at {constants.ENDPOINT} (offline or blocked?)"
+    except Exception:  # pragma: no cover
+        return "no Hugging Face Hub was reachable (offline?)"
+
+
+PROGRESS_EVERY_S = 0.5
 
 
 def _tqdm_for(log):
@@ -102,9 +120,18 @@ def _tqdm_for(log):
             k.setdefault("file", open(os.devnull, "w"))
             super().__init__(*a, **k)
 
+        _last = 0.0
+
         def update(self, n=1):
             r = super().update(n)
-            if self.total:
+            # snapshot_download (hub >= 1.0) makes two aggregated byte bars: "Downloading bytes" (network
+            # transfer, xet only) and the bytes written; report the latter, at most every PROGRESS_EVERY_S
+            if str(self.desc or "").startswith("Downloading bytes"):
+                return r
+            now = time.monotonic()
+            done = self.total and self.n >= self.total
+            if self.total and (done or now - self._last >= PROGRESS_EVERY_S):
+                self._last = now
                 try:
                     log.progress("prepare", int(self.n), int(self.total))
                 except Exception:
