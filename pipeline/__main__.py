@@ -10,6 +10,7 @@ Every recipe field is also an option (`--help` lists them with their meaning); o
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -170,7 +171,13 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "_run-job":
             from pipeline.runner import JobRunner
-            return JobRunner(Path(args.job_dir)).run()
+            code = JobRunner(Path(args.job_dir)).run()
+            # Everything is on disk (events fsynced, artifacts published): leave at once instead of
+            # waiting for library threads (Olive's telemetry, torch's pools) to wind down, which kept
+            # finished jobs alive for 30 s and more.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         if args.cmd == "init":
             recipe = recipe_from_args(args)
             recipe.save(args.path)

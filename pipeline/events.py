@@ -77,6 +77,8 @@ def format_event(e: dict) -> str:
         return f"{ts} {e['stage']}: {e['done']}/{e['total']}"
     if kind == "job_start":
         return f"{ts} job {e.get('job_id')} started"
+    if kind == "job_queued":
+        return f"{ts} job {e.get('job_id')} launched"
     if kind == "job_end":
         err = f": {e['error']}" if e.get("error") else ""
         return f"{ts} job {e.get('status')}{err}"
@@ -103,7 +105,9 @@ class JobState:
         kind = e.get("type")
         self.lines.append(format_event(e))
         st = self.stages.get(e.get("stage", ""), None)
-        if kind == "job_start":
+        if kind == "job_queued":
+            self.status, self.error = "pending", ""
+        elif kind == "job_start":
             self.status, self.started, self.error = "running", e.get("t"), ""
             for s in self.stages.values():
                 if s["state"] in ("running", "failed"):

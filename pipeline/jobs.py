@@ -124,10 +124,19 @@ def launch(job_dir: Path, ws: Workspace | None = None) -> int:
         raise RuntimeError(f"job {job_dir.name} is already running")
     env = dict(os.environ, STUDIO_HOME=str(ws.root), PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # written before the process starts, so that a reader never mistakes a (re)launched job for the
+    # previous attempt's end
+    (job_dir / "pid").unlink(missing_ok=True)
+    log = EventLog(job_dir / "events.jsonl")
+    log.emit("job_queued", job_id=job_dir.name)
     out = open(job_dir / "process.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "_run-job", str(job_dir)],
-                            cwd=str(PROJECT_ROOT), env=env, stdout=out, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "_run-job", str(job_dir)],
+                                cwd=str(PROJECT_ROOT), env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    except OSError as e:
+        log.emit("job_end", status="failed", error=f"could not start the job process: {e}")
+        raise
     (job_dir / "pid").write_text(str(proc.pid))
     _children[proc.pid] = proc
     return proc.pid
@@ -161,11 +170,14 @@ def _alive(pid: int) -> bool:
 
 
 def is_running(job_dir: Path) -> bool:
-    pid = _pid(job_dir)
-    if pid is None or not _alive(pid):
-        return False
     events, _ = read_events(job_dir / "events.jsonl")
-    return not events or events[-1].get("type") != "job_end"
+    last = events[-1].get("type") if events else None
+    if last == "job_end":
+        return False
+    pid = _pid(job_dir)
+    if pid is None:
+        return last == "job_queued"  # being launched: the pid file follows in a moment
+    return _alive(pid)
 
 
 def state(job_dir: Path) -> JobState:
