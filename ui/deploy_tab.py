@@ -85,7 +85,9 @@ def create_deploy_tab(app) -> DeployTab:
     with gr.Row():
         base = gr.Dropdown(choices=app.base_names(), value=base0, label="Base model (ONNX)",
                            elem_id="deploy-base", interactive=True)
-        adapters = gr.CheckboxGroup(choices=[], value=[], label="Adapters", elem_id="deploy-adapters")
+        fitting0 = [a.name for a in app.adapters(base0) if a.ok] if base0 else []
+        adapters = gr.CheckboxGroup(choices=fitting0, value=fitting0, label="Adapters",
+                                    elem_id="deploy-adapters")
         hardware = gr.Dropdown(choices=list(HARDWARE), value="cpu-basic", label="Space hardware",
                                info=HARDWARE_HELP, elem_id="deploy-hardware")
     with gr.Row():
