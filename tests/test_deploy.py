@@ -515,3 +515,16 @@ def test_hub_download_progress_events():
     assert log.events and all(e[0] == "prepare" for e in log.events)
     assert log.events[-1] == ("prepare", 4000, 4000)
     assert all(t == 4000 for _, _, t in log.events)
+
+
+def test_share_without_auth_warning_is_printed_and_logged(caplog):
+    from deploy.launch import announce
+    printed = []
+    o = resolve_launch_options(args(share_without_auth=True), {})
+    with caplog.at_level("WARNING", logger="studio.launch"):
+        announce(o, printed.append)
+    assert printed and printed[0].startswith("WARNING: ") and "WITHOUT a password" in printed[0]
+    assert any("WITHOUT a password" in r.getMessage() for r in caplog.records)
+    printed.clear()
+    announce(resolve_launch_options(args(share=True, auth="a:secret-pw"), {}), printed.append)
+    assert printed and "secret-pw" not in printed[0] and "--auth" in printed[0]
