@@ -391,3 +391,27 @@ def test_hub_token_never_written(happ, cli_ws):
                 if FAKE_TOKEN.encode() in p.read_bytes():
                     hits.append(str(p))
     assert hits == []
+
+
+# ---------------------------------------------------------------- crashes (bench/crash_test.py)
+@pytest.mark.timeout(3600)
+def test_kill_resume_and_cancel():
+    """kill -9 of the job's process group during each stage, then resume -> ok; the library never lists
+    a broken adapter; cancel stops the whole process tree within 5 s (finetune and ONNX builder)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import crash_test
+    res = crash_test.main(["--cancels", "2"])
+    cr = res["crash_resume"]
+    for k in cr["kills"]:
+        assert k["running_at_kill"] == k["target"], k
+        assert k["target"] not in k["stages_done"], k
+        assert k["state_after"] == "interrupted", k
+    assert cr["final_status"] == "ok", cr["final_error"]
+    assert cr["adapter_ok"], cr["adapter_reason"]
+    assert cr["leftover_tmp"] == []
+    assert res["library_broken_listings"] == [] and res["library_checks"] > 0
+    for stage, s in res["cancel"]["summary"].items():
+        assert s["max_s"] <= 5.0 and s["all_status_cancelled"], (stage, s)
+    assert all(r["left"] == [] for rows in res["cancel"]["rows"].values() for r in rows)
+    assert res["cancel"]["final_status"] == "ok"
+    assert res["token_leaks"] == []
