@@ -236,6 +236,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--skip-crash", action="store_true")
     ap.add_argument("--skip-cancel", action="store_true")
     args = ap.parse_args(argv)
+    saved = dict(os.environ)
+    try:
+        return _main(args)
+    finally:  # called from a test: leave the environment as it was
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _main(args) -> dict:
     os.environ["HF_TOKEN"] = FAKE_TOKEN
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tmp = Path(tempfile.mkdtemp(prefix="crash-"))
