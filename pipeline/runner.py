@@ -51,11 +51,15 @@ def _clear_stale_tmp(parent: Path, name: str) -> None:
             continue
         try:
             os.kill(int(pid), 0)
-            continue  # still alive: someone else's publish in progress
+            with open(f"/proc/{pid}/stat") as f:  # a killed job not yet reaped by its parent is a zombie
+                if f.read().rsplit(")", 1)[-1].split()[0] != "Z":
+                    continue  # still alive: someone else's publish in progress
         except ProcessLookupError:
             pass
         except PermissionError:
             continue
+        except OSError:
+            pass
         shutil.rmtree(p, ignore_errors=True)
 
 
