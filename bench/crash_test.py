@@ -147,7 +147,9 @@ def kill_during(job: Path, ws: Workspace, stage: str, first: bool, timeout: floa
     procs = alive(tree(pid))
     os.killpg(pid, signal.SIGKILL)
     wait_for(lambda: not alive(procs), 10, "the killed tree to go")
-    jobs._children.pop(pid, None)
+    proc = jobs._children.pop(pid, None)
+    if proc is not None:
+        proc.wait(10)  # reap it, as the app or the CLI would
     done = sorted(p.parent.name for p in (job / "stages").glob("*/DONE.json"))
     return {"target": stage, "running_at_kill": st_at_kill, "after_s": round(time.time() - t0, 2),
             "processes_killed": len(procs), "stages_done": done,
@@ -257,6 +259,7 @@ def _main(args) -> dict:
     try:
         if not args.skip_crash:
             res["crash_resume"] = crash_resume(ws)
+        watcher.stop.set()  # the cancel part deletes the base on purpose (to rebuild the ONNX stage)
         if not args.skip_cancel:
             res["cancel"] = cancel_times(ws, args.cancels)
     finally:
