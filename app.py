@@ -61,8 +61,9 @@ def main(argv=None) -> int:
     announce(opts)
     demo = build_demo(args.models_dir, args.adapters_dir, args.provider, chat_only=args.chat_only,
                       warning=opts.warning)
+    from pipeline.data import max_file_bytes
     demo.launch(server_name=args.host, server_port=args.port, show_error=False, **opts.launch_kwargs(),
-                **launch_kwargs())
+                max_file_size=max_file_bytes(), **launch_kwargs())
     return 0
 
 

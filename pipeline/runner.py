@@ -171,7 +171,8 @@ class JobRunner:
 
         def build(tmp: Path):
             nonlocal info
-            info = run_awq(Path(p["model_dir"]), tmp / "model", cfg, calib, self.log) or {}
+            info = run_awq(Path(p["model_dir"]), tmp / "model", cfg, calib, self.log,
+                           trust_remote_code=self.recipe.trust_remote_code) or {}
             return {"info": info, "calibration": self.out["prepare"]["train_file"]}
 
         path, hit = self._cached("awq", key, build)

@@ -52,7 +52,7 @@ def _want_device(cfg) -> tuple[str | None, str]:
     return ("cuda" if cfg.device in ("auto", "cuda") else "cpu"), ""
 
 
-def run_awq(model_dir, out_dir, cfg, calib_texts, log) -> dict:
+def run_awq(model_dir, out_dir, cfg, calib_texts, log, trust_remote_code: bool = False) -> dict:
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     device, reason = _want_device(cfg)
     if device is None:
@@ -80,9 +80,10 @@ def run_awq(model_dir, out_dir, cfg, calib_texts, log) -> dict:
     t0 = time.time()
     log.log(f"AWQ on {device} ({dtype}): {len(calib_texts)} calibration texts, "
             f"{cfg.calib_seq_len} tokens each, group size {cfg.group_size}, {cfg.w_bit} bit")
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     try:
         model = AutoAWQForCausalLM.from_pretrained(str(model_dir), torch_dtype=dtype, device_map=device,
+                                                   trust_remote_code=trust_remote_code,
                                                    safetensors=True)
         quant_config = {"zero_point": True, "q_group_size": cfg.group_size, "w_bit": cfg.w_bit,
                         "version": "GEMM"}

@@ -353,9 +353,6 @@ def test_trust_remote_code_off_by_default(tmp_path):
     assert "trust_remote_code=r.trust_remote_code" in src
 
 
-@pytest.mark.xfail(reason="stage_awq (colleague A): AutoAWQForCausalLM.from_pretrained defaults to "
-                          "trust_remote_code=True; guarded by the auto_map refusal in preflight/prepare",
-                   strict=False)
 def test_awq_load_passes_trust_remote_code():
     src = (ROOT / "pipeline" / "stage_awq.py").read_text()
     call = src[src.index("AutoAWQForCausalLM.from_pretrained("):]

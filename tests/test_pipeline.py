@@ -257,7 +257,7 @@ BAD = {
     "unknown nested key": ("recipe", {"lora": {"rank": 8}}, "lora.rank"),
     "impossible value": ("recipe", {"lora": {"r": 0}}, "lora.r = 0 is below the minimum 1"),
     "empty jsonl": ("data", "", "empty"),
-    "malformed jsonl": ("data", '{"prompt": "a", "response": "b"}\n{"prompt": "oops"\n', "line 2"),
+    "malformed jsonl": ("data", '{"prompt": "a", "response": "b"}\n{"prompt": "oops"\n', "bad.jsonl:2: malformed JSON"),
     "missing field": ("data", '{"prompt": "a"}\n', "response"),
     "unknown placeholder": ("recipe", {"template": "Q: {question}\nA: {response}"}, "{question}"),
     "target modules the model lacks": ("recipe", {"lora": {"target_modules": ["q_proj", "foo"]}}, "foo"),
