@@ -20,9 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from deploy.launch import LaunchError, add_launch_arguments, announce, resolve_launch_options  # noqa: E402
-from pipeline.workspace import Workspace  # noqa: E402
-from ui.engine import AppEngine  # noqa: E402
+from deploy.launch import (LaunchError, add_launch_arguments, announce, max_upload_bytes,  # noqa: E402
+                           resolve_launch_options)
 from ui.interface import create_chat_only_ui, create_ui, launch_kwargs  # noqa: E402
 
 BUILD_CONCURRENCY = 1  # default for handlers without their own limit; chat handlers allow 8
@@ -30,8 +29,15 @@ BUILD_CONCURRENCY = 1  # default for handlers without their own limit; chat hand
 
 def build_demo(models_dir: str | None = None, adapters_dir: str | None = None, provider: str = "auto",
                chat_only: bool = False, warning: str | None = None):
-    app = AppEngine(Workspace.default(), models_dir=models_dir, adapters_dir=adapters_dir, provider=provider)
-    demo = create_chat_only_ui(app, warning=warning) if chat_only else create_ui(app, warning=warning)
+    if chat_only:  # read-only chat engine: nothing of pipeline/ (nor torch) is imported
+        from ui.chat_engine import ChatOnlyEngine
+        app = ChatOnlyEngine(models_dir=models_dir, adapters_dir=adapters_dir, provider=provider)
+        demo = create_chat_only_ui(app, warning=warning)
+    else:
+        from pipeline.workspace import Workspace
+        from ui.engine import AppEngine
+        app = AppEngine(Workspace.default(), models_dir=models_dir, adapters_dir=adapters_dir, provider=provider)
+        demo = create_ui(app, warning=warning)
     demo.queue(default_concurrency_limit=4, max_size=64)
     demo.app_engine = app
     return demo
@@ -61,9 +67,8 @@ def main(argv=None) -> int:
     announce(opts)
     demo = build_demo(args.models_dir, args.adapters_dir, args.provider, chat_only=args.chat_only,
                       warning=opts.warning)
-    from pipeline.data import max_file_bytes
     demo.launch(server_name=args.host, server_port=args.port, show_error=False, **opts.launch_kwargs(),
-                max_file_size=max_file_bytes(), **launch_kwargs())
+                max_file_size=max_upload_bytes(), **launch_kwargs())
     return 0
 
 

@@ -6,7 +6,9 @@ Layout of the export:
   requirements.txt   CPU: onnxruntime-genai + onnxruntime; GPU hardware: the -cuda / -gpu builds
   app.py             chat-only launcher (deploy/space_app.py)
   engine/            the chat engine, copied
-  ui/                __init__, interface, chat_tab, library_tab, and engine.py = deploy/chat_engine.py
+  ui/                __init__, interface, chat_tab, library_tab, and engine.py = ui/chat_engine.py (the
+                     chat-only engine, under the Space's name for it: imports of ui.chat_engine in the
+                     shipped code are rewritten to ui.engine)
   deploy/launch.py   share/auth options
   models/<base>/     the ONNX base (genai_config.json, model.onnx, tokenizer, base.json)
   adapters/<name>/   adapter.onnx_adapter + metadata.json for each adapter
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -47,10 +50,12 @@ CODE = [
     ("ui/interface.py", "ui/interface.py"),
     ("ui/chat_tab.py", "ui/chat_tab.py"),
     ("ui/library_tab.py", "ui/library_tab.py"),
-    ("deploy/chat_engine.py", "ui/engine.py"),
+    ("ui/chat_engine.py", "ui/engine.py"),
     ("deploy/launch.py", "deploy/launch.py"),
     ("deploy/space_app.py", "app.py"),
 ]
+# modules that a Space holds under another name: (name in this project, name in the Space)
+RENAMED_MODULES = [("ui.chat_engine", "ui.engine")]
 ADAPTER_FILES = (library.ADAPTER_FILE, "metadata.json")
 
 
@@ -142,6 +147,16 @@ def _copy_file(src: Path, dst: Path) -> None:
     shutil.copy2(src, dst)
 
 
+def _copy_code(src: Path, dst: Path) -> None:
+    """Copies a source file into the Space, naming renamed modules as the Space does."""
+    text = src.read_text(encoding="utf-8")
+    for old, new in RENAMED_MODULES:
+        text = re.sub(rf"\b{re.escape(old)}\b", new, text)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(text, encoding="utf-8")
+    shutil.copymode(src, dst)
+
+
 def _fsync_tree(root: Path) -> None:
     for p in root.rglob("*"):
         if p.is_file():
@@ -206,7 +221,7 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
     tmp.mkdir()
     try:
         for src, dst in CODE:
-            _copy_file(PROJECT_ROOT / src, tmp / dst)
+            _copy_code(PROJECT_ROOT / src, tmp / dst)
         (tmp / "deploy" / "__init__.py").write_text('"""Launch options (share/auth) of this Space."""\n')
         for f in sorted(info.dir.iterdir()):
             if f.is_file() and not f.name.startswith("."):

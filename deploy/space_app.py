@@ -17,13 +17,13 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from deploy.launch import LaunchError, add_launch_arguments, announce, resolve_launch_options  # noqa: E402
-from ui.engine import AppEngine  # noqa: E402  (the chat-only engine)
+from ui.chat_engine import ChatOnlyEngine  # noqa: E402  (the Space's ui/engine.py)
 from ui.interface import create_chat_only_ui, launch_kwargs  # noqa: E402
 
 
 def build_demo(provider: str | None = None, warning: str | None = None):
-    app = AppEngine(Path(os.environ.get("STUDIO_HOME") or ROOT),
-                    provider=provider or os.environ.get("STUDIO_PROVIDER", "auto"))
+    app = ChatOnlyEngine(Path(os.environ.get("STUDIO_HOME") or ROOT),
+                         provider=provider or os.environ.get("STUDIO_PROVIDER", "auto"))
     demo = create_chat_only_ui(app, warning=warning)
     demo.queue(default_concurrency_limit=4, max_size=64)
     demo.app_engine = app

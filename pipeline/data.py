@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
 import string
 from pathlib import Path
 
+from deploy.launch import MAX_UPLOAD_MB_DEFAULT as MAX_FILE_MB_DEFAULT  # noqa: F401 (dataset files and uploads)
+from deploy.launch import max_upload_bytes
+
 ROLES = ("system", "user", "assistant")
-MAX_FILE_MB_DEFAULT = 50.0   # dataset files and uploads; $STUDIO_MAX_UPLOAD_MB overrides
 MAX_LINE_BYTES = 1 << 20     # one example (one JSONL line) at most 1 MiB
 
 
 def max_file_bytes() -> int:
-    """The size limit for dataset files (CLI and uploads): $STUDIO_MAX_UPLOAD_MB, default 50 MB."""
-    try:
-        mb = float(os.environ.get("STUDIO_MAX_UPLOAD_MB", MAX_FILE_MB_DEFAULT))
-    except ValueError:
-        mb = MAX_FILE_MB_DEFAULT
-    return int(mb * 1e6)
+    """The size limit for dataset files (CLI and uploads): $STUDIO_MAX_UPLOAD_MB, default 50 MB (one
+    limit with the app's upload cap, deploy.launch.max_upload_bytes, which needs no pipeline import)."""
+    return max_upload_bytes()
 
 
 def check_file_size(path) -> int:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ui.engine import AppEngine, UIError, make_sampling
+from ui.chat_engine import ChatEngineSide, UIError, make_sampling
 
 
 @dataclass
@@ -69,7 +69,7 @@ def format_stats(s) -> str:
     return " · ".join(parts)
 
 
-def _variant_error(app: AppEngine, base: str, variant: str) -> str:
+def _variant_error(app: ChatEngineSide, base: str, variant: str) -> str:
     ok, refused = app.variants(base)
     if variant in ok:
         return ""
@@ -79,7 +79,7 @@ def _variant_error(app: AppEngine, base: str, variant: str) -> str:
     return f"unknown adapter {variant!r} for base {base!r}; available: {', '.join(ok)}"
 
 
-def create_chat_tab(app: AppEngine) -> ChatTab:
+def create_chat_tab(app: ChatEngineSide) -> ChatTab:
     base0 = app.default_base()
     with gr.Row():
         base = gr.Dropdown(choices=app.base_names(), value=base0, label="Base model (ONNX)",

@@ -1,48 +1,20 @@
-"""AppEngine: the state behind the UI, shared by every browser session.
+"""AppEngine: the state behind the studio UI, shared by every browser session.
 
+- the chat side and the library (ui.chat_engine.ChatEngineSide, which AppEngine extends): one
+  ChatEngine per ONNX base in models/, created lazily and kept; bases and adapters on disk;
 - the job side: creates, launches, cancels and resumes build jobs (pipeline.jobs) in one workspace
-  and folds their event files incrementally into JobState objects (so the 1 s poll is cheap);
-- the chat side: one ChatEngine per ONNX base in models/, created lazily and kept;
-- the library: bases and adapters on disk (engine.library).
+  and folds their event files incrementally into JobState objects (so the 1 s poll is cheap).
 """
 from __future__ import annotations
 
-import inspect
 import threading
-from dataclasses import fields, is_dataclass
 from pathlib import Path
 
-from engine import library
 from pipeline import jobs
 from pipeline.events import JobState, read_events
 from pipeline.recipe import Recipe
 from pipeline.workspace import Workspace
-
-
-class UIError(Exception):
-    """A problem to show to the user as a message (never as a traceback)."""
-
-
-SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "seed")
-
-
-def make_sampling(**kw):
-    """engine.chat.SamplingParams from the UI controls; keys the engine does not know are dropped."""
-    from engine.chat import SamplingParams
-    if is_dataclass(SamplingParams):
-        known = {f.name for f in fields(SamplingParams)}
-    else:
-        known = set(inspect.signature(SamplingParams).parameters)
-    aliases = {"max_new_tokens": ("max_new_tokens", "max_tokens", "max_length")}
-    args = {}
-    for k, v in kw.items():
-        if v is None:
-            continue
-        for name in aliases.get(k, (k,)):
-            if name in known:
-                args[name] = v
-                break
-    return SamplingParams(**args)
+from ui.chat_engine import SAMPLING_KEYS, ChatEngineSide, UIError, make_sampling  # noqa: F401 (re-exported)
 
 
 class _Follower:
@@ -65,86 +37,16 @@ class _Follower:
             return st
 
 
-class AppEngine:
+class AppEngine(ChatEngineSide):
+    """The chat side (ChatEngineSide, deletion allowed) plus build jobs in one workspace."""
+
+    no_base_hint = ": build one in the Build tab"
+
     def __init__(self, workspace: Workspace | None = None, models_dir: str | Path | None = None,
                  adapters_dir: str | Path | None = None, provider: str = "auto"):
-        self.ws = workspace or Workspace.default()
-        self.models_dir = Path(models_dir).resolve() if models_dir else self.ws.models
-        self.adapters_dir = Path(adapters_dir).resolve() if adapters_dir else self.ws.adapters
-        self.provider = provider
-        self._chat: dict[str, object] = {}
-        self._chat_lock = threading.Lock()
-        self._base_locks: dict[str, threading.Lock] = {}
+        super().__init__(workspace or Workspace.default(), models_dir, adapters_dir, provider)
         self._followers: dict[str, _Follower] = {}
         self._job_lock = threading.Lock()
-
-    # ------------------------------------------------------------------ bases and chat engines
-    def bases(self) -> list[library.BaseInfo]:
-        """ONNX bases that can be served (genai_config.json present); HF folders are not bases."""
-        return [b for b in library.list_bases(self.models_dir) if (b.dir / "genai_config.json").is_file()]
-
-    def base_names(self) -> list[str]:
-        return [b.dir.name for b in self.bases()]
-
-    def default_base(self) -> str | None:
-        names = self.base_names()
-        if not names:
-            return None
-        return "default" if "default" in names else names[0]
-
-    def chat(self, base: str | None):
-        """The ChatEngine of models/<base>/ (created on first use, then kept)."""
-        if not base:
-            raise UIError("no ONNX base model in " + str(self.models_dir) + ": build one in the Build tab")
-        if base not in self.base_names():
-            raise UIError(f"unknown base model {base!r}; available: {', '.join(self.base_names()) or 'none'}")
-        with self._chat_lock:
-            eng = self._chat.get(base)
-            if eng is not None:
-                return eng
-            lock = self._base_locks.setdefault(base, threading.Lock())
-        with lock:  # one load per base; other bases are not blocked
-            eng = self._chat.get(base)
-            if eng is None:
-                from engine.chat import ChatEngine
-                eng = ChatEngine(str(self.models_dir / base), str(self.adapters_dir), provider=self.provider)
-                with self._chat_lock:
-                    self._chat[base] = eng
-            return eng
-
-    def loaded_engines(self) -> dict:
-        with self._chat_lock:
-            return dict(self._chat)
-
-    def refresh(self) -> None:
-        """Newly published (or deleted) adapters become visible to every loaded engine."""
-        for eng in self.loaded_engines().values():
-            try:
-                eng.refresh()
-            except Exception:
-                pass
-
-    def variants(self, base: str | None) -> tuple[list[str], list[tuple[str, str]]]:
-        """(['base', fitting adapters...], [(refused adapter, reason)]) for one base."""
-        eng = self.chat(base)
-        eng.refresh()
-        names = list(eng.variants())
-        if "base" in names:
-            names.remove("base")
-        return ["base"] + names, [(str(n), str(r)) for n, r in eng.refused()]
-
-    # ------------------------------------------------------------------ library
-    def adapters(self, base: str | None = None) -> list[library.AdapterInfo]:
-        info = None
-        if base:
-            for b in self.bases():
-                if b.dir.name == base:
-                    info = b
-        return library.list_adapters(self.adapters_dir, info)
-
-    def delete_adapter(self, name: str) -> None:
-        library.delete_adapter(self.adapters_dir, name)
-        self.refresh()
 
     # ------------------------------------------------------------------ jobs
     def job_dir(self, job_id: str) -> Path:

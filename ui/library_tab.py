@@ -1,6 +1,6 @@
 """Library tab: the ONNX bases in models/ and the adapters in adapters/ with their metadata; delete an
 adapter (with a confirmation tick) through engine.library.delete_adapter. read_only=True (chat-only app,
-exported Spaces) shows the tables without the delete section."""
+exported Spaces; the default when the engine is read-only) shows the tables without the delete section."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +10,7 @@ import gradio as gr
 import pandas as pd
 
 from engine.library import LibraryError
-from ui.engine import AppEngine
+from ui.chat_engine import ChatEngineSide, UIError
 
 BASE_COLS = ["base", "precision", "provider", "source model", "fingerprint", "size MB", "created", "status"]
 ADAPTER_COLS = ["adapter", "base", "fits", "dataset", "examples", "steps", "train loss", "held-out loss",
@@ -34,7 +34,7 @@ def _date(v) -> str:
     return str(v or "")[:19].replace("T", " ")
 
 
-def bases_frame(app: AppEngine) -> pd.DataFrame:
+def bases_frame(app: ChatEngineSide) -> pd.DataFrame:
     rows = []
     for b in app.bases():
         m = b.meta or {}
@@ -45,7 +45,7 @@ def bases_frame(app: AppEngine) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=BASE_COLS)
 
 
-def adapters_frame(app: AppEngine) -> pd.DataFrame:
+def adapters_frame(app: ChatEngineSide) -> pd.DataFrame:
     bases = {b.fingerprint: b.dir.name for b in app.bases() if b.fingerprint}
     rows = []
     for a in app.adapters(None):
@@ -76,7 +76,10 @@ class LibraryTab:
     on_load: object = None
 
 
-def create_library_tab(app: AppEngine, read_only: bool = False) -> LibraryTab:
+def create_library_tab(app: ChatEngineSide, read_only: bool | None = None) -> LibraryTab:
+    """read_only=None: as the engine says (app.read_only)."""
+    if read_only is None:
+        read_only = bool(getattr(app, "read_only", False))
     refresh = gr.Button("↻ Refresh", elem_id="lib-refresh", size="sm")
     gr.Markdown("### ONNX base models")
     bases = gr.Dataframe(bases_frame(app), interactive=False, elem_id="lib-bases", wrap=True)
@@ -114,7 +117,7 @@ def create_library_tab(app: AppEngine, read_only: bool = False) -> LibraryTab:
             return (gr.update(), gr.update(), gr.update(), False, f"⚠ tick the confirmation to delete `{name}`")
         try:
             app.delete_adapter(name)
-        except (LibraryError, OSError) as e:
+        except (LibraryError, UIError, OSError) as e:
             gr.Warning(str(e))
             return (*reload(), f"⚠ {e}")
         return (*reload(), f"deleted `{name}`")

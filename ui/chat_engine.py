@@ -1,6 +1,14 @@
-"""The chat and library side of ui.engine.AppEngine, without build jobs: no pipeline, Olive, transformers
-or torch import. Exported Spaces ship this file as ui/engine.py (so ui/chat_tab.py and ui/library_tab.py
-run unchanged on it); `AppEngine` is the same class under the name the tabs import."""
+"""The chat and library side of the app engine, without build jobs: standard library and engine/ only
+(no pipeline, Olive, transformers or torch import), so that `app.py --chat-only` and exported Spaces load
+none of them.
+
+- ChatEngineSide: bases and adapters on disk (engine.library) and one engine.chat.ChatEngine per ONNX base
+  in models/, created lazily and kept; no build jobs (list_jobs/running_job/current_job say so).
+  ui.engine.AppEngine subclasses it and adds the job side.
+- ChatOnlyEngine: the read-only one of `app.py --chat-only` and of exported Spaces (which ship this file
+  as ui/engine.py): rooted at a folder holding models/ and adapters/; adapters cannot be deleted.
+
+ui/chat_tab.py and ui/library_tab.py import UIError and make_sampling from here, so they run on either."""
 from __future__ import annotations
 
 import inspect
@@ -38,33 +46,35 @@ def make_sampling(**kw):
     return SamplingParams(**args)
 
 
-@dataclass(frozen=True)
-class _Root:
-    root: Path
-
-
 def default_root() -> Path:
-    """$STUDIO_HOME, else the folder above this file (the Space root, or the project root)."""
+    """$STUDIO_HOME, else the folder above this file (the project root, or the Space root)."""
     return Path(os.environ.get("STUDIO_HOME") or Path(__file__).resolve().parent.parent).resolve()
 
 
-class ChatOnlyEngine:
-    """Serves models/<base>/ with adapters/<name>/ read-only: pickers, chat engines, library tables."""
+class ChatEngineSide:
+    """Pickers, chat engines and library tables over models/<base>/ and adapters/<name>/.
 
-    read_only = True
+    `ws` is anything with a `root` folder (pipeline.workspace.Workspace, or a plain root); models_dir and
+    adapters_dir default to <root>/models and <root>/adapters. read_only: adapters cannot be deleted."""
 
-    def __init__(self, root: str | Path | None = None, models_dir: str | Path | None = None,
-                 adapters_dir: str | Path | None = None, provider: str = "auto"):
-        root = Path(root).resolve() if root else default_root()
-        self.ws = _Root(root)
-        self.models_dir = Path(models_dir).resolve() if models_dir else root / "models"
-        self.adapters_dir = Path(adapters_dir).resolve() if adapters_dir else root / "adapters"
+    read_only = False
+    no_base_hint = ""  # appended to the "no ONNX base model" message (the studio points to the Build tab)
+
+    def __init__(self, ws, models_dir: str | Path | None = None, adapters_dir: str | Path | None = None,
+                 provider: str = "auto", read_only: bool | None = None):
+        self.ws = ws
+        self.models_dir = Path(models_dir).resolve() if models_dir else Path(ws.root) / "models"
+        self.adapters_dir = Path(adapters_dir).resolve() if adapters_dir else Path(ws.root) / "adapters"
         self.provider = provider
+        if read_only is not None:
+            self.read_only = bool(read_only)
         self._chat: dict[str, object] = {}
         self._chat_lock = threading.Lock()
         self._base_locks: dict[str, threading.Lock] = {}
 
+    # ------------------------------------------------------------------ bases and chat engines
     def bases(self) -> list[library.BaseInfo]:
+        """ONNX bases that can be served (genai_config.json present); HF folders are not bases."""
         return [b for b in library.list_bases(self.models_dir) if (b.dir / "genai_config.json").is_file()]
 
     def base_names(self) -> list[str]:
@@ -77,8 +87,9 @@ class ChatOnlyEngine:
         return "default" if "default" in names else names[0]
 
     def chat(self, base: str | None):
+        """The ChatEngine of models/<base>/ (created on first use, then kept)."""
         if not base:
-            raise UIError(f"no ONNX base model in {self.models_dir}")
+            raise UIError(f"no ONNX base model in {self.models_dir}{self.no_base_hint}")
         if base not in self.base_names():
             raise UIError(f"unknown base model {base!r}; available: {', '.join(self.base_names()) or 'none'}")
         with self._chat_lock:
@@ -86,7 +97,7 @@ class ChatOnlyEngine:
             if eng is not None:
                 return eng
             lock = self._base_locks.setdefault(base, threading.Lock())
-        with lock:
+        with lock:  # one load per base; other bases are not blocked
             eng = self._chat.get(base)
             if eng is None:
                 from engine.chat import ChatEngine
@@ -100,6 +111,7 @@ class ChatOnlyEngine:
             return dict(self._chat)
 
     def refresh(self) -> None:
+        """Newly published (or deleted) adapters become visible to every loaded engine."""
         for eng in self.loaded_engines().values():
             try:
                 eng.refresh()
@@ -107,27 +119,45 @@ class ChatOnlyEngine:
                 pass
 
     def variants(self, base: str | None) -> tuple[list[str], list[tuple[str, str]]]:
+        """(['base', fitting adapters...], [(refused adapter, reason)]) for one base."""
         eng = self.chat(base)
         eng.refresh()
         names = [n for n in eng.variants() if n != "base"]
         return ["base"] + names, [(str(n), str(r)) for n, r in eng.refused()]
 
+    # ------------------------------------------------------------------ library
     def adapters(self, base: str | None = None) -> list[library.AdapterInfo]:
         info = next((b for b in self.bases() if b.dir.name == base), None) if base else None
         return library.list_adapters(self.adapters_dir, info)
 
     def delete_adapter(self, name: str) -> None:
-        raise UIError("this app is read-only: adapters cannot be deleted here")
+        if self.read_only:
+            raise UIError("this app is read-only: adapters cannot be deleted here")
+        library.delete_adapter(self.adapters_dir, name)
+        self.refresh()
 
-    # no build jobs in a chat-only app
+    # ------------------------------------------------------------------ no build jobs here
     def list_jobs(self) -> list:
         return []
 
-    def running_job(self) -> None:
+    def running_job(self) -> str | None:
         return None
 
-    def current_job(self) -> None:
+    def current_job(self) -> str | None:
         return None
 
 
-AppEngine = ChatOnlyEngine
+@dataclass(frozen=True)
+class _Root:
+    root: Path
+
+
+class ChatOnlyEngine(ChatEngineSide):
+    """Serves models/<base>/ with adapters/<name>/ read-only (root: default_root())."""
+
+    read_only = True
+
+    def __init__(self, root: str | Path | None = None, models_dir: str | Path | None = None,
+                 adapters_dir: str | Path | None = None, provider: str = "auto"):
+        root = Path(root).resolve() if root else default_root()
+        super().__init__(_Root(root), models_dir, adapters_dir, provider)
