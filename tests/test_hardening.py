@@ -353,10 +353,34 @@ def test_trust_remote_code_off_by_default(tmp_path):
     assert "trust_remote_code=r.trust_remote_code" in src
 
 
-def test_awq_load_passes_trust_remote_code():
-    src = (ROOT / "pipeline" / "stage_awq.py").read_text()
-    call = src[src.index("AutoAWQForCausalLM.from_pretrained("):]
-    assert "trust_remote_code" in call[:call.index(")")]
+@pytest.mark.parametrize("trust", [False, True])
+def test_awq_load_passes_trust_remote_code(tmp_path, monkeypatch, trust):
+    """autoawq loads models with trust_remote_code=True unless told otherwise: the AWQ stage passes the
+    recipe's flag (False by default). The load is intercepted before any weights are read."""
+    import awq
+    from pipeline.recipe import AWQConfig
+    from pipeline.stage_awq import run_awq
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_from_pretrained(path, **kw):
+        seen.update(kw)
+        raise Stop()
+
+    monkeypatch.setattr(awq.AutoAWQForCausalLM, "from_pretrained", staticmethod(fake_from_pretrained))
+
+    class Log:
+        def log(self, *a, **k): pass
+        def emit(self, *a, **k): pass
+        def progress(self, *a, **k): pass
+
+    kwargs = {} if not trust else {"trust_remote_code": True}
+    with pytest.raises(Exception):
+        run_awq(ROOT / "models" / "default-hf", tmp_path / "out", AWQConfig(device="cpu"), ["some text"],
+                Log(), **kwargs)
+    assert seen.get("trust_remote_code") is trust
 
 
 def test_custom_code_and_pickles_refused(tmp_path):
