@@ -35,9 +35,21 @@ def build(ws: Path, args: list[str]) -> dict:
         if e["type"] in ("stage_end", "stage_skip"):
             stages[e["stage"]] = {"seconds": e.get("seconds"), "cached": bool(e.get("cached"))}
     end = ev[-1] if ev else {}
+    sizes = {}
+    done = {}
+    for stage in ("awq", "finetune", "onnx", "adapter"):
+        f = job / "stages" / stage / "DONE.json"
+        if f.exists():
+            done[stage] = json.loads(f.read_text())["outputs"]
+    for key, path in (("awq_model", done.get("awq", {}).get("model_dir")),
+                      ("peft_adapter", done.get("finetune", {}).get("peft_dir")),
+                      ("onnx_base", done.get("onnx", {}).get("onnx_dir")),
+                      ("published_adapter", done.get("adapter", {}).get("adapter_dir"))):
+        if path and Path(path).exists():
+            sizes[key] = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
     steps = [e for e in ev if e["type"] == "step"]
     return {"args": args, "exit": p.returncode, "status": end.get("status"), "error": end.get("error"),
-            "wall_s": round(wall, 1), "stages": stages, "first_loss": steps[0]["loss"] if steps else None,
+            "wall_s": round(wall, 1), "stages": stages, "output_bytes": sizes, "first_loss": steps[0]["loss"] if steps else None,
             "last_loss": steps[-1]["loss"] if steps else None, "job": job.name}
 
 
@@ -46,6 +58,7 @@ def main() -> int:
     ap.add_argument("--phi35", type=Path, help="a model folder from bench/make_model.py --shape phi35")
     ap.add_argument("--ws", type=Path, default=Path("/tmp/pipeline-ws"))
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--skip-default", action="store_true", help="only the --phi35 model")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     a.ws.mkdir(parents=True, exist_ok=True)
@@ -64,7 +77,7 @@ def main() -> int:
                                                      "--adapter_name", "phi35-pirate", "--train_file",
                                                      "data/pirate/train.jsonl", "--eval_file",
                                                      "data/pirate/test.jsonl"] + common)]
-    plan += [("default full build (travel)", ["--base_name", "default-int4-cuda", "--adapter_name", "d-travel"] + common),
+    plan += [] if a.skip_default else [("default full build (travel)", ["--base_name", "default-int4-cuda", "--adapter_name", "d-travel"] + common),
              ("default second adapter (pirate)", ["--base_name", "default-int4-cuda", "--adapter_name", "d-pirate",
                                                    "--train_file", "data/pirate/train.jsonl", "--eval_file",
                                                    "data/pirate/test.jsonl"] + common)]
