@@ -60,7 +60,8 @@ def build_slots(hf: Path, lora: Path, out: Path, ep: str, block_size: int, accur
     t0 = time.perf_counter()
     cfg = OnnxConfig(precision="int4", block_size=block_size, accuracy_level=accuracy_level,
                      execution_provider=ep)
-    info = build_onnx(hf, lora, cfg, ep, out, log)
+    # the builder layout (q/k/v split): the rewrites in run.py start from it and compare against it
+    info = build_onnx(hf, lora, cfg, ep, out, log, lora_layout="builder")
     info["seconds"] = round(time.perf_counter() - t0, 1)
     return {k: v for k, v in info.items() if k != "lora_inputs"}
 
