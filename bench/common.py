@@ -40,7 +40,8 @@ def build_base(hf: Path, out: Path, ep: str, block_size: int, accuracy_level: in
     shutil.rmtree(tmp, ignore_errors=True)
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(tmp),
            "-p", "int4", "-e", ep, "-c", str(out.parent / "hf-cache"), "--extra_options",
-           f"block_size={block_size}", f"accuracy_level={accuracy_level}", "is_symmetric=false"]
+           f"block_size={block_size}", f"accuracy_level={accuracy_level}", "is_symmetric=false",
+           "shared_embeddings=false"]  # builder 0.18 bug with tied embeddings, see pipeline/stage_onnx.py
     logf = out.with_name(out.name + ".build.log")
     with open(logf, "w") as f:
         r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
