@@ -294,3 +294,23 @@ def test_cli_help_and_preview_command(tmp_path):
     res = _cli(["build", "--lora.r", "8", "--adapter_name", "pirate", "--print-command"], ROOT, tmp_path)
     assert res.returncode == 0
     assert res.stdout.strip() == "python -m pipeline build --adapter_name pirate --lora.r 8"
+
+
+def test_olive_config_export_runs_with_olive(tmp_path):
+    """`python -m pipeline olive-config` writes the LoRA part as an Olive workflow that `olive run` runs
+    as is, producing a PEFT adapter."""
+    root = make_workspace(tmp_path / "ws")
+    cfg = tmp_path / "olive.json"
+    res = _cli(["olive-config", "--lora.max_steps", "3", "--lora.batch_size", "4", "--lora.max_seq_len", "64",
+                "-o", str(cfg)], ROOT, root)
+    assert res.returncode == 0, res.stderr
+    conf = json.loads(cfg.read_text())
+    assert conf["passes"]["f"]["type"] == "LoRA"
+    assert conf["passes"]["f"]["target_modules"] == ["qkv_proj", "o_proj"]
+    assert Path(conf["data_configs"][0]["load_dataset_config"]["data_files"][0]).exists()
+    run = subprocess.run([sys.executable, "-m", "olive", "run", "--config", str(cfg)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    adapters = list(Path(conf["output_dir"]).rglob("adapter_config.json"))
+    assert adapters, "olive run produced no adapter"
+    assert (adapters[0].parent / "adapter_model.safetensors").exists()
