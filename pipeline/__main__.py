@@ -106,6 +106,7 @@ def export_olive_config(recipe: Recipe, output: Path) -> int:
     from pipeline.workspace import Workspace
     ws = Workspace.default()
     model_dir = hub.resolve_model(recipe.base_model, project_root=ws.root)
+    recipe.lora.target_modules = data.resolve_target_modules(model_dir, recipe.lora.target_modules)
     tok = AutoTokenizer.from_pretrained(model_dir)
     output = output.resolve()
     output.parent.mkdir(parents=True, exist_ok=True)

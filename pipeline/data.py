@@ -248,6 +248,23 @@ def linear_module_names(model_dir) -> list[str]:
     return sorted(names)
 
 
+AUTO_TARGETS = (["qkv_proj", "o_proj"], ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+def resolve_target_modules(model_dir, modules) -> list[str]:
+    """['auto'] -> the model's attention projections (the modules the ONNX LoRA slots exist for):
+    qkv_proj,o_proj for Phi3-style models, q_proj,k_proj,v_proj,o_proj for Llama/Qwen2/Mistral-style.
+    Other lists are checked against the model's modules."""
+    if list(modules) != ["auto"]:
+        return check_target_modules(model_dir, modules)
+    have = set(linear_module_names(model_dir))
+    for choice in AUTO_TARGETS:
+        if set(choice) <= have:
+            return list(choice)
+    raise DataError(f"lora.target_modules 'auto' found no attention projections (qkv_proj/o_proj or "
+                    f"q_proj/k_proj/v_proj/o_proj) in the model; its linear modules are {', '.join(sorted(have))}")
+
+
 def check_target_modules(model_dir, modules) -> list[str]:
     have = linear_module_names(model_dir)
     missing = [m for m in modules if m not in have]

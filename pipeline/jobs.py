@@ -47,7 +47,7 @@ def preflight(recipe: Recipe, ws: Workspace) -> None:
     if local.exists() or _looks_local(recipe.base_model):
         model_dir = resolve_model(recipe.base_model, project_root=ws.root)
         check_model_folder(model_dir, recipe.trust_remote_code)
-        data.check_target_modules(model_dir, recipe.lora.target_modules)
+        data.resolve_target_modules(model_dir, recipe.lora.target_modules)
     else:
         check_hub_id(recipe.base_model)
 

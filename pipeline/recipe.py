@@ -49,9 +49,10 @@ class LoRAConfig:
     r: int = opt(16, "LoRA rank.", lo=1, hi=512)
     alpha: int = opt(32, "LoRA alpha (scale = alpha / r).", lo=1, hi=4096)
     dropout: float = opt(0.05, "LoRA dropout.", lo=0.0, hi=0.9)
-    target_modules: list = opt(["qkv_proj", "o_proj"],
-                               "Linear modules that get a LoRA (names as in the model, e.g. q_proj,v_proj "
-                               "for Llama, qkv_proj,o_proj for Phi3). Attention projections only: the "
+    target_modules: list = opt(["auto"],
+                               "Linear modules that get a LoRA: 'auto' (the model's attention projections: "
+                               "qkv_proj,o_proj for Phi3, q_proj,k_proj,v_proj,o_proj for Llama/Qwen2) or "
+                               "names as in the model, e.g. q_proj,v_proj. Attention projections only: the "
                                "ONNX LoRA slots exist for q/k/v/o.")
     max_steps: int = opt(100, "Optimizer steps.", lo=1, hi=100000)
     learning_rate: float = opt(2e-4, "Learning rate.", lo=1e-7, hi=1.0)

@@ -130,7 +130,11 @@ class JobRunner:
         model_dir = hub.resolve_model(r.base_model, log=self.log, project_root=self.ws.root)
         from pipeline.jobs import check_model_folder
         check_model_folder(model_dir, r.trust_remote_code)  # also for a model just downloaded from the Hub
-        data.check_target_modules(model_dir, r.lora.target_modules)
+        targets = data.resolve_target_modules(model_dir, r.lora.target_modules)
+        if targets != r.lora.target_modules:  # 'auto': the job's recipe records what it resolved to
+            self.log.log(f"lora.target_modules auto -> {','.join(targets)}")
+            r.lora.target_modules = targets
+            r.save(self.job_dir / "recipe.yaml")
         tok = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=r.trust_remote_code)
         if not r.template and not getattr(tok, "chat_template", None):
             raise StageError(f"{r.base_model} has no chat template: give a text template with {{prompt}} "

@@ -157,6 +157,15 @@ def test_target_modules(phi3, llama):
     assert check_target_modules(llama, ["q_proj", "v_proj"])
 
 
+def test_auto_target_modules(phi3, llama):
+    from pipeline.data import resolve_target_modules
+    assert resolve_target_modules(phi3, ["auto"]) == ["qkv_proj", "o_proj"]
+    assert resolve_target_modules(llama, ["auto"]) == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert resolve_target_modules(llama, ["q_proj", "v_proj"]) == ["q_proj", "v_proj"]
+    with pytest.raises(DataError, match="foo"):
+        resolve_target_modules(llama, ["foo"])
+
+
 def test_hub_errors(tmp_path, monkeypatch):
     from pipeline.hub import resolve_model
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
