@@ -1,17 +1,19 @@
-"""A tiny scratch model for the engine tests, built on CPU with the stack.md recipe.
+"""A tiny scratch model for the engine tests, built on CPU by the product's own stages.
 
-random-weight tiny Phi3 + trained byte-level BPE tokenizer with a chat template
--> two PEFT LoRAs (random, non-zero B so they change the output; no training needed
-   for engine tests) -> genai builder int4 with adapter_path + nodes_to_exclude (float
-   LoRA slots) -> `olive generate-adapter` (slots become graph inputs, adapter A file)
--> a small converter for adapter B.
+tests/helpers_models.py: random-weight tiny Phi3 + byte-level BPE tokenizer with a chat template, and
+two untrained PEFT LoRAs (random, non-zero B so they change the greedy output; no training needed)
+-> pipeline.stage_onnx.build_onnx (genai builder int4 with float LoRA slots, Olive ExtractAdapters,
+   the fused q/k/v LoRA layout the product ships)
+-> pipeline.stage_adapter.convert_adapter for both adapters
+-> published as pipeline/runner.py does (`_publish_base` / `adapter`): base.json and metadata.json
+   with the same fields, fingerprint from stage_adapter.model_fingerprint.
 
-The result is cached under tests/artifacts/engine-<hash of this file>/ (git-ignored)
-with the layout of the real repo: models/<base>/ (with base.json) and adapters/<name>/
-(adapter.onnx_adapter, peft/, metadata.json). Tests copy the adapters folder before
-mutating it.
+The result is cached under tests/artifacts/engine-<hash>/ (git-ignored; the hash covers this file,
+the model helpers and the pipeline modules that build it) with the layout of the real repo:
+models/<base>/ (with base.json) and adapters/<name>/ (adapter.onnx_adapter, peft/, metadata.json).
+Tests copy the adapters folder before mutating it.
 
-Use: `scratch = build_scratch()` -> dict(models_dir, adapters_dir, model_dir, base_name,
+Use: `scratch = build_scratch()` -> dict(root, models_dir, adapters_dir, model_dir, base_name,
 adapters=[names]); or the pytest fixture `engine_scratch` (session scope).
 """
 from __future__ import annotations
@@ -20,226 +22,113 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:  # `python tests/engine_fixture.py` without conftest
+    sys.path.insert(0, str(ROOT))
+
 ARTIFACTS = HERE / "artifacts"
 BASE_NAME = "scratch-phi3"
 ADAPTERS = ("alpha", "beta")
-
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
-)
-SPECIALS = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
-CORPUS = [
-    "The quick brown fox jumps over the lazy dog.",
-    "Travel to Paris and Rome in spring; book trains early.",
-    "Arr, the pirate sails the seven seas with a parrot and a map.",
-    "Hello, how are you today? I am fine, thank you.",
-    "A tiny language model speaks in short sentences about the weather.",
-    "Numbers 0 1 2 3 4 5 6 7 8 9 and punctuation ! ? , . ; : ' \" ( )",
-] * 20
+RANKS = (8, 4)
+TARGETS = ["qkv_proj", "o_proj"]
+# what the scratch build depends on: a change in any of these rebuilds it
+SOURCES = [HERE / "engine_fixture.py", HERE / "helpers_models.py", ROOT / "pipeline" / "stage_onnx.py",
+           ROOT / "pipeline" / "stage_adapter.py", ROOT / "pipeline" / "lora_layout.py"]
 
 
 def _key() -> str:
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
-
-
-def _sha256_file(p: Path) -> str:
     h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    for f in SOURCES:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
 
 
-def _run(cmd: list[str], cwd: Path | None = None) -> None:
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{cmd[:4]} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+def _recipe(hf: Path, adapter_name: str, r: int):
+    """The recipe the pipeline would have run for this base/adapter (AWQ off, no training data)."""
+    from pipeline.recipe import AWQConfig, LoRAConfig, OnnxConfig, Recipe
+    return Recipe(base_model=str(hf), train_file="", eval_file="", adapter_name=adapter_name,
+                  base_name=BASE_NAME, awq=AWQConfig(enabled=False),
+                  lora=LoRAConfig(r=r, alpha=2 * r, target_modules=list(TARGETS)),
+                  onnx=OnnxConfig(precision="int4", block_size=32, accuracy_level=4, execution_provider="cpu"))
 
 
-def _make_hf(hf: Path, hidden: int = 128, layers: int = 2, ctx: int = 256) -> None:
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import Phi3Config, Phi3ForCausalLM, PreTrainedTokenizerFast
+def _build(root: Path, final: Path, hidden: int = 128, layers: int = 2, ctx: int = 256) -> None:
+    """Builds into root, which is then renamed to final (paths in the metadata name final)."""
+    from pipeline.events import EventLog
+    from pipeline.runner import _now, _write_json
+    from pipeline.stage_adapter import convert_adapter, model_fingerprint, publish
+    from pipeline.stage_onnx import build_onnx
+    from tests.helpers_models import make_random_peft, make_tiny_model
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>",
-                                   eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                                   unk_token="<|endoftext|>")
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(hf)
-
-    vocab = len(fast)
-    eos = [fast.convert_tokens_to_ids("<|endoftext|>"), fast.convert_tokens_to_ids("<|end|>")]
-    cfg = Phi3Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
-                     num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4,
-                     max_position_embeddings=ctx, original_max_position_embeddings=ctx, bos_token_id=eos[0], eos_token_id=eos,
-                     pad_token_id=eos[0], initializer_range=0.2, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    model = Phi3ForCausalLM(cfg).float().eval()
-    model.generation_config.eos_token_id = eos
-    model.save_pretrained(hf)
-
-
-def _make_lora(hf: Path, out: Path, seed: int, r: int) -> None:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(hf, torch_dtype=torch.float32)
-    cfg = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["qkv_proj", "o_proj"],
-                     init_lora_weights=False, task_type="CAUSAL_LM")
-    peft_model = get_peft_model(model, cfg)
-    with torch.no_grad():  # make the LoRA delta clearly visible in greedy output
-        for n, p in peft_model.named_parameters():
-            if "lora_B" in n:
-                p.mul_(3.0)
-    peft_model.save_pretrained(out)
-
-
-def lora_inputs_of(onnx_path: Path) -> dict[str, list]:
-    import onnx
-    m = onnx.load(str(onnx_path), load_external_data=False)
-    out: dict[str, list] = {}
-    for i in m.graph.input:
-        if "lora" in i.name.lower():
-            out[i.name] = [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
-    return out
-
-
-def convert_peft(peft_dir: Path, lora_inputs: dict[str, list], out_file: Path, num_heads: int,
-                 kv_heads: int, head_dim: int) -> list[str]:
-    """PEFT (Phi3, qkv_proj/o_proj) -> .onnx_adapter with the genai builder's input names."""
-    import numpy as np
-    import onnxruntime as ort
-    from safetensors.numpy import load_file
-
-    cfg = json.loads((peft_dir / "adapter_config.json").read_text())
-    scale = cfg["lora_alpha"] / cfg["r"]
-    w = load_file(str(peft_dir / "adapter_model.safetensors"))
-    params: dict[str, np.ndarray] = {}
-    q, kv = num_heads * head_dim, kv_heads * head_dim
-    for k, v in w.items():
-        # base_model.model.model.layers.0.self_attn.qkv_proj.lora_A.weight
-        parts = k.split(".")
-        i = int(parts[parts.index("layers") + 1])
-        mod = parts[parts.index("layers") + 3]
-        ab = "A" if "lora_A" in k else "B"
-        v = v.astype(np.float32)
-        if ab == "A":
-            mat = v.T.copy()  # [in, r]
-        else:
-            mat = (v.T * scale).astype(np.float32)  # [r, out]
-        if mod == "qkv_proj":
-            if ab == "A":
-                for p in "qkv":
-                    params[f"model.layers.{i}.attn.{p}_proj.lora_A.MatMul.weight"] = mat
-            else:
-                for p, sl in zip("qkv", (slice(0, q), slice(q, q + kv), slice(q + kv, q + 2 * kv))):
-                    params[f"model.layers.{i}.attn.{p}_proj.lora_B.MatMul.weight"] = mat[:, sl].copy()
-        else:
-            params[f"model.layers.{i}.attn.o_proj.lora_{ab}.MatMul.weight"] = mat
-    missing = set(params) - set(lora_inputs)
-    if missing:
-        raise ValueError(f"converter produced names the model lacks: {sorted(missing)[:3]}")
-    for name, arr in params.items():
-        dims = lora_inputs[name]
-        for d, s in zip(dims, arr.shape):
-            if isinstance(d, int) and d > 0 and d != s:
-                raise ValueError(f"{name}: shape {arr.shape} vs model {dims}")
-    fmt = ort.AdapterFormat()
-    fmt.set_adapter_version(1)
-    fmt.set_model_version(1)
-    fmt.set_parameters({k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in params.items()})
-    fmt.export_adapter(str(out_file))
-    return sorted(params)
-
-
-def _build(root: Path, hidden: int = 128, layers: int = 2, ctx: int = 256) -> None:
     work = root / "work"
-    hf, onnx_dir, ext = work / "hf", work / "onnx", work / "ext"
-    for p in (hf, onnx_dir, ext):
-        p.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True)
+    log = EventLog(work / "events.jsonl")
     t = {}
-    t0 = time.time(); _make_hf(hf, hidden, layers, ctx); t["hf"] = time.time() - t0
+    t0 = time.time()
+    hf = make_tiny_model(work / "hf", "phi3", hidden=hidden, layers=layers, max_positions=ctx)
+    t["hf"] = round(time.time() - t0, 2)
     loras = {}
-    for seed, (name, r) in enumerate(zip(ADAPTERS, (8, 4)), start=1):
+    for seed, (name, r) in enumerate(zip(ADAPTERS, RANKS), start=1):
         t0 = time.time()
-        loras[name] = work / f"lora_{name}"
-        _make_lora(hf, loras[name], seed, r)
-        t[f"lora_{name}"] = time.time() - t0
-    excl = ",".join(f"/model/layers.{i}/attn/{p}_proj/lora_{ab}/MatMul"
-                    for i in range(layers) for p in "qkvo" for ab in "AB")
-    t0 = time.time()
-    _run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(onnx_dir),
-          "-p", "int4", "-e", "cpu", "-c", str(work / "cache"), "--extra_options",
-          f"adapter_path={loras['alpha']}", "block_size=32", "is_symmetric=false",
-          f"nodes_to_exclude={excl}"])
-    t["builder"] = time.time() - t0
-    t0 = time.time()
-    olive = Path(sys.executable).parent / "olive"
-    _run([str(olive), "generate-adapter", "-m", str(onnx_dir), "-o", str(ext),
-          "--adapter_format", "onnx_adapter"], cwd=work)  # olive writes .olive-cache/ into cwd
-    t["generate_adapter"] = time.time() - t0
+        loras[name] = make_random_peft(hf, work / f"lora_{name}", r, TARGETS, seed=seed)
+        t[f"lora_{name}"] = round(time.time() - t0, 2)
+    fingerprint = model_fingerprint(hf)  # AWQ off: the pipeline's base fingerprint is the model's own
 
-    # assemble models/<base>/ from ext (onnx with slots) + genai_config/tokenizer from onnx_dir
-    models = root / "models" / BASE_NAME
-    models.mkdir(parents=True)
-    found = {p.name: p for p in ext.rglob("*") if p.is_file()}
-    for name, p in found.items():
-        if not name.endswith(".onnx_adapter"):
-            shutil.copy2(p, models / name)
-    for p in onnx_dir.iterdir():
-        if p.is_file() and not (models / p.name).exists():
-            shutil.copy2(p, models / p.name)
-    onnx_file = next(models.glob("*.onnx"))
-    gcfg = json.loads((models / "genai_config.json").read_text())
-    if gcfg["model"]["decoder"]["filename"] != onnx_file.name:
-        gcfg["model"]["decoder"]["filename"] = onnx_file.name
-        (models / "genai_config.json").write_text(json.dumps(gcfg, indent=2))
-    lora_in = lora_inputs_of(onnx_file)
-    fingerprint = _sha256_file(hf / "model.safetensors")
-    (models / "base.json").write_text(json.dumps({
-        "name": BASE_NAME, "fingerprint": fingerprint, "source_model": str(hf),
-        "precision": "int4", "block_size": 32, "execution_provider": "cpu",
-        "target_modules": ["qkv_proj", "o_proj"], "lora_inputs": lora_in, "awq": {},
-        "created": time.time()}, indent=2))
+    # ONNX base (the runner's `onnx` stage: build_onnx, then _publish_base)
+    hf_final = final / hf.relative_to(root)
+    base_recipe = _recipe(hf_final, ADAPTERS[0], RANKS[0])
+    t0 = time.time()
+    info = build_onnx(hf, loras[ADAPTERS[0]], base_recipe.onnx, "cpu", work / "onnx", log)
+    t["build_onnx"] = round(time.time() - t0, 2)
+    t["build_onnx_steps"] = info["timings"]
+    models = root / "models"
+    models.mkdir()
+    tmp = models / f"{BASE_NAME}.tmp-{os.getpid()}"
+    shutil.copytree(work / "onnx", tmp)
+    r = base_recipe
+    _write_json(tmp / "base.json", {
+        "name": BASE_NAME, "fingerprint": fingerprint, "source_model": r.base_model,
+        "source_fingerprint": fingerprint,
+        "precision": r.onnx.precision, "block_size": r.onnx.block_size,
+        "accuracy_level": r.onnx.accuracy_level, "execution_provider": info["execution_provider"],
+        "target_modules": sorted(r.lora.target_modules), "lora_inputs": info.get("lora_inputs", {}),
+        "lora_layout": info.get("lora_layout", "builder"),
+        "awq": {**r.to_dict()["awq"], "applied": False, "note": "AWQ off (scratch test model)"},
+        "created": _now()})
+    publish(tmp, models / BASE_NAME)
+    shutil.rmtree(work / "onnx")  # published above
+    base_dir = models / BASE_NAME
 
-    adapter_a_file = next(p for n, p in found.items() if n.endswith(".onnx_adapter"))
-    hcfg = json.loads((hf / "config.json").read_text())
-    for name in ADAPTERS:
-        d = root / "adapters" / name
-        d.mkdir(parents=True)
-        shutil.copytree(loras[name], d / "peft")
-        if name == "alpha":
-            shutil.copy2(adapter_a_file, d / "adapter.onnx_adapter")
-        else:
-            hd = hcfg["hidden_size"] // hcfg["num_attention_heads"]
-            convert_peft(loras[name], lora_in, d / "adapter.onnx_adapter",
-                         hcfg["num_attention_heads"], hcfg["num_key_value_heads"], hd)
-        pc = json.loads((loras[name] / "adapter_config.json").read_text())
-        (d / "metadata.json").write_text(json.dumps({
-            "name": name, "base_fingerprint": fingerprint, "base_name": BASE_NAME,
-            "base_model": str(hf), "dataset": {"train_file": "none", "sha256": "", "examples": 0},
-            "recipe": {}, "rank": pc["r"], "alpha": pc["lora_alpha"],
-            "target_modules": ["qkv_proj", "o_proj"], "steps": 0, "train_loss": None,
-            "eval_loss": None, "timings": {}, "size_bytes": (d / "adapter.onnx_adapter").stat().st_size,
-            "created": time.time(), "format": "onnx_adapter"}, indent=2))
+    # adapters (the runner's `adapter` stage)
+    adapters = root / "adapters"
+    adapters.mkdir()
+    for name, rank in zip(ADAPTERS, RANKS):
+        r = _recipe(hf_final, name, rank)
+        tmp = adapters / f"{name}.tmp-{os.getpid()}"
+        tmp.mkdir()
+        t0 = time.time()
+        ainfo = convert_adapter(loras[name], base_dir, tmp / "adapter.onnx_adapter")
+        t[f"convert_{name}"] = round(time.time() - t0, 2)
+        shutil.copytree(loras[name], tmp / "peft")
+        size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+        _write_json(tmp / "metadata.json", {
+            "name": name, "format": "onnx_adapter",
+            "base_fingerprint": fingerprint, "base_name": BASE_NAME,
+            "base_model": r.base_model,
+            "dataset": {"train_file": r.train_file, "sha256": "", "examples": 0, "eval_file": r.eval_file,
+                        "eval_sha256": "", "eval_examples": 0},
+            "recipe": r.to_dict(), "rank": r.lora.r, "alpha": r.lora.alpha,
+            "target_modules": r.lora.target_modules, "steps": 0,
+            "train_loss": None, "eval_loss": None,
+            "timings": {}, "size_bytes": size, "created": _now(), "job": "engine-fixture",
+            "tensors": ainfo.get("tensors"),
+        })
+        publish(tmp, adapters / name)
     (root / "timings.json").write_text(json.dumps(t, indent=2))
 
 
@@ -253,7 +142,7 @@ def build_scratch(base: Path | None = None, hidden: int = 128, layers: int = 2, 
         tmp = base / f"engine-{_key()}{size}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        _build(tmp, hidden, layers, ctx)
+        _build(tmp, root, hidden, layers, ctx)
         (tmp / "DONE").write_text("ok")
         shutil.rmtree(root, ignore_errors=True)
         os.replace(tmp, root)

@@ -2,6 +2,7 @@
 
 `make_tiny_model(out_dir, arch="phi3")` writes a Hugging Face folder (config.json, model.safetensors,
 tokenizer.json, tokenizer_config.json with a chat template) that every stage can load offline.
+`make_random_peft(model_dir, out_dir, r)` writes an untrained PEFT LoRA with non-zero A and B.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def make_tokenizer(vocab_size: int = 512):
 
 
 def make_tiny_model(out_dir, arch: str = "phi3", hidden: int = 128, layers: int = 2, heads: int = 4,
-                    kv_heads: int = 2, seed: int = 0, vocab_size: int = 512) -> Path:
+                    kv_heads: int = 2, seed: int = 0, vocab_size: int = 512, max_positions: int = 512) -> Path:
     """Random-weight tiny causal LM + tokenizer saved with save_pretrained; returns the folder."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM
@@ -57,13 +58,13 @@ def make_tiny_model(out_dir, arch: str = "phi3", hidden: int = 128, layers: int 
     tok = make_tokenizer(vocab_size)
     common = dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
                   num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                  max_position_embeddings=512, bos_token_id=tok.bos_token_id,
+                  max_position_embeddings=max_positions, bos_token_id=tok.bos_token_id,
                   eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                   tie_word_embeddings=False)
     torch.manual_seed(seed)
     if arch == "phi3":
         # original == max positions: plain RoPE (the genai builder takes the LongRoPE path otherwise)
-        model = Phi3ForCausalLM(Phi3Config(**common, original_max_position_embeddings=512))
+        model = Phi3ForCausalLM(Phi3Config(**common, original_max_position_embeddings=max_positions))
     elif arch == "llama":
         model = LlamaForCausalLM(LlamaConfig(**common))
     else:
@@ -78,3 +79,24 @@ def make_tiny_model(out_dir, arch: str = "phi3", hidden: int = 128, layers: int 
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def make_random_peft(model_dir, out_dir, r: int, target_modules=("qkv_proj", "o_proj"), seed: int = 0,
+                     b_scale: float = 3.0) -> Path:
+    """An untrained PEFT LoRA (alpha = 2r) with random non-zero A and B (B scaled up by `b_scale`) so
+    that it clearly changes greedy output; no training needed. Returns out_dir."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+    cfg = LoraConfig(r=r, lora_alpha=2 * r, target_modules=list(target_modules), init_lora_weights=False,
+                     task_type="CAUSAL_LM")
+    pm = get_peft_model(model, cfg)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.mul_(b_scale)
+    pm.save_pretrained(out_dir)
+    return Path(out_dir)
