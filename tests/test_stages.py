@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers_models import make_tiny_model  # noqa: E402
+from helpers_models import make_random_peft, make_tiny_model  # noqa: E402
 
 from pipeline.data import (DataError, calibration_texts, check_target_modules, check_template,  # noqa: E402
                            file_sha256, load_examples, render_prompt, render_text)
@@ -337,22 +337,6 @@ def _assert_fused_graph(onnx_file, base_op, layers=2):
         assert c == want, (i, c)
 
 
-def _random_peft(hf_dir, out, r, targets, seed=0):
-    """An untrained PEFT LoRA with non-zero A and B (visible in greedy output)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-    torch.manual_seed(seed)
-    pm = get_peft_model(AutoModelForCausalLM.from_pretrained(hf_dir),
-                        LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets, init_lora_weights=False))
-    with torch.no_grad():
-        for n, p in pm.named_parameters():
-            if "lora_B" in n:
-                p.mul_(3.0)
-    pm.save_pretrained(out)
-    return Path(out)
-
-
 def _build(hf_dir, peft_dir, precision, out):
     from pipeline.stage_onnx import build_onnx
     log = Rec()
@@ -429,7 +413,7 @@ def test_fused_partial_adapters(awq_phi3, onnx_fp32, tok, tmp_path):
     adapters = og.Adapters(model)
     base = _og_greedy(model, ids)
     for name, targets, r in (("qkv", ["qkv_proj"], 4), ("o", ["o_proj"], 8)):
-        peft_dir = _random_peft(base_dir, tmp_path / name, r, targets, seed=len(name))
+        peft_dir = make_random_peft(base_dir, tmp_path / name, r, targets, seed=len(name))
         info = convert_adapter(peft_dir, out, tmp_path / f"{name}.onnx_adapter")
         assert info["tensors"] == 8
         adapters.load(info["file"], name)
@@ -489,7 +473,7 @@ def test_adapter_mismatch(llama, onnx_fp32, tmp_path, tok):
     with pytest.raises(AdapterError, match="ONNX slots do not have|does not fit"):
         convert_adapter(ft["peft_dir"], onnx_fp32[0], tmp_path / "x.onnx_adapter")
     # separate q/v LoRAs (Llama) cannot go into a fused qkv slot
-    qv = _random_peft(llama, tmp_path / "qv", 4, ["q_proj", "v_proj"])
+    qv = make_random_peft(llama, tmp_path / "qv", 4, ["q_proj", "v_proj"])
     with pytest.raises(AdapterError, match="packs q/k/v into one qkv_proj slot"):
         convert_adapter(qv, onnx_fp32[0], tmp_path / "y.onnx_adapter")
 
