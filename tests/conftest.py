@@ -37,3 +37,13 @@ def workspace(tmp_path, monkeypatch):
     root = make_workspace(tmp_path / "ws")
     monkeypatch.setenv("STUDIO_HOME", str(root))
     return Workspace(root)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skipped test would pass CI silently: here it fails, with its reason."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.skipped and not hasattr(rep, "wasxfail"):
+        rep.outcome = "failed"
+        rep.longrepr = f"skipped tests count as failures in this project: {rep.longrepr}"

@@ -42,11 +42,11 @@ def make_workspace(root: Path) -> Path:
     (root / "adapters").mkdir()
     src_base = SOURCE / "models" / BASE
     if not (src_base / "genai_config.json").exists():
-        pytest.skip(f"no ONNX base at {src_base} (build it first: ./run.sh or python -m pipeline build)")
+        pytest.fail(f"no ONNX base at {src_base} (build it first: ./run.sh or python -m pipeline build)")
     shutil.copytree(src_base, root / "models" / BASE)
     for a in ADAPTERS:
         if not (SOURCE / "adapters" / a).is_dir():
-            pytest.skip(f"adapter {a} missing in {SOURCE / 'adapters'}")
+            pytest.fail(f"adapter {a} missing in {SOURCE / 'adapters'}")
         shutil.copytree(SOURCE / "adapters" / a, root / "adapters" / a)
     for src in (SOURCE / "models" / "default-hf", ROOT / "models" / "default-hf"):
         if (src / "config.json").exists():
@@ -217,7 +217,7 @@ def test_build_from_api_then_chat_without_restart(app):
     """A tiny build (few steps, no AWQ, CPU) started through the API; its adapter then answers."""
     client, ws = app["client"], app["ws"]
     if not (ws / "models" / "default-hf" / "config.json").exists():
-        pytest.skip("models/default-hf missing")
+        pytest.fail("models/default-hf missing")
     name = f"uitest-{uuid.uuid4().hex[:8]}"
     repo_adapters = set(os.listdir(ROOT / "adapters")) if (ROOT / "adapters").exists() else set()
     r = client.predict({"adapter_name": name, "train_file": "data/travel/train.jsonl",

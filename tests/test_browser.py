@@ -30,7 +30,7 @@ pytestmark = pytest.mark.timeout(900)
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing (apt-get install -y chromium)")
+        pytest.fail(f"{CHROMIUM} missing (apt-get install -y chromium)")
     root = tmp_path_factory.mktemp("browser")
     ws = base_tests.make_workspace(root / "ws")
     port = base_tests.free_port()
