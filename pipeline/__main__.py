@@ -102,7 +102,7 @@ def export_olive_config(recipe: Recipe, output: Path) -> int:
     from transformers import AutoTokenizer
 
     from pipeline import data, hub
-    from pipeline.stage_finetune import _write_jsonl, olive_config
+    from pipeline.stage_finetune import olive_config
     from pipeline.workspace import Workspace
     ws = Workspace.default()
     model_dir = hub.resolve_model(recipe.base_model, project_root=ws.root)
@@ -115,7 +115,7 @@ def export_olive_config(recipe: Recipe, output: Path) -> int:
         if path:
             rows = data.load_examples(ws.resolve_input(path), recipe.data_format)
             files[key] = output.with_suffix(f".{key}.jsonl")
-            _write_jsonl(files[key], [data.render_text(ex, tok, recipe.template) for ex in rows])
+            data.write_texts(files[key], [data.render_text(ex, tok, recipe.template) for ex in rows])
     try:
         import torch
         cuda = torch.cuda.is_available()

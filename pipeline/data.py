@@ -11,11 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 import string
 from pathlib import Path
 
-from deploy.launch import MAX_UPLOAD_MB_DEFAULT as MAX_FILE_MB_DEFAULT  # noqa: F401 (dataset files and uploads)
 from deploy.launch import max_upload_bytes
 
 ROLES = ("system", "user", "assistant")
@@ -204,6 +202,20 @@ def render_text(example: dict, tokenizer, template: str = "") -> str:
         check_template(template)
         return template.format(prompt=_prompt_of(history), response=answer)
     return tokenizer.apply_chat_template(example["messages"], tokenize=False)
+
+
+def write_texts(path, texts) -> None:
+    """Rendered training texts as JSONL lines {"text": ...} (what Olive's data config reads)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for t in texts:
+            f.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")
+
+
+def read_texts(path) -> list[str]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def file_sha256(path) -> str:

@@ -135,9 +135,8 @@ class JobState:
             self.evals.append((int(e["step"]), float(e["eval_loss"])))
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "JobState":
+    def from_events(cls, events: list[dict]) -> "JobState":
         state = cls()
-        events, _ = read_events(path)
         for e in events:
             state.apply(e)
         return state

@@ -48,8 +48,6 @@ def resolve_model(name_or_path: str, log=None, project_root: Path | None = None)
 def _download(repo_id: str, log=None) -> Path:
     try:
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                            RevisionNotFoundError)
     except ImportError as e:  # pragma: no cover
         raise ModelNotFound(f"huggingface_hub is not installed ({e}); use a local model folder") from None
     if log:
@@ -65,26 +63,56 @@ def _download(repo_id: str, log=None) -> Path:
         except TypeError:  # older hub without tqdm_class
             kwargs.pop("tqdm_class", None)
             path = Path(snapshot_download(**kwargs))
-    except (RepositoryNotFoundError, RevisionNotFoundError) as e:
-        raise ModelNotFound(f"{repo_id}: no such model on the Hugging Face Hub (or it is private). Check "
-                            "the id, or give a local model folder.") from None
-    except GatedRepoError:
-        raise ModelNotFound(f"{repo_id}: the model is gated; accept its license on the Hub and log in "
-                            "(huggingface-cli login), or give a local model folder") from None
-    except LocalEntryNotFoundError:
-        raise ModelNotFound(f"{repo_id}: {_unreachable()} and the model is not in the local cache. "
-                            f"{LOCAL_HINT}") from None
-    except OSError as e:  # network errors: requests/httpx ConnectionError subclass OSError
-        raise ModelNotFound(f"{repo_id}: {_unreachable()} ({type(e).__name__}). {LOCAL_HINT}") from None
-    except Exception as e:  # httpx errors etc.; never include headers or tokens
-        raise ModelNotFound(f"{repo_id}: download failed ({type(e).__name__}); no Hub reachable or the id "
-                            "does not exist. Give a local model folder instead.") from None
+    except Exception as e:
+        raise _hub_error(repo_id, e) from None
     if not list(path.glob("*.safetensors")):
         raise ModelNotFound(f"{repo_id}: the model has no .safetensors weights (only those are loaded)")
     if log:
         log.progress("prepare", 1, 1)
         log.log(f"base model: {repo_id} -> {path}")
     return path
+
+
+def _hub_error(repo_id: str, e: Exception) -> ModelNotFound:
+    """A Hub failure as a message the user can act on; exception texts (which may carry headers or
+    tokens) are never included."""
+    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+    if isinstance(e, (RepositoryNotFoundError, RevisionNotFoundError)):
+        return ModelNotFound(f"{repo_id}: no such model on the Hugging Face Hub (or it is private). Check "
+                             "the id, or give a local model folder.")
+    if isinstance(e, GatedRepoError):
+        return ModelNotFound(f"{repo_id}: the model is gated; accept its license on the Hub and log in "
+                             "(huggingface-cli login), or give a local model folder")
+    if isinstance(e, LocalEntryNotFoundError):
+        return ModelNotFound(f"{repo_id}: {_unreachable()} and the model is not in the local cache. {LOCAL_HINT}")
+    if isinstance(e, OSError):  # network errors: requests/httpx ConnectionError subclass OSError
+        return ModelNotFound(f"{repo_id}: {_unreachable()} ({type(e).__name__}). {LOCAL_HINT}")
+    return ModelNotFound(f"{repo_id}: the Hub request failed ({type(e).__name__}); no Hub reachable or the "
+                         f"id does not exist. {LOCAL_HINT}")
+
+
+def check_hub_id(name: str) -> None:
+    """A Hub id, checked before a build job exists: in the local cache, else (online) on the Hub."""
+    import re
+    name = name.strip()
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", name) or ".." in name:
+        raise ModelNotFound(f"{name!r} is neither a local model folder nor a Hub id of the form owner/name")
+    try:
+        from huggingface_hub import HfApi, constants, snapshot_download
+    except ImportError:  # pragma: no cover
+        raise ModelNotFound(f"{name}: huggingface_hub is not installed; give a local model folder") from None
+    try:
+        snapshot_download(repo_id=name, allow_patterns=["config.json"], local_files_only=True)
+        return  # in the local cache
+    except Exception:
+        pass
+    if constants.HF_HUB_OFFLINE:
+        raise ModelNotFound(f"{name}: {_unreachable()} and the model is not in the local cache. {LOCAL_HINT}")
+    try:
+        HfApi().model_info(name, timeout=15)
+    except Exception as e:
+        raise _hub_error(name, e) from None
 
 
 LOCAL_HINT = ("Give a local model folder instead (a folder with config.json, tokenizer files and "

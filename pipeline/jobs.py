@@ -38,7 +38,7 @@ def preflight(recipe: Recipe, ws: Workspace) -> None:
     """The checks that need no model load, so that bad input is refused before a job exists:
     the recipe's values, the dataset files, a local model folder and its module names."""
     from pipeline import data
-    from pipeline.hub import _looks_local, resolve_model
+    from pipeline.hub import _looks_local, check_hub_id, resolve_model
     recipe.validate()
     for label, path in (("train_file", recipe.train_file), ("eval_file", recipe.eval_file)):
         if path:
@@ -64,40 +64,6 @@ def check_model_folder(model_dir: Path, trust_remote_code: bool) -> None:
     if cfg.get("auto_map") and not trust_remote_code:
         raise RecipeError(f"{model_dir} needs its own Python code (auto_map in config.json), which is not "
                           "run unless the recipe sets trust_remote_code: true (only for models you trust)")
-
-
-def check_hub_id(name: str) -> None:
-    """A Hub id is checked before a job exists: in the local cache, else (online) on the Hub. Offline
-    and not cached -> a clear message. Exception texts are never shown (they may carry headers)."""
-    import re
-
-    from pipeline.hub import ModelNotFound
-    name = name.strip()
-    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", name) or ".." in name:
-        raise ModelNotFound(f"{name!r} is neither a local model folder nor a Hub id of the form owner/name")
-    try:
-        from huggingface_hub import constants, snapshot_download
-        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
-    except ImportError:  # pragma: no cover
-        raise ModelNotFound(f"{name}: huggingface_hub is not installed; give a local model folder") from None
-    try:
-        snapshot_download(repo_id=name, allow_patterns=["config.json"], local_files_only=True)
-        return  # in the local cache
-    except Exception:
-        pass
-    if constants.HF_HUB_OFFLINE:
-        raise ModelNotFound(f"{name}: no such local folder, and not in the local Hugging Face cache while "
-                            "the Hub is off (HF_HUB_OFFLINE); give a local model folder, or go online") from None
-    try:
-        from huggingface_hub import HfApi
-        HfApi().model_info(name, timeout=15)
-    except RepositoryNotFoundError:
-        raise ModelNotFound(f"{name}: no such model on the Hugging Face Hub (or it is private)") from None
-    except GatedRepoError:
-        raise ModelNotFound(f"{name}: the model is gated; accept its license on the Hub and log in") from None
-    except Exception as e:
-        raise ModelNotFound(f"{name}: could not reach the Hugging Face Hub ({type(e).__name__}); give a "
-                            "local model folder instead") from None
 
 
 def create_job(recipe: Recipe, ws: Workspace | None = None) -> Path:
@@ -169,8 +135,9 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def is_running(job_dir: Path) -> bool:
-    events, _ = read_events(job_dir / "events.jsonl")
+def is_running(job_dir: Path, events: list[dict] | None = None) -> bool:
+    if events is None:
+        events, _ = read_events(job_dir / "events.jsonl")
     last = events[-1].get("type") if events else None
     if last == "job_end":
         return False
@@ -181,8 +148,9 @@ def is_running(job_dir: Path) -> bool:
 
 
 def state(job_dir: Path) -> JobState:
-    st = JobState.from_file(job_dir / "events.jsonl")
-    if st.status in ("running", "pending") and not is_running(job_dir):
+    events, _ = read_events(job_dir / "events.jsonl")
+    st = JobState.from_events(events)
+    if st.status in ("running", "pending") and not is_running(job_dir, events):
         if st.status == "running" or (job_dir / "pid").exists():
             st.status = "interrupted"
             st.error = "the job process ended without finishing (killed?); it can be resumed"
@@ -229,13 +197,6 @@ def list_jobs(ws: Workspace | None = None) -> list[JobInfo]:
             adapter = "?"
         jobs.append(JobInfo(d.name, d, st.status, adapter, st.started, st.error))
     return jobs
-
-
-def running_job(ws: Workspace | None = None) -> Path | None:
-    for j in list_jobs(ws):
-        if j.status == "running":
-            return j.job_dir
-    return None
 
 
 def wait(job_dir: Path, timeout_s: float | None = None, poll_s: float = 0.2) -> JobState:

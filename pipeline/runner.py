@@ -9,12 +9,12 @@ import json
 import os
 import shutil
 import signal
-import sys
 import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pipeline.data import read_texts
 from pipeline.events import EventLog
 from pipeline.recipe import Recipe, RecipeError
 from pipeline.workspace import Workspace
@@ -104,6 +104,10 @@ class JobRunner:
         else:
             self.log.emit("stage_end", stage=name, seconds=seconds, outputs=outputs)
 
+    def fingerprint(self, model_dir: Path) -> str:
+        from pipeline.stage_adapter import model_fingerprint
+        return model_fingerprint(model_dir, memo=self.ws.cache / "fingerprints.json")
+
     def _cached(self, kind: str, key: str, build) -> tuple[Path, bool]:
         """Content-hash cache: `build(tmp_dir)` fills a folder that is then published as cache/kind-key."""
         from pipeline.stage_adapter import publish
@@ -125,7 +129,6 @@ class JobRunner:
         from transformers import AutoTokenizer
 
         from pipeline import data, hub
-        from pipeline.stage_adapter import model_fingerprint
         r = self.recipe
         model_dir = hub.resolve_model(r.base_model, log=self.log, project_root=self.ws.root)
         from pipeline.jobs import check_model_folder
@@ -147,26 +150,23 @@ class JobRunner:
         eval_texts = [data.render_text(ex, tok, r.template) for ex in evals]
         calib = data.calibration_texts(train, tok, r.template, r.awq.calib_samples)
         for name, rows in (("train.jsonl", texts), ("eval.jsonl", eval_texts), ("calib.jsonl", calib)):
-            with open(d / name, "w", encoding="utf-8") as f:
-                for t in rows:
-                    f.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")
+            data.write_texts(d / name, rows)
         ep = r.onnx.execution_provider
         if ep == "auto":
             ep = "cuda" if _has_cuda() else "cpu"
         self.log.log(f"model {model_dir}; {len(train)} training examples"
                      + (f", {len(evals)} held-out" if evals else "") + f"; ONNX for {ep}")
-        return {"model_dir": str(model_dir), "model_fingerprint": model_fingerprint(model_dir),
+        return {"model_dir": str(model_dir), "model_fingerprint": self.fingerprint(model_dir),
                 "train_file": str(train_path), "train_sha256": data.file_sha256(train_path),
                 "train_examples": len(train), "eval_file": str(eval_path or ""),
                 "eval_sha256": data.file_sha256(eval_path) if eval_path else "",
                 "eval_examples": len(evals), "execution_provider": ep}
 
     def awq(self, d: Path) -> dict:
-        from pipeline.stage_adapter import model_fingerprint
         from pipeline.stage_awq import run_awq
         p = self.out["prepare"]
         cfg = self.recipe.awq
-        calib = _read_texts(self.job_dir / "stages/prepare/calib.jsonl")
+        calib = read_texts(self.job_dir / "stages/prepare/calib.jsonl")
         if not cfg.enabled:
             self.log.log("AWQ is off in the recipe: fine-tuning on the original float weights")
         key = _sha({"model": p["model_fingerprint"], "awq": self.recipe.to_dict()["awq"],
@@ -182,13 +182,13 @@ class JobRunner:
         path, hit = self._cached("awq", key, build)
         if hit:
             info = json.loads((path / "CACHE.json").read_text()).get("info", {})
-        return {"model_dir": str(path / "model"), "fingerprint": model_fingerprint(path / "model"),
+        return {"model_dir": str(path / "model"), "fingerprint": self.fingerprint(path / "model"),
                 "info": info, "_cached": str(path) if hit else False}
 
     def finetune(self, d: Path) -> dict:
         from pipeline.stage_finetune import run_finetune
-        train = _read_texts(self.job_dir / "stages/prepare/train.jsonl")
-        evals = _read_texts(self.job_dir / "stages/prepare/eval.jsonl") or None
+        train = read_texts(self.job_dir / "stages/prepare/train.jsonl")
+        evals = read_texts(self.job_dir / "stages/prepare/eval.jsonl") or None
         res = run_finetune(Path(self.out["awq"]["model_dir"]), train, evals, self.recipe.lora, d, self.log)
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in res.items()}
 
@@ -325,18 +325,8 @@ def _has_cuda() -> bool:
         return False
 
 
-def _read_texts(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
 def _derive_base_name(base_model: str, precision: str, ep: str, fp: str) -> str:
     stem = Path(base_model.rstrip("/")).name or "model"
     stem = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem)[:40].strip("-.") or "model"
     return f"{stem}-{precision}-{ep}-{fp[:8]}"
 
-
-def main(argv=None) -> int:
-    job_dir = Path((argv or sys.argv[1:])[0])
-    return JobRunner(job_dir).run()

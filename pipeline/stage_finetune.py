@@ -15,15 +15,11 @@ import shutil
 import time
 from pathlib import Path
 
+from pipeline.data import write_texts
+
 
 class FinetuneError(RuntimeError):
     pass
-
-
-def _write_jsonl(path: Path, texts) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for t in texts:
-            f.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")
 
 
 def _data_config(name: str, path: Path, max_seq_len: int, batch_size: int) -> dict:
@@ -146,11 +142,11 @@ def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: 
     data_dir = out_dir / "data"
     data_dir.mkdir(exist_ok=True)
     train_file = data_dir / "train.jsonl"
-    _write_jsonl(train_file, train_texts)
+    write_texts(train_file, train_texts)
     eval_file = None
     if eval_texts:
         eval_file = data_dir / "eval.jsonl"
-        _write_jsonl(eval_file, eval_texts)
+        write_texts(eval_file, eval_texts)
 
     config = olive_config(model_dir, train_file, eval_file if eval_texts else None, cfg, out_dir, cuda)
     olive_out = out_dir / "olive"

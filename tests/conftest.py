@@ -20,7 +20,6 @@ def default_hf() -> Path:
 
 def make_workspace(root: Path) -> Path:
     """A workspace with the repository's data and default model linked in (read-only use)."""
-    from pipeline.workspace import Workspace
     root.mkdir(parents=True, exist_ok=True)
     (root / "models").mkdir(exist_ok=True)
     (root / "adapters").mkdir(exist_ok=True)

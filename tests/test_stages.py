@@ -551,3 +551,20 @@ def test_publish_and_fingerprint(phi3, tmp_path):
 
 def test_zz_report_timings():
     print("\nstage timings on the tiny model (CPU):", json.dumps(TIMINGS))
+
+
+def test_fingerprint_memo_skips_unchanged_and_sees_changes(phi3, tmp_path):
+    import shutil
+
+    from pipeline.stage_adapter import model_fingerprint
+    model = tmp_path / "m"
+    shutil.copytree(phi3, model)
+    memo = tmp_path / "fingerprints.json"
+    fp = model_fingerprint(model, memo=memo)
+    assert fp == model_fingerprint(model) and json.loads(memo.read_text())[str(model.resolve())]["sha256"] == fp
+    assert model_fingerprint(model, memo=memo) == fp  # from the memo
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["note"] = "changed"
+    (model / "config.json").write_text(json.dumps(cfg))
+    changed = model_fingerprint(model, memo=memo)
+    assert changed != fp and changed == model_fingerprint(model)
