@@ -20,33 +20,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from deploy.launch import (LaunchError, add_launch_arguments, announce, max_upload_bytes,  # noqa: E402
-                           resolve_launch_options)
+from deploy.launch import add_launch_arguments, launch_options, max_upload_bytes  # noqa: E402
 from ui.interface import create_chat_only_ui, create_ui, launch_kwargs  # noqa: E402
-
-BUILD_CONCURRENCY = 1  # default for handlers without their own limit; chat handlers allow 8
 
 
 def build_demo(models_dir: str | None = None, adapters_dir: str | None = None, provider: str = "auto",
                chat_only: bool = False, warning: str | None = None):
     if chat_only:  # read-only chat engine: nothing of pipeline/ (nor torch) is imported
         from ui.chat_engine import ChatOnlyEngine
-        app = ChatOnlyEngine(models_dir=models_dir, adapters_dir=adapters_dir, provider=provider)
-        demo = create_chat_only_ui(app, warning=warning)
-    else:
-        from pipeline.workspace import Workspace
-        from ui.engine import AppEngine
-        app = AppEngine(Workspace.default(), models_dir=models_dir, adapters_dir=adapters_dir, provider=provider)
-        demo = create_ui(app, warning=warning)
-    demo.queue(default_concurrency_limit=4, max_size=64)
-    demo.app_engine = app
-    return demo
+        return create_chat_only_ui(ChatOnlyEngine(models_dir=models_dir, adapters_dir=adapters_dir,
+                                                  provider=provider), warning=warning)
+    from pipeline.workspace import Workspace
+    from ui.engine import AppEngine
+    return create_ui(AppEngine(Workspace.default(), models_dir=models_dir, adapters_dir=adapters_dir,
+                               provider=provider), warning=warning)
 
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     add_launch_arguments(ap)
     ap.add_argument("--chat-only", action="store_true",
                     help="serve Chat and a read-only Library only (no Build; the pipeline is not imported)")
@@ -57,14 +48,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    ap = parser()
-    args = ap.parse_args(argv)
-    try:
-        opts = resolve_launch_options(args, os.environ)
-    except LaunchError as e:
-        print(f"app.py: {e}", file=sys.stderr)
+    args = parser().parse_args(argv)
+    opts = launch_options(args)
+    if opts is None:
         return 2
-    announce(opts)
     demo = build_demo(args.models_dir, args.adapters_dir, args.provider, chat_only=args.chat_only,
                       warning=opts.warning)
     demo.launch(server_name=args.host, server_port=args.port, show_error=False, **opts.launch_kwargs(),

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
-from pathlib import Path
 
 
 def _adapters(value: str | None) -> list[str] | None:
@@ -61,19 +59,16 @@ def main(argv=None) -> int:
                              title=args.title, force=args.force, log=print)
             print(r.out)
             return 0
-        from deploy.push import PushError, push_model, push_space, token_from_env
+        from deploy.push import PushError, export_and_push_space, push_model, push_space, token_from_env
         try:
             token = token_from_env(os.environ)
-            if args.space:
-                if args.folder:
-                    url = push_space(args.folder, args.space, token, private=args.private,
-                                     exist_ok=args.exist_ok, log=print)
-                else:
-                    with tempfile.TemporaryDirectory(prefix="space-export-") as d:
-                        r = export_space(Path(d) / "space", args.base, adapters, args.hardware, args.models_dir,
-                                         args.adapters_dir, log=print)
-                        url = push_space(r.out, args.space, token, private=args.private,
-                                         exist_ok=args.exist_ok, log=print)
+            if args.space and args.folder:
+                url = push_space(args.folder, args.space, token, private=args.private, exist_ok=args.exist_ok,
+                                 log=print)
+            elif args.space:
+                url = export_and_push_space(args.space, token, args.base, adapters, args.hardware, args.models_dir,
+                                            args.adapters_dir, private=args.private, exist_ok=args.exist_ok,
+                                            log=print)
             else:
                 url = push_model(args.model, token, args.base, adapters, args.models_dir, args.adapters_dir,
                                  private=args.private, exist_ok=args.exist_ok, log=print)

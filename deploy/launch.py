@@ -1,4 +1,5 @@
-"""Launch options of the web app: who may open it (auth) and whether a public share link is made.
+"""Launch options of the web app: where it listens, who may open it (auth) and whether a public share
+link is made.
 
 Rules (resolve_launch_options):
 - never shares unless asked (`--share` or `--share-without-auth`);
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -63,6 +65,10 @@ def parse_auth(value: str, source: str) -> tuple[str, str]:
 
 
 def add_launch_arguments(ap: argparse.ArgumentParser) -> None:
+    """--host and --port (defaults: $GRADIO_SERVER_NAME, $GRADIO_SERVER_PORT), --share, --auth and
+    --share-without-auth."""
+    ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     ap.add_argument("--share", action="store_true",
                     help=f"create a public gradio.live link; needs --auth USER:PASS or ${AUTH_ENV}")
     ap.add_argument("--auth", help=f"USER:PASS required to open the app (default: ${AUTH_ENV} if set)")
@@ -104,3 +110,15 @@ def announce(opts: LaunchOptions, printer=print) -> None:
         printer(f"sharing a public link, protected by the credentials from {opts.auth_source}")
     elif opts.auth:
         printer(f"login required (credentials from {opts.auth_source})")
+
+
+def launch_options(args, env: Mapping[str, str] | None = None) -> LaunchOptions | None:
+    """resolve_launch_options (env: default os.environ), then announce. A refused combination is printed
+    to stderr as "app.py: <reason>" (both launchers are app.py) and gives None: the launcher exits 2."""
+    try:
+        opts = resolve_launch_options(args, os.environ if env is None else env)
+    except LaunchError as e:
+        print(f"app.py: {e}", file=sys.stderr)
+        return None
+    announce(opts)
+    return opts

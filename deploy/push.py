@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Mapping
 
-from deploy.space import PROJECT_ROOT, ExportError, _select, _workspace_root
+from deploy.space import (ADAPTER_FILES, PROJECT_ROOT, ExportError, _base_files, _dirs, _fmt, _select,
+                          export_space)
 
 _TOKEN_RE = re.compile(r"\bhf_[A-Za-z0-9]{6,}\b")
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
@@ -144,6 +145,16 @@ def push_space(folder: str | Path, repo_id: str, token: str, private: bool = Fal
     return _upload(folder, repo_id, "space", token, private, exist_ok, "Chat-only Space from LoRA studio", log)
 
 
+def export_and_push_space(repo_id: str, token: str, base: str = "default", adapters: list[str] | None = None,
+                          hardware: str = "cpu-basic", models_dir=None, adapters_dir=None, private: bool = False,
+                          exist_ok: bool = False, log=None) -> str:
+    """Exports a Space (deploy.space.export_space: ExportError when it cannot) into a temporary folder
+    and pushes it."""
+    with tempfile.TemporaryDirectory(prefix="space-export-") as d:
+        r = export_space(Path(d) / "space", base, adapters, hardware, models_dir, adapters_dir, log=log)
+        return push_space(r.out, repo_id, token, private=private, exist_ok=exist_ok, log=log)
+
+
 # ---------------------------------------------------------------------------- model repository
 def _source_is_hub_id(src: str) -> bool:
     if not src or not _REPO_RE.match(src):
@@ -181,10 +192,10 @@ def model_card(repo_id: str, base, adapters) -> str:
         for a in adapters:
             m = a.metadata or {}
             ds = m.get("dataset") if isinstance(m.get("dataset"), dict) else {}
-            f = lambda v: f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
-            lines.append(f"| `{a.name}` | {Path(str(ds.get('train_file', ''))).name} | {f(ds.get('examples'))} | "
-                         f"{f(m.get('rank'))} | {f(m.get('alpha'))} | {f(m.get('steps'))} | "
-                         f"{f(m.get('train_loss'))} | {f(m.get('eval_loss'))} | {f(m.get('size_bytes'))} |")
+            lines.append(f"| `{a.name}` | {Path(str(ds.get('train_file', ''))).name} | "
+                         f"{_fmt(ds.get('examples'))} | {_fmt(m.get('rank'))} | {_fmt(m.get('alpha'))} | "
+                         f"{_fmt(m.get('steps'))} | {_fmt(m.get('train_loss'))} | {_fmt(m.get('eval_loss'))} | "
+                         f"{_fmt(m.get('size_bytes'))} |")
         for a in adapters:
             m = a.metadata or {}
             lines += ["", f"### `{a.name}`", ""]
@@ -219,18 +230,14 @@ def model_card(repo_id: str, base, adapters) -> str:
 def stage_model_repo(dest: Path, base: str = "default", adapters: list[str] | None = None,
                      models_dir=None, adapters_dir=None, repo_id: str = "model") -> list[str]:
     """Writes the model repository's files into dest; returns their relative paths."""
-    root = _workspace_root()
-    models_dir = Path(models_dir).resolve() if models_dir else root / "models"
-    adapters_dir = Path(adapters_dir).resolve() if adapters_dir else root / "adapters"
-    info, chosen = _select(base, adapters, models_dir, adapters_dir)
+    info, chosen = _select(base, adapters, *_dirs(models_dir, adapters_dir))
     dest.mkdir(parents=True, exist_ok=True)
-    for f in sorted(info.dir.iterdir()):
-        if f.is_file() and not f.name.startswith("."):
-            shutil.copy2(f, dest / f.name)
+    for f in _base_files(info):
+        shutil.copy2(f, dest / f.name)
     for a in chosen:
         d = dest / "adapters" / a.name
         d.mkdir(parents=True)
-        for name in ("adapter.onnx_adapter", "metadata.json"):
+        for name in ADAPTER_FILES:
             if (a.dir / name).is_file():
                 shutil.copy2(a.dir / name, d / name)
         if (a.dir / "peft").is_dir():

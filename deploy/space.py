@@ -157,6 +157,11 @@ def _copy_code(src: Path, dst: Path) -> None:
     shutil.copymode(src, dst)
 
 
+def _base_files(info: library.BaseInfo) -> list[Path]:
+    """The files of an ONNX base folder that an export or a model repository ships (no hidden ones)."""
+    return [f for f in sorted(info.dir.iterdir()) if f.is_file() and not f.name.startswith(".")]
+
+
 def _fsync_tree(root: Path) -> None:
     for p in root.rglob("*"):
         if p.is_file():
@@ -199,9 +204,7 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
     """Writes the Space folder `out` (must not exist, or be empty, unless force). adapters=None: all the
     adapters that fit the base; []: the base only."""
     log = log or (lambda msg: None)
-    root = _workspace_root()
-    models_dir = Path(models_dir).resolve() if models_dir else root / "models"
-    adapters_dir = Path(adapters_dir).resolve() if adapters_dir else root / "adapters"
+    models_dir, adapters_dir = _dirs(models_dir, adapters_dir)
     reqs = requirements(hardware)  # validates the hardware
     info, chosen = _select(base, adapters, models_dir, adapters_dir)
     out = Path(out).expanduser().resolve()
@@ -223,9 +226,8 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
         for src, dst in CODE:
             _copy_code(PROJECT_ROOT / src, tmp / dst)
         (tmp / "deploy" / "__init__.py").write_text('"""Launch options (share/auth) of this Space."""\n')
-        for f in sorted(info.dir.iterdir()):
-            if f.is_file() and not f.name.startswith("."):
-                _copy_file(f, tmp / "models" / base / f.name)
+        for f in _base_files(info):
+            _copy_file(f, tmp / "models" / base / f.name)
         for a in chosen:
             for name in ADAPTER_FILES:
                 if (a.dir / name).is_file():
@@ -254,5 +256,9 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
     return ExportResult(out, base, [a.name for a in chosen], hardware, files, size)
 
 
-def _workspace_root() -> Path:
-    return Path(os.environ.get("STUDIO_HOME") or PROJECT_ROOT).resolve()
+def _dirs(models_dir: str | Path | None, adapters_dir: str | Path | None) -> tuple[Path, Path]:
+    """The models and adapters folders: as given, else models/ and adapters/ of the workspace
+    ($STUDIO_HOME, default: the project)."""
+    root = Path(os.environ.get("STUDIO_HOME") or PROJECT_ROOT).resolve()
+    return (Path(models_dir).resolve() if models_dir else root / "models",
+            Path(adapters_dir).resolve() if adapters_dir else root / "adapters")

@@ -16,33 +16,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from deploy.launch import LaunchError, add_launch_arguments, announce, resolve_launch_options  # noqa: E402
+from deploy.launch import add_launch_arguments, launch_options  # noqa: E402
 from ui.chat_engine import ChatOnlyEngine  # noqa: E402  (the Space's ui/engine.py)
 from ui.interface import create_chat_only_ui, launch_kwargs  # noqa: E402
 
 
 def build_demo(provider: str | None = None, warning: str | None = None):
-    app = ChatOnlyEngine(Path(os.environ.get("STUDIO_HOME") or ROOT),
-                         provider=provider or os.environ.get("STUDIO_PROVIDER", "auto"))
-    demo = create_chat_only_ui(app, warning=warning)
-    demo.queue(default_concurrency_limit=4, max_size=64)
-    demo.app_engine = app
-    return demo
+    # rooted at $STUDIO_HOME, else this folder (ui.chat_engine.default_root)
+    app = ChatOnlyEngine(provider=provider or os.environ.get("STUDIO_PROVIDER", "auto"))
+    return create_chat_only_ui(app, warning=warning)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     ap.add_argument("--provider", default=None, help="auto (default), cpu or cuda")
     add_launch_arguments(ap)
     args = ap.parse_args(argv)
-    try:
-        opts = resolve_launch_options(args, os.environ)
-    except LaunchError as e:
-        print(f"app.py: {e}", file=sys.stderr)
+    opts = launch_options(args)
+    if opts is None:
         return 2
-    announce(opts)
     demo = build_demo(args.provider, warning=opts.warning)
     demo.launch(server_name=args.host, server_port=args.port, show_error=False, **opts.launch_kwargs(),
                 **launch_kwargs())

@@ -17,7 +17,8 @@ import gradio as gr
 import pandas as pd
 
 from pipeline.__main__ import preview_command
-from pipeline.events import STAGES
+from pipeline.data import DataError, load_examples, render_text
+from pipeline.events import STAGES, JobState
 from pipeline.recipe import Recipe, RecipeError, get_dotted, iter_fields, set_dotted
 from ui.engine import AppEngine, UIError
 
@@ -147,9 +148,10 @@ def loss_frame(st) -> pd.DataFrame:
                          "series": pd.Series([r[2] for r in rows], dtype="object")})
 
 
-def runs_frame(app: AppEngine) -> pd.DataFrame:
+def runs_frame(all_jobs: list) -> pd.DataFrame:
+    """The Past runs table of app.list_jobs()."""
     rows = []
-    for j in app.list_jobs():
+    for j in all_jobs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j.started)) if j.started else ""
         rows.append([j.job_id, j.status, j.adapter, started, (j.error or "")[:120]])
     return pd.DataFrame(rows, columns=["job", "status", "adapter", "started", "error"])
@@ -171,7 +173,6 @@ def _tokenizer(app: AppEngine, base_model: str, trust: bool):
 
 def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_model: str, trust: bool,
                  rows: int = 3) -> str:
-    from pipeline.data import DataError, load_examples, render_text
     if not (train_file or "").strip():
         return "⚠ no training file"
     path = app.ws.resolve_input(train_file)
@@ -255,7 +256,7 @@ def create_build_tab(app: AppEngine) -> BuildTab:
                                   lines=1, interactive=False, wrap_lines=True, show_line_numbers=False)
             tab.job_id = gr.Textbox("", label="Job", elem_id="build-job-id", interactive=False)
             tab.status = gr.Markdown("No build yet.", elem_id="build-status")
-            tab.stages = gr.HTML(stages_html(_empty_state()), elem_id="build-stages")
+            tab.stages = gr.HTML(stages_html(JobState()), elem_id="build-stages")
             tab.plot = gr.LinePlot(None, x="step", y="loss", color="series",
                                    title="Loss", elem_id="build-loss", height=260,
                                    color_map={"train": "#2563eb", "held-out": "#dc2626"})
@@ -268,7 +269,7 @@ def create_build_tab(app: AppEngine) -> BuildTab:
                                                  allow_custom_value=True, scale=3)
                     load_recipe = gr.Button("Load its recipe into the form", size="sm",
                                             elem_id="build-load-recipe", scale=1)
-                tab.runs = gr.Dataframe(runs_frame(app), interactive=False, elem_id="build-runs",
+                tab.runs = gr.Dataframe(runs_frame(app.list_jobs()), interactive=False, elem_id="build-runs",
                                         wrap=True, max_height=300)
     tab.timer = gr.Timer(1.0)
     last_key = gr.State("")
@@ -296,21 +297,24 @@ def create_build_tab(app: AppEngine) -> BuildTab:
         key = f"{job_id}:{st.status}:{len(st.lines)}"
         if key == last:  # nothing new: leave the components alone
             return (gr.update(),) * 7 + (last,)
-        runs_changed = key.rsplit(":", 1)[0] != last.rsplit(":", 1)[0]
-        jobs_list = [j.job_id for j in app.list_jobs()] if runs_changed else None
+        runs, run_select = gr.update(), gr.update()
+        if key.rsplit(":", 1)[0] != last.rsplit(":", 1)[0]:  # another job or status: the runs changed
+            all_jobs = app.list_jobs()
+            runs = runs_frame(all_jobs)
+            run_select = gr.update(choices=[j.job_id for j in all_jobs], value=job_id)
         return (job_id, status_text(job_id, st), stages_html(st), loss_frame(st),
-                "\n".join(st.lines[-LOG_LINES:]),
-                runs_frame(app) if runs_changed else gr.update(),
-                gr.update(choices=jobs_list, value=job_id) if runs_changed else gr.update(),
-                key)
+                "\n".join(st.lines[-LOG_LINES:]), runs, run_select, key)
 
     view_outputs = [tab.job_id, tab.status, tab.stages, tab.plot, tab.log, tab.runs, tab.run_select, last_key]
 
+    def launch(recipe: Recipe) -> str:
+        recipe.validate()
+        _check_data(app, recipe)
+        return app.start(recipe)
+
     def start(*values):
         try:
-            recipe = recipe_from_values(values).validate()
-            _check_data(app, recipe)
-            job_id = app.start(recipe)
+            job_id = launch(recipe_from_values(values))
         except (RecipeError, UIError, ValueError, RuntimeError) as e:
             gr.Warning(str(e))
             return gr.update(), f"⚠ cannot start: {e}", ""
@@ -346,7 +350,6 @@ def create_build_tab(app: AppEngine) -> BuildTab:
         if not file:
             return gr.update(), ""
         path = file if isinstance(file, str) else getattr(file, "name", str(file))
-        from pipeline.data import DataError, load_examples
         try:
             load_examples(path, fmt or "auto")
         except DataError as e:
@@ -362,9 +365,8 @@ def create_build_tab(app: AppEngine) -> BuildTab:
     def build_recipe(overrides: dict) -> dict:
         """Start a build: the default recipe with `overrides` (nested or dotted field names)."""
         try:
-            recipe = apply_overrides(overrides or {}).validate()
-            _check_data(app, recipe)
-            job_id = app.start(recipe)
+            recipe = apply_overrides(overrides or {})
+            job_id = launch(recipe)
         except (RecipeError, UIError, ValueError, RuntimeError) as e:
             return {"ok": False, "error": str(e)}
         return {"ok": True, "job_id": job_id, "command": preview_command(recipe)}
@@ -409,13 +411,7 @@ def create_build_tab(app: AppEngine) -> BuildTab:
     return tab
 
 
-def _empty_state():
-    from pipeline.events import JobState
-    return JobState()
-
-
 def _check_data(app: AppEngine, recipe: Recipe) -> None:
-    from pipeline.data import DataError, load_examples
     for f in (recipe.train_file, recipe.eval_file):
         if f and f.strip():
             try:

@@ -11,10 +11,9 @@ none of them.
 ui/chat_tab.py and ui/library_tab.py import UIError and make_sampling from here, so they run on either."""
 from __future__ import annotations
 
-import inspect
 import os
 import threading
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from engine import library
@@ -24,26 +23,12 @@ class UIError(Exception):
     """A problem to show to the user as a message (never as a traceback)."""
 
 
-SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "seed")
-
-
 def make_sampling(**kw):
-    """engine.chat.SamplingParams from the UI controls; keys the engine does not know are dropped."""
+    """engine.chat.SamplingParams from the UI controls; None values and keys the engine does not know are
+    dropped."""
     from engine.chat import SamplingParams
-    if is_dataclass(SamplingParams):
-        known = {f.name for f in fields(SamplingParams)}
-    else:
-        known = set(inspect.signature(SamplingParams).parameters)
-    aliases = {"max_new_tokens": ("max_new_tokens", "max_tokens", "max_length")}
-    args = {}
-    for k, v in kw.items():
-        if v is None:
-            continue
-        for name in aliases.get(k, (k,)):
-            if name in known:
-                args[name] = v
-                break
-    return SamplingParams(**args)
+    known = {f.name for f in fields(SamplingParams)}
+    return SamplingParams(**{k: v for k, v in kw.items() if v is not None and k in known})
 
 
 def default_root() -> Path:
@@ -55,19 +40,18 @@ class ChatEngineSide:
     """Pickers, chat engines and library tables over models/<base>/ and adapters/<name>/.
 
     `ws` is anything with a `root` folder (pipeline.workspace.Workspace, or a plain root); models_dir and
-    adapters_dir default to <root>/models and <root>/adapters. read_only: adapters cannot be deleted."""
+    adapters_dir default to <root>/models and <root>/adapters. read_only (a class attribute): adapters cannot
+    be deleted."""
 
     read_only = False
     no_base_hint = ""  # appended to the "no ONNX base model" message (the studio points to the Build tab)
 
     def __init__(self, ws, models_dir: str | Path | None = None, adapters_dir: str | Path | None = None,
-                 provider: str = "auto", read_only: bool | None = None):
+                 provider: str = "auto"):
         self.ws = ws
         self.models_dir = Path(models_dir).resolve() if models_dir else Path(ws.root) / "models"
         self.adapters_dir = Path(adapters_dir).resolve() if adapters_dir else Path(ws.root) / "adapters"
         self.provider = provider
-        if read_only is not None:
-            self.read_only = bool(read_only)
         self._chat: dict[str, object] = {}
         self._chat_lock = threading.Lock()
         self._base_locks: dict[str, threading.Lock] = {}
@@ -86,11 +70,17 @@ class ChatEngineSide:
             return None
         return "default" if "default" in names else names[0]
 
+    def _is_base(self, base: str) -> bool:
+        """base in base_names(), without reading every base.json (chat() runs on each request)."""
+        d = self.models_dir / base
+        return (d.name == base and not library.is_temp_name(base)
+                and (d / "genai_config.json").is_file())
+
     def chat(self, base: str | None):
         """The ChatEngine of models/<base>/ (created on first use, then kept)."""
         if not base:
             raise UIError(f"no ONNX base model in {self.models_dir}{self.no_base_hint}")
-        if base not in self.base_names():
+        if not self._is_base(base):
             raise UIError(f"unknown base model {base!r}; available: {', '.join(self.base_names()) or 'none'}")
         with self._chat_lock:
             eng = self._chat.get(base)
@@ -106,13 +96,11 @@ class ChatEngineSide:
                     self._chat[base] = eng
             return eng
 
-    def loaded_engines(self) -> dict:
-        with self._chat_lock:
-            return dict(self._chat)
-
     def refresh(self) -> None:
         """Newly published (or deleted) adapters become visible to every loaded engine."""
-        for eng in self.loaded_engines().values():
+        with self._chat_lock:
+            engines = list(self._chat.values())
+        for eng in engines:
             try:
                 eng.refresh()
             except Exception:

@@ -69,14 +69,17 @@ def format_stats(s) -> str:
     return " · ".join(parts)
 
 
-def _variant_error(app: ChatEngineSide, base: str, variant: str) -> str:
+def _variant_error(app: ChatEngineSide, base: str, *variants: str) -> str:
+    """Why one of `variants` cannot be used with `base` ('' when all can)."""
     ok, refused = app.variants(base)
-    if variant in ok:
-        return ""
     reasons = dict(refused)
-    if variant in reasons:
-        return f"adapter {variant!r} cannot be used with base {base!r}: {reasons[variant]}"
-    return f"unknown adapter {variant!r} for base {base!r}; available: {', '.join(ok)}"
+    for variant in variants:
+        if variant in ok:
+            continue
+        if variant in reasons:
+            return f"adapter {variant!r} cannot be used with base {base!r}: {reasons[variant]}"
+        return f"unknown adapter {variant!r} for base {base!r}; available: {', '.join(ok)}"
+    return ""
 
 
 def create_chat_tab(app: ChatEngineSide) -> ChatTab:
@@ -149,7 +152,7 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
             return
         try:
             eng = app.chat(base_name)
-            err = _variant_error(app, base_name, va) or (cmp and _variant_error(app, base_name, vb))
+            err = _variant_error(app, base_name, *((va, vb) if cmp else (va,)))
             if err:
                 raise UIError(err)
             params = make_sampling(temperature=float(temp), top_p=float(tp), top_k=int(tk),

@@ -4,7 +4,6 @@ upload only (never stored, logged or shown; scrubbed from error messages)."""
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +51,8 @@ def export_action(app, base, adapters, hardware, out, force=False):
 
 def push_action(app, kind, repo_id, token, private, exist_ok, folder, base, adapters, hardware):
     """Pushes a Space (the given export folder, else a fresh export) or a model repository."""
-    from deploy.push import PushError, push_model, push_space, scrub
-    from deploy.space import ExportError, export_space
+    from deploy.push import PushError, export_and_push_space, push_model, push_space, scrub
+    from deploy.space import ExportError
     token = (token or "").strip() or os.environ.get("HF_TOKEN", "").strip()
     lines: list[str] = []
     try:
@@ -66,11 +65,9 @@ def push_action(app, kind, repo_id, token, private, exist_ok, folder, base, adap
             url = push_space(folder, repo_id, token, private=bool(private), exist_ok=bool(exist_ok),
                              log=lines.append)
         else:
-            with tempfile.TemporaryDirectory(prefix="space-export-") as d:
-                r = export_space(Path(d) / "space", base or "default", list(adapters or []),
-                                 hardware or "cpu-basic", app.models_dir, app.adapters_dir, log=lines.append)
-                url = push_space(r.out, repo_id, token, private=bool(private), exist_ok=bool(exist_ok),
-                                 log=lines.append)
+            url = export_and_push_space(repo_id, token, base or "default", list(adapters or []),
+                                        hardware or "cpu-basic", app.models_dir, app.adapters_dir,
+                                        private=bool(private), exist_ok=bool(exist_ok), log=lines.append)
     except (PushError, ExportError, OSError) as e:
         return scrub(f"⚠ push failed: {e}", token)
     return scrub(f"pushed to [{url}]({url})\n\n" + "\n".join(f"- {x}" for x in lines), token)

@@ -14,7 +14,7 @@ from pipeline import jobs
 from pipeline.events import JobState, read_events
 from pipeline.recipe import Recipe
 from pipeline.workspace import Workspace
-from ui.chat_engine import SAMPLING_KEYS, ChatEngineSide, UIError, make_sampling  # noqa: F401 (re-exported)
+from ui.chat_engine import ChatEngineSide, UIError
 
 
 class _Follower:
@@ -24,6 +24,7 @@ class _Follower:
         self.job_dir = job_dir
         self.state = JobState()
         self.offset = 0
+        self.last: list[dict] = []  # the last event read: all that jobs.is_running looks at
         self.lock = threading.Lock()
 
     def poll(self) -> JobState:
@@ -31,8 +32,9 @@ class _Follower:
             events, self.offset = read_events(self.job_dir / "events.jsonl", self.offset)
             for e in events:
                 self.state.apply(e)
+            self.last = events[-1:] or self.last
             st = self.state
-            if st.status in ("running", "pending") and not jobs.is_running(self.job_dir):
+            if st.status in ("running", "pending") and not jobs.is_running(self.job_dir, self.last):
                 return jobs.state(self.job_dir)  # ended without job_end (killed) -> "interrupted"
             return st
 
@@ -95,9 +97,9 @@ class AppEngine(ChatEngineSide):
                 f = self._followers[job_id] = _Follower(d)
         return f.poll()
 
-    def running_job(self) -> str | None:
+    def running_job(self, all_jobs: list[jobs.JobInfo] | None = None) -> str | None:
         """A job whose process is alive (also one just launched that has not written job_start)."""
-        for j in self.list_jobs():
+        for j in self.list_jobs() if all_jobs is None else all_jobs:
             if j.status in ("running", "pending") and jobs.is_running(j.job_dir):
                 return j.job_id
         return None
@@ -107,10 +109,10 @@ class AppEngine(ChatEngineSide):
 
     def current_job(self) -> str | None:
         """The running job, else the latest one (what a freshly opened page shows)."""
-        running = self.running_job()
+        all_jobs = self.list_jobs()
+        running = self.running_job(all_jobs)
         if running is not None:
             return running
-        all_jobs = self.list_jobs()
         return all_jobs[0].job_id if all_jobs else None
 
     def recipe_of(self, job_id: str) -> Recipe:

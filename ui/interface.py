@@ -2,7 +2,8 @@
 
 create_ui: Chat, Build, Library, Deploy (the studio). create_chat_only_ui: Chat and a read-only Library,
 for `app.py --chat-only` and exported Spaces; it imports neither the Build tab nor the pipeline (the
-Build and Deploy tabs are imported inside create_ui only)."""
+Build and Deploy tabs are imported inside create_ui only). Both return a queued demo holding its engine
+as demo.app_engine."""
 from __future__ import annotations
 
 import gradio as gr
@@ -39,6 +40,13 @@ def _chat_and_library_loads(demo, chat, lib_tab, library) -> None:
     lib_tab.select(fn, inputs, outputs, api_visibility="private", concurrency_id="ui")
 
 
+def _finish(demo: gr.Blocks, app, tabs: dict) -> gr.Blocks:
+    demo.queue(default_concurrency_limit=4, max_size=64)
+    demo.app_engine = app
+    demo.ui_tabs = tabs
+    return demo
+
+
 def create_ui(app, warning: str | None = None) -> gr.Blocks:
     from ui.build_tab import create_build_tab
     from ui.deploy_tab import create_deploy_tab
@@ -61,14 +69,13 @@ def create_ui(app, warning: str | None = None) -> gr.Blocks:
         demo.load(fn, inputs, outputs, api_visibility="private", queue=False)
         fn, inputs, outputs = deploy.on_load
         deploy_tab.select(fn, inputs, outputs, api_visibility="private", concurrency_id="ui")
-    demo.ui_tabs = {"chat": chat, "build": build, "library": library, "deploy": deploy}
-    return demo
+    return _finish(demo, app, {"chat": chat, "build": build, "library": library, "deploy": deploy})
 
 
-def create_chat_only_ui(app, warning: str | None = None, title: str | None = None) -> gr.Blocks:
+def create_chat_only_ui(app, warning: str | None = None) -> gr.Blocks:
     """Chat + read-only Library: no build jobs, no deletion, no pipeline imports."""
-    with gr.Blocks(title=title or "LoRA studio chat") as demo:
-        gr.Markdown(f"## {title or CHAT_TITLE}", elem_id="header")
+    with gr.Blocks(title="LoRA studio chat") as demo:
+        gr.Markdown(f"## {CHAT_TITLE}", elem_id="header")
         _banner(demo, warning)
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab("Chat", id="chat", elem_id="tab-chat"):
@@ -76,8 +83,7 @@ def create_chat_only_ui(app, warning: str | None = None, title: str | None = Non
             with gr.Tab("Library", id="library", elem_id="tab-library") as lib_tab:
                 library = create_library_tab(app, read_only=True)
         _chat_and_library_loads(demo, chat, lib_tab, library)
-    demo.ui_tabs = {"chat": chat, "library": library}
-    return demo
+    return _finish(demo, app, {"chat": chat, "library": library})
 
 
 def launch_kwargs() -> dict:

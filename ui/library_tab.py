@@ -105,8 +105,8 @@ def create_library_tab(app: ChatEngineSide, read_only: bool | None = None) -> Li
     message = gr.Markdown("", elem_id="lib-message")
 
     def reload():
-        names = [a.name for a in app.adapters(None)]
-        return bases_frame(app), adapters_frame(app), gr.update(choices=names, value=None), False
+        adapters_df = adapters_frame(app)
+        return bases_frame(app), adapters_df, gr.update(choices=list(adapters_df["adapter"]), value=None), False
 
     def do_delete(name, ok):
         if not name:
