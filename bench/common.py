@@ -74,8 +74,56 @@ def convert(peft_dir: Path, onnx_dir: Path, out_file: Path) -> dict:
     return convert_adapter(peft_dir, onnx_dir, out_file)
 
 
+def pipeline_build(ws: Path, args: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+    """`python -m pipeline build --quiet ARGS` in workspace `ws` (STUDIO_HOME); the process and its seconds."""
+    env = dict(os.environ, STUDIO_HOME=str(ws),
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "pipeline", "build", "--quiet", *args], cwd=REPO, env=env,
+                       capture_output=True, text=True)
+    return p, time.perf_counter() - t0
+
+
 def dir_size(d: Path) -> int:
     return sum(f.stat().st_size for f in Path(d).iterdir() if f.is_file())
+
+
+# ------------------------------------------------------------------ onnxruntime-genai
+def og_model(model_dir: Path, device: str = "cpu", graph: bool = False, overlay: dict | None = None):
+    """og.Model on the CPU or on CUDA (CUDA graph on/off); `overlay` is merged into genai_config."""
+    import onnxruntime_genai as og
+    cfg = og.Config(str(model_dir))
+    cfg.clear_providers()
+    if device == "cuda":
+        cfg.append_provider("cuda")
+        cfg.set_provider_option("cuda", "enable_cuda_graph", "1" if graph else "0")
+    if overlay:
+        cfg.overlay(json.dumps(overlay))
+    return og.Model(cfg)
+
+
+def og_generator(model, prompt: list[int], n: int, adapters=None, name: str | None = None, batch: int = 1):
+    """A greedy og.Generator that makes exactly n new tokens (min_length = max_length), with the prompt
+    appended (batch copies of it) and the adapter `name` of `adapters` active."""
+    import numpy as np
+    import onnxruntime_genai as og
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(prompt) + n, min_length=len(prompt) + n, do_sample=False,
+                              batch_size=batch)
+    gen = og.Generator(model, params)
+    if name:
+        gen.set_active_adapter(adapters, name)
+    gen.append_tokens(np.array([prompt] * batch, dtype=np.int32))
+    return gen
+
+
+def decode_rest(gen) -> int:
+    """generate_next_token until the generator is done; returns how many tokens that made."""
+    k = 0
+    while not gen.is_done():
+        gen.generate_next_token()
+        k += 1
+    return k
 
 
 # ------------------------------------------------------------------ device facts

@@ -122,23 +122,26 @@ class LibraryWatcher(threading.Thread):
             time.sleep(0.02)
 
 
-def kill_during(job: Path, ws: Workspace, stage: str, first: bool, timeout: float = 900) -> dict:
+def at_moment(job: Path, n0: int, stage: str, pid: int) -> bool:
+    """Whether `stage` runs (events from n0 on) and has reached the moment to strike: finetune once
+    training steps come, onnx once the builder child runs, any other stage at its stage_start."""
+    if running_stage(job, n0) != stage:
+        return False
+    if stage == "finetune":
+        return any(e["type"] == "step" for e in events(job)[n0:])
+    if stage == "onnx":
+        return any("onnxruntime_genai.models.builder" in " ".join(p.cmdline()) for p in alive(tree(pid)))
+    return True
+
+
+def kill_during(job: Path, ws: Workspace, stage: str, timeout: float = 900) -> dict:
     """(Re)starts the job, waits until `stage` is running, kill -9 of its process group."""
     n0 = len(events(job))
     pid = jobs.launch(job, ws)
-    # the moment: finetune once training steps come, onnx once the builder child runs, else at stage_start
-    def ready():
-        if running_stage(job, n0) != stage:
-            return False
-        if stage == "finetune":
-            return any(e["type"] == "step" for e in events(job)[n0:])
-        if stage == "onnx":
-            return any("onnxruntime_genai.models.builder" in " ".join(p.cmdline())
-                       for p in alive(tree(pid)))
-        return True
     t0 = time.time()
     try:
-        wait_for(lambda: ready() or not jobs.is_running(job), timeout, f"stage {stage}", poll=0.01)
+        wait_for(lambda: at_moment(job, n0, stage, pid) or not jobs.is_running(job), timeout, f"stage {stage}",
+                 poll=0.01)
     except TimeoutError:
         pass
     st_at_kill = running_stage(job, n0)
@@ -159,8 +162,8 @@ def kill_during(job: Path, ws: Workspace, stage: str, first: bool, timeout: floa
 def crash_resume(ws: Workspace) -> dict:
     job = jobs.create_job(recipe("crash"), ws)
     kills = []
-    for i, stage in enumerate(STAGES):
-        kills.append(kill_during(job, ws, stage, first=(i == 0)))
+    for stage in STAGES:
+        kills.append(kill_during(job, ws, stage))
         print("kill", kills[-1], flush=True)
     n0 = len(events(job))
     jobs.launch(job, ws)
@@ -186,14 +189,8 @@ def cancel_times(ws: Workspace, n: int) -> dict:
                 shutil.rmtree(c, ignore_errors=True)  # so that the ONNX stage builds (no cache hit)
             n0 = len(events(job))
             pid = jobs.launch(job, ws)
-
-            def ready():
-                if running_stage(job, n0) != stage:
-                    return False
-                if stage == "finetune":
-                    return any(e["type"] == "step" for e in events(job)[n0:])
-                return any("onnxruntime_genai.models.builder" in " ".join(p.cmdline()) for p in alive(tree(pid)))
-            wait_for(lambda: ready() or not jobs.is_running(job), 900, f"{stage} to run", poll=0.01)
+            wait_for(lambda: at_moment(job, n0, stage, pid) or not jobs.is_running(job), 900, f"{stage} to run",
+                     poll=0.01)
             if running_stage(job, n0) != stage:
                 raise RuntimeError(f"stage {stage} did not run: {jobs.state(job).status} {jobs.state(job).error}")
             procs = alive(tree(pid))

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics as st
-import subprocess
 import sys
 import threading
 import time
@@ -23,16 +21,11 @@ from bench import common as C  # noqa: E402
 
 
 def build(ws: Path, model: Path, name: str, data: str, steps: int, ep: str) -> None:
-    env = dict(os.environ, STUDIO_HOME=str(ws),
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     args = ["--base_model", str(model), "--base_name", "gpu-base", "--adapter_name", name,
             "--train_file", f"data/{data}/train.jsonl", "--eval_file", f"data/{data}/test.jsonl",
-            "--awq.enabled", "false", "--lora.max_steps", str(steps), "--onnx.execution_provider", ep,
-            "--quiet"]
-    t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "pipeline", "build", *args], cwd=ROOT, env=env,
-                       capture_output=True, text=True)
-    print(p.stdout[-1500:], p.stderr[-1500:], f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+            "--awq.enabled", "false", "--lora.max_steps", str(steps), "--onnx.execution_provider", ep]
+    p, secs = C.pipeline_build(ws, args)
+    print(p.stdout[-1500:], p.stderr[-1500:], f"[{secs:.0f} s]", flush=True)
     if p.returncode != 0:
         raise SystemExit(f"build {name} failed")
 

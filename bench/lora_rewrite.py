@@ -19,28 +19,21 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pipeline.lora_layout import (A, B, LEVERS, convert_adapter_file, fuse_adapter_tensors,  # noqa: E402,F401
-                                  model_file as _model_file, num_layers as _num_layers, rewrite)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common as C  # noqa: E402
+from pipeline.lora_layout import LEVERS, convert_adapter_file, rewrite  # noqa: E402
 
 
 # ---------------------------------------------------------------- CPU check: outputs identical
 def greedy(model_dir: Path, adapter: Path | None, prompt: list[int], n: int, provider: str = "cpu"):
     """Greedy tokens and the last step's logits with og (adapter active when given)."""
     import onnxruntime_genai as og
-    cfg = og.Config(str(model_dir))
-    cfg.clear_providers()
-    if provider != "cpu":
-        cfg.append_provider(provider)
-    model = og.Model(cfg)
-    params = og.GeneratorParams(model)
-    params.set_search_options(max_length=len(prompt) + n, min_length=len(prompt) + n, do_sample=False)
-    gen = og.Generator(model, params)
+    model = C.og_model(model_dir, provider)
+    ads = None
     if adapter:
         ads = og.Adapters(model)
         ads.load(str(adapter), "a")
-        gen.set_active_adapter(ads, "a")
-    gen.append_tokens(np.array([prompt], dtype=np.int32))
+    gen = C.og_generator(model, prompt, n, ads, "a" if adapter else None)
     toks, logits = [], []
     while not gen.is_done():
         logits.append(np.array(gen.get_logits(), dtype=np.float32).ravel())

@@ -20,17 +20,9 @@ from bench import common as C  # noqa: E402
 
 
 def decode(model, adapters, name, prompt, n):
-    params = og.GeneratorParams(model)
-    params.set_search_options(do_sample=False, max_length=len(prompt) + n, min_length=len(prompt) + n)
-    gen = og.Generator(model, params)
-    if name:
-        gen.set_active_adapter(adapters, name)
-    gen.append_tokens(prompt)
+    gen = C.og_generator(model, prompt, n, adapters, name)
     t0 = time.perf_counter()
-    k = 0
-    while not gen.is_done():
-        gen.generate_next_token()
-        k += 1
+    k = C.decode_rest(gen)
     return k / (time.perf_counter() - t0)
 
 
@@ -49,12 +41,7 @@ def main() -> int:
         ads = [p for p in sorted((a.ws / "adapters").iterdir())
                if json.loads((p / "metadata.json").read_text())["base_fingerprint"] == meta["fingerprint"]]
         for graph in (False, True):
-            cfg = og.Config(str(d))
-            cfg.clear_providers()
-            cfg.append_provider("cuda")
-            if graph:
-                cfg.set_provider_option("cuda", "enable_cuda_graph", "1")
-            model = og.Model(cfg)
+            model = C.og_model(d, "cuda", graph)
             adapters = og.Adapters(model)
             for p in ads:
                 adapters.load(str(p / "adapter.onnx_adapter"), p.name)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,11 +20,7 @@ from pipeline.events import read_events  # noqa: E402
 
 
 def build(ws: Path, args: list[str]) -> dict:
-    env = dict(os.environ, STUDIO_HOME=str(ws), PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "pipeline", "build", "--quiet", *args], cwd=ROOT, env=env,
-                       capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    p, wall = C.pipeline_build(ws, args)
     print(p.stdout[-3000:], p.stderr[-3000:], flush=True)
     job = sorted((ws / "runs").iterdir(), key=lambda d: d.stat().st_mtime)[-1]
     ev, _ = read_events(job / "events.jsonl")

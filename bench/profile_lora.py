@@ -30,13 +30,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
 import lora_rewrite as RW  # noqa: E402
+from pipeline.lora_layout import model_file, num_layers  # noqa: E402
 
 DT = {1: "float32", 10: "float16", 16: "bfloat16", 7: "int64", 6: "int32", 2: "uint8"}
 
 
 def inspect(model_dir: Path) -> dict:
     import onnx
-    mfile = RW._model_file(Path(model_dir))
+    mfile = model_file(Path(model_dir))
     m = onnx.load(str(mfile), load_external_data=False)
     g = m.graph
     inputs = {}
@@ -55,7 +56,7 @@ def inspect(model_dir: Path) -> dict:
     casts_near = [n.name for n in g.node if n.op_type == "Cast" and (
         any(prod.get(x) in lora_mm for x in n.input) or any(c in lora_mm for o in n.output for c in cons[o]))]
     lora_add = [n for n in g.node if n.op_type == "Add" and "/lora/" in n.name]
-    L = RW._num_layers(m)
+    L = num_layers(m)
     per_layer = {}
     for i in range(L):
         pre = f"/model/layers.{i}/attn/"
@@ -105,28 +106,15 @@ def generate_profiled(model_dir: Path, adapter: Path | None, device: str, prompt
                       prefix: Path) -> float:
     """Run in a child process: onnxruntime-genai writes the profile only when the process ends."""
     import onnxruntime_genai as og
-    cfg = og.Config(str(model_dir))
-    cfg.clear_providers()
-    if device == "cuda":
-        cfg.append_provider("cuda")
-        cfg.set_provider_option("cuda", "enable_cuda_graph", "0")
-    cfg.overlay(json.dumps({"model": {"decoder": {"session_options": {"enable_profiling": str(prefix)}}}}))
-    model = og.Model(cfg)
+    model = C.og_model(model_dir, device, graph=False,
+                       overlay={"model": {"decoder": {"session_options": {"enable_profiling": str(prefix)}}}})
     ads = None
-    params = og.GeneratorParams(model)
-    params.set_search_options(max_length=len(prompt) + steps + 1, min_length=len(prompt) + steps + 1,
-                              do_sample=False)
-    gen = og.Generator(model, params)
     if adapter:
         ads = og.Adapters(model)
         ads.load(str(adapter), "a")
-        gen.set_active_adapter(ads, "a")
-    gen.append_tokens(np.array([prompt], dtype=np.int32))
+    gen = C.og_generator(model, prompt, steps + 1, ads, "a" if adapter else None)
     t0 = time.perf_counter()
-    k = 0
-    while not gen.is_done():
-        gen.generate_next_token()
-        k += 1
+    k = C.decode_rest(gen)
     return (time.perf_counter() - t0) / k
 
 

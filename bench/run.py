@@ -21,6 +21,7 @@ and --out; a Markdown table is printed last.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gc
 import json
@@ -89,33 +90,17 @@ class Bench:
 
     # ------------------------------------------------------------ onnxruntime-genai
     def og_model(self, d: Path, graph: bool):
-        import onnxruntime_genai as og
-        cfg = og.Config(str(d))
-        cfg.clear_providers()
-        if self.a.device == "cuda":
-            cfg.append_provider("cuda")
-            cfg.set_provider_option("cuda", "enable_cuda_graph", "1" if graph else "0")
         before = C.gpu_used_mib() if self.a.device == "cuda" else C.rss_mib()
-        model = og.Model(cfg)
+        model = C.og_model(d, self.a.device, graph)
         after = C.gpu_used_mib() if self.a.device == "cuda" else C.rss_mib()
         return model, (after - before if before is not None and after is not None else None)
 
     def og_once(self, model, prompt, n, ads=None, name=None, batch=1) -> dict:
-        import onnxruntime_genai as og
-        params = og.GeneratorParams(model)
-        params.set_search_options(max_length=len(prompt) + n, min_length=len(prompt) + n, do_sample=False,
-                                  batch_size=batch)
         t0 = time.perf_counter()
-        gen = og.Generator(model, params)
-        if name:
-            gen.set_active_adapter(ads, name)
-        gen.append_tokens(np.array([prompt] * batch, dtype=np.int32))
+        gen = C.og_generator(model, prompt, n, ads, name, batch)
         gen.generate_next_token()
         t1 = time.perf_counter()
-        k = 1
-        while not gen.is_done():
-            gen.generate_next_token()
-            k += 1
+        k = 1 + C.decode_rest(gen)
         t2 = time.perf_counter()
         if k != n:
             raise RuntimeError(f"generated {k} tokens, expected exactly {n}")
@@ -250,15 +235,7 @@ class Bench:
 
         def interleaved():
             t0 = time.perf_counter()
-            gens = []
-            for name in ("a", "b"):
-                p = og.GeneratorParams(model)
-                p.set_search_options(max_length=len(self.prompt) + n, min_length=len(self.prompt) + n,
-                                     do_sample=False)
-                g = og.Generator(model, p)
-                g.set_active_adapter(ads, name)
-                g.append_tokens(np.array([self.prompt], dtype=np.int32))
-                gens.append(g)
+            gens = [C.og_generator(model, self.prompt, n, ads, name) for name in ("a", "b")]
             while not all(g.is_done() for g in gens):
                 for g in gens:
                     if not g.is_done():
@@ -332,7 +309,7 @@ class Bench:
 
         runs = max(1, min(a.runs, a.hf_runs))
         for label, ctx in (("transformers + PEFT r16 (unmerged)", None), ("transformers, no LoRA", "off")):
-            cm = model.disable_adapter() if ctx else _Null()
+            cm = model.disable_adapter() if ctx else contextlib.nullcontext()
             with cm:
                 gen(self.prompt, 16)
                 gen(self.long_prompt, 1)
@@ -415,14 +392,6 @@ class Bench:
         if r["errors"]:
             lines.append(f"ERRORS: {[e['step'] + ': ' + e['error'] for e in r['errors']]}")
         return "\n".join(lines)
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *e):
-        return False
 
 
 def main() -> int:

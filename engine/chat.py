@@ -9,7 +9,7 @@ import os
 import random
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -45,6 +45,10 @@ class SamplingParams:
     def greedy(self) -> bool:
         return self.temperature <= 0
 
+    def request_seed(self) -> int:
+        """The seed of one request: `seed`, or a fresh random one."""
+        return self.seed if self.seed is not None else random.randrange(1, 2**31 - 1)
+
 
 @dataclass
 class Stats:
@@ -58,9 +62,6 @@ class Stats:
     finished: bool = False
     finish_reason: str = ""           # "eos" | "length" | "context" | "" while running
     note: str = ""                    # e.g. the prompt was cut from the left
-
-    def to_dict(self) -> dict:
-        return self.__dict__.copy()
 
 
 # ---------------------------------------------------------------- chat templates
@@ -119,9 +120,7 @@ class ChatEngine:
         if provider not in ("auto", "cpu", "cuda"):
             raise ValueError(f"provider must be auto, cpu or cuda, not {provider!r}")
         self.base = lib.read_base(self.model_dir)
-        t0 = time.perf_counter()
         self.model, self.provider = self._load_model(provider)
-        self.load_seconds = time.perf_counter() - t0
         self.tokenizer = og.Tokenizer(self.model)
         self.adapters = og.Adapters(self.model)
         self.eos_ids = {int(x) for x in self.tokenizer.eos_token_ids}
@@ -136,18 +135,15 @@ class ChatEngine:
         self._refused: dict[str, lib.AdapterInfo] = {}
         self._seen_sig: dict[str, tuple] = {}     # dir name -> signature last checked
         self._version = 0
-        self.last_refresh: dict = {}
         self.refresh()
 
     # -- setup
     def _load_model(self, provider: str):
-        errors = []
         if provider in ("auto", "cuda"):
-            usable = False
             try:
                 usable = bool(og.is_cuda_available())
-            except Exception as e:  # pragma: no cover
-                errors.append(str(e))
+            except Exception:  # pragma: no cover
+                usable = False
             if usable or provider == "cuda":
                 try:
                     cfg = og.Config(str(self.model_dir))
@@ -159,7 +155,6 @@ class ChatEngine:
                 except Exception as e:
                     if provider == "cuda":
                         raise RuntimeError(f"CUDA provider not usable: {e}") from e
-                    errors.append(str(e))
         cfg = og.Config(str(self.model_dir))
         cfg.clear_providers()  # no provider = CPU
         return og.Model(cfg), "cpu"
@@ -172,11 +167,6 @@ class ChatEngine:
     def refused(self) -> list[tuple[str, str]]:
         with self._lock:
             return [(n, i.reason) for n, i in sorted(self._refused.items())]
-
-    def adapter_info(self) -> list[lib.AdapterInfo]:
-        with self._lock:
-            return [l.info for _, l in sorted(self._loaded.items())] + \
-                   [i for _, i in sorted(self._refused.items())]
 
     def refresh(self) -> dict:
         """Load adapters that appeared or changed on disk, forget deleted ones. Stat-based:
@@ -219,8 +209,7 @@ class ChatEngine:
                     self._refused[name] = info
                     refused.append(name)
             self._sweep()
-        self.last_refresh = {"added": added, "removed": removed, "refused": refused}
-        return self.last_refresh
+        return {"added": added, "removed": removed, "refused": refused}
 
     def _retire(self, l: _Loaded) -> None:
         l.retired = True
@@ -308,13 +297,10 @@ class ChatEngine:
     # -- generation
     def _request(self, messages, variant: str, params: SamplingParams, seed: int | None = None):
         """A started request: returns a step() iterator yielding (text_so_far, Stats)."""
-        params = params or SamplingParams()
         params.validate()
         self._check_variant(variant)
         ids, note = self.encode(messages, params.max_new_tokens)
-        if seed is None:
-            seed = params.seed if params.seed is not None else random.randrange(1, 2**31 - 1)
-        return self._run(ids, note, variant, params, seed)
+        return self._run(ids, note, variant, params, params.request_seed() if seed is None else seed)
 
     def _run(self, ids, note, variant, params, seed) -> Iterator[tuple[str, Stats]]:
         t0 = time.perf_counter()
@@ -375,7 +361,7 @@ class ChatEngine:
         When both sides are the same variant the result is identical (same seed), so it runs once.
         """
         params = params or SamplingParams()
-        seed = params.seed if params.seed is not None else random.randrange(1, 2**31 - 1)
+        seed = params.request_seed()
         ga = self._request(messages, variant_a, params, seed)
         if variant_a == variant_b:
             return ((t, t, s, replace(s)) for t, s in ga)

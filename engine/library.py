@@ -13,7 +13,6 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 ADAPTER_FILE = "adapter.onnx_adapter"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -52,10 +51,6 @@ class BaseInfo:
     @property
     def fingerprint(self) -> str | None:
         return self.meta.get("fingerprint")
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "dir": str(self.dir), "meta": self.meta, "ok": self.ok,
-                "reason": self.reason}
 
 
 def read_base(model_dir: str | os.PathLike) -> BaseInfo:
@@ -99,11 +94,6 @@ class AdapterInfo:
     size: int = 0                     # bytes of the .onnx_adapter file
     ok: bool = False
     reason: str = ""
-    signature: tuple = ()             # stat signature used by ChatEngine.refresh()
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "dir": str(self.dir), "path": str(self.path) if self.path else None,
-                "metadata": self.metadata, "size": self.size, "ok": self.ok, "reason": self.reason}
 
 
 def _adapter_file(d: Path) -> Path | None:
@@ -115,7 +105,7 @@ def _adapter_file(d: Path) -> Path | None:
 
 
 def stat_signature(d: Path) -> tuple:
-    """Cheap change detector for one adapter folder: (mtime_ns, size) of metadata + weights."""
+    """Cheap change detector for one adapter folder: (mtime_ns, size, inode) of metadata + weights."""
     sig = []
     for n in ("metadata.json", ADAPTER_FILE):
         try:
@@ -143,7 +133,7 @@ def _dims_match(shape: tuple, dims: list) -> bool:
 
 def check_adapter(adapter_dir: str | os.PathLike, base: BaseInfo | dict | None) -> AdapterInfo:
     d = Path(adapter_dir)
-    info = AdapterInfo(name=d.name, dir=d, signature=stat_signature(d))
+    info = AdapterInfo(name=d.name, dir=d)
     try:
         info.metadata = _read_json(d / "metadata.json")
     except FileNotFoundError:
@@ -228,6 +218,3 @@ def delete_adapter(adapters_dir: str | os.PathLike, name: str) -> None:
     os.replace(target, trash)
     shutil.rmtree(trash, ignore_errors=True)
 
-
-def summary(adapters: list[AdapterInfo]) -> list[dict[str, Any]]:
-    return [a.to_dict() for a in adapters]
