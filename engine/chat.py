@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
+import tempfile
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import onnxruntime_genai as og
 
 from . import library as lib
@@ -108,7 +112,19 @@ class _Loaded:
     retired: bool = False             # deleted/replaced on disk; unload when no longer in use
 
 
+@dataclass
+class _Pair:
+    """A stacked pair adapter (rows layout): batch row 0 gets `members[0]`, row 1 `members[1]`."""
+    og_name: str
+    members: tuple                    # og names of the two sides (None = the base)
+    file: Path
+    in_use: int = 0
+    stale: bool = False
+
+
 class ChatEngine:
+    MAX_PAIRS = 4                     # pair adapters kept loaded (each holds both sides' weights)
+
     def __init__(self, model_dir: str | os.PathLike, adapters_dir: str | os.PathLike | None,
                  provider: str = "auto", cuda_graph: bool | None = None):
         self.model_dir = Path(model_dir)
@@ -135,6 +151,14 @@ class ChatEngine:
         self._refused: dict[str, lib.AdapterInfo] = {}
         self._seen_sig: dict[str, tuple] = {}     # dir name -> signature last checked
         self._version = 0
+        self._pairs: OrderedDict[tuple, _Pair] = OrderedDict()
+        self._pair_dir: Path | None = None
+        # compare mode: one batch of 2 with a pair adapter where the base has the rows layout
+        # (STUDIO_COMPARE=interleave forces the old scheduling); see compare()
+        self.compare_batched = self.base.rows and os.environ.get("STUDIO_COMPARE", "batch") != "interleave"
+        self.compare_note = "" if self.compare_batched else (
+            "interleaved: this base has no per-row LoRA dim (built before layout 3)" if not self.base.rows
+            else "interleaved (STUDIO_COMPARE=interleave)")
         self.refresh()
 
     # -- setup
@@ -216,6 +240,12 @@ class ChatEngine:
         self._retired.append(l)
 
     def _sweep(self) -> None:
+        live = {l.og_name for l in self._loaded.values()}
+        for key, p in list(self._pairs.items()):
+            if any(m is not None and m not in live for m in p.members):
+                p.stale = True
+            if p.stale and p.in_use == 0:
+                self._drop_pair(key)
         keep = []
         for l in self._retired:
             if l.in_use == 0:
@@ -354,19 +384,130 @@ class ChatEngine:
 
     def compare(self, messages, variant_a: str, variant_b: str, params: SamplingParams | None = None
                 ) -> Iterator[tuple[str, str, Stats, Stats]]:
-        """Both variants token by token, interleaved in this thread, same prompt and seed.
+        """Both variants on the same prompt, token by token: yields (text_a, text_b, stats_a, stats_b).
 
-        Why interleaved: a batch of 2 cannot carry two adapters (og applies one adapter to a
-        whole batch), and on CPU two threads are no faster (generate_next_token holds the GIL).
-        When both sides are the same variant the result is identical (same seed), so it runs once.
+        On a rows-layout base (every pipeline build since layout 3) both answers come from ONE batch of
+        2: a pair adapter stacks the two LoRAs on the per-row axis, so row 0 runs variant_a and row 1
+        variant_b (the base side is a zero row). A decode step of a batch of 2 costs about what one of
+        batch 1 does, so both answers take about as long as one. Greedy answers equal the ones each
+        variant gives alone (up to float rounding on a GPU); sampled ones use one generator's random
+        stream for both rows. Older bases, or STUDIO_COMPARE=interleave: two generators stepped in
+        turn in this thread (og applies one adapter to a whole batch, and generate_next_token holds
+        the GIL, so threads would not overlap). The same variant twice runs once.
         """
         params = params or SamplingParams()
         seed = params.request_seed()
-        ga = self._request(messages, variant_a, params, seed)
         if variant_a == variant_b:
+            ga = self._request(messages, variant_a, params, seed)
             return ((t, t, s, replace(s)) for t, s in ga)
+        if self.compare_batched:
+            params.validate()
+            self._check_variant(variant_a)
+            self._check_variant(variant_b)
+            ids, note = self.encode(messages, params.max_new_tokens)
+            return self._run_pair(ids, note, variant_a, variant_b, params, seed)
+        ga = self._request(messages, variant_a, params, seed)
         gb = self._request(messages, variant_b, params, seed)
         return self._interleave(ga, gb, variant_a, variant_b)
+
+    # -- compare as one batch (rows layout)
+    def _pair_file_of(self, variant: str):
+        return None if variant == BASE else self._loaded[variant].info.path
+
+    def _acquire_pair(self, va: str, vb: str) -> _Pair:
+        """The loaded pair adapter for (va, vb), made on first use (a few ms per MB of adapters)."""
+        with self._lock:
+            self._check_variant(va)
+            self._check_variant(vb)
+            members = tuple(None if v == BASE else self._loaded[v].og_name for v in (va, vb))
+            p = self._pairs.get(members)
+            if p is not None and not p.stale:
+                self._pairs.move_to_end(members)
+                p.in_use += 1
+                return p
+            if self._pair_dir is None:
+                self._pair_dir = Path(tempfile.mkdtemp(prefix="studio-pairs-"))
+            self._version += 1
+            og_name = f"pair:{va}|{vb}#{self._version}"
+            f = self._pair_dir / f"pair-{self._version}.onnx_adapter"
+            lib.write_pair_adapter(self._pair_file_of(va), self._pair_file_of(vb), f)
+            try:
+                self.adapters.load(str(f), og_name)
+            except Exception:
+                f.unlink(missing_ok=True)
+                raise
+            p = _Pair(og_name, members, f, in_use=1)
+            self._pairs[members] = p
+            while len(self._pairs) > self.MAX_PAIRS:
+                old_key, old = next(iter(self._pairs.items()))
+                if old.in_use:
+                    break
+                self._drop_pair(old_key)
+            return p
+
+    def _drop_pair(self, key) -> None:
+        p = self._pairs.pop(key)
+        try:
+            self.adapters.unload(p.og_name)
+        except Exception:  # pragma: no cover - in use elsewhere: keep it, try again on the next sweep
+            self._pairs[key] = p
+            return
+        p.file.unlink(missing_ok=True)
+
+    def _release_pair(self, p: _Pair) -> None:
+        with self._lock:
+            p.in_use -= 1
+            if p.stale or len(self._pairs) > self.MAX_PAIRS:
+                self._sweep()
+
+    def _run_pair(self, ids, note, va, vb, params, seed):
+        t0 = time.perf_counter()
+        pair = self._acquire_pair(va, vb)
+        gen = None
+        try:
+            gp = self._params(len(ids), params, seed)
+            gp.set_search_options(batch_size=2)
+            gen = og.Generator(self.model, gp)
+            gen.set_active_adapter(self.adapters, pair.og_name)
+            streams = [self.tokenizer.create_stream(), self.tokenizer.create_stream()]
+            st = [Stats(variant=v, provider=self.provider, prompt_tokens=len(ids), note=note) for v in (va, vb)]
+            gen.append_tokens(np.array([ids, ids], dtype=np.int32))
+            texts, t_first = ["", ""], None
+            limit = min(params.max_new_tokens, self.context_length - len(ids))
+            while not all(s.finish_reason for s in st) and not gen.is_done():
+                gen.generate_next_token()
+                toks = [int(x) for x in gen.get_next_tokens()]
+                now = time.perf_counter()
+                for r in (0, 1):
+                    s = st[r]
+                    if s.finish_reason:
+                        continue
+                    if toks[r] in self.eos_ids:
+                        s.finish_reason = "eos"
+                        s.finished = True
+                        continue
+                    if t_first is None:
+                        t_first = now
+                    if s.tokens == 0:
+                        s.ttft_s = now - t0
+                    s.tokens += 1
+                    texts[r] += streams[r].decode(toks[r])
+                    s.seconds = now - t0
+                    s.tokens_per_s = (s.tokens - 1) / (now - t0 - s.ttft_s) if s.tokens > 1 and now - t0 > s.ttft_s else 0.0
+                    if s.tokens >= limit:
+                        s.finish_reason = "length" if s.tokens >= params.max_new_tokens else "context"
+                        s.finished = True
+                yield texts[0], texts[1], replace(st[0]), replace(st[1])
+            end = time.perf_counter() - t0
+            for s in st:
+                if not s.finish_reason:
+                    s.finish_reason = "length" if s.tokens >= params.max_new_tokens else "context"
+                s.finished = True
+                s.seconds = s.seconds or end
+            yield texts[0], texts[1], st[0], st[1]
+        finally:
+            del gen
+            self._release_pair(pair)
 
     def _interleave(self, ga, gb, va, vb):
         ta = tb = ""
@@ -395,3 +536,6 @@ class ChatEngine:
                 self._retire(l)
             self._loaded.clear()
             self._sweep()
+            if self._pair_dir is not None and not self._pairs:
+                shutil.rmtree(self._pair_dir, ignore_errors=True)
+                self._pair_dir = None

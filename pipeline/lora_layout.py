@@ -11,6 +11,13 @@ MatMuls, three Adds, and GroupQueryAttention fed unpacked q/k/v (the "builder" l
             8 LoRA MatMuls + 4 Adds + 3 base projections -> 4 + 2 + 1. Inputs
             `model.layers.{i}.attn.qkv_proj.lora_{A,B}.MatMul.weight` ([K, lora_r], [lora_r, Nq+2Nkv]).
   share_a   (bench only) k/v LoRA-A MatMuls removed, their B MatMuls read q's A output.
+  rows      (every pipeline build, after the above) each LoRA input gets a leading `lora_rows` dim:
+            A [lora_rows, K, lora_r], B [lora_rows, lora_r, N]. An adapter sets rows = 1 (it broadcasts
+            over the batch, as before); a *pair* of adapters stacked on that axis (rows = 2) gives
+            batch row 0 the first adapter and row 1 the second, so compare mode answers one prompt
+            with two variants in ONE batch of 2 (onnxruntime-genai applies one adapter to a whole
+            batch; this makes that one "adapter" carry a LoRA per row). The base side of a compare is
+            a zero row. Batched MatMul semantics: x [b, s, K] @ A [1|b, K, r] @ B [1|b, r, N].
 
 Both keep the function (same weights, another arrangement; per output column the same arithmetic),
 and the LoRA inputs keep rank-0 default initializers, so the model runs with no adapter set.
@@ -30,6 +37,8 @@ import numpy as np
 FUSED = "fused_qkv"
 BUILDER = "builder"
 LEVERS = ("share_a", "fuse_qkv")
+ROWS = "rows"
+ROWS_DIM = "lora_rows"
 A = "model.layers.{i}.attn.{p}_proj.lora_A.MatMul.weight"
 B = "model.layers.{i}.attn.{p}_proj.lora_B.MatMul.weight"
 _TWO_GB = 2**31 - 2**24  # protobuf's limit, with some room
@@ -55,6 +64,48 @@ def num_layers(m) -> int:
 def layout_of(input_names: Iterable[str]) -> str:
     """"fused_qkv" when the LoRA inputs include packed qkv slots, else "builder"."""
     return FUSED if any(".attn.qkv_proj.lora_" in n for n in input_names) else BUILDER
+
+
+def has_rows(lora_inputs: dict) -> bool:
+    """True when the LoRA inputs ({name: dims}) carry the leading per-row dim (the rows layout)."""
+    return bool(lora_inputs) and all(dims and dims[0] == ROWS_DIM for dims in lora_inputs.values())
+
+
+def is_lora_input(name: str) -> bool:
+    return ".lora_A." in name or ".lora_B." in name
+
+
+def add_rows(m) -> dict:
+    """The rows layout, in place on ModelProto `m`: every LoRA input (and its rank-0 default
+    initializer) gets a leading `lora_rows` dim. Each must feed only MatMul nodes as their second
+    input (the weight side), where the extra dim is plain batched-MatMul broadcasting."""
+    from onnx import helper, numpy_helper
+    g = m.graph
+    names = {i.name for i in g.input if is_lora_input(i.name)}
+    if not names:
+        raise LayoutError("the graph has no LoRA inputs")
+    for n in g.node:
+        for j, x in enumerate(n.input):
+            if x in names and (n.op_type != "MatMul" or j != 1):
+                raise LayoutError(f"LoRA input {x} feeds {n.op_type} {n.name} (input {j}); the rows "
+                                  "layout needs it to be a MatMul weight")
+    done = set()
+    for i in g.input:
+        if i.name not in names or i.name in done:
+            continue
+        dims = [d.dim_param if d.dim_param else d.dim_value for d in i.type.tensor_type.shape.dim]
+        if dims and dims[0] == ROWS_DIM:
+            raise LayoutError("the graph already has the rows layout")
+        if len(dims) != 2:
+            raise LayoutError(f"LoRA input {i.name} has rank {len(dims)}, expected 2")
+        i.CopyFrom(helper.make_tensor_value_info(i.name, i.type.tensor_type.elem_type, [ROWS_DIM, *dims]))
+        done.add(i.name)
+    _remove_inputs(g, set())  # drop the repeated listings Olive leaves
+    for t in g.initializer:
+        if t.name in names:
+            arr = numpy_helper.to_array(t)
+            t.CopyFrom(numpy_helper.from_array(arr.reshape(1, *arr.shape), t.name))
+    return {"lever": ROWS, "lora_inputs": len(done)}
 
 
 def has_qkv_slots(m) -> bool:
@@ -97,8 +148,10 @@ def rewrite_graph(m, lever: str = "fuse_qkv", base_dir=None) -> dict:
     data are read from base_dir when not loaded. Returns {layers, ops, lora_inputs}."""
     from onnx import helper, numpy_helper
 
+    if lever == ROWS:
+        return add_rows(m)
     if lever not in LEVERS:
-        raise ValueError(f"unknown lever {lever!r}; choose from {LEVERS}")
+        raise ValueError(f"unknown lever {lever!r}; choose from {LEVERS + (ROWS,)}")
     g = m.graph
     if layout_of(i.name for i in g.input) == FUSED:
         raise LayoutError("the graph already has fused qkv LoRA slots")
@@ -259,7 +312,7 @@ def _save(m, path: Path, location: str | None) -> list[str]:
     return [path.name, location]
 
 
-def rewrite_in_place(model_dir, lever: str = "fuse_qkv") -> dict:
+def rewrite_in_place(model_dir, lever="fuse_qkv") -> dict:
     """Rewrite model_dir's decoder graph in place: the model is loaded whole, the new graph and its
     weights are written into a scratch folder inside model_dir, then moved over the old files (same
     names; external data only when the original had it or the model exceeds 2 GB). No links."""
@@ -270,8 +323,12 @@ def rewrite_in_place(model_dir, lever: str = "fuse_qkv") -> dict:
     location = _external_location(head)
     del head
     m = onnx.load(str(mfile))  # with external data, from model_dir
-    info = rewrite_graph(m, lever, model_dir)
-    scratch = model_dir / f".{lever}.tmp"
+    levers = [lever] if isinstance(lever, str) else list(lever)  # applied in order, one load and save
+    info = {}
+    for lv in levers:
+        info.update(rewrite_graph(m, lv, model_dir))
+    info["lever"] = "+".join(levers)
+    scratch = model_dir / f".{info['lever']}.tmp"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
     written = _save(m, scratch / mfile.name, location)

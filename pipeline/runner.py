@@ -198,7 +198,7 @@ class JobRunner:
         ep = self.out["prepare"]["execution_provider"]
         awq = self.out["awq"]
         key = _sha({"model": awq["fingerprint"], "onnx": r.to_dict()["onnx"], "ep": ep,
-                    "targets": sorted(r.lora.target_modules), "layout": 2})
+                    "targets": sorted(r.lora.target_modules), "layout": 3})  # 3: + per-row LoRA dim
         info: dict = {}
 
         def build(tmp: Path):
@@ -226,6 +226,12 @@ class JobRunner:
             meta = json.loads(meta_path.read_text())
             if meta.get("fingerprint") == fp and meta.get("precision") == r.onnx.precision \
                     and meta.get("execution_provider") == ep:
+                if meta.get("lora_inputs") != info.get("lora_inputs"):
+                    raise StageError(
+                        f"models/{name} holds an older build of this base with other LoRA slots "
+                        f"(layout {meta.get('lora_layout', 'builder')}"
+                        f"{', per-row' if meta.get('lora_rows') else ''}); adapters built for one do not fit "
+                        f"the other. Delete models/{name} and rebuild its adapters, or choose another base_name")
                 self.log.log(f"ONNX base {name} already published")
                 return final
             raise StageError(f"models/{name} already holds a different base model (fingerprint "
@@ -241,7 +247,7 @@ class JobRunner:
             "precision": r.onnx.precision, "block_size": r.onnx.block_size,
             "accuracy_level": r.onnx.accuracy_level, "execution_provider": ep,
             "target_modules": sorted(r.lora.target_modules), "lora_inputs": info.get("lora_inputs", {}),
-            "lora_layout": info.get("lora_layout", "builder"),
+            "lora_layout": info.get("lora_layout", "builder"), "lora_rows": bool(info.get("lora_rows")),
             "awq": {**r.to_dict()["awq"], "applied": not self.out["awq"].get("info", {}).get("skipped"),
                     "note": self.out["awq"].get("info", {}).get("skipped", "")},
             "created": _now()})

@@ -128,7 +128,7 @@ def peft_to_tensors(peft_dir, q_size: int | None = None, kv_size: int | None = N
 def _sizes(onnx_dir: Path, inputs: dict):
     q = inputs.get("model.layers.0.attn.q_proj.lora_B.MatMul.weight")
     k = inputs.get("model.layers.0.attn.k_proj.lora_B.MatMul.weight")
-    return (q[1] if q else None), (k[1] if k else None)
+    return (q[-1] if q else None), (k[-1] if k else None)
 
 
 def convert_adapter(peft_dir, onnx_dir, out_file) -> dict:
@@ -137,7 +137,7 @@ def convert_adapter(peft_dir, onnx_dir, out_file) -> dict:
     inputs = _model_inputs(onnx_dir)
     if not inputs:
         raise AdapterError(f"{onnx_dir}: the ONNX model has no LoRA inputs (built without slots?)")
-    from pipeline.lora_layout import layout_of
+    from pipeline.lora_layout import ROWS_DIM, has_rows, layout_of
     layout = layout_of(inputs)
     q_size, kv_size = _sizes(onnx_dir, inputs)
     tensors, acfg = peft_to_tensors(peft_dir, q_size, kv_size, layout)
@@ -149,6 +149,9 @@ def convert_adapter(peft_dir, onnx_dir, out_file) -> dict:
                            f"that the model has no slot for (its slots: {', '.join(have)}; "
                            f"the adapter targets {', '.join(acfg.get('target_modules') or [])}; "
                            f"layout {layout})")
+    rows = has_rows(inputs)
+    if rows:  # one adapter = one row, broadcast over the batch (pipeline/lora_layout.py, rows)
+        tensors = {k: v[None] for k, v in tensors.items()}
     rank = None
     for name, arr in tensors.items():
         dims = inputs[name]
@@ -158,13 +161,13 @@ def convert_adapter(peft_dir, onnx_dir, out_file) -> dict:
             if isinstance(d, int) and d > 0 and d != s:
                 raise AdapterError(f"the adapter does not fit this model: {name} has shape {list(arr.shape)}, "
                                    f"the model expects {dims} (another hidden size or model?)")
-        rank = arr.shape[1] if ".lora_A." in name else arr.shape[0]
+        rank = arr.shape[-1] if ".lora_A." in name else arr.shape[-2]
     # slots the adapter does not fill get zero-rank tensors?  No: the model's defaults are rank 0 and
     # an adapter must set every slot with one rank; fill the others with zeros of the adapter's rank.
     dtype = _dtype_of(onnx_dir)
     for name, dims in inputs.items():
         if name not in tensors:
-            shape = [rank if not isinstance(d, int) or d <= 0 else d for d in dims]
+            shape = [1 if d == ROWS_DIM else rank if not isinstance(d, int) or d <= 0 else d for d in dims]
             tensors[name] = np.zeros(shape, dtype=np.float32)
     params = {}
     for name, arr in tensors.items():
@@ -179,7 +182,7 @@ def convert_adapter(peft_dir, onnx_dir, out_file) -> dict:
     os.replace(tmp, out_file)
     return {"file": str(out_file), "rank": int(acfg["r"]), "alpha": acfg.get("lora_alpha"),
             "target_modules": sorted(acfg.get("target_modules") or []), "tensors": len(tensors),
-            "lora_layout": layout, "size_bytes": out_file.stat().st_size}
+            "lora_layout": layout, "lora_rows": rows, "size_bytes": out_file.stat().st_size}
 
 
 def _fsync_tree(root: Path) -> None:

@@ -114,32 +114,41 @@ def hf_has_fused_qkv(model_dir: Path) -> bool:
     return False
 
 
-def _apply_layout(out_dir: Path, model_dir: Path, layout: str, log) -> str:
-    """Rewrite out_dir's graph to the fused qkv layout when it applies; returns the layout used."""
+def _apply_layout(out_dir: Path, model_dir: Path, layout: str, log, rows: bool = True) -> str:
+    """Rewrite out_dir's graph: the fused qkv layout when it applies, then (rows=True) the per-row LoRA
+    dim that lets compare mode batch two variants (pipeline/lora_layout.py). Returns the q/k/v layout."""
     import onnx
 
     from pipeline import lora_layout as LL
-    if layout == LL.BUILDER:
-        return LL.BUILDER
-    m = onnx.load(str(LL.model_file(out_dir)), load_external_data=False)
-    applicable = LL.has_qkv_slots(m) and hf_has_fused_qkv(model_dir)
-    del m
-    if not applicable:
-        if layout == LL.FUSED:
+    levers = []
+    if layout != LL.BUILDER:
+        m = onnx.load(str(LL.model_file(out_dir)), load_external_data=False)
+        applicable = LL.has_qkv_slots(m) and hf_has_fused_qkv(model_dir)
+        del m
+        if applicable:
+            levers.append("fuse_qkv")
+        elif layout == LL.FUSED:
             raise OnnxBuildError("lora_layout fused_qkv asked for, but the model has no q/k/v LoRA slots "
                                  "from a fused qkv_proj")
+    if rows:
+        levers.append(LL.ROWS)
+    if not levers:
         return LL.BUILDER
     try:
-        info = LL.rewrite_in_place(out_dir, "fuse_qkv")
+        info = LL.rewrite_in_place(out_dir, levers)
     except LL.LayoutError as e:
-        raise OnnxBuildError(f"the fused qkv LoRA layout does not fit this graph: {e}") from e
-    log.log(f"LoRA layout fused_qkv: {info['layers']} layers, one q/k/v projection and one LoRA A/B each")
-    return LL.FUSED
+        raise OnnxBuildError(f"the LoRA slot layout ({'+'.join(levers)}) does not fit this graph: {e}") from e
+    if "fuse_qkv" in levers:
+        log.log(f"LoRA layout fused_qkv: {info['layers']} layers, one q/k/v projection and one LoRA A/B each")
+    if rows:
+        log.log("LoRA slots take a per-row dim: compare mode runs two variants as one batch of 2")
+    return LL.FUSED if "fuse_qkv" in levers else LL.BUILDER
 
 
-def build_onnx(model_dir, peft_dir, cfg, ep, out_dir, log, lora_layout: str = "auto") -> dict:
+def build_onnx(model_dir, peft_dir, cfg, ep, out_dir, log, lora_layout: str = "auto", rows: bool = True) -> dict:
     """lora_layout: "auto" (fused_qkv where the q/k/v slots come from a fused qkv_proj, else builder),
-    "fused_qkv" (error if it does not apply) or "builder" (the genai builder's graph, for comparisons)."""
+    "fused_qkv" (error if it does not apply) or "builder" (the genai builder's graph, for comparisons).
+    rows: give every LoRA input the leading per-row dim (compare mode as one batch; False for benches)."""
     if lora_layout not in ("auto", "fused_qkv", "builder"):
         raise ValueError(f"lora_layout must be auto, fused_qkv or builder, not {lora_layout!r}")
     model_dir, peft_dir, out_dir = Path(model_dir), Path(peft_dir), Path(out_dir)
@@ -195,9 +204,8 @@ def build_onnx(model_dir, peft_dir, cfg, ep, out_dir, log, lora_layout: str = "a
         (out_dir / name).rename(work / name)
 
     t0 = time.time()
-    layout = _apply_layout(out_dir, model_dir, lora_layout, log)
-    if layout == "fused_qkv":
-        timings["fuse_qkv"] = round(time.time() - t0, 2)
+    layout = _apply_layout(out_dir, model_dir, lora_layout, log, rows)
+    timings["layout"] = round(time.time() - t0, 2)
     inputs = lora_inputs(out_dir / model_file.name)
     if not inputs:
         raise OnnxBuildError("the ONNX model has no LoRA inputs after ExtractAdapters")
@@ -205,7 +213,7 @@ def build_onnx(model_dir, peft_dir, cfg, ep, out_dir, log, lora_layout: str = "a
     files = sorted(f.name for f in out_dir.iterdir())
     size = sum(f.stat().st_size for f in out_dir.iterdir())
     log.log(f"ONNX base: {len(inputs)} LoRA inputs ({layout} layout), {size / 1e6:.1f} MB")
-    return {"lora_inputs": inputs, "lora_layout": layout, "files": files, "precision": precision, "execution_provider": ep,
+    return {"lora_inputs": inputs, "lora_layout": layout, "lora_rows": rows, "files": files, "precision": precision, "execution_provider": ep,
             "block_size": cfg.block_size if precision == "int4" else None,
             "accuracy_level": cfg.accuracy_level if precision == "int4" else None,
             "timings": timings, "size_bytes": size}

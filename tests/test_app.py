@@ -143,6 +143,14 @@ def reference(engine, variant, prompt=PROMPT) -> str:
     return text
 
 
+def reference_compare(engine, a, b, prompt=PROMPT) -> tuple[str, str]:
+    from engine.chat import SamplingParams
+    p = SamplingParams(temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=MAX_NEW, repetition_penalty=1.0,
+                       seed=0)
+    ta, tb, _, _ = list(engine.compare([{"role": "user", "content": prompt}], a, b, p))[-1]
+    return ta, tb
+
+
 def test_api_names(app):
     api = app["client"].view_api(print_info=False, return_format="dict")["named_endpoints"]
     for name in ("/chat", "/clear_chat", "/refresh_pickers", "/start_build", "/cancel_build",
@@ -184,7 +192,11 @@ def test_compare_returns_both_answers(app, engine):
     a, b = ADAPTERS[0], ADAPTERS[-1] if len(ADAPTERS) > 1 else "base"
     hist_a, hist_b, box, stats = chat(app["client"], PROMPT, a, compare=True, variant_b=b)
     ta, tb = last_answer(hist_a), last_answer(hist_b)
-    assert ta == reference(engine, a) and tb == reference(engine, b)
+    assert (ta, tb) == reference_compare(engine, a, b)
+    # compare runs both as one batch of 2: the same answers as alone, up to the float rounding of
+    # batched kernels (onnxruntime's int4 CPU kernels round a batch of 2 differently from a batch of
+    # 1; on this tiny over-confident model a greedy near-tie flips after ~90 tokens)
+    assert ta[:60] == reference(engine, a)[:60] and tb[:60] == reference(engine, b)[:60]
     assert ta != tb
     assert a in stats and b in stats
 

@@ -158,17 +158,94 @@ def test_compare_equals_single_runs(engine):
     assert ta == tb == engine.generate(MSG, "alpha", ps)[0]
 
 
-def test_compare_speed_vs_single(engine):
-    p = SamplingParams(max_new_tokens=200)
-    long = [{"role": "user", "content": "Travel to Paris and Rome in spring"}]
-    for _ in range(2):
-        t0 = time.perf_counter(); engine.generate(long, "base", p); engine.generate(long, "alpha", p)
-        seq = time.perf_counter() - t0
-        t0 = time.perf_counter(); list(engine.compare(long, "base", "alpha", p))
-        cmp_ = time.perf_counter() - t0
-    _, st = engine.generate(long, "alpha", p)
-    print(f"CPU tiny model: {st.tokens_per_s:.0f} tok/s decode; two single runs {seq * 1e3:.1f} ms,"
-          f" compare (interleaved) {cmp_ * 1e3:.1f} ms")
+def test_compare_is_one_batch_of_two_with_a_pair_adapter(engine):
+    """Rows layout: compare runs both variants as ONE og generator of batch 2 with a stacked pair
+    adapter; alpha (r8) and beta (r4) differ in rank, so this also covers the zero padding."""
+    assert engine.base.rows and engine.compare_batched
+    p = SamplingParams(max_new_tokens=40)
+    alone = {v: engine.generate(MSG, v, p)[0] for v in ("base", "alpha", "beta")}
+    assert len(set(alone.values())) == 3
+    made = []
+    real = og.Generator
+
+    class Spy(real):  # counts generators and their batch size
+        def append_tokens(self, ids):
+            made.append(np.asarray(ids).shape)
+            return super().append_tokens(ids)
+
+    og.Generator = Spy
+    try:
+        for a, b in (("alpha", "beta"), ("beta", "alpha"), ("base", "beta"), ("alpha", "base")):
+            made.clear()
+            frames = list(engine.compare(MSG, a, b, p))
+            ta, tb, sa, sb = frames[-1]
+            assert (ta, tb) == (alone[a], alone[b]), (a, b)
+            assert (sa.variant, sb.variant) == (a, b) and sa.finished and sb.finished
+            assert sa.tokens > 0 and sb.tokens > 0
+            assert len(made) == 1 and made[0][0] == 2, made  # one generator, two rows
+            # the texts grow token by token on both sides
+            assert len(frames) > 5 and frames[0][0] != ta
+    finally:
+        og.Generator = real
+    keys = list(engine._pairs)
+    assert len(keys) == 4 == len({engine._pairs[k].og_name for k in keys})
+    list(engine.compare(MSG, "alpha", "beta", p))  # reused, not made again
+    assert list(engine._pairs)[-1] == keys[0] and len(engine._pairs) == 4
+    # sampled: one seed for the batch, reproducible
+    ps = SamplingParams(temperature=0.9, top_p=0.95, top_k=40, seed=11, max_new_tokens=20)
+    assert list(engine.compare(MSG, "alpha", "beta", ps))[-1][:2] == list(engine.compare(MSG, "alpha", "beta", ps))[-1][:2]
+
+
+def test_compare_pairs_bounded_and_dropped_with_their_adapter(engine_scratch, lib_copy, monkeypatch):
+    eng = ChatEngine(engine_scratch["model_dir"], lib_copy)
+    monkeypatch.setattr(eng, "MAX_PAIRS", 2)
+    p = SamplingParams(max_new_tokens=8)
+    for a, b in (("alpha", "beta"), ("beta", "alpha"), ("base", "alpha")):
+        list(eng.compare(MSG, a, b, p))
+    assert len(eng._pairs) == 2 and eng._pair_dir is not None
+    assert len(list(eng._pair_dir.glob("*.onnx_adapter"))) == 2  # evicted pairs leave no file
+    # replacing beta on disk makes every pair with the old beta stale: dropped at the next refresh
+    shutil.copy2(lib_copy / "alpha" / "adapter.onnx_adapter", lib_copy / "beta" / "adapter.onnx_adapter")
+    os.utime(lib_copy / "beta" / "metadata.json")
+    eng.refresh()
+    assert all(eng._loaded["beta"].og_name not in k for k in eng._pairs)
+    assert [k for k in eng._pairs] == [(None, eng._loaded["alpha"].og_name)]
+    ta, tb, _, _ = list(eng.compare(MSG, "alpha", "beta", p))[-1]
+    assert ta == tb  # beta now holds alpha's weights: the new pair uses them
+    pair_dir = eng._pair_dir
+    eng.close()
+    assert not pair_dir.exists()
+
+
+def test_compare_interleaved_when_asked(engine_scratch, monkeypatch):
+    """STUDIO_COMPARE=interleave (and bases built before the rows layout) step two generators in turn:
+    same answers."""
+    monkeypatch.setenv("STUDIO_COMPARE", "interleave")
+    eng = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"])
+    assert not eng.compare_batched and "interleave" in eng.compare_note
+    p = SamplingParams(max_new_tokens=30)
+    ta, tb, _, _ = list(eng.compare(MSG, "alpha", "base", p))[-1]
+    assert (ta, tb) == (eng.generate(MSG, "alpha", p)[0], eng.generate(MSG, "base", p)[0])
+    assert not eng._pairs
+
+
+def test_pair_adapter_file_stacks_rows(engine_scratch, tmp_path):
+    ad = engine_scratch["adapters_dir"]
+    a = lib.read_adapter_arrays(ad / "alpha" / "adapter.onnx_adapter")
+    b = lib.read_adapter_arrays(ad / "beta" / "adapter.onnx_adapter")
+    out = tmp_path / "p.onnx_adapter"
+    lib.write_pair_adapter(ad / "alpha" / "adapter.onnx_adapter", None, out)
+    pair = lib.read_adapter_arrays(out)
+    for k, v in a.items():
+        assert v.shape[0] == 1 and pair[k].shape == (2, *v.shape[1:])
+        assert np.array_equal(pair[k][0], v[0]) and not pair[k][1].any()
+    lib.write_pair_adapter(ad / "alpha" / "adapter.onnx_adapter", ad / "beta" / "adapter.onnx_adapter", out)
+    pair = lib.read_adapter_arrays(out)
+    k = next(k for k in a if ".lora_A." in k)
+    assert a[k].shape[2] == 8 and b[k].shape[2] == 4 and pair[k].shape[2] == 8
+    assert np.array_equal(pair[k][1, :, :4], b[k][0]) and not pair[k][1, :, 4:].any()
+    with pytest.raises(ValueError, match="at least one"):
+        lib.write_pair_adapter(None, None, out)
 
 
 def test_sampling_seed_reproducible(engine):

@@ -133,6 +133,29 @@ def test_second_adapter_reuses_cached_stages(built):
     assert {"finetune", "adapter"} <= ended and "awq" not in ended and "onnx" not in ended
 
 
+def test_base_of_another_slot_layout_is_not_overwritten(built, ws):
+    """A base published by an older build (other LoRA slot layout, e.g. before the per-row dim) is
+    neither replaced (its adapters would stop fitting) nor reused (new adapters would not fit it): the
+    job fails with what to do, and nothing is published."""
+    bj = ws.models / "default-fp32" / "base.json"
+    saved = bj.read_text()
+    meta = json.loads(saved)
+    assert meta["lora_rows"] and all(d[0] == "lora_rows" for d in meta["lora_inputs"].values())
+    meta["lora_inputs"] = {k: d[1:] for k, d in meta["lora_inputs"].items()}  # as layout 2 wrote them
+    meta["lora_rows"] = False
+    bj.write_text(json.dumps(meta))
+    try:
+        job = jobs.create_job(_recipe("late", "travel", steps=3), ws)
+        jobs.launch(job, ws)
+        st = jobs.wait(job, timeout_s=600)
+        assert st.status == "failed"
+        assert "older build of this base with other LoRA slots" in st.error and "Delete models/default-fp32" in st.error
+        assert not (ws.adapters / "late").exists()
+        assert json.loads(bj.read_text()) == meta
+    finally:
+        bj.write_text(saved)
+
+
 def test_fp32_onnx_matches_pytorch_and_peft(built, ws, default_hf):
     import onnxruntime_genai as og
     import torch

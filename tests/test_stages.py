@@ -354,6 +354,22 @@ def onnx_fp32(awq_phi3, adapters_phi3, tmp_path_factory):
     return out, _build(awq_phi3[0], adapters_phi3["travel"][0]["peft_dir"], "fp32", out)
 
 
+def test_rows_layout_checks(onnx_fp32):
+    """The per-row rewrite refuses graphs it does not fit: applied twice, or a LoRA input that feeds
+    anything but a MatMul weight."""
+    import onnx
+
+    from pipeline import lora_layout as LL
+    out, _ = onnx_fp32
+    m = onnx.load(str(out / "model.onnx"), load_external_data=False)
+    with pytest.raises(LL.LayoutError, match="already has the rows layout"):
+        LL.add_rows(m)
+    name = next(i.name for i in m.graph.input if LL.is_lora_input(i.name))
+    m.graph.node.append(onnx.helper.make_node("Identity", [name], ["x"], name="odd"))
+    with pytest.raises(LL.LayoutError, match="feeds Identity odd"):
+        LL.add_rows(m)
+
+
 def test_onnx_fp32_base_and_adapters(awq_phi3, adapters_phi3, onnx_fp32, tok, tmp_path):
     import onnxruntime_genai as og
     from peft import PeftModel
@@ -364,7 +380,11 @@ def test_onnx_fp32_base_and_adapters(awq_phi3, adapters_phi3, onnx_fp32, tok, tm
     assert (out / "genai_config.json").is_file() and (out / "tokenizer.json").is_file()
     assert res["lora_layout"] == "fused_qkv"
     assert len(res["lora_inputs"]) == 2 * 2 * 2  # layers x qkv/o x A/B
-    assert res["lora_inputs"]["model.layers.0.attn.qkv_proj.lora_B.MatMul.weight"] == ["lora_r", 128 + 2 * 64]
+    # rows layout: a leading per-row dim (an adapter is one row; compare stacks two)
+    assert res["lora_rows"] and all(d[0] == "lora_rows" for d in res["lora_inputs"].values())
+    assert res["lora_inputs"]["model.layers.0.attn.qkv_proj.lora_B.MatMul.weight"] == \
+        ["lora_rows", "lora_r", 128 + 2 * 64]
+    assert res["lora_inputs"]["model.layers.0.attn.qkv_proj.lora_A.MatMul.weight"] == ["lora_rows", 128, "lora_r"]
     assert not any(".q_proj." in n or ".k_proj." in n for n in res["lora_inputs"])
     _assert_fused_graph(out / "model.onnx", "MatMul")
     assert not list(out.glob("*.onnx_adapter"))
