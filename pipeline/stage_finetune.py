@@ -64,11 +64,23 @@ def _make_callback(log, state: dict):
     return EventCallback()
 
 
-def olive_config(model_dir, train_file, eval_file, cfg, out_dir, cuda: bool) -> dict:
-    """The Olive workflow (one LoRA/QLoRA pass) for this fine-tuning; `olive run --config` accepts it."""
+def olive_config(model_dir, train_file, eval_file, cfg, out_dir, cuda: bool,
+                 training_overrides: dict | None = None, data_overrides: dict | None = None) -> dict:
+    """The Olive workflow (one LoRA/QLoRA pass) for this fine-tuning; `olive run --config` accepts it.
+
+    `training_overrides` (e.g. {"dataloader_num_workers": 4}) are merged into `training_args` last;
+    `data_overrides` (e.g. {"pre_process_data_config": {"strategy": "join"}}) into the training data
+    config, a dict section by section. Olive drops (with a warning) keys that are not fields of
+    transformers.TrainingArguments."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     olive_out = out_dir / "olive"
-    data_configs = [_data_config("train_data", Path(train_file), cfg.max_seq_len, cfg.batch_size)]
+    train_dc = _data_config("train_data", Path(train_file), cfg.max_seq_len, cfg.batch_size)
+    for key, value in (data_overrides or {}).items():
+        if isinstance(value, dict) and isinstance(train_dc.get(key), dict):
+            train_dc[key] = {**train_dc[key], **value}
+        else:
+            train_dc[key] = value
+    data_configs = [train_dc]
     if eval_file:
         data_configs.append(_data_config("eval_data", Path(eval_file), cfg.max_seq_len, cfg.batch_size))
     eval_texts = bool(eval_file)
@@ -94,6 +106,7 @@ def olive_config(model_dir, train_file, eval_file, cfg, out_dir, cuda: bool) -> 
     if eval_texts:
         training_args["eval_strategy"] = "steps"
         training_args["eval_steps"] = min(cfg.eval_steps, cfg.max_steps)
+    training_args.update(training_overrides or {})
     pass_cfg = {
         "type": "QLoRA" if cfg.qlora else "LoRA",
         "train_data_config": "train_data",
@@ -128,7 +141,8 @@ def olive_config(model_dir, train_file, eval_file, cfg, out_dir, cuda: bool) -> 
     return config
 
 
-def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: str = "auto") -> dict:
+def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: str = "auto",
+                 training_overrides: dict | None = None, data_overrides: dict | None = None) -> dict:
     import torch
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -148,7 +162,8 @@ def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: 
         eval_file = data_dir / "eval.jsonl"
         write_texts(eval_file, eval_texts)
 
-    config = olive_config(model_dir, train_file, eval_file if eval_texts else None, cfg, out_dir, cuda)
+    config = olive_config(model_dir, train_file, eval_file if eval_texts else None, cfg, out_dir, cuda,
+                          training_overrides, data_overrides)
     olive_out = out_dir / "olive"
     (out_dir / "olive_config.json").write_text(json.dumps(config, indent=2))
 
