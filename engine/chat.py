@@ -405,10 +405,30 @@ class ChatEngine:
             self._check_variant(variant_a)
             self._check_variant(variant_b)
             ids, note = self.encode(messages, params.max_new_tokens)
-            return self._run_pair(ids, note, variant_a, variant_b, params, seed)
+            return self._pair_or_fallback(messages, ids, note, variant_a, variant_b, params, seed)
         ga = self._request(messages, variant_a, params, seed)
         gb = self._request(messages, variant_b, params, seed)
         return self._interleave(ga, gb, variant_a, variant_b)
+
+    def _pair_or_fallback(self, messages, ids, note, va, vb, params, seed):
+        """The batched compare; if it fails before its first token (e.g. an execution provider that
+        cannot run this batch), compare falls back to interleaving for good, with the reason kept in
+        compare_note."""
+        it = self._run_pair(ids, note, va, vb, params, seed)
+        try:
+            first = next(it)
+        except StopIteration:
+            return
+        except Exception as e:
+            it.close()
+            self.compare_batched = False
+            self.compare_note = f"interleaved: one batch of 2 failed ({type(e).__name__}: {str(e)[:200]})"
+            ga = self._request(messages, va, params, seed)
+            gb = self._request(messages, vb, params, seed)
+            yield from self._interleave(ga, gb, va, vb)
+            return
+        yield first
+        yield from it
 
     # -- compare as one batch (rows layout)
     def _pair_file_of(self, variant: str):

@@ -10,6 +10,7 @@ without an output model ("No output model produced"): we check for the PEFT fold
 from __future__ import annotations
 
 import json
+import os
 import logging
 import shutil
 import time
@@ -101,6 +102,12 @@ def olive_config(model_dir, train_file, eval_file, cfg, out_dir, cuda: bool,
         "disable_tqdm": True,
         "warmup_ratio": 0.0,
     }
+    if cuda:
+        # data loading off the training thread: measured on an H200 (bench/finetune_levers.py, 3.8 B model,
+        # batch 8): 0.164 s/step with 4 workers + pinned memory vs 0.232 s with the default 0 (+41 %
+        # samples/s); persistent, so the small data sets' many epochs do not respawn them
+        training_args.update({"dataloader_num_workers": min(4, os.cpu_count() or 1),
+                              "dataloader_pin_memory": True, "dataloader_persistent_workers": True})
     if not cuda:
         training_args["use_cpu"] = True
     if eval_texts:

@@ -374,3 +374,17 @@ def test_refresh_publish_delete_replace(engine_scratch, lib_copy):
         .generate(MSG, "alpha", GREEDY)[0]
     assert e.generate(MSG, "gamma", GREEDY)[0] == alpha_text
     assert id(e.model) == model_id
+
+
+def test_compare_falls_back_to_interleaving_when_the_batch_fails(engine_scratch, monkeypatch):
+    eng = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"])
+    assert eng.compare_batched
+
+    def broken(*a, **k):
+        raise RuntimeError("no batch of 2 here")
+        yield  # pragma: no cover
+    monkeypatch.setattr(eng, "_run_pair", broken)
+    p = SamplingParams(max_new_tokens=12)
+    ta, tb, sa, sb = list(eng.compare(MSG, "alpha", "beta", p))[-1]
+    assert (ta, tb) == (eng.generate(MSG, "alpha", p)[0], eng.generate(MSG, "beta", p)[0])
+    assert not eng.compare_batched and "no batch of 2 here" in eng.compare_note
