@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics as st
 import sys
 import time
@@ -65,7 +66,7 @@ def og_rows(d: Path, ads: list[Path], device: str, tokens: int, reps: int, long_
                    f"ttft{long_n}_ms": round(1000 * st.median(ttft), 2)}
             rows.append(row)
             print(row, flush=True)
-        del adapters, model
+        adapters = model = None
     return rows
 
 
@@ -126,8 +127,65 @@ def switch_and_memory(d: Path, ads: list[Path], device: str, reps: int, copies: 
                      "model_weights_mib": round(model_bytes / 2**20, 1),
                      "file_share_of_model_pct": round(100 * f.stat().st_size / model_bytes, 3)}
     print(res, flush=True)
-    del adapters, model
+    adapters = model = None
     return res
+
+
+def og_compare(d: Path, ads: list[Path], device: str, tokens: int, reps: int) -> list[dict]:
+    """The compare-scheduling lever at the og level, exactly `tokens` new tokens per answer (random-
+    weight models stop at EOS at random places otherwise): one answer; two generators stepped in turn
+    (interleaved); one batch of 2 with a stacked pair adapter (the rows layout). CUDA graph off/on."""
+    import tempfile
+
+    import onnxruntime_genai as og
+
+    from engine.library import write_pair_adapter
+    prompt = list(range(100, 116))
+    tmp = Path(tempfile.mkdtemp(prefix="pair-"))
+    fa, fb = ads[0] / "adapter.onnx_adapter", (ads[1] if len(ads) > 1 else ads[0]) / "adapter.onnx_adapter"
+    write_pair_adapter(fa, fb, tmp / "pair.onnx_adapter")
+    rows = []
+    for graph in ((False, True) if device == "cuda" else (False,)):
+        model = C.og_model(d, device, graph)
+        adapters = og.Adapters(model)
+        adapters.load(str(fa), "a")
+        adapters.load(str(fb), "b")
+        adapters.load(str(tmp / "pair.onnx_adapter"), "pair")
+
+        def one():
+            g = C.og_generator(model, prompt, tokens, adapters, "a")
+            C.decode_rest(g)
+
+        def interleaved():
+            gens = [C.og_generator(model, prompt, tokens, adapters, n) for n in ("a", "b")]
+            while not all(g.is_done() for g in gens):
+                for g in gens:
+                    if not g.is_done():
+                        g.generate_next_token()
+
+        def batched():
+            g = C.og_generator(model, prompt, tokens, adapters, "pair", batch=2)
+            C.decode_rest(g)
+        row = {"cuda_graph": graph, "tokens": tokens}
+        for name, fn in (("one_answer", one), ("interleaved", interleaved), ("batch2_pair", batched)):
+            try:
+                fn()
+                ts = []
+                for _ in range(reps):
+                    t0 = time.perf_counter()
+                    fn()
+                    ts.append(time.perf_counter() - t0)
+                row[f"{name}_s"] = round(st.median(ts), 4)
+            except Exception as e:  # noqa: BLE001 - e.g. an EP that refuses a batch of 2 here
+                row[f"{name}_error"] = f"{type(e).__name__}: {str(e)[:300]}"
+        for name in ("interleaved", "batch2_pair"):
+            if f"{name}_s" in row and "one_answer_s" in row:
+                row[f"{name}_over_one"] = round(row[f"{name}_s"] / row["one_answer_s"], 3)
+        rows.append(row)
+        print(row, flush=True)
+        adapters = model = None
+    shutil.rmtree(tmp, ignore_errors=True)
+    return rows
 
 
 def compare_rows(ws: Path, base: str, ads: list[Path], device: str, tokens: int, reps: int) -> dict:
@@ -172,7 +230,7 @@ def compare_rows(ws: Path, base: str, ads: list[Path], device: str, tokens: int,
             print(mode, key, r[key], flush=True)
         res[mode] = r
         eng.close()
-        del eng
+        eng = None
     os.environ.pop("STUDIO_COMPARE", None)
     return res
 
@@ -186,7 +244,7 @@ def main() -> int:
     ap.add_argument("--long", type=int, default=1024, help="prompt tokens for the long time-to-first-token row")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--copies", type=int, default=8, help="extra adapter copies for the memory figure")
-    ap.add_argument("--parts", default="rows,switch,compare")
+    ap.add_argument("--parts", default="rows,switch,og_compare,compare")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     d = a.ws / "models" / a.base
@@ -201,6 +259,7 @@ def main() -> int:
     parts = a.parts.split(",")
     for part, fn in (("rows", lambda: og_rows(d, ads, a.device, a.tokens, a.reps, a.long)),
                      ("switch", lambda: switch_and_memory(d, ads, a.device, a.reps, a.copies)),
+                     ("og_compare", lambda: og_compare(d, ads, a.device, a.tokens, a.reps)),
                      ("compare", lambda: compare_rows(a.ws, a.base, ads, a.device, a.tokens, a.reps))):
         if part not in parts:
             continue

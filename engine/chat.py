@@ -155,9 +155,15 @@ class ChatEngine:
         self._pair_dir: Path | None = None
         # compare mode: one batch of 2 with a pair adapter where the base has the rows layout
         # (STUDIO_COMPARE=interleave forces the old scheduling); see compare()
-        self.compare_batched = self.base.rows and os.environ.get("STUDIO_COMPARE", "batch") != "interleave"
+        # Not under CUDA graph: onnxruntime 1.31's GroupQueryAttention refuses the batch-of-2 prompt when
+        # og binds the graph's static KV buffers ("batch_size must be 1 when sequence_length > 1 and past
+        # context is given", measured on an H200); there compare interleaves (bench/serve_gpu.py).
+        graph = self.provider == "cuda" and self.cuda_graph
+        self.compare_batched = self.base.rows and not graph and \
+            os.environ.get("STUDIO_COMPARE", "batch") != "interleave"
         self.compare_note = "" if self.compare_batched else (
             "interleaved: this base has no per-row LoRA dim (built before layout 3)" if not self.base.rows
+            else "interleaved: CUDA graph on (a batch-of-2 prompt is refused under it)" if graph
             else "interleaved (STUDIO_COMPARE=interleave)")
         self.refresh()
 
