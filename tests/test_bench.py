@@ -1,0 +1,62 @@
+"""The benchmark scripts' CPU paths on the embedded default model, so the GPU harness (bench/gpu_all.sh)
+does not rot between GPU runs. Behaviour, not speed: every figure present, answers cross-checked."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+PY = sys.executable
+
+
+def _run(args, tmp_path, timeout=300):
+    p = subprocess.run([PY, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    return p
+
+
+def test_serve_figures_on_cpu(tmp_path):
+    out = tmp_path / "serve.json"
+    _run(["bench/serve_gpu.py", "--ws", ".", "--base", "default", "--device", "cpu", "--tokens", "24",
+          "--reps", "1", "--long", "64", "--copies", "2", "--out", str(out)], tmp_path)
+    r = json.loads(out.read_text())
+    assert r["base_meta"]["lora_rows"] and set(r["adapters"]) >= {"travel", "pirate"}
+    rows = {(x["adapter"], x["cuda_graph"]): x for x in r["rows"]}
+    assert rows[("-", False)]["decode_tok_s"] > 0 and rows[("a", False)]["tokens"] == 24
+    assert r["switch"]["memory"]["copies"] == 2 and r["switch"]["set_active_adapter_ms"] >= 0
+    (c,) = r["og_compare"]
+    assert c["tokens"] == 24 and c["batch2_pair_s"] > 0 and c["interleaved_s"] > 0
+    batch = r["compare"]["batch"]
+    assert batch["batched"] and not r["compare"]["interleave"]["batched"]
+    for mode in ("batch", "interleave"):
+        for key, v in r["compare"][mode].items():
+            if isinstance(v, dict):  # short greedy answers: equal to the single runs on the CPU
+                assert v["equal_to_single"] == [True, True], (mode, key, v)
+
+
+def test_iobinding_loops_match_og_on_cpu(tmp_path):
+    out = tmp_path / "io.json"
+    _run(["bench/iobinding.py", "--model", "models/default", "--adapter", "adapters/travel/adapter.onnx_adapter",
+          "--device", "cpu", "--tokens", "16", "--reps", "1", "--out", str(out)], tmp_path)
+    r = json.loads(out.read_text())
+    text = json.dumps(r)
+    for mode in ("host", "iobinding", "iobinding_host_adapter"):
+        assert mode in text
+
+
+def test_trace_aggregation_selftest(tmp_path):
+    p = _run(["bench/gpu_trace.py", "--selftest"], tmp_path)
+    assert "selftest ok" in p.stdout
+
+
+def test_report_merges_the_recorded_harness_run(tmp_path):
+    parts = ROOT / "bench" / "results" / "raw" / "harness-2026-11-22"
+    p = _run(["bench/report.py", "--parts", str(parts), "--out-dir", str(tmp_path)], tmp_path)
+    merged = json.loads((tmp_path / "h200-2026-11-22.json").read_text())
+    serve = json.loads((parts / "serve.json").read_text())
+    ad = next(x for x in serve["rows"] if x["cuda_graph"] and x["adapter"] == "a")
+    assert f"**{ad['decode_tok_s']:,.1f}**" in merged["table"] and merged["table"] in p.stdout
+    assert {"hf", "pipeline", "serve", "trace", "iobinding", "finetune", "compare"} <= set(merged["parts"])
+    assert merged["info"]["gpu_name"] == "NVIDIA H200"
