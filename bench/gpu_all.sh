@@ -62,6 +62,8 @@ want iobinding && run iobinding sh -c "python bench/iobinding.py --model '$ws/mo
     --device cuda --out '$work/parts/iobinding.json' || python bench/iobinding.py --kv grow \
     --model '$ws/models/$base' --adapter '$adapter' --device cuda --out '$work/parts/iobinding.json'"
 if want default; then
+    run hf-default python bench/run.py --model models/default-hf --peft adapters/travel/peft \
+        --work "$work/w-default" --parts hf --budget 100000 --out "$work/parts/hf-default.json"
     run pipeline-default python bench/pipeline_gpu.py --ws "$ws" --out "$work/parts/pipeline-default.json"
     run serve-default python bench/serve_gpu.py --ws "$ws" --base default-int4-cuda \
         --out "$work/parts/serve-default.json"

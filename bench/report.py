@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 from bench import common as C  # noqa: E402
 
 PARTS = ("hf", "pipeline", "serve", "trace", "finetune", "iobinding", "pipeline-default", "serve-default",
-         "compare")  # compare: bench/gpu_compare.sh (og-level compare scheduling), when run
+         "compare", "hf-default")  # compare: bench/gpu_compare.sh (og-level compare scheduling), when run
 
 
 def _load(d: Path, name: str):
@@ -96,9 +96,12 @@ def table(res: dict) -> str:
     pdr = ((res.get("pipeline-default") or {}).get("runs") or {})
     pfull = next((r for k, r in pdr.items() if "full" in k), {})
     psec = next((r for k, r in pdr.items() if "second" in k), {})
+    hpd = next((r for r in (res.get("hf-default") or {}).get("rows") or [] if "PEFT" in str(r.get("path"))), {})
     if bd or pfull:
+        xd = (ad.get("decode_tok_s") / hpd["decode_tok_s"]) if ad.get("decode_tok_s") and hpd.get("decode_tok_s") else None
         lines.append(f"| default model (5 M): decode base / adapter (CUDA graph), full build, second adapter | - | "
-                     f"{_fmt(bd.get('decode_tok_s'), 0)} / {_fmt(ad.get('decode_tok_s'), 0)} tok/s; "
+                     f"{_fmt(bd.get('decode_tok_s'), 0)} / {_fmt(ad.get('decode_tok_s'), 0)} tok/s "
+                     f"(transformers + PEFT {_fmt(hpd.get('decode_tok_s'), 0)}: {_fmt(xd, 1)}x); "
                      f"{_fmt(pfull.get('wall_s'), 0)} s; {_fmt(psec.get('wall_s'), 0)} s |")
     return "\n".join(lines)
 

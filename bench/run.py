@@ -55,7 +55,8 @@ class Bench:
         self.long_prompt = [int(x) for x in rng.integers(16, vocab, a.ttft_prompt)]
         self.res = {"info": self.info, "date": dt.datetime.now().isoformat(timespec="seconds"),
                     "settings": {k: str(v) for k, v in vars(a).items()},
-                    "model": json.loads((a.model / "bench_model.json").read_text()),
+                    "model": json.loads((a.model / "bench_model.json").read_text())
+                    if (a.model / "bench_model.json").is_file() else {"path": str(a.model)},
                     "builds": {}, "rows": [], "extras": {}, "errors": [], "skipped": []}
         self.errors = 0
 
@@ -288,7 +289,7 @@ class Bench:
         dev = a.device
         dtype = torch.bfloat16 if dev == "cuda" else torch.float32
         model = AutoModelForCausalLM.from_pretrained(a.model, dtype=dtype, device_map=dev).eval()
-        model = PeftModel.from_pretrained(model, a.model / "lora_r16").eval()
+        model = PeftModel.from_pretrained(model, a.peft or a.model / "lora_r16").eval()
         pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
 
         def sync():
@@ -308,7 +309,8 @@ class Bench:
             return time.perf_counter() - t0
 
         runs = max(1, min(a.runs, a.hf_runs))
-        for label, ctx in (("transformers + PEFT r16 (unmerged)", None), ("transformers, no LoRA", "off")):
+        r = json.loads((Path(a.peft or a.model / "lora_r16") / "adapter_config.json").read_text())["r"]
+        for label, ctx in ((f"transformers + PEFT r{r} (unmerged)", None), ("transformers, no LoRA", "off")):
             cm = model.disable_adapter() if ctx else contextlib.nullcontext()
             with cm:
                 gen(self.prompt, 16)
@@ -411,6 +413,7 @@ def main() -> int:
     ap.add_argument("--prompt", type=int, default=16)
     ap.add_argument("--ttft-prompt", type=int, default=1024)
     ap.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph rows")
+    ap.add_argument("--peft", type=Path, help="the PEFT adapter of the hf rows (default: MODEL/lora_r16)")
     ap.add_argument("--budget", type=float, default=510, help="seconds; later parts are skipped past it")
     ap.add_argument("--small", action="store_true", help="CPU smoke test: 32 new tokens, 128-token TTFT prompt")
     ap.add_argument("--out", type=Path)
@@ -423,7 +426,7 @@ def main() -> int:
     a.levers = [x for x in a.levers.split(",") if x]
     if a.small:
         a.new_tokens, a.ttft_prompt, a.runs = 32, 128, 2
-    if a.device == "cuda":
+    if a.device == "cuda" and set(a.parts) - {"hf"}:  # the hf rows need no onnxruntime-genai
         import onnxruntime_genai as og
         if not og.is_cuda_available():
             raise SystemExit("--device cuda but onnxruntime-genai has no CUDA (is onnxruntime-genai-cuda first "
