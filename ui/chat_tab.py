@@ -182,7 +182,7 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
                 for ta, tb, sa, sb in eng.compare(ctx_a, va, vb, params):
                     new_a[-1] = {"role": "assistant", "content": ta}
                     new_b[-1] = {"role": "assistant", "content": tb}
-                    line = format_stats(sa) + "  \n" + format_stats(sb) + "  \n" + (
+                    line = format_stats(sa) + "  \n" + format_stats(sb) + " · " + (
                         "compare: one batch of 2" if eng.compare_batched else f"compare: {eng.compare_note}")
                     yield new_a, new_b, "", line
                 yield new_a, new_b, "", line
