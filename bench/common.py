@@ -88,6 +88,12 @@ def dir_size(d: Path) -> int:
     return sum(f.stat().st_size for f in Path(d).iterdir() if f.is_file())
 
 
+def weight_bytes(model_dir: Path) -> int:
+    """Bytes of an ONNX model folder's graph and external weights (.onnx, .data)."""
+    return sum(f.stat().st_size for f in Path(model_dir).iterdir()
+               if f.is_file() and (f.name.endswith(".onnx") or f.name.endswith(".data")))
+
+
 # ------------------------------------------------------------------ onnxruntime-genai
 def og_model(model_dir: Path, device: str = "cpu", graph: bool = False, overlay: dict | None = None):
     """og.Model on the CPU or on CUDA (CUDA graph on/off); `overlay` is merged into genai_config."""

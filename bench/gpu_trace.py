@@ -201,11 +201,6 @@ def load_trace(path: Path) -> list[dict]:
     return data["traceEvents"] if isinstance(data, dict) else data
 
 
-def weight_bytes(model_dir: Path) -> int:
-    return sum(f.stat().st_size for f in Path(model_dir).iterdir()
-               if f.is_file() and (f.name.endswith(".onnx") or f.name.endswith(".data")))
-
-
 # ------------------------------------------------------------------ GPU part
 def trace_one(model, ads, name, steps: int, keep: Path | None, tag: str) -> dict:
     import torch
@@ -252,7 +247,7 @@ def run_gpu(a) -> dict:
     torch.zeros(1, device="cuda")
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]):  # CUPTI's first-use cost here
         (torch.ones(256, 256, device="cuda") @ torch.ones(256, 256, device="cuda")).sum().item()
-    wb = weight_bytes(a.model)
+    wb = C.weight_bytes(a.model)
     variants = {"base": (None, None)}
     if a.adapter:
         variants["adapter"] = (a.adapter, "a")

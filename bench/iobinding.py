@@ -48,6 +48,7 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench import common as C  # noqa: E402
+from engine.library import read_adapter_arrays  # noqa: E402
 
 MODES = ("host", "iobinding", "iobinding_host_adapter")
 NP_DTYPE = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
@@ -57,15 +58,6 @@ PROMPT = list(range(100, 116))
 
 def is_lora(name: str) -> bool:
     return ".lora_A." in name or ".lora_B." in name
-
-
-def read_adapter(path: Path) -> dict[str, np.ndarray]:
-    """The adapter's tensors as they are in the file (2-D or 3-D, the model's dtype), copied out of the
-    AdapterFormat object (its OrtValues point into that object's memory)."""
-    af = ort.AdapterFormat.read_adapter(str(path))
-    out = {k: np.array(v.numpy(), copy=True) for k, v in af.get_parameters().items()}
-    del af
-    return out
 
 
 class Loop:
@@ -330,7 +322,7 @@ def main() -> int:
     params: dict[str, np.ndarray] = {}
     dev_params: dict = {}
     if a.adapter:
-        params = read_adapter(a.adapter)
+        params = read_adapter_arrays(a.adapter)
         res["adapter"] = loop.check_adapter(params)
         dev_params = {k: ort.OrtValue.ortvalue_from_numpy(v, loop.dev, 0) for k, v in params.items()}
     for mode in modes:

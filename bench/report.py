@@ -30,10 +30,9 @@ def _load(d: Path, name: str):
 
 
 def _row(serve: dict | None, graph: bool, adapter: str) -> dict:
-    for r in ((serve or {}).get("rows") or []) if isinstance((serve or {}).get("rows"), list) else []:
-        if r.get("cuda_graph") == graph and r.get("adapter") == adapter:
-            return r
-    return {}
+    rows = (serve or {}).get("rows")
+    return next((r for r in rows if r.get("cuda_graph") == graph and r.get("adapter") == adapter), {}) \
+        if isinstance(rows, list) else {}
 
 
 def _fmt(x, nd=1, unit=""):

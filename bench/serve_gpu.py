@@ -24,16 +24,10 @@ sys.path.insert(0, str(ROOT))
 from bench import common as C  # noqa: E402
 
 
-def _adapters_of(ws: Path, meta: dict) -> list[Path]:
-    out = []
-    for p in sorted((ws / "adapters").iterdir()):
-        try:
-            m = json.loads((p / "metadata.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if m.get("base_fingerprint") == meta["fingerprint"] and (p / "adapter.onnx_adapter").is_file():
-            out.append(p)
-    return out
+def _adapters_of(ws: Path, base_dir: Path) -> list[Path]:
+    """The adapter folders in ws/adapters that fit the base (the engine library's own check)."""
+    from engine.library import list_adapters
+    return [i.dir for i in list_adapters(ws / "adapters", base_dir) if i.ok]
 
 
 def og_rows(d: Path, ads: list[Path], device: str, tokens: int, reps: int, long_n: int) -> list[dict]:
@@ -119,7 +113,7 @@ def switch_and_memory(d: Path, ads: list[Path], device: str, reps: int, copies: 
     for i in range(copies):
         first_token(f"copy{i}")
     m2 = meas()
-    model_bytes = sum(p.stat().st_size for p in d.iterdir() if p.suffix in (".onnx", ".data") or p.name.endswith(".onnx.data"))
+    model_bytes = C.weight_bytes(d)
     res["memory"] = {"unit": "MiB (NVML used)" if device == "cuda" else "MiB (process RSS)", "copies": copies,
                      "before": m0, "after_load": m1, "after_use": m2,
                      "per_adapter_mib": round((m2 - m0) / copies, 2) if m0 is not None and m2 is not None else None,
@@ -249,7 +243,7 @@ def main() -> int:
     a = ap.parse_args()
     d = a.ws / "models" / a.base
     meta = json.loads((d / "base.json").read_text())
-    ads = _adapters_of(a.ws, meta)
+    ads = _adapters_of(a.ws, d)
     if not ads:
         raise SystemExit(f"no adapters for base {a.base} in {a.ws / 'adapters'}")
     res = {"info": C.device_info(a.device), "date": time.strftime("%Y-%m-%d"), "base": a.base,

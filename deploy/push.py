@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Mapping
 
-from deploy.space import (ADAPTER_FILES, PROJECT_ROOT, ExportError, _base_files, _dirs, _fmt, _select,
+from deploy.space import (ADAPTER_FILES, PROJECT_ROOT, ExportError, _base_files, _dirs, _select, adapter_table,
                           export_space)
 
 _TOKEN_RE = re.compile(r"\bhf_[A-Za-z0-9]{6,}\b")
@@ -187,15 +187,7 @@ def model_card(repo_id: str, base, adapters) -> str:
     if not adapters:
         lines.append("(none)")
     else:
-        lines += ["| adapter | dataset | examples | rank | alpha | steps | train loss | held-out loss | size |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for a in adapters:
-            m = a.metadata or {}
-            ds = m.get("dataset") if isinstance(m.get("dataset"), dict) else {}
-            lines.append(f"| `{a.name}` | {Path(str(ds.get('train_file', ''))).name} | "
-                         f"{_fmt(ds.get('examples'))} | {_fmt(m.get('rank'))} | {_fmt(m.get('alpha'))} | "
-                         f"{_fmt(m.get('steps'))} | {_fmt(m.get('train_loss'))} | {_fmt(m.get('eval_loss'))} | "
-                         f"{_fmt(m.get('size_bytes'))} |")
+        lines += adapter_table(adapters, detail=True)
         for a in adapters:
             m = a.metadata or {}
             lines += ["", f"### `{a.name}`", ""]

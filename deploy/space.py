@@ -100,6 +100,22 @@ def _fmt(v, nd=4) -> str:
     return "" if v is None else str(v)
 
 
+def adapter_table(adapters: list[library.AdapterInfo], detail: bool = False) -> list[str]:
+    """Markdown table of adapters from their metadata (detail: also alpha and size) for the model cards."""
+    cols = ["adapter", "dataset", "examples", "rank"] + (["alpha"] if detail else []) + \
+        ["steps", "train loss", "held-out loss"] + (["size"] if detail else [])
+    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for a in adapters:
+        m = a.metadata or {}
+        ds = m.get("dataset") if isinstance(m.get("dataset"), dict) else {}
+        cells = [f"`{a.name}`", Path(str(ds.get("train_file", ""))).name, _fmt(ds.get("examples")), _fmt(m.get("rank"))]
+        cells += [_fmt(m.get("alpha"))] if detail else []
+        cells += [_fmt(m.get("steps")), _fmt(m.get("train_loss")), _fmt(m.get("eval_loss"))]
+        cells += [_fmt(m.get("size_bytes"))] if detail else []
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
 def readme(title: str, emoji: str, hardware: str, base: library.BaseInfo, adapters: list[library.AdapterInfo],
            short_description: str | None = None) -> str:
     meta = base.meta or {}
@@ -110,14 +126,7 @@ def readme(title: str, emoji: str, hardware: str, base: library.BaseInfo, adapte
         head.append(f"short_description: {_yaml_str(short_description[:60])}")
     head.append("tags:\n- onnxruntime-genai\n- onnx\n- int4\n- lora")
     head.append("---")
-    rows = ["| adapter | dataset | examples | steps | train loss | held-out loss | rank |",
-            "|---|---|---|---|---|---|---|"]
-    for a in adapters:
-        m = a.metadata or {}
-        ds = m.get("dataset") if isinstance(m.get("dataset"), dict) else {}
-        rows.append(f"| {a.name} | {Path(str(ds.get('train_file', ''))).name} | {_fmt(ds.get('examples'))} | "
-                    f"{_fmt(m.get('steps'))} | {_fmt(m.get('train_loss'))} | {_fmt(m.get('eval_loss'))} | "
-                    f"{_fmt(m.get('rank'))} |")
+    rows = adapter_table(adapters)
     body = f"""
 # {title}
 

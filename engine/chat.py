@@ -103,6 +103,22 @@ def render_chat_template(template: str | None, messages: list[dict], bos: str = 
     return "".join(f"<|{m['role']}|>\n{m['content']}<|end|>\n" for m in messages) + "<|assistant|>\n"
 
 
+def _count_token(st: Stats, now: float, t0: float) -> None:
+    """Account one new (non-EOS) token of a request started at t0: first-token time, count, decode rate."""
+    if st.tokens == 0:
+        st.ttft_s = now - t0
+    st.tokens += 1
+    st.seconds = now - t0
+    decode = st.seconds - st.ttft_s
+    st.tokens_per_s = (st.tokens - 1) / decode if st.tokens > 1 and decode > 0 else 0.0
+
+
+def _finish(st: Stats, params: SamplingParams) -> None:
+    if not st.finish_reason:
+        st.finish_reason = "length" if st.tokens >= params.max_new_tokens else "context"
+    st.finished = True
+
+
 # ---------------------------------------------------------------- engine
 @dataclass
 class _Loaded:
@@ -349,7 +365,7 @@ class ChatEngine:
             stream = self.tokenizer.create_stream()
             st = Stats(variant=variant, provider=self.provider, prompt_tokens=len(ids), note=note)
             gen.append_tokens(ids)
-            text, t_first = "", None
+            text = ""
             limit = min(params.max_new_tokens, self.context_length - len(ids))
             while st.tokens < limit and not gen.is_done():
                 gen.generate_next_token()
@@ -358,17 +374,10 @@ class ChatEngine:
                 if tok in self.eos_ids:
                     st.finish_reason = "eos"
                     break
-                if t_first is None:
-                    t_first = now
-                    st.ttft_s = now - t0
-                st.tokens += 1
+                _count_token(st, now, t0)
                 text += stream.decode(tok)
-                st.seconds = now - t0
-                st.tokens_per_s = (st.tokens - 1) / (now - t_first) if st.tokens > 1 and now > t_first else 0.0
                 yield text, replace(st)
-            if not st.finish_reason:
-                st.finish_reason = "length" if st.tokens >= params.max_new_tokens else "context"
-            st.finished = True
+            _finish(st, params)
             st.seconds = time.perf_counter() - t0
             yield text, st
         finally:
@@ -498,37 +507,27 @@ class ChatEngine:
             streams = [self.tokenizer.create_stream(), self.tokenizer.create_stream()]
             st = [Stats(variant=v, provider=self.provider, prompt_tokens=len(ids), note=note) for v in (va, vb)]
             gen.append_tokens(np.array([ids, ids], dtype=np.int32))
-            texts, t_first = ["", ""], None
+            texts = ["", ""]
             limit = min(params.max_new_tokens, self.context_length - len(ids))
-            while not all(s.finish_reason for s in st) and not gen.is_done():
+            while not all(s.finished for s in st) and not gen.is_done():
                 gen.generate_next_token()
                 toks = [int(x) for x in gen.get_next_tokens()]
                 now = time.perf_counter()
-                for r in (0, 1):
-                    s = st[r]
-                    if s.finish_reason:
+                for r, s in enumerate(st):
+                    if s.finished:
                         continue
                     if toks[r] in self.eos_ids:
                         s.finish_reason = "eos"
-                        s.finished = True
+                        _finish(s, params)
                         continue
-                    if t_first is None:
-                        t_first = now
-                    if s.tokens == 0:
-                        s.ttft_s = now - t0
-                    s.tokens += 1
+                    _count_token(s, now, t0)
                     texts[r] += streams[r].decode(toks[r])
-                    s.seconds = now - t0
-                    s.tokens_per_s = (s.tokens - 1) / (now - t0 - s.ttft_s) if s.tokens > 1 and now - t0 > s.ttft_s else 0.0
                     if s.tokens >= limit:
-                        s.finish_reason = "length" if s.tokens >= params.max_new_tokens else "context"
-                        s.finished = True
+                        _finish(s, params)
                 yield texts[0], texts[1], replace(st[0]), replace(st[1])
             end = time.perf_counter() - t0
             for s in st:
-                if not s.finish_reason:
-                    s.finish_reason = "length" if s.tokens >= params.max_new_tokens else "context"
-                s.finished = True
+                _finish(s, params)
                 s.seconds = s.seconds or end
             yield texts[0], texts[1], st[0], st[1]
         finally:

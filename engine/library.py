@@ -57,8 +57,13 @@ class BaseInfo:
     def rows(self) -> bool:
         """The LoRA inputs carry a leading per-row dim (`lora_rows`): a stacked pair of adapters gives
         each batch row its own LoRA, so compare mode runs as one batch of 2 (pipeline/lora_layout.py)."""
-        li = self.meta.get("lora_inputs") or {}
-        return bool(li) and all(isinstance(d, list) and d and d[0] == ROWS_DIM for d in li.values())
+        return has_rows(self.meta.get("lora_inputs") or {})
+
+
+def has_rows(lora_inputs: dict) -> bool:
+    """True when LoRA inputs ({name: dims}) carry the leading per-row dim (the rows layout)."""
+    return bool(lora_inputs) and all(isinstance(d, (list, tuple)) and d and d[0] == ROWS_DIM
+                                     for d in lora_inputs.values())
 
 
 def read_base(model_dir: str | os.PathLike) -> BaseInfo:
@@ -152,7 +157,6 @@ def write_pair_adapter(file_a: Path | None, file_b: Path | None, out_file: Path)
     the rows axis; ranks that differ are padded with zeros (exact: zero columns of A meet zero rows
     of B). Returns {"tensors", "bytes"}."""
     import numpy as np
-    import onnxruntime as ort
 
     if file_a is None and file_b is None:
         raise ValueError("a pair needs at least one adapter")
@@ -163,7 +167,7 @@ def write_pair_adapter(file_a: Path | None, file_b: Path | None, out_file: Path)
     b = b if b is not None else {k: np.zeros_like(v) for k, v in ref.items()}
     if set(a) != set(b):
         raise ValueError("the two adapters set different LoRA inputs")
-    params = {}
+    stacked = {}
     for k in a:
         x, y = a[k], b[k]
         if x.ndim != 3 or y.ndim != 3 or x.shape[0] != 1 or y.shape[0] != 1:
@@ -177,16 +181,26 @@ def write_pair_adapter(file_a: Path | None, file_b: Path | None, out_file: Path)
             pads.append(np.pad(t, w))
         if pads[0].shape != pads[1].shape or pads[0].dtype != pads[1].dtype:
             raise ValueError(f"{k}: shapes/dtypes do not stack: {pads[0].shape} vs {pads[1].shape}")
-        params[k] = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(np.concatenate(pads, axis=0)))
+        stacked[k] = np.concatenate(pads, axis=0)
+    write_adapter_file(stacked, out_file)
+    return {"tensors": len(stacked), "bytes": Path(out_file).stat().st_size}
+
+
+def write_adapter_file(arrays: dict, out_file: str | os.PathLike) -> None:
+    """{name: numpy array} -> an .onnx_adapter file, written to a temporary name and renamed over
+    out_file (a reader never sees half a file)."""
+    import numpy as np
+    import onnxruntime as ort
+
     fmt = ort.AdapterFormat()
     fmt.set_adapter_version(1)
     fmt.set_model_version(1)
-    fmt.set_parameters(params)
+    fmt.set_parameters({k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
     out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_name(out_file.name + ".tmp")
     fmt.export_adapter(str(tmp))
     os.replace(tmp, out_file)
-    return {"tensors": len(params), "bytes": out_file.stat().st_size}
 
 
 def _dims_match(shape: tuple, dims: list) -> bool:

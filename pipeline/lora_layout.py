@@ -34,11 +34,12 @@ from typing import Iterable
 
 import numpy as np
 
+from engine.library import ROWS_DIM, read_adapter_arrays, write_adapter_file
+
 FUSED = "fused_qkv"
 BUILDER = "builder"
 LEVERS = ("share_a", "fuse_qkv")
 ROWS = "rows"
-ROWS_DIM = "lora_rows"
 A = "model.layers.{i}.attn.{p}_proj.lora_A.MatMul.weight"
 B = "model.layers.{i}.attn.{p}_proj.lora_B.MatMul.weight"
 _TWO_GB = 2**31 - 2**24  # protobuf's limit, with some room
@@ -64,11 +65,6 @@ def num_layers(m) -> int:
 def layout_of(input_names: Iterable[str]) -> str:
     """"fused_qkv" when the LoRA inputs include packed qkv slots, else "builder"."""
     return FUSED if any(".attn.qkv_proj.lora_" in n for n in input_names) else BUILDER
-
-
-def has_rows(lora_inputs: dict) -> bool:
-    """True when the LoRA inputs ({name: dims}) carry the leading per-row dim (the rows layout)."""
-    return bool(lora_inputs) and all(dims and dims[0] == ROWS_DIM for dims in lora_inputs.values())
 
 
 def is_lora_input(name: str) -> bool:
@@ -396,14 +392,6 @@ def fuse_adapter_tensors(params: dict, lever: str = "fuse_qkv") -> dict:
 
 def convert_adapter_file(src_file, dst_file, lever: str = "fuse_qkv") -> dict:
     """An .onnx_adapter written for the builder's q/k/v slots -> one for a `lever` graph."""
-    import onnxruntime as ort
-    fmt = ort.AdapterFormat.read_adapter(str(src_file))
-    params = {k: v.numpy() for k, v in fmt.get_parameters().items()}
-    out = fuse_adapter_tensors(params, lever)
-    new = ort.AdapterFormat()
-    new.set_adapter_version(fmt.get_adapter_version())
-    new.set_model_version(fmt.get_model_version())
-    new.set_parameters({k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v)) for k, v in out.items()})
-    Path(dst_file).parent.mkdir(parents=True, exist_ok=True)
-    new.export_adapter(str(dst_file))
+    out = fuse_adapter_tensors(read_adapter_arrays(src_file), lever)
+    write_adapter_file(out, dst_file)
     return {"file": str(dst_file), "tensors": len(out)}

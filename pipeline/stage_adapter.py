@@ -132,12 +132,12 @@ def _sizes(onnx_dir: Path, inputs: dict):
 
 
 def convert_adapter(peft_dir, onnx_dir, out_file) -> dict:
-    import onnxruntime as ort
     peft_dir, onnx_dir, out_file = Path(peft_dir), Path(onnx_dir), Path(out_file)
     inputs = _model_inputs(onnx_dir)
     if not inputs:
         raise AdapterError(f"{onnx_dir}: the ONNX model has no LoRA inputs (built without slots?)")
-    from pipeline.lora_layout import ROWS_DIM, has_rows, layout_of
+    from engine.library import ROWS_DIM, has_rows, write_adapter_file
+    from pipeline.lora_layout import layout_of
     layout = layout_of(inputs)
     q_size, kv_size = _sizes(onnx_dir, inputs)
     tensors, acfg = peft_to_tensors(peft_dir, q_size, kv_size, layout)
@@ -169,17 +169,7 @@ def convert_adapter(peft_dir, onnx_dir, out_file) -> dict:
         if name not in tensors:
             shape = [1 if d == ROWS_DIM else rank if not isinstance(d, int) or d <= 0 else d for d in dims]
             tensors[name] = np.zeros(shape, dtype=np.float32)
-    params = {}
-    for name, arr in tensors.items():
-        params[name] = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr.astype(dtype)))
-    fmt = ort.AdapterFormat()
-    fmt.set_adapter_version(1)
-    fmt.set_model_version(1)
-    fmt.set_parameters(params)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(out_file.name + ".tmp")
-    fmt.export_adapter(str(tmp))
-    os.replace(tmp, out_file)
+    write_adapter_file({name: arr.astype(dtype) for name, arr in tensors.items()}, out_file)
     return {"file": str(out_file), "rank": int(acfg["r"]), "alpha": acfg.get("lora_alpha"),
             "target_modules": sorted(acfg.get("target_modules") or []), "tensors": len(tensors),
             "lora_layout": layout, "lora_rows": rows, "size_bytes": out_file.stat().st_size}

@@ -108,7 +108,7 @@ def olive_config(model_dir, train_file, eval_file, cfg, out_dir, cuda: bool,
         # samples/s); persistent, so the small data sets' many epochs do not respawn them
         training_args.update({"dataloader_num_workers": min(4, os.cpu_count() or 1),
                               "dataloader_pin_memory": True, "dataloader_persistent_workers": True})
-    if not cuda:
+    else:
         training_args["use_cpu"] = True
     if eval_texts:
         training_args["eval_strategy"] = "steps"

@@ -38,7 +38,8 @@ RANKS = (8, 4)
 TARGETS = ["qkv_proj", "o_proj"]
 # what the scratch build depends on: a change in any of these rebuilds it
 SOURCES = [HERE / "engine_fixture.py", HERE / "helpers_models.py", ROOT / "pipeline" / "stage_onnx.py",
-           ROOT / "pipeline" / "stage_adapter.py", ROOT / "pipeline" / "lora_layout.py"]
+           ROOT / "pipeline" / "stage_adapter.py", ROOT / "pipeline" / "lora_layout.py",
+           ROOT / "engine" / "library.py"]
 
 
 def _key() -> str:
