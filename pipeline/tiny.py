@@ -481,7 +481,7 @@ def model_card(r: dict) -> str:
 
 A tiny Phi-3-shaped chat model ({r['parameters']:,} parameters; {c['layers']} layers, hidden {c['hidden']},
 {c['heads']} heads, MLP {c['intermediate']}, vocab {c['vocab']}, tied embeddings: {c['tied_embeddings']}) trained
-from scratch by `python -m pipeline.tiny` on the project's own corpus (`data/corpus/`). It exists so that the
+{'from scratch' if not r.get('init') else 'further, from `' + str(r['init']) + '`,'} by `python -m pipeline.tiny` on the project's own corpus (`data/corpus/`). It exists so that the
 app runs offline and the tests need no Hub model. It writes short, mostly grammatical English; it knows
 little and is often wrong. Do not use it for anything but demos and tests.
 
