@@ -55,8 +55,7 @@ CODE = [
     ("ui/chat_tab.py", "ui/chat_tab.py"),
     ("ui/library_tab.py", "ui/library_tab.py"),
     ("ui/chat_engine.py", "ui/engine.py"),
-    *[(f"artifacts/{f}", f"artifacts/{f}") for f in ("__init__.py", "adapter_file.py", "library.py", "limits.py",
-                                                      "names.py", "publish.py", "workspace.py")],
+    *[(f"artifacts/{f.name}", f"artifacts/{f.name}") for f in sorted((PROJECT_ROOT / "artifacts").glob("*.py"))],
     ("deploy/launch.py", "deploy/launch.py"),
     ("deploy/space_app.py", "app.py"),
 ]

@@ -292,7 +292,8 @@ def test_data_preview_validates_files(app):
     ok = app["client"].predict("data/travel/train.jsonl", "auto", "", "models/default-hf", False,
                                api_name="/preview_data")
     assert ok.startswith("✓") and "examples" in ok and "```" in ok, ok
-    bad = app["ws"] / "bad.jsonl"
+    bad = app["ws"] / "uploads" / "bad.jsonl"
+    bad.parent.mkdir(exist_ok=True)
     bad.write_text('{"prompt": "hi", "response": "yo"}\n{"prompt": "no answer"}\n')
     msg = app["client"].predict(str(bad), "auto", "", "models/default-hf", False, api_name="/preview_data")
     assert "bad data file" in msg and ":2" in msg and "response" in msg, msg
