@@ -183,7 +183,7 @@ def test_bad_input_cli(cli_ws, kind, key):
 # ---------------------------------------------------------------- the launched app
 @pytest.fixture(scope="module")
 def happ(tmp_path_factory):
-    from test_app import free_port, start_app, stop_app
+    from app_helpers import free_port, start_app, stop_app
     root = tmp_path_factory.mktemp("happ")
     ws = root / "ws"
     (ws / "models").mkdir(parents=True)
@@ -229,7 +229,7 @@ def test_bad_input_api(happ, kind, key):
 
 
 def _chat(client, variant, prompt="Where should I go in spring?"):
-    from test_app import chat, last_answer
+    from app_helpers import chat, last_answer
     hist, _, _, stats = chat(client, prompt, variant, base="default", max_new=12)
     return (last_answer(hist) if hist else ""), stats
 
