@@ -111,6 +111,15 @@ class Policy:
             return real
         raise refusal
 
+    def base_name(self, value, what: str = "base") -> str:
+        """The name of a published ONNX base: a real folder models/<name> holding base.json."""
+        if not isinstance(value, str) or not safe_name(value.strip()):
+            raise PolicyError(f"{what} {str(value)[:80]!r}: not a base name ({NAME_RULE})")
+        d = self.ws.models / value.strip()
+        if d.is_symlink() or not (d / "base.json").is_file():
+            raise PolicyError(f"{what} {value!r}: no published ONNX base of that name in models/")
+        return value.strip()
+
     # ------------------------------------------------------------------ remote code, tokens
     def trust_remote_code(self, requested) -> bool:
         if requested and not self.allow_remote_code:

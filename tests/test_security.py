@@ -520,3 +520,73 @@ def test_every_handler_survives_hostile_input(guard):
         called += 1
     assert called >= 40
     assert not (guard["ws"] / "runs").exists() or not list((guard["ws"] / "runs").iterdir())
+
+
+# ---------------------------------------------------------------------------- the layer itself
+def test_policy_paths_in_process(tmp_path):
+    """artifacts.Policy on its own: data files, model folders, exports, remote code and tokens."""
+    from artifacts import Policy, PolicyError, Workspace
+    ws = Workspace(tmp_path / "ws")
+    for d in ("uploads", "data", "models/m", "exports/e"):
+        (ws.root / d).mkdir(parents=True)
+    (ws.root / "uploads" / "a.jsonl").write_text("{}\n")
+    (ws.root / "exports" / "e" / ".studio-export").write_text("")
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "b.jsonl").write_text("{}\n")
+    os.mkfifo(ws.root / "uploads" / "fifo.jsonl")
+    p = Policy(ws)
+    assert p.data_file("uploads/a.jsonl") == (ws.root / "uploads" / "a.jsonl").resolve()
+    assert p.data_file(str(ws.root / "uploads" / "a.jsonl")).name == "a.jsonl"
+    for bad in ("uploads/fifo.jsonl", "uploads", str(tmp_path / "extra" / "b.jsonl"), "uploads/../../extra/b.jsonl",
+                "a\x00b", "", None, 7):
+        with pytest.raises(PolicyError):
+            p.data_file(bad)
+    assert Policy(ws, data_roots=(tmp_path / "extra",)).data_file(str(tmp_path / "extra" / "b.jsonl"))
+    assert p.base_model("models/m") == str(ws.root / "models" / "m")
+    assert p.base_model("someone/some-model") == "someone/some-model"
+    for bad in ("uploads/a.jsonl", "models/../uploads", "models/nope", "/", str(tmp_path / "extra"), "a/b/c", "../x"):
+        with pytest.raises(PolicyError):
+            p.base_model(bad)
+    assert Policy(ws, model_roots=(tmp_path,)).base_model(str(tmp_path / "extra")) == str(tmp_path / "extra")
+    assert p.export_dir("e") == ws.root / "exports" / "e" == p.published_export(str(ws.root / "exports" / "e"))
+    for bad in ("../e", "/tmp/e", "exports/../models/m", ".hidden", "e.previous"):
+        with pytest.raises(PolicyError):
+            p.export_dir(bad)
+    with pytest.raises(PolicyError, match="--allow-remote-code"):
+        p.trust_remote_code(True)
+    assert Policy(ws, allow_remote_code=True).trust_remote_code(True)
+    with pytest.raises(PolicyError, match="token"):
+        p.hub_token("", SERVER_TOKEN)
+    assert p.hub_token(USER_TOKEN, SERVER_TOKEN) == USER_TOKEN
+    assert Policy(ws, allow_server_token=True).hub_token("", SERVER_TOKEN) == SERVER_TOKEN
+
+
+def test_messages_carry_no_cxx_source_paths():
+    from artifacts import clean_message
+    msg = (r"D:\a\_work\1\s\onnxruntime\core\framework\adapter_format.cc:123 onnxruntime::Status "
+           r"onnxruntime::lora::LoadFromFile(const char*) Invalid adapter file")
+    assert clean_message(msg) == "Invalid adapter file"
+    assert clean_message("[ONNXRuntimeError] : 1 : FAIL : /src/onnxruntime/core/session/lora.cc:94 void f(int) bad "
+                         "shape (1, 2)") == "[ONNXRuntimeError] : 1 : FAIL : bad shape (1, 2)"
+    assert clean_message("plain (message)") == "plain (message)"
+
+
+def test_library_listing_uses_lstat(tmp_path):
+    """A loop, a FIFO metadata.json, a symlinked folder and a plain file among adapters: listed as refused
+    or skipped, never followed, never blocking; the good adapter stays ok."""
+    import artifacts
+    from app_helpers import ROOT
+    ads = tmp_path / "adapters"
+    ads.mkdir()
+    shutil.copytree(ROOT / "adapters" / ADAPTERS[0], ads / "good")
+    os.symlink("loop", ads / "loop")
+    os.symlink(ROOT / "adapters" / ADAPTERS[0], ads / "linked")
+    (ads / "fifo").mkdir()
+    os.mkfifo(ads / "fifo" / "metadata.json")
+    (ads / "file.txt").write_text("x")
+    infos = {a.name: a for a in artifacts.list_adapters(ads, ROOT / "models" / BASE)}
+    assert set(infos) == {"good", "loop", "linked", "fifo"}
+    assert infos["good"].ok and not any(infos[n].ok for n in ("loop", "linked", "fifo"))
+    assert "not followed" in infos["linked"].reason and "not a regular file" in infos["fifo"].reason
+    artifacts.delete_adapter(ads, "linked")  # the link goes, its target stays
+    assert not os.path.lexists(ads / "linked") and (ROOT / "adapters" / ADAPTERS[0] / "metadata.json").exists()

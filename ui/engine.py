@@ -62,7 +62,10 @@ class AppEngine(ChatEngineSide):
             r.train_file = str(self.policy.data_file(r.train_file, "train_file"))
             if (r.eval_file or "").strip():
                 r.eval_file = str(self.policy.data_file(r.eval_file, "eval_file"))
-            r.base_model = self.policy.base_model(r.base_model)
+            if getattr(r, "base", ""):  # a published ONNX base to build onto: models/<base>
+                r.base = self.policy.base_name(r.base)
+            if (r.base_model or "").strip() or not getattr(r, "base", ""):
+                r.base_model = self.policy.base_model(r.base_model)
             self.policy.trust_remote_code(r.trust_remote_code)
         except PolicyError as e:
             raise UIError(str(e)) from None
