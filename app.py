@@ -77,6 +77,8 @@ def main(argv=None) -> int:
     opts = launch_options(args)
     if opts is None:
         return 2
+    if not args.allow_server_token:  # build jobs (subprocesses) download Hub models without the server's token
+        os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
     demo = build_demo(args.models_dir, args.adapters_dir, args.provider, chat_only=args.chat_only,
                       warning=opts.warning, policy=policy_of(args))
     demo.launch(server_name=args.host, server_port=args.port, show_error=False, **opts.launch_kwargs(),
