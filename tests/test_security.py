@@ -345,6 +345,17 @@ def test_gradio_refuses_files_it_did_not_receive(guard):
     assert not r["ok"] and SECRET not in t, t[:2000]
 
 
+def test_file_route_serves_no_workspace_or_outside_file(guard):
+    """Gradio's file route gives out uploads it received, not files of the workspace or elsewhere."""
+    raw = guard["raw"]
+    for p in (guard["outside"] / "secret.jsonl", guard["ws"] / "uploads" / "good.jsonl",
+              guard["ws"] / "uploads" / "secret-link.jsonl", guard["ws"] / "adapters" / ADAPTERS[0] / "metadata.json",
+              Path("/etc/passwd")):
+        r = raw.http.get(f"/gradio_api/file={p}")
+        assert r.status_code in (403, 404), (p, r.status_code)
+        assert SECRET not in r.text and "root:" not in r.text
+
+
 # ---------------------------------------------------------------------------- 5. templates
 @pytest.mark.parametrize("template,fragment", [
     ("{prompt:>20000000}{response}", "format spec"), ("{prompt!r}{response}", "format spec"),
