@@ -509,6 +509,9 @@ def test_onnx_int4(awq_phi3, adapters_phi3, tok, tmp_path):
     want = _hf_greedy(AutoModelForCausalLM.from_pretrained(awq_phi3[0]).eval(), ids)
     match = sum(a == b for a, b in zip(base, want))
     print(f"\nint4 base vs PyTorch float: {match}/{N_NEW} greedy tokens equal")
+    # measured 1/16: this random tiny model's logits are nearly flat, so int4 rounding flips greedy choices
+    # after the first token (the default model's int4-vs-fp32 agreement is asserted in test_pipeline.py)
+    assert base[0] == want[0], (base, want)
     outs = {}
     for name, (ft, _) in adapters_phi3.items():
         adapters.load(convert_adapter(ft["peft_dir"], out, tmp_path / f"{name}.onnx_adapter")["file"], name)
