@@ -195,6 +195,22 @@ def _hf_greedy(model, ids, n=N_NEW):
     return out[0, len(ids):].tolist()
 
 
+def _og_forced_top1(model, ids, target) -> int:
+    """Steps where the og model's top-1 next token is target's, feeding target one token at a time."""
+    import numpy as np
+    import onnxruntime_genai as og
+    p = og.GeneratorParams(model)
+    p.set_search_options(max_length=len(ids) + len(target) + 1, do_sample=False)
+    g = og.Generator(model, p)
+    g.append_tokens(ids)
+    hits = 0
+    for t in target:
+        logits = np.asarray(g.get_logits())
+        hits += int(np.argmax(logits.reshape(-1, logits.shape[-1])[-1]) == t)
+        g.append_tokens([t])
+    return hits
+
+
 def _og_greedy(model, ids, adapters=None, name=None, n=N_NEW):
     import onnxruntime_genai as og
     p = og.GeneratorParams(model)
@@ -509,9 +525,11 @@ def test_onnx_int4(awq_phi3, adapters_phi3, tok, tmp_path):
     want = _hf_greedy(AutoModelForCausalLM.from_pretrained(awq_phi3[0]).eval(), ids)
     match = sum(a == b for a, b in zip(base, want))
     print(f"\nint4 base vs PyTorch float: {match}/{N_NEW} greedy tokens equal")
-    # measured 1/16: this random tiny model's logits are nearly flat, so int4 rounding flips greedy choices
-    # after the first token (the default model's int4-vs-fp32 agreement is asserted in test_pipeline.py)
-    assert base[0] == want[0], (base, want)
+    # free-running greedy drifts at once on this random tiny model (its logits are nearly flat); the
+    # per-step figure: teacher-forced on the float model's answer, how often int4's top-1 is the same token
+    forced = _og_forced_top1(model, ids, want)
+    print(f"int4 base vs PyTorch float, teacher-forced top-1: {forced}/{N_NEW}")
+    assert forced >= N_NEW // 4, (forced, base, want)  # measured 8/16 (a random guess: ~1/vocab)
     outs = {}
     for name, (ft, _) in adapters_phi3.items():
         adapters.load(convert_adapter(ft["peft_dir"], out, tmp_path / f"{name}.onnx_adapter")["file"], name)
