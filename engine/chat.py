@@ -246,7 +246,7 @@ class ChatEngine:
                     try:
                         self.adapters.load(str(info.path), og_name)
                     except Exception as e:
-                        info.ok, info.reason = False, f"onnxruntime-genai refused it: {str(e)[:200]}"
+                        info.ok, info.reason = False, f"onnxruntime-genai refused it: {lib.clean_message(e)[:200]}"
                 if info.ok:
                     self._refused.pop(name, None)
                     self._loaded[name] = _Loaded(info, og_name)
