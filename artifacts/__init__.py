@@ -5,7 +5,8 @@
 - publish.py       atomic publish of folders (keeps `<name>.previous`) and JSON files
 - library.py       base.json / metadata.json, listing and checking bases and adapters
 - adapter_file.py  `.onnx_adapter` reading and writing
-- limits.py        size limits (uploads, dataset files)
+- limits.py        limits: upload/dataset size, prompt characters, the text-template rule, seed range
+- policy.py        what a web request may point to (data files, base models, exports, remote code, token)
 
 Exported Spaces ship this package (standard library at import; numpy/onnxruntime only when an adapter
 file is read or written)."""
