@@ -425,6 +425,18 @@ def test_push_errors_are_clear_messages(artifacts, hub, tmp_path):
             push_space(out, "not a repo", TOKEN)
         with pytest.raises(PushError, match="not an exported Space"):
             push_space(tmp_path, "alice/y", TOKEN)
+        # a folder that looks like a Space but was not exported (no marker), or holds a link: never uploaded
+        fake = tmp_path / "fake-space"
+        shutil.copytree(out, fake)
+        (fake / ".studio-export").unlink()
+        seen = len(hub.requests)
+        with pytest.raises(PushError, match="not an exported Space"):
+            push_space(fake, "alice/y", TOKEN)
+        (fake / ".studio-export").write_text("")
+        os.symlink(tmp_path / "space", fake / "link")
+        with pytest.raises(PushError, match="symbolic links"):
+            push_space(fake, "alice/y", TOKEN)
+        assert len(hub.requests) == seen
         os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
         with pytest.raises(PushError, match="could not reach the Hugging Face Hub") as e:
             push_space(out, "alice/z", TOKEN)
