@@ -314,8 +314,9 @@ def test_data_files_only_from_uploads_and_data(guard, path):
         assert "root:" not in t and "HF_TOKEN" not in t and SERVER_TOKEN not in t
 
 
-def test_missing_and_not_allowed_read_the_same(sec):
+def test_missing_and_not_allowed_read_the_same(guard):
     """The refusal does not tell a missing file from one that exists outside: the same text."""
+    sec = guard
     raw = sec["raw"]
     msgs = []
     for p in (f"{sec['outside']}/secret.jsonl", f"{sec['outside']}/nothing-here.jsonl", "/etc/passwd",
@@ -371,8 +372,9 @@ def test_template_specs_and_size_refused(guard, template, fragment):
 
 
 # ---------------------------------------------------------------------------- 6. one bad folder
-def test_symlink_loop_fifo_and_linked_adapter_do_not_take_the_app_down(sec):
+def test_symlink_loop_fifo_and_linked_adapter_do_not_take_the_app_down(guard):
     """They were there when the app started; the library lists them as refused, chats still run."""
+    sec = guard
     raw = sec["raw"]
     r = raw.call("refresh_pickers", [BASE, "base", "base"])
     assert r["ok"], r
@@ -395,7 +397,8 @@ def _compare_mode(stats: str) -> str:
 
 @pytest.mark.parametrize("bad", [{"seed": 2**31}, {"seed": -1}, {"seed": 2**63},
                                  {"temperature": float("nan")}, {"temperature": float("inf")}])
-def test_a_bad_request_changes_nothing_for_others(sec, bad):
+def test_a_bad_request_changes_nothing_for_others(guard, bad):
+    sec = guard
     raw = sec["raw"]
     a, b = ADAPTERS[0], ADAPTERS[-1]
     before = raw.chat(compare=True, variant=a, variant_b=b)
@@ -407,9 +410,10 @@ def test_a_bad_request_changes_nothing_for_others(sec, bad):
     assert after["data"][0] == before["data"][0] and after["data"][1] == before["data"][1]
 
 
-def test_two_users_at_once(sec):
+def test_two_users_at_once(guard):
     """While one user sends bad requests, another chats: the second user's answers are those of a quiet
     app, and the first user's failures are their own."""
+    sec = guard
     other = Raw(sec["url"])
     quiet = answer_of(other.chat(variant=ADAPTERS[0], max_new=12))
     results, errors = {}, []
@@ -434,7 +438,8 @@ def test_two_users_at_once(sec):
 
 
 # ---------------------------------------------------------------------------- 8. limits
-def test_prompt_characters_capped_before_tokenization(sec):
+def test_prompt_characters_capped_before_tokenization(guard):
+    sec = guard
     raw = sec["raw"]
     hist = [{"role": r, "metadata": None, "options": None, "content": [{"type": "text", "text": c * 20_000}]}
             for r, c in (("user", "x"), ("assistant", "y"))]  # a history the page never sent: also counted
@@ -446,7 +451,8 @@ def test_prompt_characters_capped_before_tokenization(sec):
         assert r["data"][0] in ([], hist)
 
 
-def test_job_ids_validated(sec):
+def test_job_ids_validated(guard):
+    sec = guard
     raw = sec["raw"]
     for job in ("x" * 5000, "../runs", "a/b", "", ".hidden", "a\x00b"):
         r = raw.call("job_summary", [job])
@@ -457,8 +463,9 @@ def test_job_ids_validated(sec):
             assert len(t) < 2000
 
 
-def test_request_body_capped_before_login(sec):
+def test_request_body_capped_before_login(guard):
     """A body over the limit gets 413 without credentials (before the login check runs)."""
+    sec = guard
     anon = httpx.Client(base_url=sec["url"], timeout=60)
     big = b"0" * (9 * 1024 * 1024)
     r = anon.post("/gradio_api/upload", files={"files": ("big.jsonl", big)})
@@ -479,9 +486,10 @@ def _can_bind(addr: str) -> bool:
         return False
 
 
-def test_failed_logins_slowed_per_client(sec):
+def test_failed_logins_slowed_per_client(guard):
     """After 5 wrong passwords a client waits (429, even with the right password); another client at the
     same moment logs in at once."""
+    sec = guard
     assert _can_bind("127.0.0.2"), "loopback 127.0.0.2 is needed to act as a second client"
     attacker = Raw(sec["url"], user=None, local_address="127.0.0.2")
     codes = [attacker.login(USER, f"guess-{i}").status_code for i in range(8)]
