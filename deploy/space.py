@@ -6,6 +6,7 @@ Layout of the export:
   requirements.txt   CPU: onnxruntime-genai + onnxruntime; GPU hardware: the -cuda / -gpu builds
   app.py             chat-only launcher (deploy/space_app.py)
   engine/            the chat engine, copied
+  artifacts/         the on-disk contract (bases, adapters, names), copied
   ui/                __init__, interface, chat_tab, library_tab, and engine.py = ui/chat_engine.py (the
                      chat-only engine, under the Space's name for it: imports of ui.chat_engine in the
                      shipped code are rewritten to ui.engine)
@@ -13,7 +14,11 @@ Layout of the export:
   models/<base>/     the ONNX base (genai_config.json, model.onnx, tokenizer, base.json)
   adapters/<name>/   adapter.onnx_adapter + metadata.json for each adapter
 
-The export is atomic: it is written into `.<out>.tmp-<pid>` beside the target and renamed at the end."""
+  .studio-export      the export marker (artifacts.EXPORT_MARKER): only a marked folder may be replaced by
+                     another export or published (never uploaded itself)
+
+The export is atomic (artifacts.publish): it is written into `<out>.tmp-<pid>` beside the target and
+renamed at the end; a replaced export is kept as `<out>.previous`."""
 from __future__ import annotations
 
 import json
@@ -28,7 +33,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from engine import library  # noqa: E402
+import artifacts  # noqa: E402
 
 ORT_GENAI_VERSION = "0.18.0"
 ORT_VERSION = "1.31.1"
@@ -45,18 +50,18 @@ HARDWARE = CPU_HARDWARE + GPU_HARDWARE
 CODE = [
     ("engine/__init__.py", "engine/__init__.py"),
     ("engine/chat.py", "engine/chat.py"),
-    ("engine/library.py", "engine/library.py"),
     ("ui/__init__.py", "ui/__init__.py"),
     ("ui/interface.py", "ui/interface.py"),
     ("ui/chat_tab.py", "ui/chat_tab.py"),
     ("ui/library_tab.py", "ui/library_tab.py"),
     ("ui/chat_engine.py", "ui/engine.py"),
+    *[(f"artifacts/{f.name}", f"artifacts/{f.name}") for f in sorted((PROJECT_ROOT / "artifacts").glob("*.py"))],
     ("deploy/launch.py", "deploy/launch.py"),
     ("deploy/space_app.py", "app.py"),
 ]
 # modules that a Space holds under another name: (name in this project, name in the Space)
 RENAMED_MODULES = [("ui.chat_engine", "ui.engine")]
-ADAPTER_FILES = (library.ADAPTER_FILE, "metadata.json")
+ADAPTER_FILES = (artifacts.ADAPTER_FILE, "metadata.json")
 
 
 class ExportError(Exception):
@@ -100,7 +105,7 @@ def _fmt(v, nd=4) -> str:
     return "" if v is None else str(v)
 
 
-def adapter_table(adapters: list[library.AdapterInfo], detail: bool = False) -> list[str]:
+def adapter_table(adapters: list[artifacts.AdapterInfo], detail: bool = False) -> list[str]:
     """Markdown table of adapters from their metadata (detail: also alpha and size) for the model cards."""
     cols = ["adapter", "dataset", "examples", "rank"] + (["alpha"] if detail else []) + \
         ["steps", "train loss", "held-out loss"] + (["size"] if detail else [])
@@ -116,7 +121,7 @@ def adapter_table(adapters: list[library.AdapterInfo], detail: bool = False) -> 
     return rows
 
 
-def readme(title: str, emoji: str, hardware: str, base: library.BaseInfo, adapters: list[library.AdapterInfo],
+def readme(title: str, emoji: str, hardware: str, base: artifacts.BaseInfo, adapters: list[artifacts.AdapterInfo],
            short_description: str | None = None) -> str:
     meta = base.meta or {}
     head = ["---", f"title: {_yaml_str(title)}", f"emoji: {emoji}", "colorFrom: indigo", "colorTo: green",
@@ -166,40 +171,33 @@ def _copy_code(src: Path, dst: Path) -> None:
     shutil.copymode(src, dst)
 
 
-def _base_files(info: library.BaseInfo) -> list[Path]:
+def _base_files(info: artifacts.BaseInfo) -> list[Path]:
     """The files of an ONNX base folder that an export or a model repository ships (no hidden ones)."""
     return [f for f in sorted(info.dir.iterdir()) if f.is_file() and not f.name.startswith(".")]
 
 
-def _fsync_tree(root: Path) -> None:
-    for p in root.rglob("*"):
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-
-
 def _select(base: str, adapters: list[str] | None, models_dir: Path, adapters_dir: Path):
-    if not library.safe_name(base):
+    if not artifacts.safe_name(base):
         raise ExportError(f"unsafe base name {base!r}: use letters, digits, '.', '_' or '-' (no paths)")
     bdir = models_dir / base
     if not (bdir / "genai_config.json").is_file():
-        names = [b.dir.name for b in library.list_bases(models_dir) if (b.dir / "genai_config.json").is_file()]
+        names = [b.dir.name for b in artifacts.list_bases(models_dir) if (b.dir / "genai_config.json").is_file()]
         raise ExportError(f"no ONNX base {base!r} in {models_dir} (no genai_config.json); "
                           f"available: {', '.join(names) or 'none'}")
-    info = library.read_base(bdir)
+    info = artifacts.read_base(bdir)
     if not info.ok:
         raise ExportError(f"base {base!r} is not usable: {info.reason}")
     if adapters is None:  # every adapter that fits the base
-        chosen = [a for a in library.list_adapters(adapters_dir, info) if a.ok]
+        chosen = [a for a in artifacts.list_adapters(adapters_dir, info) if a.ok]
     else:
         chosen = []
         for name in adapters:
-            if not library.safe_name(name):
+            if not artifacts.safe_name(name):
                 raise ExportError(f"unsafe adapter name {name!r}: use letters, digits, '.', '_' or '-'")
             adir = adapters_dir / name
             if not adir.is_dir():
                 raise ExportError(f"no adapter {name!r} in {adapters_dir}")
-            a = library.check_adapter(adir, info)
+            a = artifacts.check_adapter(adir, info)
             if not a.ok:
                 raise ExportError(f"adapter {name!r} does not fit base {base!r}: {a.reason}")
             chosen.append(a)
@@ -210,8 +208,9 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
                  hardware: str = "cpu-basic", models_dir: str | Path | None = None,
                  adapters_dir: str | Path | None = None, title: str | None = None, emoji: str = "🦜",
                  force: bool = False, log=None) -> ExportResult:
-    """Writes the Space folder `out` (must not exist, or be empty, unless force). adapters=None: all the
-    adapters that fit the base; []: the base only."""
+    """Writes the Space folder `out` (must not exist, or be empty; with force it may be a previous export,
+    marked by artifacts.EXPORT_MARKER, never another folder). adapters=None: all the adapters that fit
+    the base; []: the base only."""
     log = log or (lambda msg: None)
     models_dir, adapters_dir = _dirs(models_dir, adapters_dir)
     reqs = requirements(hardware)  # validates the hardware
@@ -221,13 +220,19 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
         raise ExportError(f"{out}: not a usable output folder")
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ExportError(f"{out} exists and is not empty: choose another folder or pass --force to replace it")
+    if out.is_symlink():
+        raise ExportError(f"{out} is a symbolic link: choose another folder")
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise ExportError(f"{out} exists and is not empty: choose another folder or pass --force to replace it")
+        if not artifacts.is_marked_export(out):
+            raise ExportError(f"{out} is not a previous Space export (no {artifacts.EXPORT_MARKER} marker): "
+                              "refusing to replace it; choose another folder")
     for a in (models_dir, adapters_dir, PROJECT_ROOT):
         if out == a or a.is_relative_to(out):
             raise ExportError(f"{out}: refusing to export over the project, models or adapters folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -247,16 +252,12 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
         (tmp / ".gitattributes").write_text("*.onnx filter=lfs diff=lfs merge=lfs -text\n"
                                              "*.onnx.data filter=lfs diff=lfs merge=lfs -text\n"
                                              "*.onnx_adapter filter=lfs diff=lfs merge=lfs -text\n")
-        _fsync_tree(tmp)
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        (tmp / artifacts.EXPORT_MARKER).write_text("a Space folder exported by LoRA studio (deploy/space.py)\n")
+        if out.exists() and not any(out.iterdir()):
+            out.rmdir()
+        artifacts.publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -268,6 +269,6 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
 def _dirs(models_dir: str | Path | None, adapters_dir: str | Path | None) -> tuple[Path, Path]:
     """The models and adapters folders: as given, else models/ and adapters/ of the workspace
     ($STUDIO_HOME, default: the project)."""
-    root = Path(os.environ.get("STUDIO_HOME") or PROJECT_ROOT).resolve()
+    root = artifacts.workspace_root()
     return (Path(models_dir).resolve() if models_dir else root / "models",
             Path(adapters_dir).resolve() if adapters_dir else root / "adapters")

@@ -32,10 +32,15 @@ def make_workspace(root: Path) -> Path:
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
-    from pipeline.workspace import Workspace
+    from artifacts import Workspace
     root = make_workspace(tmp_path / "ws")
     monkeypatch.setenv("STUDIO_HOME", str(root))
     return Workspace(root)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: drives the app in Debian's chromium (deselected on GPU "
+                                       "machines by run.sh: -m 'not browser')")
 
 
 @pytest.hookimpl(hookwrapper=True)

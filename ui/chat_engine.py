@@ -2,7 +2,7 @@
 (no pipeline, Olive, transformers or torch import), so that `app.py --chat-only` and exported Spaces load
 none of them.
 
-- ChatEngineSide: bases and adapters on disk (engine.library) and one engine.chat.ChatEngine per ONNX base
+- ChatEngineSide: bases and adapters on disk (artifacts) and one engine.chat.ChatEngine per ONNX base
   in models/, created lazily and kept; no build jobs (list_jobs/running_job/current_job say so).
   ui.engine.AppEngine subclasses it and adds the job side.
 - ChatOnlyEngine: the read-only one of `app.py --chat-only` and of exported Spaces (which ship this file
@@ -11,12 +11,11 @@ none of them.
 ui/chat_tab.py and ui/library_tab.py import UIError and make_sampling from here, so they run on either."""
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from engine import library
+import artifacts
 
 
 class UIError(Exception):
@@ -25,21 +24,39 @@ class UIError(Exception):
 
 def make_sampling(**kw):
     """engine.chat.SamplingParams from the UI controls; None values and keys the engine does not know are
-    dropped."""
+    dropped. UIError for a seed outside 0..2**31-1 or a value that is not a finite number (so that a bad
+    value fails this request only, before the engine sees it)."""
     from engine.chat import SamplingParams
     known = {f.name for f in fields(SamplingParams)}
-    return SamplingParams(**{k: v for k, v in kw.items() if v is not None and k in known})
+    kw = {k: v for k, v in kw.items() if v is not None and k in known}
+    try:
+        for k, v in kw.items():
+            kw[k] = artifacts.check_seed(v) if k == "seed" else v
+            if k != "seed":
+                artifacts.check_finite(k, v)
+    except artifacts.LimitError as e:
+        raise UIError(str(e)) from None
+    return SamplingParams(**kw)
+
+
+def check_conversation(*texts) -> None:
+    """UIError when a request's messages together exceed artifacts.max_prompt_chars (checked before
+    anything is tokenized)."""
+    try:
+        artifacts.check_prompt_chars(sum(len(t) for t in texts if isinstance(t, str)))
+    except artifacts.LimitError as e:
+        raise UIError(str(e)) from None
 
 
 def default_root() -> Path:
-    """$STUDIO_HOME, else the folder above this file (the project root, or the Space root)."""
-    return Path(os.environ.get("STUDIO_HOME") or Path(__file__).resolve().parent.parent).resolve()
+    """The workspace: $STUDIO_HOME, else the project root (or the Space root)."""
+    return artifacts.workspace_root()
 
 
 class ChatEngineSide:
     """Pickers, chat engines and library tables over models/<base>/ and adapters/<name>/.
 
-    `ws` is anything with a `root` folder (pipeline.workspace.Workspace, or a plain root); models_dir and
+    `ws` is anything with a `root` folder (artifacts.Workspace, or a plain root); models_dir and
     adapters_dir default to <root>/models and <root>/adapters. read_only (a class attribute): adapters cannot
     be deleted."""
 
@@ -57,9 +74,9 @@ class ChatEngineSide:
         self._base_locks: dict[str, threading.Lock] = {}
 
     # ------------------------------------------------------------------ bases and chat engines
-    def bases(self) -> list[library.BaseInfo]:
+    def bases(self) -> list[artifacts.BaseInfo]:
         """ONNX bases that can be served (genai_config.json present); HF folders are not bases."""
-        return [b for b in library.list_bases(self.models_dir) if (b.dir / "genai_config.json").is_file()]
+        return [b for b in artifacts.list_bases(self.models_dir) if (b.dir / "genai_config.json").is_file()]
 
     def base_names(self) -> list[str]:
         return [b.dir.name for b in self.bases()]
@@ -73,8 +90,8 @@ class ChatEngineSide:
     def _is_base(self, base: str) -> bool:
         """base in base_names(), without reading every base.json (chat() runs on each request)."""
         d = self.models_dir / base
-        return (d.name == base and not library.is_temp_name(base)
-                and (d / "genai_config.json").is_file())
+        return (isinstance(base, str) and artifacts.safe_name(base) and d.name == base
+                and artifacts.is_real_dir(d) and artifacts.is_regular(d / "genai_config.json"))
 
     def chat(self, base: str | None):
         """The ChatEngine of models/<base>/ (created on first use, then kept)."""
@@ -114,14 +131,14 @@ class ChatEngineSide:
         return ["base"] + names, [(str(n), str(r)) for n, r in eng.refused()]
 
     # ------------------------------------------------------------------ library
-    def adapters(self, base: str | None = None) -> list[library.AdapterInfo]:
+    def adapters(self, base: str | None = None) -> list[artifacts.AdapterInfo]:
         info = next((b for b in self.bases() if b.dir.name == base), None) if base else None
-        return library.list_adapters(self.adapters_dir, info)
+        return artifacts.list_adapters(self.adapters_dir, info)
 
     def delete_adapter(self, name: str) -> None:
         if self.read_only:
             raise UIError("this app is read-only: adapters cannot be deleted here")
-        library.delete_adapter(self.adapters_dir, name)
+        artifacts.delete_adapter(self.adapters_dir, name)
         self.refresh()
 
     # ------------------------------------------------------------------ no build jobs here

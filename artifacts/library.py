@@ -4,40 +4,70 @@
 An adapter fits a base when metadata.base_fingerprint == base.json.fingerprint and every
 tensor in its .onnx_adapter is a LoRA input of that base (name, and fixed dims) as listed in
 base.json `lora_inputs`. Anything else is refused with a human-readable reason.
+
+Folders hold untrusted files (a Space's users, a crashed job, a hostile upload): listing uses lstat, so
+only real folders and regular files count. A symlinked adapter folder or file is refused (never
+followed), a FIFO or device is never opened for reading, JSON files are capped in size, and a symlink
+loop is one refused entry, never an error for the whole listing.
 """
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ADAPTER_FILE = "adapter.onnx_adapter"
-ROWS_DIM = "lora_rows"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+from .adapter_file import ADAPTER_FILE, has_rows, read_adapter_tensors
+from .names import is_temp_name, safe_name
+from .policy import clean_message
+
+BASE_JSON = "base.json"          # models/<base>/base.json, written by the pipeline (pipeline/runner.py)
+METADATA_JSON = "metadata.json"  # adapters/<name>/metadata.json
 
 
 class LibraryError(Exception):
     pass
 
 
-def is_temp_name(name: str) -> bool:
-    """Folders being published (`<name>.tmp-<pid>`, `<name>.old-<pid>`) or hidden ones are not part of the library."""
-    return ".tmp-" in name or ".old-" in name or name.startswith(".")
+MAX_JSON_BYTES = 4 << 20  # base.json / metadata.json
 
 
-def safe_name(name: str) -> bool:
-    return bool(_SAFE_NAME.match(name or "")) and ".." not in name and not is_temp_name(name)
+def is_regular(p: Path) -> bool:
+    """A regular file, not followed through a symlink (lstat)."""
+    try:
+        return stat.S_ISREG(os.lstat(p).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
-def _read_json(p: Path) -> dict:
-    with open(p, "r", encoding="utf-8") as f:
-        d = json.load(f)
+def is_real_dir(p: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(p).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def read_json(p: Path, limit: int = MAX_JSON_BYTES) -> dict:
+    """A JSON object from a regular file (no symlink, FIFO or device: opened without following links and
+    without blocking), at most `limit` bytes. FileNotFoundError when missing, ValueError when not usable."""
+    st = os.lstat(p)
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError("not a regular file")
+    fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise ValueError(f"larger than {limit >> 20} MB")
+    d = json.loads(raw.decode("utf-8"))
     if not isinstance(d, dict):
         raise ValueError("not a JSON object")
     return d
+
+
 
 
 # ---------------------------------------------------------------- bases
@@ -60,20 +90,14 @@ class BaseInfo:
         return has_rows(self.meta.get("lora_inputs") or {})
 
 
-def has_rows(lora_inputs: dict) -> bool:
-    """True when LoRA inputs ({name: dims}) carry the leading per-row dim (the rows layout)."""
-    return bool(lora_inputs) and all(isinstance(d, (list, tuple)) and d and d[0] == ROWS_DIM
-                                     for d in lora_inputs.values())
-
-
 def read_base(model_dir: str | os.PathLike) -> BaseInfo:
     d = Path(model_dir)
     info = BaseInfo(name=d.name, dir=d)
-    if not (d / "genai_config.json").is_file():
+    if not is_regular(d / "genai_config.json"):
         info.ok, info.reason = False, "genai_config.json missing"
     bj = d / "base.json"
     try:
-        info.meta = _read_json(bj)
+        info.meta = read_json(bj)
         info.name = str(info.meta.get("name") or d.name)
     except FileNotFoundError:
         info.ok, info.reason = False, (info.reason or "base.json missing")
@@ -84,16 +108,31 @@ def read_base(model_dir: str | os.PathLike) -> BaseInfo:
 
 def list_bases(models_dir: str | os.PathLike) -> list[BaseInfo]:
     """Every folder of models_dir holding a base.json or genai_config.json (temp dirs skipped)."""
-    root = Path(models_dir)
-    if not root.is_dir():
-        return []
     out = []
-    for e in sorted(os.scandir(root), key=lambda e: e.name):
-        if not e.is_dir() or is_temp_name(e.name):
-            continue
-        p = Path(e.path)
-        if (p / "base.json").exists() or (p / "genai_config.json").exists():
+    for p in _real_dirs(models_dir):
+        if is_regular(p / "base.json") or is_regular(p / "genai_config.json"):
             out.append(read_base(p))
+    return out
+
+
+def _entries(root: str | os.PathLike) -> list[os.DirEntry]:
+    """The entries of a folder, sorted, without temp names; [] when it cannot be listed."""
+    try:
+        with os.scandir(root) as it:
+            return sorted((e for e in it if not is_temp_name(e.name)), key=lambda e: e.name)
+    except (OSError, ValueError):
+        return []
+
+
+def _real_dirs(root: str | os.PathLike) -> list[Path]:
+    """Sub-folders that are real folders (symlinks are not followed)."""
+    out = []
+    for e in _entries(root):
+        try:
+            if e.is_dir(follow_symlinks=False):
+                out.append(Path(e.path))
+        except OSError:
+            pass
     return out
 
 
@@ -111,9 +150,9 @@ class AdapterInfo:
 
 def _adapter_file(d: Path) -> Path | None:
     p = d / ADAPTER_FILE
-    if p.is_file():
+    if is_regular(p):
         return p
-    others = sorted(d.glob("*.onnx_adapter"))
+    others = [Path(e.path) for e in _entries(d) if e.name.endswith(".onnx_adapter") and is_regular(Path(e.path))]
     return others[0] if others else None
 
 
@@ -122,85 +161,11 @@ def stat_signature(d: Path) -> tuple:
     sig = []
     for n in ("metadata.json", ADAPTER_FILE):
         try:
-            st = os.stat(d / n)
+            st = os.lstat(d / n)
             sig.append((n, st.st_mtime_ns, st.st_size, st.st_ino))
         except OSError:
             sig.append((n, None))
     return tuple(sig)
-
-
-def read_adapter_tensors(path: Path) -> dict[str, tuple]:
-    """{name: shape} of an .onnx_adapter file; raises on a truncated or unreadable file."""
-    import onnxruntime as ort
-
-    fmt = ort.AdapterFormat.read_adapter(str(path))
-    params = fmt.get_parameters()
-    return {k: tuple(v.shape()) for k, v in params.items()}
-
-
-def read_adapter_arrays(path: Path) -> dict:
-    """{name: numpy array} of an .onnx_adapter file (copies: the arrays onnxruntime hands out point into
-    the AdapterFormat object and are garbage once it is freed)."""
-    import numpy as np
-    import onnxruntime as ort
-
-    fmt = ort.AdapterFormat.read_adapter(str(path))
-    params = fmt.get_parameters()
-    out = {k: np.array(v.numpy(), copy=True) for k, v in params.items()}
-    del params, fmt
-    return out
-
-
-def write_pair_adapter(file_a: Path | None, file_b: Path | None, out_file: Path) -> dict:
-    """One .onnx_adapter for a rows-layout base that gives batch row 0 adapter A and row 1 adapter B
-    (None: the base model, a zero LoRA). Each input is the two adapters' [1, ...] tensors stacked on
-    the rows axis; ranks that differ are padded with zeros (exact: zero columns of A meet zero rows
-    of B). Returns {"tensors", "bytes"}."""
-    import numpy as np
-
-    if file_a is None and file_b is None:
-        raise ValueError("a pair needs at least one adapter")
-    a = read_adapter_arrays(file_a) if file_a else None
-    b = read_adapter_arrays(file_b) if file_b else None
-    ref = a if a is not None else b
-    a = a if a is not None else {k: np.zeros_like(v) for k, v in ref.items()}
-    b = b if b is not None else {k: np.zeros_like(v) for k, v in ref.items()}
-    if set(a) != set(b):
-        raise ValueError("the two adapters set different LoRA inputs")
-    stacked = {}
-    for k in a:
-        x, y = a[k], b[k]
-        if x.ndim != 3 or y.ndim != 3 or x.shape[0] != 1 or y.shape[0] != 1:
-            raise ValueError(f"{k}: not a rows-layout adapter tensor ({list(x.shape)}, {list(y.shape)})")
-        ax = 2 if ".lora_A." in k else 1  # the rank axis: A [1, K, r], B [1, r, N]
-        r = max(x.shape[ax], y.shape[ax])
-        pads = []
-        for t in (x, y):
-            w = [(0, 0)] * 3
-            w[ax] = (0, r - t.shape[ax])
-            pads.append(np.pad(t, w))
-        if pads[0].shape != pads[1].shape or pads[0].dtype != pads[1].dtype:
-            raise ValueError(f"{k}: shapes/dtypes do not stack: {pads[0].shape} vs {pads[1].shape}")
-        stacked[k] = np.concatenate(pads, axis=0)
-    write_adapter_file(stacked, out_file)
-    return {"tensors": len(stacked), "bytes": Path(out_file).stat().st_size}
-
-
-def write_adapter_file(arrays: dict, out_file: str | os.PathLike) -> None:
-    """{name: numpy array} -> an .onnx_adapter file, written to a temporary name and renamed over
-    out_file (a reader never sees half a file)."""
-    import numpy as np
-    import onnxruntime as ort
-
-    fmt = ort.AdapterFormat()
-    fmt.set_adapter_version(1)
-    fmt.set_model_version(1)
-    fmt.set_parameters({k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(out_file.name + ".tmp")
-    fmt.export_adapter(str(tmp))
-    os.replace(tmp, out_file)
 
 
 def _dims_match(shape: tuple, dims: list) -> bool:
@@ -212,8 +177,11 @@ def _dims_match(shape: tuple, dims: list) -> bool:
 def check_adapter(adapter_dir: str | os.PathLike, base: BaseInfo | dict | None) -> AdapterInfo:
     d = Path(adapter_dir)
     info = AdapterInfo(name=d.name, dir=d)
+    if not is_real_dir(d):
+        info.reason = "a symbolic link or not a folder (not followed)"
+        return info
     try:
-        info.metadata = _read_json(d / "metadata.json")
+        info.metadata = read_json(d / "metadata.json")
     except FileNotFoundError:
         info.reason = "metadata.json missing"
         return info
@@ -224,7 +192,7 @@ def check_adapter(adapter_dir: str | os.PathLike, base: BaseInfo | dict | None) 
     if info.path is None:
         info.reason = f"{ADAPTER_FILE} missing"
         return info
-    info.size = info.path.stat().st_size
+    info.size = os.lstat(info.path).st_size
     bmeta = base.meta if isinstance(base, BaseInfo) else (base or {})
     if not bmeta:
         info.reason = "base has no base.json: cannot check the adapter fits"
@@ -240,9 +208,7 @@ def check_adapter(adapter_dir: str | os.PathLike, base: BaseInfo | dict | None) 
     try:
         tensors = read_adapter_tensors(info.path)
     except Exception as e:  # onnxruntime raises its own exception types
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if ") " in msg and "onnxruntime" in msg:  # drop the C++ source location
-            msg = msg.rsplit(") ", 1)[-1]
+        msg = clean_message(str(e).splitlines()[0] if str(e) else type(e).__name__)
         info.reason = f"{info.path.name} unreadable or truncated: {msg[:200]}"
         return info
     if not tensors:
@@ -267,11 +233,16 @@ def check_adapter(adapter_dir: str | os.PathLike, base: BaseInfo | dict | None) 
 
 
 def adapter_dirs(adapters_dir: str | os.PathLike) -> list[Path]:
-    root = Path(adapters_dir)
-    if not root.is_dir():
-        return []
-    return [Path(e.path) for e in sorted(os.scandir(root), key=lambda e: e.name)
-            if e.is_dir() and not is_temp_name(e.name)]
+    """Every adapter entry: real folders, and symlinks (check_adapter refuses them, so they are listed
+    with the reason); plain files are not adapters."""
+    out = []
+    for e in _entries(adapters_dir):
+        try:
+            if e.is_dir(follow_symlinks=False) or e.is_symlink():
+                out.append(Path(e.path))
+        except OSError:
+            pass
+    return out
 
 
 def list_adapters(adapters_dir: str | os.PathLike, base: BaseInfo | dict | str | os.PathLike | None
@@ -286,11 +257,12 @@ def delete_adapter(adapters_dir: str | os.PathLike, name: str) -> None:
     """Remove adapters/<name>: renamed to a temp name first (so readers skip it), then deleted."""
     if not safe_name(name):
         raise LibraryError(f"unsafe adapter name: {name!r}")
-    root = Path(adapters_dir).resolve()
-    target = (root / name).resolve()
-    if target.parent != root:
-        raise LibraryError(f"adapter {name!r} is outside {root}")
-    if not target.is_dir():
+    root = Path(adapters_dir)
+    target = root / name
+    if os.path.islink(target):  # a symlinked entry (refused by the library): remove the link, never its target
+        target.unlink()
+        return
+    if not is_real_dir(target):
         raise LibraryError(f"no adapter named {name!r}")
     trash = root / f"{name}.tmp-delete-{os.getpid()}"
     os.replace(target, trash)
