@@ -9,10 +9,10 @@ import gradio as gr
 from artifacts import SEED_MAX, clean_message
 from ui.chat_engine import ChatEngineSide, UIError, check_conversation, make_sampling
 
-# Example prompts (Gradio `examples`): held out of the shipped adapters' training sets, so that base, travel
-# and pirate show the difference at once (Compare); README.md's demo table answers the same prompts.
+# Example prompts (Gradio `examples`) that show base, travel and pirate differ at once (Compare); all but the
+# first are held out of the adapters' training sets. README.md's demo table answers the same prompts.
 EXAMPLES = ["What should I pack for a trip?", "Tell me about Lisbon.", "What should I pack for a ski trip?",
-            "What do foxes eat?"]
+            "What kind of animal is a bee?"]
 
 
 @dataclass
