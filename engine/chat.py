@@ -27,6 +27,27 @@ from .templates import load_hf_chat_template, render_chat_template  # noqa: F401
 BACKENDS = ("auto", "og", "ort")
 
 
+class _Frames:
+    """An ort backend request's frames with cancel(): the decode loop drops its rows after the current
+    step, without waiting for the reader to take another frame (engine/live.py)."""
+
+    def __init__(self, gen, reqs: list):
+        self._gen, self.reqs = gen, reqs
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._gen)
+
+    def close(self) -> None:
+        self._gen.close()
+
+    def cancel(self) -> None:
+        for r in self.reqs:
+            r.cancel()
+
+
 def _cuda_usable() -> bool:
     try:
         import onnxruntime as ort
@@ -55,7 +76,7 @@ def pick_backend(backend: str, provider: str, base: lib.BaseInfo) -> tuple[str, 
 class ChatEngine:
     def __init__(self, model_dir: str | os.PathLike, adapters_dir: str | os.PathLike | None,
                  provider: str = "auto", cuda_graph: bool | None = None, backend: str | None = None,
-                 max_rows: int | None = None):
+                 max_rows: int | None = None, batch_invariant: bool | None = None):
         self.model_dir = Path(model_dir)
         # CUDA graph: on by default on CUDA (measured on an H200: +23-28 % decode with an adapter
         # active on og, bench/results/h200-*); STUDIO_CUDA_GRAPH=0 turns it off.
@@ -74,7 +95,9 @@ class ChatEngine:
                                       max_rows=int(max_rows or env("STUDIO_MAX_ROWS", "8")),
                                       max_length=int(env("STUDIO_MAX_LENGTH", "4096")),
                                       rank=int(env("STUDIO_LORA_RANK", "64")),
-                                      adapter_budget=int(env("STUDIO_ADAPTER_BUDGET", "32")))
+                                      adapter_budget=int(env("STUDIO_ADAPTER_BUDGET", "32")),
+                                      batch_invariant=bool(int(env("STUDIO_BATCH_INVARIANT", "0")))
+                                      if batch_invariant is None else batch_invariant)
         else:
             from .og_backend import OgBackend
             self.backend = OgBackend(self.model_dir, provider, self.cuda_graph)
@@ -215,7 +238,7 @@ class ChatEngine:
             finally:
                 req.cancel()  # closed early: the row ends at the next step
                 self.registry.release(held)
-        return frames()
+        return _Frames(frames(), [req])
 
     def stream(self, messages, variant: str = BASE, params: SamplingParams | None = None
                ) -> Iterator[tuple[str, Stats]]:
@@ -252,7 +275,7 @@ class ChatEngine:
         seed = params.request_seed()
         if variant_a == variant_b:
             ga = self._request(messages, variant_a, params, seed)
-            return ((t, t, s, replace(s)) for t, s in ga)
+            return _Frames(((t, t, s, replace(s)) for t, s in ga), getattr(ga, "reqs", []))
         if self.backend_name == "og" and self.compare_batched:
             params.validate()
             self.registry.check(variant_a)
@@ -261,7 +284,8 @@ class ChatEngine:
             return self._pair_or_fallback(messages, ids, note, variant_a, variant_b, params, seed)
         ga = self._request(messages, variant_a, params, seed)
         gb = self._request(messages, variant_b, params, seed)
-        return self._interleave(ga, gb, variant_a, variant_b)
+        return _Frames(self._interleave(ga, gb, variant_a, variant_b),
+                       getattr(ga, "reqs", []) + getattr(gb, "reqs", []))
 
     def _pair_or_fallback(self, messages, ids, note, va, vb, params, seed):
         """The og batched compare; if it fails before its first token (e.g. an execution provider that

@@ -17,7 +17,7 @@ class Live:
         self._done = False
         self._error: BaseException | None = None
         self._stop = False
-        self.produced = 0
+        self.produced_frames = 0       # frames the engine made (the reader may see fewer)
         self.thread = threading.Thread(target=self._pump, name=name, daemon=True)
         self.thread.start()
 
@@ -27,6 +27,7 @@ class Live:
                 with self._cv:
                     self._latest = f
                     self._count += 1
+                    self.produced_frames = self._count
                     self._cv.notify_all()
                 if self._stop:
                     break
@@ -46,8 +47,12 @@ class Live:
         return self._done
 
     def cancel(self) -> None:
-        """Stop the request: the producer ends after the step in flight."""
+        """Stop the request: the producer ends after the step in flight (frames with a cancel() method, the
+        ort backend's, are told at once: the decode loop drops their rows at the end of its current step)."""
         self._stop = True
+        cancel = getattr(self._frames, "cancel", None)
+        if cancel is not None:
+            cancel()
 
     def join(self, timeout: float | None = None) -> bool:
         self.thread.join(timeout)

@@ -71,7 +71,8 @@ class OrtBackend:
     name = "ort"
 
     def __init__(self, model_dir: Path, device: str = "cuda", graph: bool = True, max_rows: int = 8,
-                 max_length: int | None = None, rank: int = 64, adapter_budget: int = 32):
+                 max_length: int | None = None, rank: int = 64, adapter_budget: int = 32,
+                 batch_invariant: bool = False):
         import onnxruntime as ort
         import onnxruntime_genai as og
         import torch
@@ -124,6 +125,11 @@ class OrtBackend:
         self.context_length = min(ctx, int(max_length or 4096))
         self.B, self.T = int(max_rows), self.context_length
         self.rank = int(rank)
+        # decode batch sizes: powers of two up to max_rows; batch_invariant: always max_rows, so an answer
+        # does not depend on how many others run with it (int4 kernels round a batch of 1 and of n
+        # slightly differently, which flips near-ties)
+        self.buckets = [self.B] if batch_invariant else \
+            sorted({min(2 ** i, self.B) for i in range(self.B.bit_length() + 1)})
         self.lora_dims = {k: v for k, v in (base.meta.get("lora_inputs") or {}).items()}
         self.budget = max(1, int(adapter_budget))
 
@@ -152,7 +158,8 @@ class OrtBackend:
         self._bindings: dict[int, object] = {}
         self._run_opts: dict[int, object] = {}
         self.counters = {"steps": 0, "rows_stepped": 0, "prefills": 0, "slot_writes": 0, "slot_write_s": 0.0,
-                         "adapter_reads": 0, "adapter_read_s": 0.0, "evictions": 0, "max_batch": 0}
+                         "adapter_reads": 0, "adapter_read_s": 0.0, "evictions": 0, "max_batch": 0,
+                         "ended": {}}
         self.rows: list[_Row | None] = [None] * B
         self.waiting: list[Request] = []
         self.cv = threading.Condition()
@@ -238,9 +245,15 @@ class OrtBackend:
             self.cv.notify()
         return req
 
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Blocks until no request is queued or decoding (True), or the timeout passed (False)."""
+        with self.cv:
+            return self.cv.wait_for(lambda: not self.waiting and all(r is None for r in self.rows), timeout)
+
     def stats(self) -> dict:
         c = dict(self.counters)
-        c.update(resident_adapters=len(self.resident), max_rows=self.B, max_length=self.T, rank=self.rank,
+        c["ended"] = dict(c["ended"])
+        c.update(resident_adapters=len(self.resident), max_rows=self.B, buckets=self.buckets, max_length=self.T, rank=self.rank,
                  cuda_graph=self.graph, resident_bytes=int(sum(t.numel() * t.element_size()
                                                             for d in list(self.resident.values())
                                                             for t in d.values())))
@@ -282,6 +295,9 @@ class OrtBackend:
         req.out.put((None, time.perf_counter(), reason))
         with self.cv:
             self.rows[slot] = None
+            ended = self.counters["ended"]
+            ended[reason.split(":")[0]] = ended.get(reason.split(":")[0], 0) + 1
+            self.cv.notify_all()
             if req.key is not None:
                 self.pinned[req.key] -= 1
                 if not self.pinned[req.key]:
@@ -386,10 +402,7 @@ class OrtBackend:
     def _step(self) -> None:
         live = [r for r in self.rows if r]
         hi = max(r.slot for r in live) + 1
-        n = 1
-        while n < hi:
-            n *= 2
-        n = min(n, self.B)
+        n = next(b for b in self.buckets if b >= hi)
         self.host_ids[:] = 0
         for r in live:
             self.host_ids[r.slot, 0] = r.last
