@@ -335,6 +335,8 @@ class OrtBackend:
                 opts.add_run_config_entry("gpu_graph_id", str(graph_id))
             self._run_opts[graph_id] = opts
         self.sess.run_with_iobinding(b, opts)
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()  # the outputs (written on onnxruntime's stream) are ready
 
     def _prefill(self, slot: int, req: Request) -> None:
         torch = self.torch
