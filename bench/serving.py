@@ -125,7 +125,8 @@ def _backend_rate(eng, variant: str, ids: list[int], n: int) -> tuple[float, int
         times = []
         if eng.backend_name == "ort":
             from engine.ort_backend import Request
-            req = eng.backend.submit(Request(ids, held and held.key, held and held.info.path, p, 1, n))
+            req = eng.backend.submit(Request(ids, held and held.key, held and held.info.path, p, 1, n,
+                                             ignore_eos=True))
             while True:
                 tok, now, _ = req.out.get()
                 if tok is None:

@@ -87,18 +87,16 @@ class ChatEngine:
         self.base = lib.read_base(self.model_dir)
         want = backend or os.environ.get("STUDIO_BACKEND") or "auto"
         self.backend_name, self.backend_why = pick_backend(want, provider, self.base)
+        self.backend = None
         if self.backend_name == "ort":
-            from .ort_backend import OrtBackend
-            device = "cpu" if provider == "cpu" or (provider == "auto" and not _cuda_usable()) else "cuda"
-            env = os.environ.get
-            self.backend = OrtBackend(self.model_dir, device, self.cuda_graph,
-                                      max_rows=int(max_rows or env("STUDIO_MAX_ROWS", "8")),
-                                      max_length=int(env("STUDIO_MAX_LENGTH", "4096")),
-                                      rank=int(env("STUDIO_LORA_RANK", "64")),
-                                      adapter_budget=int(env("STUDIO_ADAPTER_BUDGET", "32")),
-                                      batch_invariant=bool(int(env("STUDIO_BATCH_INVARIANT", "0")))
-                                      if batch_invariant is None else batch_invariant)
-        else:
+            try:
+                self.backend = self._ort_backend(provider, max_rows, batch_invariant)
+            except Exception as e:
+                if want != "auto":
+                    raise
+                # picked by itself and not working here: serve with onnxruntime-genai, and say why
+                self.backend_name, self.backend_why = "og", f"ort backend failed: {type(e).__name__}: {str(e)[:300]}"
+        if self.backend is None:
             from .og_backend import OgBackend
             self.backend = OgBackend(self.model_dir, provider, self.cuda_graph)
         self.provider = self.backend.provider
@@ -124,6 +122,24 @@ class ChatEngine:
                 else "interleaved: CUDA graph on (a batch-of-2 prompt is refused under it)" if graph
                 else "interleaved (STUDIO_COMPARE=interleave)")
         self.refresh()
+
+    def _ort_backend(self, provider: str, max_rows, batch_invariant):
+        from .ort_backend import OrtBackend
+        device = "cpu" if provider == "cpu" or (provider == "auto" and not _cuda_usable()) else "cuda"
+        env = os.environ.get
+        b = OrtBackend(self.model_dir, device, self.cuda_graph,
+                       max_rows=int(max_rows or env("STUDIO_MAX_ROWS", "8")),
+                       max_length=int(env("STUDIO_MAX_LENGTH", "4096")),
+                       rank=int(env("STUDIO_LORA_RANK", "64")),
+                       adapter_budget=int(env("STUDIO_ADAPTER_BUDGET", "32")),
+                       batch_invariant=bool(int(env("STUDIO_BATCH_INVARIANT", "0")))
+                       if batch_invariant is None else batch_invariant)
+        try:  # a few tokens through prefill and decode (on CUDA: the batch-1 graph captured and replayed)
+            b.selftest()
+        except Exception:
+            b.close()
+            raise
+        return b
 
     # -- library
     def variants(self) -> list[str]:

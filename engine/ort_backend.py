@@ -52,6 +52,7 @@ class Request:
     limit: int                        # new tokens at most
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # (tok | None, time, reason)
     cancelled: bool = False
+    ignore_eos: bool = False          # exactly `limit` tokens (self-test, benchmarks)
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -245,6 +246,18 @@ class OrtBackend:
             self.cv.notify()
         return req
 
+    def selftest(self, tokens: int = 4) -> None:
+        """A short greedy request on the base through the loop; raises what the loop ran into."""
+        from .sampling import SamplingParams
+        req = self.submit(Request([1, 2, 3, 4], None, None, SamplingParams(max_new_tokens=tokens), 1, tokens,
+                                  ignore_eos=True))
+        while True:
+            tok, _, reason = req.out.get(timeout=600)
+            if tok is None:
+                break
+        if reason.startswith("error"):
+            raise RuntimeError(reason)
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Blocks until no request is queued or decoding (True), or the timeout passed (False)."""
         with self.cv:
@@ -376,7 +389,7 @@ class OrtBackend:
         req, now = row.req, time.perf_counter()
         if req.cancelled:
             return self._end(row.slot, row, req, "cancelled")
-        if tok in self.eos:
+        if tok in self.eos and not req.ignore_eos:
             return self._end(row.slot, row, req, "eos")
         row.made += 1
         req.out.put((tok, now, ""))
