@@ -413,14 +413,13 @@ def part_report(a) -> dict:
         "app_one_token_ms": _get(app, "one_token", "wall_ms"),
         "og_base_tok_s": _get(og_, "rows", "base", "decode_tok_s"),
         "og_adapter_tok_s": _get(og_, "rows", "adapter", "decode_tok_s"),
-        "og_ttft1024_adapter_ms": _get(og_, "rows", "adapter", f"ttft{L}_ms"),
+        f"og_ttft{L}_adapter_ms": _get(og_, "rows", "adapter", f"ttft{L}_ms"),
         "backend": eng.get("backend"),
         "device": info.get("gpu_name") or info.get("gpu") or info.get("cpu"),
         "packages": info.get("packages"),
         "date": date.today().isoformat(),
     }
-    if "ttft1024_adapter_ms" not in s:
-        s["ttft1024_adapter_ms"] = s[f"ttft{L}_adapter_ms"]
+    s.setdefault("ttft1024_adapter_ms", None)  # the key: only from a 1024-token prompt
     for lever in ("engine-og", "engine-nograph"):
         e = parts.get(lever) or {}
         s[f"{lever.replace('-', '_')}_base_tok_s"] = _get(e, "stream", "base", "engine_tok_s")
@@ -429,6 +428,9 @@ def part_report(a) -> dict:
         if isinstance(r, dict) and "decode_tok_s" in r:
             s["hf_adapter_tok_s" if "PEFT" in str(r.get("path")) else "hf_base_tok_s"] = r["decode_tok_s"]
     failed = {k: v.get("error") for k, v in parts.items() if isinstance(v, dict) and v.get("error")}
+    for log in sorted(Path(a.logs).glob("*.log")) if a.logs else []:  # a part with a log and no JSON failed
+        if log.stem not in parts and log.stem != "report" and not log.stem.endswith(".app"):
+            failed[log.stem] = log.read_text(errors="replace")[-1500:]
     out = {"summary": s, "summary_doc": SUMMARY_DOC, "failed_parts": failed, "info": info, "parts": parts}
     dest = Path(a.out_dir) / f"serving-{C.device_slug(info)}-{s['date']}.json"
     C.write_json(dest, out)
@@ -455,6 +457,7 @@ def main() -> int:
     ap.add_argument("--many", type=int, default=100, help="adapters of the switch figure")
     ap.add_argument("--quick", action="store_true", help="engine: the decode figures only")
     ap.add_argument("--parts", type=Path, help="report: the parts folder")
+    ap.add_argument("--logs", type=Path, help="report: the logs folder (parts with a log and no JSON failed)")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--out", type=Path, help="the part's JSON")
     a = ap.parse_args()

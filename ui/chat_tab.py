@@ -2,13 +2,16 @@
 streams two variants of the same base side by side (engine.compare)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import gradio as gr
 
 from ui.chat_engine import ChatEngineSide, UIError, make_sampling
 
-STREAM_INTERVAL_S = 0.04  # at most ~25 UI updates per second; the engine decodes on its own thread
+# at most ~25 UI updates per second (the engine decodes on its own thread; each update costs Gradio a
+# postprocess + diff of the whole chat); STUDIO_STREAM_INTERVAL_S=0 sends every frame the reader can take
+STREAM_INTERVAL_S = float(os.environ.get("STUDIO_STREAM_INTERVAL_S", "0.04"))
 
 
 @dataclass
