@@ -377,6 +377,46 @@ SUMMARY_DOC = {
 }
 
 
+def _f(x, fmt="{:,.1f}"):
+    return "-" if x is None else fmt.format(x)
+
+
+def table(s: dict, L: int) -> str:
+    """The README's serving table (issue 13's targets next to what was measured)."""
+    def ratio(a, b):
+        return None if not a or not b else a / b
+    ad_over_base = ratio(s["engine_adapter_tok_s"], s["engine_base_tok_s"])
+    app_b, app_a = ratio(s["app_base_tok_s"], s["engine_base_tok_s"]), ratio(s["app_adapter_tok_s"], s["engine_adapter_tok_s"])
+    rows = [
+        ("path", "base tok/s", "adapter tok/s"),
+        ("transformers + PEFT", _f(s.get("hf_base_tok_s")), _f(s.get("hf_adapter_tok_s"))),
+        ("onnxruntime-genai loop", _f(s.get("og_base_tok_s")), _f(s.get("og_adapter_tok_s"))),
+        (f"serving backend loop ({s.get('backend')})", _f(s["base_tok_s"]), _f(s["adapter_tok_s"])),
+        ("ChatEngine.stream (stats line)", _f(s["engine_base_tok_s"]), _f(s["engine_adapter_tok_s"])),
+        ("the app, /chat via gradio_client", _f(s["app_base_tok_s"]), _f(s["app_adapter_tok_s"])),
+        ("engine forced onto onnxruntime-genai", _f(s.get("engine_og_base_tok_s")), _f(s.get("engine_og_adapter_tok_s"))),
+        ("ort backend without CUDA graph", _f(s.get("engine_nograph_base_tok_s")), _f(s.get("engine_nograph_adapter_tok_s"))),
+    ]
+    t = "\n".join("| " + " | ".join(r) + " |" for r in rows[:1] + [("---",) * 3] + rows[1:])
+    targets = [
+        ("figure", "target", "measured"),
+        ("engine decode, adapter over base", ">= 0.90x (>= 400 tok/s)",
+         f"{_f(ad_over_base, '{:.2f}x')} ({_f(s['engine_adapter_tok_s'])} tok/s)"),
+        ("the app over the engine, base / adapter", ">= 0.90x", f"{_f(app_b, '{:.2f}x')} / {_f(app_a, '{:.2f}x')}"),
+        ("compare base vs adapter, both answers over one", "<= 1.3x", _f(s["compare_over_one_graph"], "{:.2f}x")),
+        ("8 users over base + 2 adapters, aggregate over one user", ">= 4x",
+         f"{_f(s['users8_aggregate_over_one'], '{:.2f}x')} engine, {_f(s.get('app_users8_aggregate_over_one'), '{:.2f}x')} app"),
+        (f"time to first token, {L}-token prompt, adapter", "<= 25 ms", _f(s.get(f"ttft{L}_adapter_ms"), "{:.1f} ms")),
+        ("adapter switch, 2 / 100 adapters", "-",
+         f"{_f(s.get('adapters2_switch_ms'), '{:.2f}')} / {_f(s['adapters100_switch_ms'], '{:.2f}')} ms"),
+        ("device memory per adapter (file size)", "about the file",
+         f"{_f(s.get('adapter_device_mib'), '{:.1f}')} MiB ({_f(s.get('adapter_file_mib'), '{:.1f}')} MiB)"),
+        ("one /chat request with 1 new token, wall", "-", _f(s.get("app_one_token_ms"), "{:.0f} ms")),
+    ]
+    t2 = "\n".join("| " + " | ".join(r) + " |" for r in targets[:1] + [("---",) * 3] + targets[1:])
+    return t + "\n\n" + t2
+
+
 def _get(d, *path):
     for k in path:
         if not isinstance(d, dict) or k not in d:
@@ -431,10 +471,12 @@ def part_report(a) -> dict:
     for log in sorted(Path(a.logs).glob("*.log")) if a.logs else []:  # a part with a log and no JSON failed
         if log.stem not in parts and log.stem != "report" and not log.stem.endswith(".app"):
             failed[log.stem] = log.read_text(errors="replace")[-1500:]
-    out = {"summary": s, "summary_doc": SUMMARY_DOC, "failed_parts": failed, "info": info, "parts": parts}
+    out = {"summary": s, "summary_doc": SUMMARY_DOC, "failed_parts": failed, "table": table(s, L),
+           "info": info, "parts": parts}
     dest = Path(a.out_dir) / f"serving-{C.device_slug(info)}-{s['date']}.json"
     C.write_json(dest, out)
     print(json.dumps(s, indent=1, default=str))
+    print(out["table"])
     print("wrote", dest)
     return out
 
