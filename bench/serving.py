@@ -41,7 +41,7 @@ PROMPT = "Plan a three-day trip to Lisbon with a budget, and say what to pack."
 
 
 def _adapters(ws: Path, base: str) -> list[str]:
-    from engine.library import list_adapters
+    from artifacts import list_adapters
     return [a.name for a in list_adapters(ws / "adapters", ws / "models" / base) if a.ok]
 
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
-from . import library as lib
+import artifacts as lib
 from .live import Live
 from .registry import Registry
 from .sampling import BASE, SamplingParams, Stats, count_token, finish  # noqa: F401

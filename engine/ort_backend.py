@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import library as lib
+import artifacts as lib
 from .sampling import Sampler, SamplingParams
 
 _NP = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
@@ -173,7 +173,7 @@ class OrtBackend:
     def load_adapter(self, path: Path, key: str) -> None:
         """Checks that the adapter fits the slots (rank) and registers it; its weights are read onto
         the device when a request first needs it (then kept, LRU within the budget)."""
-        from .library import read_adapter_tensors
+        from artifacts import read_adapter_tensors
         shapes = read_adapter_tensors(Path(path))
         for k, s in shapes.items():
             r = s[2] if ".lora_A." in k else s[1]

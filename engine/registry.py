@@ -1,4 +1,4 @@
-"""The adapters of one base: which folders of adapters/ fit it (engine.library.check_adapter gives every
+"""The adapters of one base: which folders of adapters/ fit it (artifacts.check_adapter gives every
 refusal reason, in one place), loading them into the serving backend under a unique key, refreshing on
 disk changes (stat-based), retiring replaced or deleted ones once no request uses them, and the stacked
 pair adapters of compare mode on the onnxruntime-genai backend (rows layout, docs/DESIGN.md)."""
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import library as lib
+import artifacts as lib
 from .sampling import BASE
 
 

@@ -103,7 +103,7 @@ def export_olive_config(recipe: Recipe, output: Path) -> int:
 
     from pipeline import data, hub
     from pipeline.stage_finetune import olive_config
-    from pipeline.workspace import Workspace
+    from artifacts import Workspace
     ws = Workspace.default()
     model_dir = hub.resolve_model(recipe.base_model, project_root=ws.root)
     recipe.lora.target_modules = data.resolve_target_modules(model_dir, recipe.lora.target_modules)
@@ -129,7 +129,7 @@ def export_olive_config(recipe: Recipe, output: Path) -> int:
 
 
 def _job_dir(ref: str) -> Path:
-    from pipeline.workspace import Workspace
+    from artifacts import Workspace
     p = Path(ref)
     if (p / "recipe.yaml").exists():
         return p

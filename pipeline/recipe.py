@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from artifacts import NAME_RULE, PROJECT_ROOT, safe_name
+
 DEFAULT_BASE = "models/default-hf"
 
 
@@ -126,11 +125,10 @@ class Recipe:
     # ---- checks that need no model or data ----------------------------------------------------
     def validate(self) -> "Recipe":
         _check_bounds(self, "")
-        if not SAFE_NAME.match(self.adapter_name or ""):
-            raise RecipeError(f"adapter_name {self.adapter_name!r} is not a safe folder name: use 1-64 "
-                              "letters, digits, '.', '_' or '-', starting with a letter or digit")
-        if self.base_name and not SAFE_NAME.match(self.base_name):
-            raise RecipeError(f"base_name {self.base_name!r} is not a safe folder name")
+        if not safe_name(self.adapter_name):
+            raise RecipeError(f"adapter_name {self.adapter_name!r} is not a safe folder name: use {NAME_RULE}")
+        if self.base_name and not safe_name(self.base_name):
+            raise RecipeError(f"base_name {self.base_name!r} is not a safe folder name: use {NAME_RULE}")
         if not self.base_model.strip():
             raise RecipeError("base_model is empty: give a Hub id or a local folder")
         if not self.train_file.strip():

@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline.data import read_texts
 from pipeline.events import EventLog
 from pipeline.recipe import Recipe, RecipeError
-from pipeline.workspace import Workspace
+from artifacts import Workspace, publish, write_json
 
 
 class StageError(RuntimeError):
@@ -30,14 +30,6 @@ class Cancelled(BaseException):
 
 def _sha(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 def _clear_stale_tmp(parent: Path, name: str) -> None:
@@ -98,7 +90,7 @@ class JobRunner:
         cached = outputs.pop("_cached", False)
         self.out[name] = outputs
         self.timings[name] = seconds
-        _write_json(done, {"outputs": outputs, "seconds": seconds, "cached": cached, "finished": _now()})
+        write_json(done, {"outputs": outputs, "seconds": seconds, "cached": cached, "finished": _now()})
         if cached:
             self.log.emit("stage_skip", stage=name, reason=f"cached: {cached}", cached=True, seconds=seconds)
         else:
@@ -110,7 +102,6 @@ class JobRunner:
 
     def _cached(self, kind: str, key: str, build) -> tuple[Path, bool]:
         """Content-hash cache: `build(tmp_dir)` fills a folder that is then published as cache/kind-key."""
-        from pipeline.stage_adapter import publish
         final = self.ws.cache / f"{kind}-{key}"
         if (final / "CACHE.json").exists():
             return final, True
@@ -120,7 +111,7 @@ class JobRunner:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         info = build(tmp) or {}
-        _write_json(tmp / "CACHE.json", {"kind": kind, "key": key, "created": _now(), **info})
+        write_json(tmp / "CACHE.json", {"kind": kind, "key": key, "created": _now(), **info})
         publish(tmp, final)
         return final, False
 
@@ -216,7 +207,6 @@ class JobRunner:
 
     def _publish_base(self, onnx_dir: Path, info: dict, ep: str) -> Path:
         """The ONNX base is published once into models/<base_name>/ with base.json."""
-        from pipeline.stage_adapter import publish
         r = self.recipe
         fp = self.out["awq"]["fingerprint"]
         name = r.base_name or _derive_base_name(r.base_model, r.onnx.precision, ep, fp)
@@ -241,7 +231,7 @@ class JobRunner:
         tmp = self.ws.models / f"{name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(onnx_dir, tmp)
-        _write_json(tmp / "base.json", {
+        write_json(tmp / "base.json", {
             "name": name, "fingerprint": fp, "source_model": r.base_model,
             "source_fingerprint": self.out["prepare"]["model_fingerprint"],
             "precision": r.onnx.precision, "block_size": r.onnx.block_size,
@@ -256,7 +246,7 @@ class JobRunner:
         return final
 
     def adapter(self, d: Path) -> dict:
-        from pipeline.stage_adapter import convert_adapter, publish
+        from pipeline.stage_adapter import convert_adapter
         r = self.recipe
         ft, prep, onnx = self.out["finetune"], self.out["prepare"], self.out["onnx"]
         self.ws.adapters.mkdir(parents=True, exist_ok=True)
@@ -282,7 +272,7 @@ class JobRunner:
             "timings": timings, "size_bytes": size, "created": _now(), "job": self.job_dir.name,
             "tensors": info.get("tensors"),
         }
-        _write_json(tmp / "metadata.json", meta)
+        write_json(tmp / "metadata.json", meta)
         publish(tmp, final)
         self.log.log(f"published adapter adapters/{r.adapter_name} ({size / 1e6:.2f} MB)")
         return {"adapter_dir": str(final), "size_bytes": size}
