@@ -38,6 +38,9 @@ _NP = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64
        "tensor(int32)": np.int32}
 
 
+_DEVICE_LOCK = threading.Lock()
+
+
 def is_lora(name: str) -> bool:
     return ".lora_A." in name or ".lora_B." in name
 
@@ -339,16 +342,20 @@ class OrtBackend:
             self._bind_rows(b, k, t, slot, n, self.kv_np)
 
     def _run(self, b, graph_id: int) -> None:
-        if self.device == "cuda":
-            self.torch.cuda.synchronize()
         opts = self._run_opts.get(graph_id)
         if opts is None:
             opts = self.ort.RunOptions()
             if self.graph:
                 opts.add_run_config_entry("gpu_graph_id", str(graph_id))
             self._run_opts[graph_id] = opts
-        self.sess.run_with_iobinding(b, opts)
-        if self.device == "cuda":
+        if self.device != "cuda":
+            self.sess.run_with_iobinding(b, opts)
+            return
+        # one run on the device at a time in this process: a CUDA graph capture in one engine's loop must
+        # not meet another engine's synchronize (two bases served at once)
+        with _DEVICE_LOCK:
+            self.torch.cuda.synchronize()  # torch's writes (ids, mask, slots) are done
+            self.sess.run_with_iobinding(b, opts)
             self.torch.cuda.synchronize()  # the outputs (written on onnxruntime's stream) are ready
 
     def _prefill(self, slot: int, req: Request) -> None:
@@ -427,14 +434,19 @@ class OrtBackend:
         if self.has_pos:
             self.pos[:n].copy_(self.torch.from_numpy(self.host_pos[:n]))
         self._run(self._binding(n), n)
-        logits = self.logits[:n, 0].float().cpu().numpy()
+        if all(r.sampler.plain_greedy for r in live):  # argmax on the device: n ids come back, not n x vocab
+            toks = self.logits[:n, 0].argmax(-1).cpu().numpy()
+            picks = [int(toks[r.slot]) for r in live]
+        else:
+            logits = self.logits[:n, 0].float().cpu().numpy()
+            picks = [r.sampler(logits[r.slot]) for r in live]
         c = self.counters
         c["steps"] += 1
         c["rows_stepped"] += len(live)
         c["max_batch"] = max(c["max_batch"], len(live))
-        for r in live:
+        for r, tok in zip(live, picks):
             r.pos += 1
-            self._emit(r, r.sampler(logits[r.slot]))
+            self._emit(r, tok)
 
     def close(self) -> None:
         with self.cv:

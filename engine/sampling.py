@@ -86,6 +86,12 @@ class Sampler:
         if params.repetition_penalty != 1.0:
             self.seen = np.unique(np.asarray(prompt, dtype=np.int64))
 
+    @property
+    def plain_greedy(self) -> bool:
+        """Greedy without a repetition penalty: the argmax of the raw logits, which a caller may take on
+        the device instead of calling this sampler (it keeps no state then)."""
+        return self.p.greedy and self.p.repetition_penalty == 1.0
+
     def __call__(self, logits: np.ndarray) -> int:
         p = self.p
         x = np.asarray(logits, dtype=np.float32)
