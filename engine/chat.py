@@ -10,6 +10,7 @@ own thread, coalesced: start()/start_compare() -> engine/live.py.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import threading
@@ -66,10 +67,8 @@ def pick_backend(backend: str, provider: str, base: lib.BaseInfo) -> tuple[str, 
         return "og", "no CUDA"
     if not base.rows:
         return "og", "base has no per-row LoRA dim (built before layout 3)"
-    try:
-        import torch  # noqa: F401
-    except Exception:
-        return "og", "torch not importable"
+    if importlib.util.find_spec("torch") is None:  # the ort backend keeps its buffers in torch tensors
+        return "og", "torch not installed"
     return "ort", "CUDA + rows layout"
 
 
