@@ -199,3 +199,46 @@ def test_cancelled_stream_stops_the_engine(engine_scratch, backend, monkeypatch)
     finally:
         go.set()
         e.close()
+
+
+def test_chat_tab_stream_coalesced_and_stop_cancels_the_engine(engine_scratch, monkeypatch):
+    """The Chat tab's /chat handler: it sends fewer updates than tokens, and when Gradio closes it (Stop, a
+    closed tab) the engine's row ends as cancelled after at most one more step."""
+    import gradio as gr
+
+    from ui.chat_engine import ChatOnlyEngine
+    from ui.chat_tab import create_chat_tab
+    monkeypatch.setenv("STUDIO_BACKEND", "ort")
+    monkeypatch.setenv("STUDIO_MAX_ROWS", "2")
+    app = ChatOnlyEngine(engine_scratch["root"], provider="cpu")
+    with gr.Blocks():
+        tab = create_chat_tab(app)
+    base = engine_scratch["base_name"]
+    eng = app.chat(base)
+    assert eng.backend_name == "ort"
+    args = ([], [], base, "alpha", "base", False, 0.0, 1.0, 0, 200, 1.0, 0)
+    updates = list(tab.respond_fn("Hello", *args))
+    stats = updates[-1][3]
+    assert "backend ort" in stats and "200 tokens" in stats and "done (length)" in stats, stats
+    assert len(updates) < 100  # ~25 per second of decoding, not one per token
+    assert updates[-1][0][-1]["content"] == eng.generate([{"role": "user", "content": "Hello"}], "alpha",
+                                                         SamplingParams(max_new_tokens=200))[0]
+    go, steps = threading.Event(), []
+    real = eng.backend._step
+
+    def gated():
+        go.wait()
+        steps.append(1)
+        real()
+    monkeypatch.setattr(eng.backend, "_step", gated)
+    before = dict(eng.serving_stats()["ended"])
+    it = tab.respond_fn("Hello", *args)
+    next(it)  # "… alpha"
+    first = next(it)  # the first token (from the prompt's step)
+    assert "1 tokens" in first[3]
+    it.close()  # what Gradio does on Stop or a lost connection
+    go.set()
+    assert eng.backend.wait_idle(60)
+    after = eng.serving_stats()["ended"]
+    assert after.get("cancelled", 0) == before.get("cancelled", 0) + 1 and len(steps) <= 1
+    app.chat(base).close()

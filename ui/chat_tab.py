@@ -219,4 +219,5 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
     tab = ChatTab(base, variant, variant_b, refused, compare, bot_a, bot_b, message, send, clear, refresh,
                   stats, sampling)
     tab.pickers_fn = pickers
+    tab.respond_fn = respond  # the /chat handler (tests drive it without HTTP)
     return tab
