@@ -338,6 +338,28 @@ def part_app(a) -> dict:
         out["one_token"] = {"wall_ms": round(1000 * statistics.median(r["wall_s"] for r in one), 1),
                             "engine_wall_ms": round(1000 * statistics.median((r["engine_wall_s"] or [0])[0]
                                                                              for r in one), 1)}
+        # the same over raw HTTP (POST /gradio_api/call/chat, then its SSE stream): what gradio_client adds
+        def raw(variant, n):
+            import urllib.request
+            args = [PROMPT, [], [], a.base, variant, "base", False, 0.0, 1.0, 0, n, 1.0, 0]
+            t0 = time.perf_counter()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/gradio_api/call/chat",
+                                         data=json.dumps({"data": args}).encode(),
+                                         headers={"Content-Type": "application/json"})
+            eid = json.loads(urllib.request.urlopen(req, timeout=120).read())["event_id"]
+            last, events = None, 0
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/gradio_api/call/chat/{eid}", timeout=300) as r:
+                for line in r:
+                    if line.startswith(b"data:"):
+                        events += 1
+                        last = line[5:]
+            wall = time.perf_counter() - t0
+            toks = [int(x) for x in _TOKENS.findall(json.loads(last)[3])] if last else []
+            return {"wall_s": wall, "events": events, "app_tok_s": toks[0] / wall if toks else 0.0}
+        rr = [raw(ads[0], a.tokens) for _ in range(a.reps)]
+        r1 = [raw(ads[0], 1) for _ in range(a.reps)]
+        out["raw_http"] = {"adapter_tok_s": _med(rr, "app_tok_s"), "updates": rr[0]["events"],
+                           "one_token_ms": round(1000 * statistics.median(r["wall_s"] for r in r1), 1)}
         c = [chat("base", a.tokens, True, ads[0]) for _ in range(a.reps)]
         out["compare"] = {"wall_s": _med(c, "wall_s", 3), "tokens": c[0]["tokens"], "stats": c[0]["stats"]}
         variants = (["base"] + ads[:2]) * 3
@@ -411,7 +433,8 @@ def table(s: dict, L: int) -> str:
          f"{_f(s.get('adapters2_switch_ms'), '{:.2f}')} / {_f(s['adapters100_switch_ms'], '{:.2f}')} ms"),
         ("device memory per adapter (file size)", "about the file",
          f"{_f(s.get('adapter_device_mib'), '{:.1f}')} MiB ({_f(s.get('adapter_file_mib'), '{:.1f}')} MiB)"),
-        ("one /chat request with 1 new token, wall", "-", _f(s.get("app_one_token_ms"), "{:.0f} ms")),
+        ("one /chat request with 1 new token, wall: gradio_client / raw HTTP", "-",
+         f"{_f(s.get('app_one_token_ms'), '{:.0f}')} / {_f(s.get('app_raw_http_one_token_ms'), '{:.0f}')} ms"),
     ]
     t2 = "\n".join("| " + " | ".join(r) + " |" for r in targets[:1] + [("---",) * 3] + targets[1:])
     return t + "\n\n" + t2
@@ -451,6 +474,8 @@ def part_report(a) -> dict:
         "adapter_device_mib": _get(eng, "adapter_memory", "device_mib_each"),
         "adapter_file_mib": _get(eng, "adapter_memory", "file_mib"),
         "app_one_token_ms": _get(app, "one_token", "wall_ms"),
+        "app_raw_http_adapter_tok_s": _get(app, "raw_http", "adapter_tok_s"),
+        "app_raw_http_one_token_ms": _get(app, "raw_http", "one_token_ms"),
         "og_base_tok_s": _get(og_, "rows", "base", "decode_tok_s"),
         "og_adapter_tok_s": _get(og_, "rows", "adapter", "decode_tok_s"),
         f"og_ttft{L}_adapter_ms": _get(og_, "rows", "adapter", f"ttft{L}_ms"),

@@ -91,7 +91,7 @@ def test_serving_harness_cpu_path(tmp_path):
     assert "ttft1024_adapter_ms" in s and s["device"] and s["packages"]["onnxruntime"] and s["date"]
     assert s["backend"] == "og" and r["failed_parts"] == {}  # the CPU default: onnxruntime-genai
     assert r["parts"]["engine"]["switch100"]["adapters"] == 6 and "| the app" in r["table"]
-    assert "backend og" in r["parts"]["app"]["adapter"]["stats"]
+    assert "backend og" in r["parts"]["app"]["adapter"]["stats"] and s["app_raw_http_adapter_tok_s"] > 0
     # resumable: a second run skips every part that has its JSON
     p = subprocess.run(["bash", "bench/serving_gpu.sh", str(out)], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=300)
