@@ -277,6 +277,7 @@ class OrtBackend:
 
     # ------------------------------------------------------------ the loop
     def _loop(self) -> None:
+        admit: list = []
         try:
             while True:
                 with self.cv:
@@ -299,8 +300,8 @@ class OrtBackend:
         except Exception as e:  # noqa: BLE001 - every waiting request hears why
             self.error = f"{type(e).__name__}: {str(e)[:300]}"
             with self.cv:
-                for r in [x for x in self.rows if x] + self.waiting:
-                    req = r.req if isinstance(r, _Row) else r
+                reqs = [x.req for x in self.rows if x] + [r for _, r in admit] + self.waiting
+                for req in reqs:  # (one that already ended reads its own end first)
                     req.out.put((None, time.perf_counter(), "error: " + self.error))
                 self.rows = [None] * self.B
                 self.waiting.clear()

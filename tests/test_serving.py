@@ -242,3 +242,20 @@ def test_chat_tab_stream_coalesced_and_stop_cancels_the_engine(engine_scratch, m
     after = eng.serving_stats()["ended"]
     assert after.get("cancelled", 0) == before.get("cancelled", 0) + 1 and len(steps) <= 1
     app.chat(base).close()
+
+
+def test_ort_adapter_file_gone_fails_that_request_only(tmp_path):
+    """An adapter deleted on disk after it was listed (before a refresh saw it): its request fails with a
+    clear message, the decode loop goes on serving the others."""
+    import shutil
+    ads = tmp_path / "adapters"
+    shutil.copytree(ADAPTERS, ads, ignore=shutil.ignore_patterns("peft"))
+    e = ChatEngine(MODEL, ads, backend="ort", max_rows=2)
+    try:
+        (ads / "pirate" / "adapter.onnx_adapter").unlink()
+        with pytest.raises(RuntimeError, match="adapter unreadable"):
+            e.generate(MSG, "pirate", GREEDY)
+        assert e.generate(MSG, "travel", GREEDY)[0] and e.generate(MSG, "base", GREEDY)[0]
+        assert e.serving_stats()["ended"]["error"] == 1
+    finally:
+        e.close()
