@@ -299,7 +299,10 @@ _TOKENS = re.compile(r"(?<![\d.])(\d+) tokens(?!/)")
 
 def part_app(a) -> dict:
     from gradio_client import Client
-    from test_app import free_port, start_app, stop_app
+    try:  # the launched-app helpers (tests/app_helpers.py once the security branch lands)
+        from app_helpers import free_port, start_app, stop_app
+    except ImportError:
+        from test_app import free_port, start_app, stop_app
     ads = _adapters(a.ws, a.base)
     port = free_port()
     log = a.out.with_suffix(".app.log")

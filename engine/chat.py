@@ -303,9 +303,9 @@ class ChatEngine:
                        getattr(ga, "reqs", []) + getattr(gb, "reqs", []))
 
     def _pair_or_fallback(self, messages, ids, note, va, vb, params, seed):
-        """The og batched compare; if it fails before its first token (e.g. an execution provider that
-        cannot run this batch), compare falls back to interleaving for good, with the reason kept in
-        compare_note."""
+        """The og batched compare; if it fails before its first token, this request falls back to
+        interleaving, with the reason in its right-hand Stats.note. Nothing global changes: one
+        request's failure (a bad value, an adapter that vanished) never changes how others run."""
         it = self._run_pair(ids, note, va, vb, params, seed)
         try:
             first = next(it)
@@ -313,11 +313,11 @@ class ChatEngine:
             return
         except Exception as e:
             it.close()
-            self.compare_batched = False
-            self.compare_note = f"interleaved: one batch of 2 failed ({type(e).__name__}: {str(e)[:200]})"
+            why = f"interleaved: the batch of 2 failed ({type(e).__name__}: {str(e)[:200]})"
             ga = self._request(messages, va, params, seed)
             gb = self._request(messages, vb, params, seed)
-            yield from self._interleave(ga, gb, va, vb)
+            for ta, tb, sa, sb in self._interleave(ga, gb, va, vb):
+                yield ta, tb, sa, replace(sb, note="; ".join(x for x in (sb.note, why) if x))
             return
         yield first
         yield from it

@@ -189,8 +189,9 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
                 for ta, tb, sa, sb in live.frames(STREAM_INTERVAL_S):
                     new_a[-1] = {"role": "assistant", "content": ta}
                     new_b[-1] = {"role": "assistant", "content": tb}
+                    batched = eng.compare_batched and "interleaved" not in (sb.note or "")
                     line = format_stats(sa) + "  \n" + format_stats(sb) + " · " + (
-                        "compare: one batch of 2" if eng.compare_batched else f"compare: {eng.compare_note}")
+                        "compare: one batch of 2" if batched else f"compare: {eng.compare_note or 'interleaved'}")
                     yield new_a, new_b, "", line
         except Exception as e:
             gr.Warning(f"generation failed: {e}")
