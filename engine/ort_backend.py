@@ -168,6 +168,7 @@ class OrtBackend:
         self.waiting: list[Request] = []
         self.cv = threading.Condition()
         self.closed = False
+        self._idle = False                               # the loop waits for requests
         self.error: str | None = None
         self.thread = threading.Thread(target=self._loop, name="ort-decode", daemon=True)
         self.thread.start()
@@ -250,7 +251,9 @@ class OrtBackend:
         return req
 
     def selftest(self, tokens: int = 4) -> None:
-        """A short greedy request on the base through the loop; raises what the loop ran into."""
+        """A short greedy request on the base through the loop, then two decode runs of every bucket with
+        free rows (on CUDA: each bucket's graph captured and replayed before a user needs it); raises
+        what went wrong."""
         from .sampling import SamplingParams
         req = self.submit(Request([1, 2, 3, 4], None, None, SamplingParams(max_new_tokens=tokens), 1, tokens,
                                   ignore_eos=True))
@@ -260,11 +263,17 @@ class OrtBackend:
                 break
         if reason.startswith("error"):
             raise RuntimeError(reason)
+        self.wait_idle()
+        with self.cv:  # the loop is idle and waits on this lock for new requests
+            for n in self.buckets:
+                for _ in range(2):
+                    self._run(self._binding(n), n)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Blocks until no request is queued or decoding (True), or the timeout passed (False)."""
+        """Blocks until the loop waits for requests, none queued or decoding (True), or the timeout
+        passed (False)."""
         with self.cv:
-            return self.cv.wait_for(lambda: not self.waiting and all(r is None for r in self.rows), timeout)
+            return self.cv.wait_for(lambda: (self._idle and not self.waiting) or self.closed, timeout)
 
     def stats(self) -> dict:
         c = dict(self.counters)
@@ -282,7 +291,10 @@ class OrtBackend:
             while True:
                 with self.cv:
                     while not self.closed and not self.waiting and not any(self.rows):
+                        self._idle = True
+                        self.cv.notify_all()
                         self.cv.wait()
+                    self._idle = False
                     if self.closed:
                         break
                     admit = []
