@@ -66,13 +66,23 @@ def _long_msgs(eng, n: int) -> list[dict]:
 def part_build(a) -> dict:
     """Base + two adapters in a.ws, through the product's own CLI (AWQ off, few LoRA steps: only the
     serving figures are wanted from it)."""
+    from dataclasses import fields
+
+    from pipeline.recipe import Recipe
     out = {"runs": {}}
     ep = "cuda" if a.device == "cuda" else "cpu"
+    onto = "base" in {f.name for f in fields(Recipe)}  # recipes that name a published base to build onto
     for name in ("travel", "pirate"):
-        args = ["--base_model", str(a.hf), "--base_name", a.base, "--adapter_name", f"{a.base}-{name}",
-                "--train_file", str(ROOT / "data" / name / "train.jsonl"),
-                "--eval_file", str(ROOT / "data" / name / "test.jsonl"), "--awq.enabled", "false",
-                "--lora.max_steps", str(a.steps), "--onnx.execution_provider", ep]
+        common = ["--adapter_name", f"{a.base}-{name}", "--train_file", str(ROOT / "data" / name / "train.jsonl"),
+                  "--eval_file", str(ROOT / "data" / name / "test.jsonl"), "--lora.max_steps", str(a.steps)]
+        new_base = ["--base_model", str(a.hf), "--base_name", a.base, "--awq.enabled", "false",
+                    "--onnx.execution_provider", ep]
+        if not onto:
+            args = common + new_base
+        elif name == "travel":
+            args = ["--base", ""] + common + new_base
+        else:  # the second adapter onto the base the first build published
+            args = ["--base", a.base] + common
         p, s = C.pipeline_build(a.ws, args)
         out["runs"][name] = {"exit": p.returncode, "seconds": round(s, 1), "tail": p.stdout[-1500:] + p.stderr[-1500:]}
         print(name, p.returncode, round(s, 1), flush=True)
