@@ -92,7 +92,7 @@ class Registry:
                     try:
                         self._load(info.path, key)
                     except Exception as e:
-                        info.ok, info.reason = False, f"{self._label} refused it: {str(e)[:200]}"
+                        info.ok, info.reason = False, f"{self._label} refused it: {lib.clean_message(e)[:200]}"
                 if info.ok:
                     self._refused.pop(name, None)
                     self._loaded[name] = Loaded(info, key)
