@@ -154,6 +154,7 @@ class OrtBackend:
             shape = (B, int(dims[1]), self.rank) if a else (B, self.rank, int(dims[2]))
             self.slots[k] = z(shape, self.kv_np)
         self.slot_owner: list[str | None] = [None] * B   # adapter key held by each row's slots
+        self.slot_ranks: list[dict] = [{} for _ in range(B)]
         self.resident: OrderedDict[str, dict] = OrderedDict()  # key -> {name: tensor [K, r] / [r, N]}
         self.paths: dict[str, Path] = {}
         self.pinned: dict[str, int] = {}                 # key -> rows using it
@@ -222,19 +223,18 @@ class OrtBackend:
             return
         t0 = time.perf_counter()
         src = self._resident(key, path) if key is not None else {}
+        held = self.slot_ranks[slot]  # {input: rank of what the row holds}; beyond it the row is zero
         for k, t in self.slots.items():
-            row = t[slot]
+            a = ".lora_A." in k
+            row = t[slot] if not a else t[slot].T  # rank first: [r, N] for B, [r, K] for A
             w = src.get(k)
-            if w is None:
-                row.zero_()
-                continue
-            r = w.shape[1] if ".lora_A." in k else w.shape[0]
-            if r < self.rank:
-                row.zero_()
-            if ".lora_A." in k:
-                row[:, :r].copy_(w)
-            else:
-                row[:r].copy_(w)
+            r = 0 if w is None else (w.shape[1] if a else w.shape[0])
+            if w is not None:
+                row[:r].copy_(w.T if a else w)
+            old = held.get(k, 0)
+            if old > r:
+                row[r:old].zero_()
+            held[k] = r
         self.slot_owner[slot] = key
         self.counters["slot_writes"] += 1
         self.counters["slot_write_s"] += time.perf_counter() - t0
