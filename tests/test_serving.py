@@ -72,6 +72,12 @@ def test_ort_on_scratch_model_with_other_ranks(engine_scratch):
         ta, tb, _, _ = list(ort.compare(MSG, "alpha", "beta", SamplingParams(max_new_tokens=60)))[-1]
         assert (ta, tb) == (og.generate(MSG, "alpha", SamplingParams(max_new_tokens=60))[0],
                             og.generate(MSG, "beta", SamplingParams(max_new_tokens=60))[0])
+        # a prompt longer than the context: cut from the left as on og, the answer fills the rest
+        long = [{"role": "user", "content": "hello world " * 500}]
+        p = SamplingParams(max_new_tokens=400)
+        (t1, s1), (t2, s2) = ort.generate(long, "alpha", p), og.generate(long, "alpha", p)
+        assert "cut from the left" in s1.note and t1 == t2 and s1.tokens == s2.tokens > 0
+        assert s1.prompt_tokens + s1.tokens <= ort.context_length == og.context_length
     finally:
         og.close()
         ort.close()
