@@ -15,6 +15,7 @@ import json
 import os
 import threading
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
@@ -57,6 +58,14 @@ def _cuda_usable() -> bool:
         return False
 
 
+def _release_torch_cache() -> None:
+    """Device memory a failed ort backend left in torch's cache goes back to the device (for og)."""
+    import sys
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def pick_backend(backend: str, provider: str, base: lib.BaseInfo) -> tuple[str, str]:
     """(backend, why) for a base: ort on CUDA for rows-layout bases (torch importable), else og."""
     if backend not in BACKENDS:
@@ -95,6 +104,8 @@ class ChatEngine:
                     raise
                 # picked by itself and not working here: serve with onnxruntime-genai, and say why
                 self.backend_name, self.backend_why = "og", f"ort backend failed: {type(e).__name__}: {str(e)[:300]}"
+                warnings.warn(f"{self.model_dir.name}: {self.backend_why}; serving with onnxruntime-genai")
+                _release_torch_cache()
         if self.backend is None:
             from .og_backend import OgBackend
             self.backend = OgBackend(self.model_dir, provider, self.cuda_graph)
