@@ -22,7 +22,8 @@
 # Time: a part is not started once BUDGET_S seconds (default 440) have passed; each is killed after
 # PART_TIMEOUT_S (default 300) or at HARD_S (default 520) seconds into the run, whichever comes first.
 # Environment: WORK (/tmp/studio-serving), DEVICE (cuda | cpu), WS + BASE (an existing workspace and base:
-# no model/build), TOKENS (256), REPS (3), LONG (1024), USERS (8), MANY (100), STEPS (10).
+# no model/build), TOKENS (256), REPS (3), LONG (1024), USERS (8), MANY (100), STEPS (10), SHAPE (phi35;
+# "default": a tiny model, for a dry run of every part on the CPU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-bench/results}"
@@ -71,7 +72,7 @@ if [ -z "${WS:-}" ]; then
     if [ -f "$hf/config.json" ] && [ ! -s "$work/parts/model.json" ]; then
         printf '{"part": "model", "reused": true}\n' >"$work/parts/model.json"
     fi
-    want model && run model "$py" bench/make_model.py --shape phi35 --out "$hf" --device "$device"
+    want model && run model "$py" bench/make_model.py --shape "${SHAPE:-phi35}" --out "$hf" --device "$device"
     want build && run build "$py" bench/serving.py build --hf "$hf" --steps "${STEPS:-10}" "${common[@]}" \
         --out "$work/parts/build.json"
 fi
