@@ -16,9 +16,10 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from pipeline.__main__ import preview_command
+from pipeline.command import preview_command
 from pipeline.data import DataError, load_examples, render_text
-from pipeline.events import STAGES, JobState
+from pipeline.events import JobState
+from pipeline.stages import STAGE_NAMES as STAGES
 from pipeline.recipe import Recipe, RecipeError, get_dotted, iter_fields, set_dotted
 from ui.engine import AppEngine, UIError
 
