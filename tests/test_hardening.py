@@ -348,7 +348,7 @@ def test_trust_remote_code_off_by_default(tmp_path):
     text = json.dumps(cfg)
     assert '"trust_remote_code": false' in text and '"trust_remote_code": true' not in text
     # the job's own loads pass the recipe's flag
-    src = (ROOT / "pipeline" / "runner.py").read_text()
+    src = (ROOT / "pipeline" / "stage_prepare.py").read_text()
     assert "trust_remote_code=r.trust_remote_code" in src
 
 
