@@ -233,6 +233,10 @@ def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: 
     olive_logger.addHandler(grab)
     tt.DEFAULT_CALLBACKS.append(cb)
     _cancel.update(active=True, requested=False)
+    # Olive creates the LoRA (random A) before the Trainer seeds anything: seed first, so that the same
+    # recipe gives the same adapter (and a resumed run the same one as an uninterrupted run)
+    from transformers import set_seed
+    set_seed(cfg.seed)
     t0 = time.time()
     log.log(f"LoRA fine-tuning with Olive: r={cfg.r} alpha={cfg.alpha} targets={','.join(cfg.target_modules)} "
             f"steps={cfg.max_steps} batch={cfg.batch_size} lr={cfg.learning_rate} on "

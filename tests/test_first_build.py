@@ -293,7 +293,9 @@ def test_resume_after_cancel_continues_at_the_checkpoint(ws, base):
     ref = _run(_onto("data/pirate/train.jsonl", name="straight", steps=steps), ws)
     a, b = _final_loss(job, steps), _final_loss(ref, steps)
     print(f"final loss resumed {a:.5f} vs uninterrupted {b:.5f}")
-    assert abs(a - b) <= 0.02 * abs(b), (a, b)
+    assert abs(a - b) <= 1e-3 * abs(b), (a, b)  # seeded LoRA init + the checkpoint's RNG and data position
+    for s in range(k + 1, steps + 1):
+        assert abs(_final_loss(job, s) - _final_loss(ref, s)) <= 1e-3 * abs(_final_loss(ref, s)), s
 
 
 def test_killed_job_reads_interrupted(ws, base):
