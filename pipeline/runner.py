@@ -212,6 +212,8 @@ class JobRunner:
         self.log.emit("job_start", job_id=self.job_dir.name, recipe=self.recipe.to_dict(), pid=os.getpid())
         try:
             self.recipe.validate()
+            if not self.recipe.adapter_name:
+                raise RecipeError("the job's recipe has no adapter_name (jobs.create_job derives one)")
             for name, _, fn in STAGES:
                 self._run_stage(name, fn)
         except Cancelled:

@@ -71,6 +71,12 @@ def _data_config(name: str, path: Path, max_seq_len: int, batch_size: int) -> di
 def _make_callback(log, state: dict):
     from transformers import TrainerCallback
 
+    def stop_here(control):  # a cancel was asked: checkpoint at this point, then stop (on_save raises)
+        if _cancel["requested"]:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
     class EventCallback(TrainerCallback):
         def on_log(self, args, st, control, logs=None, **kw):
             logs = logs or {}
@@ -83,14 +89,15 @@ def _make_callback(log, state: dict):
                 log.emit("eval", step=int(st.global_step), eval_loss=float(logs["eval_loss"]))
             if "train_loss" in logs:
                 state["train_loss"] = float(logs["train_loss"])
+            return stop_here(control)
+
+        def on_evaluate(self, args, st, control, **kw):  # the Trainer saves right after evaluating
+            return stop_here(control)
 
         def on_step_end(self, args, st, control, **kw):
             state["steps"] = int(st.global_step)
             log.progress("finetune", int(st.global_step), int(st.max_steps or 0))
-            if _cancel["requested"]:  # checkpoint this step, then stop (on_save raises)
-                control.should_save = True
-                control.should_training_stop = True
-            return control
+            return stop_here(control)
 
         def on_save(self, args, st, control, **kw):
             if _cancel["requested"]:

@@ -57,6 +57,8 @@ def run(job, d: Path) -> dict:
     meta = json.loads(meta_file.read_text())
     meta["timings"] = dict(job.timings)  # every stage before this one, attempts added up
     meta_file.write_text(json.dumps(meta, indent=2, default=str))
+    from pipeline.runner import _clear_stale_tmp
+    _clear_stale_tmp(job.ws.adapters, r.adapter_name)  # a killed earlier attempt's staging folder
     final, previous = publish_adapter(src, job.ws.adapters, r.adapter_name, r.replace)
     job.log.log(f"published adapter adapters/{r.adapter_name} onto base '{job.out['onnx']['base_name']}'"
                 + (f"; the one it replaced is kept as adapters/{previous.name}" if previous else ""))

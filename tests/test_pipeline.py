@@ -230,7 +230,9 @@ def test_cancel_stops_process_tree_fast_and_resume_continues(ws):
     job = _start_long_job(ws, "cancel-me")
     pid = int((job / "pid").read_text())
     seconds = jobs.cancel(job)
-    assert seconds < 5.0, f"cancel took {seconds:.1f} s"
+    # fine-tuning first ends its step and writes a checkpoint (resume continues there); bounded by the grace
+    assert seconds < jobs.CANCEL_GRACE_FINETUNE_S + 5, f"cancel took {seconds:.1f} s"
+    assert list((job / "stages/finetune/trainer").glob("checkpoint-*/trainer_state.json"))
     assert not _group_alive(pid)
     st = jobs.state(job)
     assert st.status == "cancelled"
