@@ -3,7 +3,7 @@
 1. kill -9 of the job's process group during each stage (prepare, awq forced on CPU with few calibration
    samples, finetune, onnx, adapter), the moment found from the job's events; then `resume`: the job
    continues from the last finished stage and ends ok. Meanwhile a watcher thread lists the adapter
-   library (engine.library.list_adapters) every 20 ms: it must never list a broken adapter.
+   library (artifacts.list_adapters) every 20 ms: it must never list a broken adapter.
 2. cancel (pipeline.jobs.cancel) during finetune and during the ONNX build (whose builder is a child
    process), several times each (resume in between): seconds until the whole process tree is gone.
 
@@ -29,12 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from engine import library  # noqa: E402
+import artifacts as library  # noqa: E402
 from pipeline import jobs  # noqa: E402
 from pipeline.events import read_events  # noqa: E402
 from pipeline.recipe import Recipe  # noqa: E402
 from pipeline.stages import STAGE_NAMES as STAGES  # noqa: E402
-from pipeline.workspace import Workspace  # noqa: E402
+from artifacts import Workspace  # noqa: E402
 
 FAKE_TOKEN = "hf_FAKEtokenHARDENING0123456789abcdef"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pipeline.events import EventLog, JobState, read_events
 from pipeline.recipe import Recipe, RecipeError, default_adapter_name
-from pipeline.workspace import PROJECT_ROOT, Workspace
+from artifacts import PROJECT_ROOT, Workspace
 
 CANCEL_GRACE_S = 3.0
 CANCEL_GRACE_FINETUNE_S = 30.0  # fine-tuning first finishes its step and writes a checkpoint

@@ -22,7 +22,7 @@ from conftest import ROOT, make_workspace
 from pipeline import data, jobs
 from pipeline.events import read_events
 from pipeline.recipe import AWQConfig, LoRAConfig, OnnxConfig, Recipe, RecipeError
-from pipeline.workspace import Workspace
+from artifacts import Workspace
 
 pytestmark = pytest.mark.timeout(1500)
 

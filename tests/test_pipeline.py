@@ -17,7 +17,7 @@ from conftest import ROOT, make_workspace
 from pipeline import jobs
 from pipeline.events import read_events
 from pipeline.recipe import Recipe
-from pipeline.workspace import Workspace
+from artifacts import Workspace
 
 pytestmark = pytest.mark.timeout(1200)
 

@@ -552,7 +552,8 @@ def test_llama_fp32(llama, tmp_path):
 
 
 def test_publish_and_fingerprint(phi3, tmp_path):
-    from pipeline.stage_adapter import model_fingerprint, publish
+    from artifacts import publish
+    from pipeline.stage_adapter import model_fingerprint
     fp = model_fingerprint(phi3)
     assert len(fp) == 64 and fp == model_fingerprint(phi3)
     final = tmp_path / "adapters" / "x"
@@ -566,7 +567,9 @@ def test_publish_and_fingerprint(phi3, tmp_path):
     (src2 / "b.txt").write_text("two")
     publish(src2, final)
     assert (final / "b.txt").read_text() == "two" and not (final / "a.txt").exists()
-    assert sorted(p.name for p in final.parent.iterdir()) == ["x"]
+    # the replaced version is kept as x.previous (one generation), nothing else is left behind
+    assert sorted(p.name for p in final.parent.iterdir()) == ["x", "x.previous"]
+    assert (final.parent / "x.previous" / "a.txt").read_text() == "one"
 
 
 def test_zz_report_timings():
