@@ -162,29 +162,32 @@ def runs_frame(all_jobs: list) -> pd.DataFrame:
 _tokenizers: dict = {}
 
 
-def _tokenizer(app: AppEngine, base_model: str, trust: bool):
+def _tokenizer(app: AppEngine, base_model: str):
+    """The tokenizer of an allowed base model (app.preview_model); its code is never run
+    (trust_remote_code=False whatever the form says), a Hub id only from the local cache."""
     from transformers import AutoTokenizer
-    p = app.ws.resolve_input(base_model)
-    key = (str(p) if p.exists() else base_model, trust)
-    if key not in _tokenizers:  # a Hub id only from the local cache: a preview never downloads
-        _tokenizers[key] = AutoTokenizer.from_pretrained(key[0], trust_remote_code=trust,
-                                                         local_files_only=not p.exists())
-    return _tokenizers[key]
+    model = app.preview_model(base_model)
+    if model not in _tokenizers:
+        _tokenizers[model] = AutoTokenizer.from_pretrained(model, trust_remote_code=False,
+                                                           local_files_only=True)
+    return _tokenizers[model]
 
 
 def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_model: str, trust: bool,
                  rows: int = 3) -> str:
     if not (train_file or "").strip():
         return "⚠ no training file"
-    path = app.ws.resolve_input(train_file)
     try:
+        path = app.data_file(train_file)
         examples = load_examples(path, fmt or "auto")
+    except UIError as e:
+        return f"⚠ {html.escape(str(e))}"
     except DataError as e:
         return f"⚠ **bad data file**: {html.escape(str(e))}"
     head = f"✓ `{path.name}`: {len(examples)} examples. First {min(rows, len(examples))} rendered"
     note = ""
     try:
-        tok = _tokenizer(app, base_model, bool(trust))
+        tok = None if template else _tokenizer(app, base_model)
         texts = [render_text(ex, tok, template or "") for ex in examples[:rows]]
         head += " with " + ("the text template" if template else "the model's chat template") + ":"
     except DataError as e:
@@ -192,8 +195,15 @@ def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_
     except Exception as e:  # tokenizer not available (e.g. a Hub id offline): show the raw turns
         note = f"\n\n(could not load the tokenizer of {base_model!r}: {str(e).splitlines()[0][:200]})"
         texts = ["\n".join(f"{m['role']}: {m['content']}" for m in ex["messages"]) for ex in examples[:rows]]
-    blocks = "\n\n".join(f"```text\n{t}\n```" for t in texts)
+    blocks = "\n\n".join(f"```text\n{_cap(t)}\n```" for t in texts)
     return head + note + "\n\n" + blocks
+
+
+PREVIEW_CHARS = 2000  # characters of one rendered example shown in the preview
+
+
+def _cap(text: str) -> str:
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + f" … ({len(text):,} characters)"
 
 
 def store_upload(app: AppEngine, tmp_path: str) -> Path:
@@ -309,6 +319,7 @@ def create_build_tab(app: AppEngine) -> BuildTab:
     view_outputs = [tab.job_id, tab.status, tab.stages, tab.plot, tab.log, tab.runs, tab.run_select, last_key]
 
     def launch(recipe: Recipe) -> str:
+        recipe = app.check_recipe(recipe)  # the request policy, before any file is read
         recipe.validate()
         _check_data(app, recipe)
         return app.start(recipe)
