@@ -38,6 +38,10 @@ def workspace(tmp_path, monkeypatch):
     return Workspace(root)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: drives the launched app in a real browser (Playwright + chromium)")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """A skipped test would pass CI silently: here it fails, with its reason."""
