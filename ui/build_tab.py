@@ -57,8 +57,12 @@ def elem_id(name: str) -> str:
     return "build-" + name.replace(".", "-").replace("_", "-")
 
 
+LABELS = {"replace": "Replace existing adapter", "adapter_name": "Adapter name", "base_model": "Base model",
+          "preset": "Preset"}
+
+
 def _label(name: str, meta: dict) -> str:
-    return meta.get("label") or name.split(".")[-1].replace("_", " ")
+    return meta.get("label") or LABELS.get(name) or name.split(".")[-1].replace("_", " ")
 
 
 def make_component(name: str, default, meta: dict, **kw):
@@ -128,7 +132,9 @@ def preset_recipe(recipe: Recipe, models_dir) -> tuple[Recipe, str]:
     why = ""
     if recipe.preset == "auto":
         why = (" (auto: a small model)" if name == "demo" else " (auto: a 3-4 B model, or a model not on disk yet)")
-    return apply_preset(recipe, name), f"preset **{name}**{why}: the LoRA fields below; edit any to make it custom"
+    out = apply_preset(recipe, name)
+    out.preset = recipe.preset  # the form keeps the user's choice ('auto'), the note says what it became
+    return out, f"preset **{name}**{why}: the LoRA fields below; edit any to make it custom"
 
 
 def apply_overrides(overrides: dict) -> Recipe:
