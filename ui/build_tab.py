@@ -137,8 +137,9 @@ def preset_recipe(recipe: Recipe, models_dir) -> tuple[Recipe, str]:
     return out, f"preset **{name}**{why}: the LoRA fields below; edit any to make it custom"
 
 
-def apply_overrides(overrides: dict) -> Recipe:
-    """Default recipe + overrides given as nested dicts and/or dotted keys (API use)."""
+def apply_overrides(overrides: dict, models_dir) -> Recipe:
+    """Default recipe + overrides given as nested dicts and/or dotted keys (API use), with its preset's values
+    for the fields the overrides do not give (as the CLI does)."""
     if not isinstance(overrides, dict):
         raise RecipeError("the recipe must be a JSON object of fields")
     flat: dict = {}
@@ -155,7 +156,7 @@ def apply_overrides(overrides: dict) -> Recipe:
         if k not in FIELD_NAMES:
             raise RecipeError(f"unknown recipe field {k!r}")
         set_dotted(r, k, v)
-    return r
+    return apply_preset(r, resolve_preset(r, models_dir), set(flat))
 
 
 # ------------------------------------------------------------------ rendering the job view
@@ -464,7 +465,10 @@ def create_build_tab(app: AppEngine) -> BuildTab:
     # ------------------------------------------------------------ handlers
     def command_of(*values):
         try:
-            return preview_command(recipe_from_form(*values))
+            r = recipe_from_form(*values)
+            if r.preset == "auto":  # the values shown are the resolved preset's: say which
+                r.preset = resolve_preset(r, app.models_dir)
+            return preview_command(r)
         except (RecipeError, ValueError) as e:
             return f"# error: {e}"
 
@@ -566,7 +570,7 @@ def create_build_tab(app: AppEngine) -> BuildTab:
     def build_recipe(overrides: dict) -> dict:
         """Start a build: the default recipe with `overrides` (nested or dotted field names)."""
         try:
-            recipe = apply_overrides(overrides or {})
+            recipe = apply_overrides(overrides or {}, app.models_dir)
             job_id = launch(recipe)
         except (RecipeError, UIError, ValueError, RuntimeError) as e:
             return {"ok": False, "error": str(e)}
