@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_app as base_tests  # noqa: E402  (free_port, start_app, stop_app)
 
 ROOT = Path(__file__).resolve().parent.parent
+SOURCE = base_tests.SOURCE  # $APP_TEST_SOURCE: a folder with models/ and adapters/ (default: the repository)
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
@@ -62,13 +63,15 @@ def tree_hashes(d: Path) -> dict[str, str]:
 
 
 def copy_workspace(ws: Path) -> Path:
-    """models/default, models/default-hf, adapters/travel and pirate, data/: copies, nothing linked."""
+    """models/default, models/default-hf, adapters/travel and pirate (from APP_TEST_SOURCE, default: the
+    repository) and data/: copies, nothing linked."""
     (ws / "models").mkdir(parents=True)
     (ws / "adapters").mkdir()
     for sub in ("models/default", "models/default-hf", "adapters/travel", "adapters/pirate", "data"):
-        if not (ROOT / sub).exists():
-            pytest.fail(f"{ROOT / sub} missing")
-        shutil.copytree(ROOT / sub, ws / sub)
+        src = SOURCE / sub if (SOURCE / sub).exists() else ROOT / sub
+        if not src.exists():
+            pytest.fail(f"{src} missing")
+        shutil.copytree(src, ws / sub)
     return ws
 
 
@@ -78,7 +81,7 @@ def server(tmp_path_factory):
         pytest.fail(f"{CHROMIUM} missing (apt-get install -y chromium)")
     root = tmp_path_factory.mktemp("newcomer")
     ws = copy_workspace(root / "ws")
-    repo_travel = tree_hashes(ROOT / "adapters" / "travel")
+    repo_travel = tree_hashes(SOURCE / "adapters" / "travel")
     travel = tree_hashes(ws / "adapters" / "travel")
     data = root / "minstrel.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in minstrel_rows()))
@@ -168,8 +171,11 @@ def test_newcomer_build_reload_chat_compare(server, browser, client):
     assert train_file in page.inner_text("#build-command")
 
     page.click("#build-start")
-    page.wait_for_function("() => /minstrel/.test(document.querySelector('#build-job-id input, "
-                           "#build-job-id textarea').value)")
+    try:
+        page.wait_for_function("() => /minstrel/.test(document.querySelector('#build-job-id input, "
+                               "#build-job-id textarea').value)")
+    except Exception:
+        pytest.fail("no job started: " + page.inner_text("#build-status"))
     job = field(page, "build-job-id").input_value()
     page.wait_for_function("() => /step \\d+: loss/.test(document.querySelector('#build-log textarea').value)",
                            timeout=600_000)
@@ -245,7 +251,7 @@ def test_newcomer_build_reload_chat_compare(server, browser, client):
 
     # travel was not touched (nor the repository's)
     assert tree_hashes(server["ws"] / "adapters" / "travel") == server["travel"]
-    assert tree_hashes(ROOT / "adapters" / "travel") == server["repo_travel"]
+    assert tree_hashes(SOURCE / "adapters" / "travel") == server["repo_travel"]
     page.close()
 
 

@@ -138,8 +138,8 @@ def preset_recipe(recipe: Recipe, models_dir) -> tuple[Recipe, str]:
 
 
 def apply_overrides(overrides: dict, models_dir) -> Recipe:
-    """Default recipe + overrides given as nested dicts and/or dotted keys (API use), with its preset's values
-    for the fields the overrides do not give (as the CLI does)."""
+    """Default recipe + overrides given as nested dicts and/or dotted keys (API use; Recipe.from_dict checks
+    them), with its preset's values for the fields the overrides do not give (as the CLI does)."""
     if not isinstance(overrides, dict):
         raise RecipeError("the recipe must be a JSON object of fields")
     flat: dict = {}
@@ -149,13 +149,18 @@ def apply_overrides(overrides: dict, models_dir) -> Recipe:
             if isinstance(v, dict):
                 walk(v, f"{prefix}{k}.")
             else:
-                flat[prefix + k] = v
+                flat[prefix + str(k)] = v
     walk(overrides, "")
-    r = Recipe()
-    for k, v in flat.items():
-        if k not in FIELD_NAMES:
-            raise RecipeError(f"unknown recipe field {k!r}")
-        set_dotted(r, k, v)
+    nested: dict = {}
+    for key, value in flat.items():
+        *path, last = key.split(".")
+        d = nested
+        for p in path:
+            d = d.setdefault(p, {})
+            if not isinstance(d, dict):
+                raise RecipeError(f"{p} must be a mapping")
+        d[last] = value
+    r = Recipe.from_dict(nested)
     return apply_preset(r, resolve_preset(r, models_dir), set(flat))
 
 
@@ -489,8 +494,9 @@ def create_build_tab(app: AppEngine) -> BuildTab:
         """Status, stages, loss, log, evaluation (and runs when something changed) of the shown job."""
         if not job_id:
             cur = app.current_job()
-            if cur is None:
-                return ("", "No build yet.") + (gr.update(),) * 6 + (last,)
+            if cur is None:  # said once: a message shown in the status line (e.g. cannot start) stays
+                return ((gr.update(),) * 9) if last == "none" else (("", "No build yet.") + (gr.update(),) * 6
+                                                                     + ("none",))
             job_id = cur
         try:
             st = app.job_state(job_id)
@@ -520,7 +526,7 @@ def create_build_tab(app: AppEngine) -> BuildTab:
             job_id = launch(recipe_from_form(*values))
         except (RecipeError, UIError, ValueError, RuntimeError) as e:
             gr.Warning(str(e))
-            return gr.update(), f"⚠ cannot start: {e}", ""
+            return gr.update(), f"⚠ cannot start: {html.escape(str(e))}", gr.update()
         return job_id, f"**{job_id}**: started", ""
 
     def cancel(job_id):
