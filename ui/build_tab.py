@@ -623,6 +623,12 @@ def create_build_tab(app: AppEngine) -> BuildTab:
         c.input(fill_preset, form, preset_outs + [preset_note], api_visibility="private", queue=False)
     comps["base_model"].blur(fill_preset, form, preset_outs + [preset_note], api_visibility="private",
                              queue=False)
+    def note_of(*values):
+        try:
+            return preset_recipe(recipe_from_form(*values), app.models_dir)[1]
+        except (RecipeError, ValueError) as e:
+            return f"⚠ {e}"
+    comps["preset"].change(note_of, form, preset_note, api_visibility="private", queue=False)  # also restored
     for c in preset_outs:  # an edited preset value makes the preset custom
         c.input(lambda: ("custom", "preset **custom**: the values as you set them"), None,
                 [comps["preset"], preset_note], api_visibility="private", queue=False)
