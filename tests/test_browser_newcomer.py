@@ -107,6 +107,13 @@ def client(server):
     return Client(server["url"], verbose=False)
 
 
+def shots(server) -> Path:
+    """Where screenshots go: $NEWCOMER_SHOTS, else the temporary folder (never the repository)."""
+    d = Path(os.environ.get("NEWCOMER_SHOTS") or server["ws"].parent / "shots")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 def new_page(browser, url):
     pg = browser.new_page(viewport={"width": 1400, "height": 1200})
     pg.set_default_timeout(60_000)
@@ -216,7 +223,7 @@ def test_newcomer_build_reload_chat_compare(server, browser, client):
     adapter_loss = float(page.inner_text("#build-eval [data-k=adapter_loss]"))
     assert adapter_loss < base_loss - 0.5, (base_loss, adapter_loss)
     assert page.locator("#build-eval .eval-sample").count() == 5
-    page.screenshot(path=str(server["ws"] / "build-end.png"), full_page=True)
+    page.screenshot(path=str(shots(server) / "newcomer-build-end.png"), full_page=True)
 
     # the evaluation handler (gradio_client)
     html = client.predict("minstrel", api_name="/adapter_eval")
@@ -229,6 +236,7 @@ def test_newcomer_build_reload_chat_compare(server, browser, client):
     page.wait_for_function("() => document.querySelector('#lib-adapters').innerText.includes('minstrel')")
     choose(page, "lib-eval-name", "minstrel")
     page.wait_for_function("() => document.querySelectorAll('#lib-eval .eval-sample').length === 5")
+    page.screenshot(path=str(shots(server) / "newcomer-library.png"), full_page=True)
 
     # Chat: listed under `default` next to travel and pirate; compared with the base
     page.get_by_role("tab", name="Chat").click()

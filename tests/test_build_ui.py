@@ -71,3 +71,25 @@ def test_refusal_names_the_base_that_fits(app):
     assert "`travel`: built for base 'default', pick it above" in refused, refused
     hist_a, _, _, stats = base_tests.chat(client, "Hello", "travel", base="other")
     assert "built for base 'default', pick it above" in stats, stats
+
+
+def test_job_view_skip_reasons_resume_and_times():
+    """The job view of a resumed adapter-on-base build: skipped stages say why, the resumed step is named,
+    the stage times (added up across attempts by JobState) add up to the total row."""
+    from pipeline.events import JobState
+    from ui.build_tab import stages_html, status_text
+    skip = "building onto base 'default'"
+    events = [{"t": 100.0, "type": "job_start", "job_id": "j"},
+              {"t": 101.0, "type": "stage_end", "stage": "prepare", "seconds": 1.5},
+              {"t": 101.0, "type": "stage_skip", "stage": "awq", "reason": skip, "seconds": 0.0},
+              {"t": 102.0, "type": "stage_start", "stage": "finetune"},
+              {"t": 110.0, "type": "job_end", "status": "cancelled", "error": "cancelled by the user"},
+              {"t": 120.0, "type": "job_start", "job_id": "j"},
+              {"t": 121.0, "type": "resume", "stage": "finetune", "step": 50},
+              {"t": 130.0, "type": "stage_end", "stage": "finetune", "seconds": 17.25},
+              {"t": 130.0, "type": "stage_skip", "stage": "onnx", "reason": skip, "seconds": 0.0}]
+    st = JobState.from_events(events)
+    html = stages_html(st)
+    assert html.count(f"skipped: building onto base &#x27;default&#x27;") == 2, html
+    assert "18.8 s" in html  # 1.5 + 0 + 17.25 + 0
+    assert "resumed at step 50" in status_text("j", st)
