@@ -93,3 +93,13 @@ def test_job_view_skip_reasons_resume_and_times():
     assert html.count(f"skipped: building onto base &#x27;default&#x27;") == 2, html
     assert "18.8 s" in html  # 1.5 + 0 + 17.25 + 0
     assert "resumed at step 50" in status_text("j", st)
+
+
+def test_preview_names_the_held_out_split(app):
+    """/preview_data keeps its five-argument form; the held-out fields are optional trailing ones."""
+    client = app["client"]
+    msg = client.predict("data/pirate/train.jsonl", "auto", "", "models/default-hf", False, api_name="/preview_data")
+    assert msg.startswith("✓") and "carved from the train file (10 %, seed 0)" in msg, msg[:300]
+    msg = client.predict("data/pirate/train.jsonl", "auto", "", "models/default-hf", False, "data/pirate/test.jsonl",
+                         0.1, 0, api_name="/preview_data")
+    assert "held-out: " in msg and "examples from test.jsonl" in msg, msg[:300]
