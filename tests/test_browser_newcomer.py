@@ -223,8 +223,9 @@ def test_newcomer_build_reload_chat_compare(server, browser, client):
     stages = page.inner_text("#build-stages")
     assert re.search(r"awq\s+skipped: building onto base 'default'", stages), stages
     assert re.search(r"onnx\s+skipped: building onto base 'default'", stages), stages
-    log = page.locator("#build-log textarea")
-    assert log.evaluate("t => t.scrollTop + t.clientHeight >= t.scrollHeight - 30")  # follows its newest lines
+    page.wait_for_function("() => { const t = document.querySelector('#build-log textarea');"  # follows its end
+                           " return t.scrollHeight > t.clientHeight && t.scrollTop + t.clientHeight >= t.scrollHeight - 30"
+                           " && /job ok/.test(t.value); }")
     page.wait_for_selector("#build-eval .eval-samples")
     base_loss = float(page.inner_text("#build-eval [data-k=base_loss]"))
     adapter_loss = float(page.inner_text("#build-eval [data-k=adapter_loss]"))
@@ -234,7 +235,7 @@ def test_newcomer_build_reload_chat_compare(server, browser, client):
 
     # the evaluation handler (gradio_client)
     html = client.predict("minstrel", api_name="/adapter_eval")
-    assert "held-out loss" in html and html.count("eval-sample") == 5
+    assert "held-out loss" in html and html.count("class='eval-sample'") == 5
     summary = client.predict(job, api_name="/job_summary")
     assert summary["status"] == "ok" and summary["eval"]["adapter_loss"] == pytest.approx(adapter_loss, abs=1e-3)
 
