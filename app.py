@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from deploy.launch import add_launch_arguments, launch_options, max_upload_bytes  # noqa: E402
+from artifacts import max_upload_bytes  # noqa: E402
+from deploy.launch import add_launch_arguments, launch_options  # noqa: E402
 from ui.interface import create_chat_only_ui, create_ui, launch_kwargs  # noqa: E402
 
 
@@ -30,7 +31,7 @@ def build_demo(models_dir: str | None = None, adapters_dir: str | None = None, p
         from ui.chat_engine import ChatOnlyEngine
         return create_chat_only_ui(ChatOnlyEngine(models_dir=models_dir, adapters_dir=adapters_dir,
                                                   provider=provider), warning=warning)
-    from pipeline.workspace import Workspace
+    from artifacts import Workspace
     from ui.engine import AppEngine
     return create_ui(AppEngine(Workspace.default(), models_dir=models_dir, adapters_dir=adapters_dir,
                                provider=provider), warning=warning)

@@ -3,7 +3,7 @@
 1. kill -9 of the job's process group during each stage (prepare, awq forced on CPU with few calibration
    samples, finetune, onnx, adapter), the moment found from the job's events; then `resume`: the job
    continues from the last finished stage and ends ok. Meanwhile a watcher thread lists the adapter
-   library (engine.library.list_adapters) every 20 ms: it must never list a broken adapter.
+   library (artifacts.list_adapters) every 20 ms: it must never list a broken adapter.
 2. cancel (pipeline.jobs.cancel) during finetune and during the ONNX build (whose builder is a child
    process), several times each (resume in between): seconds until the whole process tree is gone.
 
@@ -29,13 +29,13 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from engine import library  # noqa: E402
+import artifacts as library  # noqa: E402
 from pipeline import jobs  # noqa: E402
 from pipeline.events import read_events  # noqa: E402
 from pipeline.recipe import Recipe  # noqa: E402
-from pipeline.workspace import Workspace  # noqa: E402
+from pipeline.stages import STAGE_NAMES as STAGES  # noqa: E402
+from artifacts import Workspace  # noqa: E402
 
-STAGES = ["prepare", "awq", "finetune", "onnx", "adapter"]
 FAKE_TOKEN = "hf_FAKEtokenHARDENING0123456789abcdef"
 
 
@@ -48,7 +48,7 @@ def make_ws(root: Path) -> Workspace:
 
 
 def recipe(name: str, awq: bool = True, steps: int = 12) -> Recipe:
-    r = Recipe(base_model="models/default-hf", train_file="data/travel/train.jsonl",
+    r = Recipe(base="", base_model="models/default-hf", train_file="data/travel/train.jsonl",
                eval_file="data/travel/test.jsonl", adapter_name=name, base_name="crash-int4")
     # (4 samples of 64 tokens make autoawq fail: it drops texts longer than the block length)
     r.awq.enabled, r.awq.device, r.awq.calib_samples, r.awq.calib_seq_len = awq, "cpu", 8, 256

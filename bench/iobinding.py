@@ -48,7 +48,7 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench import common as C  # noqa: E402
-from engine.library import read_adapter_arrays  # noqa: E402
+from artifacts import read_adapter_arrays  # noqa: E402
 
 MODES = ("host", "iobinding", "iobinding_host_adapter")
 NP_DTYPE = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,

@@ -26,7 +26,7 @@ from bench import common as C  # noqa: E402
 
 def _adapters_of(ws: Path, base_dir: Path) -> list[Path]:
     """The adapter folders in ws/adapters that fit the base (the engine library's own check)."""
-    from engine.library import list_adapters
+    from artifacts import list_adapters
     return [i.dir for i in list_adapters(ws / "adapters", base_dir) if i.ok]
 
 
@@ -133,7 +133,7 @@ def og_compare(d: Path, ads: list[Path], device: str, tokens: int, reps: int) ->
 
     import onnxruntime_genai as og
 
-    from engine.library import write_pair_adapter
+    from artifacts import write_pair_adapter
     prompt = list(range(100, 116))
     tmp = Path(tempfile.mkdtemp(prefix="pair-"))
     fa, fb = ads[0] / "adapter.onnx_adapter", (ads[1] if len(ads) > 1 else ads[0]) / "adapter.onnx_adapter"

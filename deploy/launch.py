@@ -17,23 +17,11 @@ from dataclasses import dataclass
 from typing import Mapping
 
 AUTH_ENV = "STUDIO_AUTH"
-UPLOAD_ENV = "STUDIO_MAX_UPLOAD_MB"
-MAX_UPLOAD_MB_DEFAULT = 50.0  # uploads to the app and dataset files (pipeline.data.max_file_bytes)
 log = logging.getLogger("studio.launch")
 
 SHARE_WITHOUT_AUTH_WARNING = (
     "This app is shared through a PUBLIC gradio.live link WITHOUT a password: anyone who gets the link "
     "can use it (and your machine's compute). Restart with --auth USER:PASS or STUDIO_AUTH=user:pass.")
-
-
-def max_upload_bytes(env: Mapping[str, str] | None = None) -> int:
-    """The size limit for uploads and dataset files: $STUDIO_MAX_UPLOAD_MB, default 50 MB."""
-    env = os.environ if env is None else env
-    try:
-        mb = float(env.get(UPLOAD_ENV, MAX_UPLOAD_MB_DEFAULT))
-    except ValueError:
-        mb = MAX_UPLOAD_MB_DEFAULT
-    return int(mb * 1e6)
 
 
 class LaunchError(ValueError):

@@ -6,6 +6,7 @@ Layout of the export:
   requirements.txt   CPU: onnxruntime-genai + onnxruntime; GPU hardware: the -cuda / -gpu builds
   app.py             chat-only launcher (deploy/space_app.py)
   engine/            the chat engine, copied
+  artifacts/         the on-disk contract (bases, adapters, names), copied
   ui/                __init__, interface, chat_tab, library_tab, and engine.py = ui/chat_engine.py (the
                      chat-only engine, under the Space's name for it: imports of ui.chat_engine in the
                      shipped code are rewritten to ui.engine)
@@ -28,7 +29,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from engine import library  # noqa: E402
+import artifacts  # noqa: E402
 
 ORT_GENAI_VERSION = "0.18.0"
 ORT_VERSION = "1.31.1"
@@ -45,18 +46,19 @@ HARDWARE = CPU_HARDWARE + GPU_HARDWARE
 CODE = [
     ("engine/__init__.py", "engine/__init__.py"),
     ("engine/chat.py", "engine/chat.py"),
-    ("engine/library.py", "engine/library.py"),
     ("ui/__init__.py", "ui/__init__.py"),
     ("ui/interface.py", "ui/interface.py"),
     ("ui/chat_tab.py", "ui/chat_tab.py"),
     ("ui/library_tab.py", "ui/library_tab.py"),
     ("ui/chat_engine.py", "ui/engine.py"),
+    *[(f"artifacts/{f}", f"artifacts/{f}") for f in ("__init__.py", "adapter_file.py", "library.py", "limits.py",
+                                                      "names.py", "publish.py", "workspace.py")],
     ("deploy/launch.py", "deploy/launch.py"),
     ("deploy/space_app.py", "app.py"),
 ]
 # modules that a Space holds under another name: (name in this project, name in the Space)
 RENAMED_MODULES = [("ui.chat_engine", "ui.engine")]
-ADAPTER_FILES = (library.ADAPTER_FILE, "metadata.json")
+ADAPTER_FILES = (artifacts.ADAPTER_FILE, "metadata.json")
 
 
 class ExportError(Exception):
@@ -100,7 +102,7 @@ def _fmt(v, nd=4) -> str:
     return "" if v is None else str(v)
 
 
-def adapter_table(adapters: list[library.AdapterInfo], detail: bool = False) -> list[str]:
+def adapter_table(adapters: list[artifacts.AdapterInfo], detail: bool = False) -> list[str]:
     """Markdown table of adapters from their metadata (detail: also alpha and size) for the model cards."""
     cols = ["adapter", "dataset", "examples", "rank"] + (["alpha"] if detail else []) + \
         ["steps", "train loss", "held-out loss"] + (["size"] if detail else [])
@@ -116,7 +118,7 @@ def adapter_table(adapters: list[library.AdapterInfo], detail: bool = False) -> 
     return rows
 
 
-def readme(title: str, emoji: str, hardware: str, base: library.BaseInfo, adapters: list[library.AdapterInfo],
+def readme(title: str, emoji: str, hardware: str, base: artifacts.BaseInfo, adapters: list[artifacts.AdapterInfo],
            short_description: str | None = None) -> str:
     meta = base.meta or {}
     head = ["---", f"title: {_yaml_str(title)}", f"emoji: {emoji}", "colorFrom: indigo", "colorTo: green",
@@ -166,40 +168,33 @@ def _copy_code(src: Path, dst: Path) -> None:
     shutil.copymode(src, dst)
 
 
-def _base_files(info: library.BaseInfo) -> list[Path]:
+def _base_files(info: artifacts.BaseInfo) -> list[Path]:
     """The files of an ONNX base folder that an export or a model repository ships (no hidden ones)."""
     return [f for f in sorted(info.dir.iterdir()) if f.is_file() and not f.name.startswith(".")]
 
 
-def _fsync_tree(root: Path) -> None:
-    for p in root.rglob("*"):
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-
-
 def _select(base: str, adapters: list[str] | None, models_dir: Path, adapters_dir: Path):
-    if not library.safe_name(base):
+    if not artifacts.safe_name(base):
         raise ExportError(f"unsafe base name {base!r}: use letters, digits, '.', '_' or '-' (no paths)")
     bdir = models_dir / base
     if not (bdir / "genai_config.json").is_file():
-        names = [b.dir.name for b in library.list_bases(models_dir) if (b.dir / "genai_config.json").is_file()]
+        names = [b.dir.name for b in artifacts.list_bases(models_dir) if (b.dir / "genai_config.json").is_file()]
         raise ExportError(f"no ONNX base {base!r} in {models_dir} (no genai_config.json); "
                           f"available: {', '.join(names) or 'none'}")
-    info = library.read_base(bdir)
+    info = artifacts.read_base(bdir)
     if not info.ok:
         raise ExportError(f"base {base!r} is not usable: {info.reason}")
     if adapters is None:  # every adapter that fits the base
-        chosen = [a for a in library.list_adapters(adapters_dir, info) if a.ok]
+        chosen = [a for a in artifacts.list_adapters(adapters_dir, info) if a.ok]
     else:
         chosen = []
         for name in adapters:
-            if not library.safe_name(name):
+            if not artifacts.safe_name(name):
                 raise ExportError(f"unsafe adapter name {name!r}: use letters, digits, '.', '_' or '-'")
             adir = adapters_dir / name
             if not adir.is_dir():
                 raise ExportError(f"no adapter {name!r} in {adapters_dir}")
-            a = library.check_adapter(adir, info)
+            a = artifacts.check_adapter(adir, info)
             if not a.ok:
                 raise ExportError(f"adapter {name!r} does not fit base {base!r}: {a.reason}")
             chosen.append(a)
@@ -247,7 +242,7 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
         (tmp / ".gitattributes").write_text("*.onnx filter=lfs diff=lfs merge=lfs -text\n"
                                              "*.onnx.data filter=lfs diff=lfs merge=lfs -text\n"
                                              "*.onnx_adapter filter=lfs diff=lfs merge=lfs -text\n")
-        _fsync_tree(tmp)
+        artifacts.fsync_tree(tmp)
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
         old = None
@@ -268,6 +263,6 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
 def _dirs(models_dir: str | Path | None, adapters_dir: str | Path | None) -> tuple[Path, Path]:
     """The models and adapters folders: as given, else models/ and adapters/ of the workspace
     ($STUDIO_HOME, default: the project)."""
-    root = Path(os.environ.get("STUDIO_HOME") or PROJECT_ROOT).resolve()
+    root = artifacts.workspace_root()
     return (Path(models_dir).resolve() if models_dir else root / "models",
             Path(adapters_dir).resolve() if adapters_dir else root / "adapters")

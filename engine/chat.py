@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 import onnxruntime_genai as og
 
-from . import library as lib
+import artifacts as lib
 
 BASE = "base"
 

@@ -55,7 +55,7 @@ def recipe_from_args(args) -> tuple[Recipe, set[str]]:
 def with_preset(recipe: Recipe, explicit: set[str]) -> Recipe:
     """The recipe with its preset applied ('auto' resolved by the base's size)."""
     from pipeline.presets import apply_preset, resolve_preset
-    from pipeline.workspace import Workspace
+    from artifacts import Workspace
     return apply_preset(recipe, resolve_preset(recipe, Workspace.default().models), explicit).validate()
 
 
@@ -108,7 +108,7 @@ def export_olive_config(recipe: Recipe, output: Path) -> int:
 
     from pipeline import data, hub
     from pipeline.stage_finetune import olive_config
-    from pipeline.workspace import Workspace
+    from artifacts import Workspace
     ws = Workspace.default()
     if recipe.base:
         from pipeline.stage_prepare import prepared_weights
@@ -138,7 +138,7 @@ def export_olive_config(recipe: Recipe, output: Path) -> int:
 
 
 def _job_dir(ref: str) -> Path:
-    from pipeline.workspace import Workspace
+    from artifacts import Workspace
     p = Path(ref)
     if (p / "recipe.yaml").exists():
         return p

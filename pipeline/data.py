@@ -14,7 +14,7 @@ import random
 import string
 from pathlib import Path
 
-from deploy.launch import max_upload_bytes
+from artifacts import max_upload_bytes
 
 ROLES = ("system", "user", "assistant")
 MAX_LINE_BYTES = 1 << 20     # one example (one JSONL line) at most 1 MiB
@@ -22,7 +22,7 @@ MAX_LINE_BYTES = 1 << 20     # one example (one JSONL line) at most 1 MiB
 
 def max_file_bytes() -> int:
     """The size limit for dataset files (CLI and uploads): $STUDIO_MAX_UPLOAD_MB, default 50 MB (one
-    limit with the app's upload cap, deploy.launch.max_upload_bytes, which needs no pipeline import)."""
+    limit with the app's upload cap, artifacts.max_upload_bytes)."""
     return max_upload_bytes()
 
 

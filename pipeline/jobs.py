@@ -15,9 +15,10 @@ from pathlib import Path
 
 from pipeline.events import EventLog, JobState, read_events
 from pipeline.recipe import Recipe, RecipeError, default_adapter_name
-from pipeline.workspace import PROJECT_ROOT, Workspace
+from artifacts import PROJECT_ROOT, Workspace
 
 CANCEL_GRACE_S = 3.0
+CANCEL_GRACE_FINETUNE_S = 30.0  # fine-tuning first finishes its step and writes a checkpoint
 
 
 @dataclass
@@ -174,13 +175,16 @@ def state(job_dir: Path) -> JobState:
     return st
 
 
-def cancel(job_dir: Path, grace_s: float = CANCEL_GRACE_S) -> float:
+def cancel(job_dir: Path, grace_s: float | None = None) -> float:
     """Stops the job's whole process tree; returns the seconds it took. SIGTERM first (the job writes
-    its own 'cancelled' event), SIGKILL to the group after `grace_s`."""
+    its own 'cancelled' event; fine-tuning checkpoints first), SIGKILL to the group after `grace_s`
+    (default: 3 s, 30 s while fine-tuning)."""
     t0 = time.perf_counter()
     pid = _pid(job_dir)
     if pid is None or not _alive(pid):
         return 0.0
+    if grace_s is None:
+        grace_s = CANCEL_GRACE_FINETUNE_S if state(job_dir).stage == "finetune" else CANCEL_GRACE_S
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:

@@ -34,7 +34,7 @@ from typing import Iterable
 
 import numpy as np
 
-from engine.library import ROWS_DIM, read_adapter_arrays, write_adapter_file
+from artifacts import ROWS_DIM, read_adapter_arrays, write_adapter_file
 
 FUSED = "fused_qkv"
 BUILDER = "builder"

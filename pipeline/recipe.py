@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from artifacts import NAME_RULE, PROJECT_ROOT, safe_name
+
 DEFAULT_BASE = "models/default-hf"
 DEFAULT_ONNX_BASE = "default"
 PRESET_CHOICES = ["auto", "demo", "3-4b", "custom"]
@@ -143,13 +143,12 @@ class Recipe:
     # ---- checks that need no model or data ----------------------------------------------------
     def validate(self) -> "Recipe":
         _check_bounds(self, "")
-        if self.adapter_name and not SAFE_NAME.match(self.adapter_name):
-            raise RecipeError(f"adapter_name {self.adapter_name!r} is not a safe folder name: use 1-64 "
-                              "letters, digits, '.', '_' or '-', starting with a letter or digit")
-        if self.base_name and not SAFE_NAME.match(self.base_name):
-            raise RecipeError(f"base_name {self.base_name!r} is not a safe folder name")
-        if self.base and not SAFE_NAME.match(self.base):
-            raise RecipeError(f"base {self.base!r} is not a safe folder name")
+        if self.adapter_name and not safe_name(self.adapter_name):
+            raise RecipeError(f"adapter_name {self.adapter_name!r} is not a safe folder name: use {NAME_RULE}")
+        if self.base_name and not safe_name(self.base_name):
+            raise RecipeError(f"base_name {self.base_name!r} is not a safe folder name: use {NAME_RULE}")
+        if self.base and not safe_name(self.base):
+            raise RecipeError(f"base {self.base!r} is not a safe folder name: use {NAME_RULE}")
         if not self.base and not self.base_model.strip():
             raise RecipeError("base_model is empty: give a Hub id or a local folder")
         if not self.train_file.strip():
@@ -263,8 +262,8 @@ def default_adapter_name(train_file: str, adapters_dir: str | Path) -> str:
         stem = re.sub(r"-[0-9a-f]{10}$", "", stem)
     elif stem.lower() in GENERIC_STEMS and p.parent.name not in ("", ".", "data"):
         stem = p.parent.name
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")[:56]
-    if not name or name.lower() in GENERIC_STEMS:
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", stem))[:56].strip("-._")
+    if not safe_name(name) or name.lower() in GENERIC_STEMS:
         name = "adapter"
     adapters_dir = Path(adapters_dir)
     candidate, n = name, 1

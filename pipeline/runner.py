@@ -18,21 +18,13 @@ from pathlib import Path
 from pipeline.errors import Cancelled, StageError
 from pipeline.events import EventLog
 from pipeline.recipe import Recipe, RecipeError
-from pipeline.workspace import Workspace
+from artifacts import Workspace, publish, write_json
 
 __all__ = ["JobRunner", "StageError", "Cancelled", "user_message"]
 
 
 def _sha(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 def _clear_stale_tmp(parent: Path, name: str) -> None:
@@ -96,7 +88,7 @@ class JobRunner:
         try:
             outputs = fn(self, self.stage_dir(name)) or {}
         except BaseException:
-            _write_json(spent, {"seconds": round(before + time.perf_counter() - t0, 2)})
+            write_json(spent, {"seconds": round(before + time.perf_counter() - t0, 2)})
             raise
         seconds = round(before + time.perf_counter() - t0, 2)
         cached = outputs.pop("_cached", False)
@@ -104,7 +96,7 @@ class JobRunner:
         self.out[name] = outputs
         self.timings[name] = seconds
         state = "skipped" if skip else "cached" if cached else "done"
-        _write_json(done, {"outputs": outputs, "seconds": seconds, "cached": cached, "state": state,
+        write_json(done, {"outputs": outputs, "seconds": seconds, "cached": cached, "state": state,
                            "reason": skip or (f"cached: {cached}" if cached else ""), "finished": _now()})
         if skip:
             self.log.emit("stage_skip", stage=name, reason=skip, seconds=seconds)
@@ -124,7 +116,6 @@ class JobRunner:
 
     def cached(self, kind: str, key: str, build) -> tuple[Path, bool]:
         """Content-hash cache: `build(tmp_dir)` fills a folder that is then published as cache/kind-key."""
-        from pipeline.stage_adapter import publish
         final = self.ws.cache / f"{kind}-{key}"
         if (final / "CACHE.json").exists():
             return final, True
@@ -134,7 +125,7 @@ class JobRunner:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         info = build(tmp) or {}
-        _write_json(tmp / "CACHE.json", {"kind": kind, "key": key, "created": _now(), **info})
+        write_json(tmp / "CACHE.json", {"kind": kind, "key": key, "created": _now(), **info})
         publish(tmp, final)
         return final, False
 
@@ -153,7 +144,6 @@ class JobRunner:
     def publish_base(self, onnx_dir: Path, info: dict, ep: str) -> Path:
         """A new ONNX base is published once into models/<base_name>/ with base.json."""
         from pipeline.data import file_sha256
-        from pipeline.stage_adapter import publish
         r = self.recipe
         fp = self.out["awq"]["fingerprint"]
         name = r.base_name or _derive_base_name(r.base_model, r.onnx.precision, ep, fp)
@@ -181,7 +171,7 @@ class JobRunner:
         awq_info = self.out["awq"].get("info", {})
         applied = not awq_info.get("skipped")
         calib = self.job_dir / "stages/prepare/calib.jsonl"
-        _write_json(tmp / "base.json", {
+        write_json(tmp / "base.json", {
             "name": name, "fingerprint": fp, "source_model": r.base_model,
             "source_fingerprint": self.out["prepare"]["model_fingerprint"],
             "precision": r.onnx.precision, "block_size": r.onnx.block_size,
@@ -212,6 +202,8 @@ class JobRunner:
         self.log.emit("job_start", job_id=self.job_dir.name, recipe=self.recipe.to_dict(), pid=os.getpid())
         try:
             self.recipe.validate()
+            if not self.recipe.adapter_name:
+                raise RecipeError("the job's recipe has no adapter_name (jobs.create_job derives one)")
             for name, _, fn in STAGES:
                 self._run_stage(name, fn)
         except Cancelled:

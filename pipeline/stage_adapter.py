@@ -1,4 +1,4 @@
-"""PEFT LoRA -> onnxruntime `.onnx_adapter` for a base built by stage_onnx; atomic publish; fingerprints.
+"""PEFT LoRA -> onnxruntime `.onnx_adapter` for a base built by stage_onnx; fingerprints.
 
 `olive convert-adapters` writes names the genai graph does not have (`self_attn`, no q/k/v split), so
 this is a small converter of our own. It reads the model's LoRA inputs and writes exactly those names
@@ -136,7 +136,7 @@ def convert_adapter(peft_dir, onnx_dir, out_file) -> dict:
     inputs = _model_inputs(onnx_dir)
     if not inputs:
         raise AdapterError(f"{onnx_dir}: the ONNX model has no LoRA inputs (built without slots?)")
-    from engine.library import ROWS_DIM, has_rows, write_adapter_file
+    from artifacts import ROWS_DIM, has_rows, write_adapter_file
     from pipeline.lora_layout import layout_of
     layout = layout_of(inputs)
     q_size, kv_size = _sizes(onnx_dir, inputs)
@@ -173,57 +173,6 @@ def convert_adapter(peft_dir, onnx_dir, out_file) -> dict:
     return {"file": str(out_file), "rank": int(acfg["r"]), "alpha": acfg.get("lora_alpha"),
             "target_modules": sorted(acfg.get("target_modules") or []), "tensors": len(tensors),
             "lora_layout": layout, "lora_rows": rows, "size_bytes": out_file.stat().st_size}
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            with open(os.path.join(dirpath, f), "rb") as fh:
-                os.fsync(fh.fileno())
-        fd = os.open(dirpath, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def publish(tmp_dir, final_dir) -> Path:
-    """Atomically publish tmp_dir as final_dir: copy into a temp sibling, fsync, os.replace.
-    An existing final_dir is swapped out only once the new one is complete."""
-    tmp_dir, final_dir = Path(tmp_dir), Path(final_dir)
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = final_dir.with_name(f"{final_dir.name}.tmp-{os.getpid()}")
-    if staging.resolve() == tmp_dir.resolve():
-        pass  # the caller built it in place as the staging sibling
-    elif tmp_dir.resolve().parent == final_dir.resolve().parent:
-        if staging.exists():
-            shutil.rmtree(staging)
-        os.replace(tmp_dir, staging)  # already a sibling: no copy needed
-    else:
-        if staging.exists():
-            shutil.rmtree(staging)
-        shutil.copytree(tmp_dir, staging)
-    _fsync_tree(staging)
-    old = None
-    if final_dir.exists():
-        old = final_dir.with_name(f"{final_dir.name}.old-{os.getpid()}")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final_dir, old)  # directories cannot be replaced over a non-empty target
-    try:
-        os.replace(staging, final_dir)
-    except Exception:
-        if old is not None:
-            os.replace(old, final_dir)
-        raise
-    fd = os.open(final_dir.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return final_dir
 
 
 def model_fingerprint(model_dir, memo: Path | None = None) -> str:

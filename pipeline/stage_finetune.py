@@ -71,6 +71,12 @@ def _data_config(name: str, path: Path, max_seq_len: int, batch_size: int) -> di
 def _make_callback(log, state: dict):
     from transformers import TrainerCallback
 
+    def stop_here(control):  # a cancel was asked: checkpoint at this point, then stop (on_save raises)
+        if _cancel["requested"]:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
     class EventCallback(TrainerCallback):
         def on_log(self, args, st, control, logs=None, **kw):
             logs = logs or {}
@@ -83,14 +89,15 @@ def _make_callback(log, state: dict):
                 log.emit("eval", step=int(st.global_step), eval_loss=float(logs["eval_loss"]))
             if "train_loss" in logs:
                 state["train_loss"] = float(logs["train_loss"])
+            return stop_here(control)
+
+        def on_evaluate(self, args, st, control, **kw):  # the Trainer saves right after evaluating
+            return stop_here(control)
 
         def on_step_end(self, args, st, control, **kw):
             state["steps"] = int(st.global_step)
             log.progress("finetune", int(st.global_step), int(st.max_steps or 0))
-            if _cancel["requested"]:  # checkpoint this step, then stop (on_save raises)
-                control.should_save = True
-                control.should_training_stop = True
-            return control
+            return stop_here(control)
 
         def on_save(self, args, st, control, **kw):
             if _cancel["requested"]:
@@ -233,6 +240,10 @@ def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: 
     olive_logger.addHandler(grab)
     tt.DEFAULT_CALLBACKS.append(cb)
     _cancel.update(active=True, requested=False)
+    # Olive creates the LoRA (random A) before the Trainer seeds anything: seed first, so that the same
+    # recipe gives the same adapter (and a resumed run the same one as an uninterrupted run)
+    from transformers import set_seed
+    set_seed(cfg.seed)
     t0 = time.time()
     log.log(f"LoRA fine-tuning with Olive: r={cfg.r} alpha={cfg.alpha} targets={','.join(cfg.target_modules)} "
             f"steps={cfg.max_steps} batch={cfg.batch_size} lr={cfg.learning_rate} on "

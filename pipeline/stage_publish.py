@@ -5,13 +5,10 @@ next successful build of that name."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
+from artifacts.publish import PREVIOUS
 from pipeline.errors import StageError
-
-PREVIOUS = ".previous"
 
 
 def exists_message(name: str) -> str:
@@ -20,34 +17,15 @@ def exists_message(name: str) -> str:
 
 
 def publish_adapter(src: Path, adapters_dir: Path, name: str, replace: bool) -> tuple[Path, Path | None]:
-    """Copies src to adapters_dir/<name> (staged beside it, fsynced, renamed); returns (final, previous)."""
-    from pipeline.stage_adapter import _fsync_tree
-    adapters_dir.mkdir(parents=True, exist_ok=True)
-    final = adapters_dir / name
+    """Publishes a copy of src as adapters_dir/<name> (artifacts.publish: staged, fsynced, renamed; the
+    replaced one kept as <name>.previous); returns (final, previous or None)."""
+    from artifacts import publish
+    final = Path(adapters_dir) / name
     if final.exists() and not replace:
         raise StageError(exists_message(name))
-    staging = adapters_dir / f"{name}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(src, staging)
-    _fsync_tree(staging)
-    previous = None
-    if final.exists():
-        previous = adapters_dir / f"{name}{PREVIOUS}"
-        if previous.exists():
-            shutil.rmtree(previous)
-        os.replace(final, previous)
-    try:
-        os.replace(staging, final)
-    except BaseException:
-        if previous is not None:
-            os.replace(previous, final)
-        raise
-    fd = os.open(adapters_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return final, previous
+    replacing = final.exists()
+    publish(src, final)
+    return final, (final.with_name(name + PREVIOUS) if replacing else None)
 
 
 def run(job, d: Path) -> dict:
@@ -57,6 +35,8 @@ def run(job, d: Path) -> dict:
     meta = json.loads(meta_file.read_text())
     meta["timings"] = dict(job.timings)  # every stage before this one, attempts added up
     meta_file.write_text(json.dumps(meta, indent=2, default=str))
+    from pipeline.runner import _clear_stale_tmp
+    _clear_stale_tmp(job.ws.adapters, r.adapter_name)  # a killed earlier attempt's staging folder
     final, previous = publish_adapter(src, job.ws.adapters, r.adapter_name, r.replace)
     job.log.log(f"published adapter adapters/{r.adapter_name} onto base '{job.out['onnx']['base_name']}'"
                 + (f"; the one it replaced is kept as adapters/{previous.name}" if previous else ""))

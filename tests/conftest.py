@@ -32,7 +32,7 @@ def make_workspace(root: Path) -> Path:
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
-    from pipeline.workspace import Workspace
+    from artifacts import Workspace
     root = make_workspace(tmp_path / "ws")
     monkeypatch.setenv("STUDIO_HOME", str(root))
     return Workspace(root)

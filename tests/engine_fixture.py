@@ -39,7 +39,7 @@ TARGETS = ["qkv_proj", "o_proj"]
 # what the scratch build depends on: a change in any of these rebuilds it
 SOURCES = [HERE / "engine_fixture.py", HERE / "helpers_models.py", ROOT / "pipeline" / "stage_onnx.py",
            ROOT / "pipeline" / "stage_adapter.py", ROOT / "pipeline" / "lora_layout.py",
-           ROOT / "engine" / "library.py"]
+           ROOT / "artifacts" / "adapter_file.py"]
 
 
 def _key() -> str:
@@ -61,8 +61,9 @@ def _recipe(hf: Path, adapter_name: str, r: int):
 def _build(root: Path, final: Path, hidden: int = 128, layers: int = 2, ctx: int = 256) -> None:
     """Builds into root, which is then renamed to final (paths in the metadata name final)."""
     from pipeline.events import EventLog
-    from pipeline.runner import _now, _write_json
-    from pipeline.stage_adapter import convert_adapter, model_fingerprint, publish
+    from artifacts import publish, write_json as _write_json
+    from pipeline.runner import _now
+    from pipeline.stage_adapter import convert_adapter, model_fingerprint
     from pipeline.stage_onnx import build_onnx
     from tests.helpers_models import make_random_peft, make_tiny_model
 

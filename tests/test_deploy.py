@@ -36,7 +36,7 @@ def free_port() -> int:
 
 
 def fitting_adapters() -> list[str]:
-    from engine import library
+    import artifacts as library
     info = library.read_base(ROOT / "models" / BASE)
     return [a.name for a in library.list_adapters(ROOT / "adapters", info) if a.ok]
 
@@ -219,7 +219,9 @@ def test_export_space_folder(artifacts, tmp_path):
     files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     base_files = {f"models/{BASE}/{p.name}" for p in (ROOT / "models" / BASE).iterdir() if p.is_file()}
     expected = ({"README.md", "requirements.txt", "app.py", ".gitattributes", "deploy/__init__.py",
-                 "deploy/launch.py", "engine/__init__.py", "engine/chat.py", "engine/library.py",
+                 "deploy/launch.py", "engine/__init__.py", "engine/chat.py",
+                 *(f"artifacts/{f}" for f in ("__init__.py", "adapter_file.py", "library.py", "limits.py", "names.py",
+                                              "publish.py", "workspace.py")),
                  "ui/__init__.py", "ui/interface.py", "ui/chat_tab.py", "ui/library_tab.py", "ui/engine.py"}
                 | base_files | {f"adapters/{a}/{f}" for a in artifacts for f in ("adapter.onnx_adapter",
                                                                                    "metadata.json")})

@@ -12,7 +12,7 @@ import onnxruntime_genai as og
 import numpy as np
 import pytest
 
-from engine import library as lib
+import artifacts as lib
 from engine.chat import ChatEngine, SamplingParams, Stats, load_hf_chat_template, render_chat_template
 from tests.engine_fixture import engine_scratch  # noqa: F401  (session fixture)
 

@@ -322,10 +322,10 @@ def test_upload_handler_enforces_size_limit_and_safe_names(tmp_path, monkeypatch
 
 
 def test_user_given_names_are_safe_folder_names(tmp_path):
-    from engine.library import LibraryError, delete_adapter, safe_name
+    from artifacts import LibraryError, delete_adapter, safe_name
     from pipeline.recipe import Recipe, RecipeError
     from ui.engine import AppEngine, UIError
-    from pipeline.workspace import Workspace
+    from artifacts import Workspace
     for bad in ("../x", "a/b", "a b", "", "a" * 200, ".x", "x\0y", "..", "/abs"):
         with pytest.raises(RecipeError):
             Recipe(adapter_name=bad).validate()
@@ -348,7 +348,7 @@ def test_trust_remote_code_off_by_default(tmp_path):
     text = json.dumps(cfg)
     assert '"trust_remote_code": false' in text and '"trust_remote_code": true' not in text
     # the job's own loads pass the recipe's flag
-    src = (ROOT / "pipeline" / "runner.py").read_text()
+    src = (ROOT / "pipeline" / "stage_prepare.py").read_text()
     assert "trust_remote_code=r.trust_remote_code" in src
 
 
@@ -388,7 +388,7 @@ def test_custom_code_and_pickles_refused(tmp_path):
     from pipeline import jobs
     from pipeline.data import DataError
     from pipeline.recipe import Recipe, RecipeError
-    from pipeline.workspace import Workspace
+    from artifacts import Workspace
     from conftest import make_workspace
     ws = Workspace(make_workspace(tmp_path / "ws"))
     prepare_inputs(ws.root)

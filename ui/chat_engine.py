@@ -2,7 +2,7 @@
 (no pipeline, Olive, transformers or torch import), so that `app.py --chat-only` and exported Spaces load
 none of them.
 
-- ChatEngineSide: bases and adapters on disk (engine.library) and one engine.chat.ChatEngine per ONNX base
+- ChatEngineSide: bases and adapters on disk (artifacts) and one engine.chat.ChatEngine per ONNX base
   in models/, created lazily and kept; no build jobs (list_jobs/running_job/current_job say so).
   ui.engine.AppEngine subclasses it and adds the job side.
 - ChatOnlyEngine: the read-only one of `app.py --chat-only` and of exported Spaces (which ship this file
@@ -11,12 +11,11 @@ none of them.
 ui/chat_tab.py and ui/library_tab.py import UIError and make_sampling from here, so they run on either."""
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from engine import library
+import artifacts
 
 
 class UIError(Exception):
@@ -32,14 +31,14 @@ def make_sampling(**kw):
 
 
 def default_root() -> Path:
-    """$STUDIO_HOME, else the folder above this file (the project root, or the Space root)."""
-    return Path(os.environ.get("STUDIO_HOME") or Path(__file__).resolve().parent.parent).resolve()
+    """The workspace: $STUDIO_HOME, else the project root (or the Space root)."""
+    return artifacts.workspace_root()
 
 
 class ChatEngineSide:
     """Pickers, chat engines and library tables over models/<base>/ and adapters/<name>/.
 
-    `ws` is anything with a `root` folder (pipeline.workspace.Workspace, or a plain root); models_dir and
+    `ws` is anything with a `root` folder (artifacts.Workspace, or a plain root); models_dir and
     adapters_dir default to <root>/models and <root>/adapters. read_only (a class attribute): adapters cannot
     be deleted."""
 
@@ -57,9 +56,9 @@ class ChatEngineSide:
         self._base_locks: dict[str, threading.Lock] = {}
 
     # ------------------------------------------------------------------ bases and chat engines
-    def bases(self) -> list[library.BaseInfo]:
+    def bases(self) -> list[artifacts.BaseInfo]:
         """ONNX bases that can be served (genai_config.json present); HF folders are not bases."""
-        return [b for b in library.list_bases(self.models_dir) if (b.dir / "genai_config.json").is_file()]
+        return [b for b in artifacts.list_bases(self.models_dir) if (b.dir / "genai_config.json").is_file()]
 
     def base_names(self) -> list[str]:
         return [b.dir.name for b in self.bases()]
@@ -73,7 +72,7 @@ class ChatEngineSide:
     def _is_base(self, base: str) -> bool:
         """base in base_names(), without reading every base.json (chat() runs on each request)."""
         d = self.models_dir / base
-        return (d.name == base and not library.is_temp_name(base)
+        return (d.name == base and not artifacts.is_temp_name(base)
                 and (d / "genai_config.json").is_file())
 
     def chat(self, base: str | None):
@@ -114,14 +113,14 @@ class ChatEngineSide:
         return ["base"] + names, [(str(n), str(r)) for n, r in eng.refused()]
 
     # ------------------------------------------------------------------ library
-    def adapters(self, base: str | None = None) -> list[library.AdapterInfo]:
+    def adapters(self, base: str | None = None) -> list[artifacts.AdapterInfo]:
         info = next((b for b in self.bases() if b.dir.name == base), None) if base else None
-        return library.list_adapters(self.adapters_dir, info)
+        return artifacts.list_adapters(self.adapters_dir, info)
 
     def delete_adapter(self, name: str) -> None:
         if self.read_only:
             raise UIError("this app is read-only: adapters cannot be deleted here")
-        library.delete_adapter(self.adapters_dir, name)
+        artifacts.delete_adapter(self.adapters_dir, name)
         self.refresh()
 
     # ------------------------------------------------------------------ no build jobs here

@@ -13,7 +13,7 @@ from pathlib import Path
 from pipeline import jobs
 from pipeline.events import JobState, read_events
 from pipeline.recipe import Recipe
-from pipeline.workspace import Workspace
+from artifacts import Workspace
 from ui.chat_engine import ChatEngineSide, UIError
 
 

@@ -1,5 +1,5 @@
 """Library tab: the ONNX bases in models/ and the adapters in adapters/ with their metadata; delete an
-adapter (with a confirmation tick) through engine.library.delete_adapter. read_only=True (chat-only app,
+adapter (with a confirmation tick) through artifacts.delete_adapter. read_only=True (chat-only app,
 exported Spaces; the default when the engine is read-only) shows the tables without the delete section.
 Below the tables, one adapter's evaluation (eval_html, also shown at the end of the Build view): base vs
 adapter on held-out data, measured on the served model at the end of its build, with sample answers."""
@@ -12,7 +12,7 @@ import time
 import gradio as gr
 import pandas as pd
 
-from engine.library import LibraryError
+from artifacts import LibraryError
 from ui.chat_engine import ChatEngineSide, UIError
 
 BASE_COLS = ["base", "precision", "provider", "source model", "fingerprint", "size MB", "created", "status"]

@@ -9,27 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ADAPTER_FILE = "adapter.onnx_adapter"
-ROWS_DIM = "lora_rows"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+from .adapter_file import ADAPTER_FILE, has_rows, read_adapter_tensors
+from .names import is_temp_name, safe_name
+
+BASE_JSON = "base.json"          # models/<base>/base.json, written by the pipeline (pipeline/runner.py)
+METADATA_JSON = "metadata.json"  # adapters/<name>/metadata.json
 
 
 class LibraryError(Exception):
     pass
-
-
-def is_temp_name(name: str) -> bool:
-    """Folders being published (`<name>.tmp-<pid>`, `<name>.old-<pid>`) or hidden ones are not part of the library."""
-    return ".tmp-" in name or ".old-" in name or name.startswith(".")
-
-
-def safe_name(name: str) -> bool:
-    return bool(_SAFE_NAME.match(name or "")) and ".." not in name and not is_temp_name(name)
 
 
 def _read_json(p: Path) -> dict:
@@ -58,12 +50,6 @@ class BaseInfo:
         """The LoRA inputs carry a leading per-row dim (`lora_rows`): a stacked pair of adapters gives
         each batch row its own LoRA, so compare mode runs as one batch of 2 (pipeline/lora_layout.py)."""
         return has_rows(self.meta.get("lora_inputs") or {})
-
-
-def has_rows(lora_inputs: dict) -> bool:
-    """True when LoRA inputs ({name: dims}) carry the leading per-row dim (the rows layout)."""
-    return bool(lora_inputs) and all(isinstance(d, (list, tuple)) and d and d[0] == ROWS_DIM
-                                     for d in lora_inputs.values())
 
 
 def read_base(model_dir: str | os.PathLike) -> BaseInfo:
@@ -127,80 +113,6 @@ def stat_signature(d: Path) -> tuple:
         except OSError:
             sig.append((n, None))
     return tuple(sig)
-
-
-def read_adapter_tensors(path: Path) -> dict[str, tuple]:
-    """{name: shape} of an .onnx_adapter file; raises on a truncated or unreadable file."""
-    import onnxruntime as ort
-
-    fmt = ort.AdapterFormat.read_adapter(str(path))
-    params = fmt.get_parameters()
-    return {k: tuple(v.shape()) for k, v in params.items()}
-
-
-def read_adapter_arrays(path: Path) -> dict:
-    """{name: numpy array} of an .onnx_adapter file (copies: the arrays onnxruntime hands out point into
-    the AdapterFormat object and are garbage once it is freed)."""
-    import numpy as np
-    import onnxruntime as ort
-
-    fmt = ort.AdapterFormat.read_adapter(str(path))
-    params = fmt.get_parameters()
-    out = {k: np.array(v.numpy(), copy=True) for k, v in params.items()}
-    del params, fmt
-    return out
-
-
-def write_pair_adapter(file_a: Path | None, file_b: Path | None, out_file: Path) -> dict:
-    """One .onnx_adapter for a rows-layout base that gives batch row 0 adapter A and row 1 adapter B
-    (None: the base model, a zero LoRA). Each input is the two adapters' [1, ...] tensors stacked on
-    the rows axis; ranks that differ are padded with zeros (exact: zero columns of A meet zero rows
-    of B). Returns {"tensors", "bytes"}."""
-    import numpy as np
-
-    if file_a is None and file_b is None:
-        raise ValueError("a pair needs at least one adapter")
-    a = read_adapter_arrays(file_a) if file_a else None
-    b = read_adapter_arrays(file_b) if file_b else None
-    ref = a if a is not None else b
-    a = a if a is not None else {k: np.zeros_like(v) for k, v in ref.items()}
-    b = b if b is not None else {k: np.zeros_like(v) for k, v in ref.items()}
-    if set(a) != set(b):
-        raise ValueError("the two adapters set different LoRA inputs")
-    stacked = {}
-    for k in a:
-        x, y = a[k], b[k]
-        if x.ndim != 3 or y.ndim != 3 or x.shape[0] != 1 or y.shape[0] != 1:
-            raise ValueError(f"{k}: not a rows-layout adapter tensor ({list(x.shape)}, {list(y.shape)})")
-        ax = 2 if ".lora_A." in k else 1  # the rank axis: A [1, K, r], B [1, r, N]
-        r = max(x.shape[ax], y.shape[ax])
-        pads = []
-        for t in (x, y):
-            w = [(0, 0)] * 3
-            w[ax] = (0, r - t.shape[ax])
-            pads.append(np.pad(t, w))
-        if pads[0].shape != pads[1].shape or pads[0].dtype != pads[1].dtype:
-            raise ValueError(f"{k}: shapes/dtypes do not stack: {pads[0].shape} vs {pads[1].shape}")
-        stacked[k] = np.concatenate(pads, axis=0)
-    write_adapter_file(stacked, out_file)
-    return {"tensors": len(stacked), "bytes": Path(out_file).stat().st_size}
-
-
-def write_adapter_file(arrays: dict, out_file: str | os.PathLike) -> None:
-    """{name: numpy array} -> an .onnx_adapter file, written to a temporary name and renamed over
-    out_file (a reader never sees half a file)."""
-    import numpy as np
-    import onnxruntime as ort
-
-    fmt = ort.AdapterFormat()
-    fmt.set_adapter_version(1)
-    fmt.set_model_version(1)
-    fmt.set_parameters({k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(out_file.name + ".tmp")
-    fmt.export_adapter(str(tmp))
-    os.replace(tmp, out_file)
 
 
 def _dims_match(shape: tuple, dims: list) -> bool:

@@ -1,0 +1,21 @@
+"""The one rule for names that become folder names (adapters, bases, exports, job ids)."""
+from __future__ import annotations
+
+import re
+
+NAME_MAX = 64      # adapter, base and export names
+JOB_ID_MAX = 100   # job ids: a timestamp, the adapter name and a counter
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (no paths)"
+
+
+def is_temp_name(name: str) -> bool:
+    """Folders being published (`<name>.tmp-<pid>`, `<name>.old-<pid>`), the kept previous version
+    (`<name>.previous`) and hidden ones are not part of the library."""
+    return ".tmp-" in name or ".old-" in name or name.endswith(".previous") or name.startswith(".")
+
+
+def safe_name(name, max_len: int = NAME_MAX) -> bool:
+    """A plain folder name: the charset above, at most max_len characters, no '..', not a temp name."""
+    return (isinstance(name, str) and 0 < len(name) <= max_len and bool(_SAFE.match(name))
+            and ".." not in name and not is_temp_name(name))

@@ -1,0 +1,67 @@
+"""Where artifacts live: the workspace, one root ($STUDIO_HOME, else the project folder; in an exported
+Space, the Space folder) holding
+  runs/ (build jobs), cache/ (content-hash cache of AWQ and ONNX bases), models/ (ONNX bases and HF
+  checkpoints), adapters/ (published adapters), uploads/ (files uploaded through the app), data/
+  (datasets), exports/ (exported Spaces).
+This is the only place that reads $STUDIO_HOME. Tests point it at a temporary folder."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the code's folder (the Space root in a Space)
+HOME_ENV = "STUDIO_HOME"
+
+
+def workspace_root() -> Path:
+    """$STUDIO_HOME, else the project folder; resolved."""
+    return Path(os.environ.get(HOME_ENV) or PROJECT_ROOT).resolve()
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def default(cls) -> "Workspace":
+        return cls(workspace_root())
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def adapters(self) -> Path:
+        return self.root / "adapters"
+
+    @property
+    def uploads(self) -> Path:
+        return self.root / "uploads"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def exports(self) -> Path:
+        return self.root / "exports"
+
+    def resolve_input(self, path: str) -> Path:
+        """A path given on the command line: absolute, else relative to the working directory, else to the
+        workspace, else to the project. (Requests from the app go through artifacts.policy instead.)"""
+        p = Path(path).expanduser()
+        if p.is_absolute():
+            return p
+        for base in (Path.cwd(), self.root, PROJECT_ROOT):
+            if (base / p).exists():
+                return (base / p).resolve()
+        return (Path.cwd() / p).resolve()
