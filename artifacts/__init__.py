@@ -5,15 +5,20 @@
 - publish.py       atomic publish of folders (keeps `<name>.previous`) and JSON files
 - library.py       base.json / metadata.json, listing and checking bases and adapters
 - adapter_file.py  `.onnx_adapter` reading and writing
-- limits.py        size limits (uploads, dataset files)
+- limits.py        limits: upload/dataset size, prompt characters, the text-template rule, seed range
+- policy.py        what a web request may point to (data files, base models, exports, remote code, token)
 
 Exported Spaces ship this package (standard library at import; numpy/onnxruntime only when an adapter
 file is read or written)."""
 from .adapter_file import (ADAPTER_FILE, ROWS_DIM, has_rows, read_adapter_arrays, read_adapter_tensors,  # noqa: F401
                            write_adapter_file, write_pair_adapter)
 from .library import (BASE_JSON, METADATA_JSON, AdapterInfo, BaseInfo, LibraryError, adapter_dirs,  # noqa: F401
-                      check_adapter, delete_adapter, list_adapters, list_bases, read_base, stat_signature)
+                      check_adapter, delete_adapter, is_real_dir, is_regular, list_adapters, list_bases,
+                      read_base, read_json, stat_signature)
 from .limits import UPLOAD_ENV, max_upload_bytes  # noqa: F401
 from .names import JOB_ID_MAX, NAME_MAX, NAME_RULE, is_temp_name, safe_name  # noqa: F401
 from .publish import fsync_tree, publish, write_json  # noqa: F401
 from .workspace import PROJECT_ROOT, Workspace, workspace_root  # noqa: F401
+from .limits import (SEED_MAX, LimitError, check_finite, check_prompt_chars, check_seed,  # noqa: F401,E402
+                     check_template, max_prompt_chars)
+from .policy import EXPORT_MARKER, Policy, PolicyError, clean_message, is_marked_export  # noqa: F401,E402

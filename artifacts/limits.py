@@ -1,18 +1,99 @@
-"""Size limits shared by the app (uploads) and the pipeline (dataset files). Standard library only."""
+"""Limits shared by the app and the pipeline: upload and dataset file size, prompt characters, the text
+template rule, seed range, finite sampling values. Standard library only."""
 from __future__ import annotations
 
+import math
 import os
+import string
 from typing import Mapping
 
 UPLOAD_ENV = "STUDIO_MAX_UPLOAD_MB"
-MAX_UPLOAD_MB_DEFAULT = 50.0  # uploads to the app and dataset files
+MAX_UPLOAD_MB_DEFAULT = 8.0  # uploads to the app (and request bodies) and dataset files
 
 
 def max_upload_bytes(env: Mapping[str, str] | None = None) -> int:
-    """The size limit for uploads and dataset files: $STUDIO_MAX_UPLOAD_MB, default 50 MB."""
+    """The size limit for uploads, request bodies and dataset files: $STUDIO_MAX_UPLOAD_MB, default 8 MB."""
     env = os.environ if env is None else env
     try:
         mb = float(env.get(UPLOAD_ENV, MAX_UPLOAD_MB_DEFAULT))
     except ValueError:
         mb = MAX_UPLOAD_MB_DEFAULT
     return int(mb * 1e6)
+
+PROMPT_ENV = "STUDIO_MAX_PROMPT_CHARS"
+MAX_PROMPT_CHARS_DEFAULT = 32_000
+TEMPLATE_MAX_CHARS = 4_000
+SEED_MAX = 2**31 - 1
+
+
+class LimitError(ValueError):
+    """A value over a limit or of the wrong shape; the message says which and what is allowed."""
+
+
+def max_prompt_chars(env: Mapping[str, str] | None = None) -> int:
+    """Characters one chat request may carry (all its messages), checked before tokenization:
+    $STUDIO_MAX_PROMPT_CHARS, default 32,000."""
+    env = os.environ if env is None else env
+    try:
+        n = int(env.get(PROMPT_ENV, MAX_PROMPT_CHARS_DEFAULT))
+    except ValueError:
+        n = MAX_PROMPT_CHARS_DEFAULT
+    return max(1, n)
+
+
+def check_prompt_chars(n_chars: int) -> None:
+    limit = max_prompt_chars()
+    if n_chars > limit:
+        raise LimitError(f"the conversation is {n_chars:,} characters long; at most {limit:,} are accepted "
+                         f"(clear the chat, or the operator can raise {PROMPT_ENV})")
+
+
+def check_seed(seed) -> int:
+    """An integer seed in 0..2**31-1."""
+    if isinstance(seed, float):
+        if not math.isfinite(seed) or not seed.is_integer():
+            raise LimitError(f"seed must be a whole number from 0 to {SEED_MAX}")
+        seed = int(seed)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise LimitError(f"seed must be a whole number from 0 to {SEED_MAX}")
+    return seed
+
+
+def check_finite(name: str, value) -> float:
+    """A finite number (sampling values: temperature, top_p, ...)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise LimitError(f"{name} must be a number") from None
+    if not math.isfinite(v):
+        raise LimitError(f"{name} must be a finite number")
+    return v
+
+
+def check_template(t) -> str:
+    """A text template: {prompt} then {response}, each once, nothing else in braces ({{ }} for literal
+    ones), no format specs or conversions, at most 4,000 characters."""
+    if not isinstance(t, str):
+        raise LimitError(f"template must be text, got {type(t).__name__}")
+    if len(t) > TEMPLATE_MAX_CHARS:
+        raise LimitError(f"template is {len(t):,} characters long; at most {TEMPLATE_MAX_CHARS:,} are accepted")
+    try:
+        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(t) if f is not None]
+    except ValueError as e:
+        raise LimitError(f"template {t[:80]!r} is not valid: {e} (write literal braces as {{{{ and }}}})") from None
+    fields = [f for f, _, _ in parsed]
+    unknown = sorted({f for f in fields if f not in ("prompt", "response")})
+    if unknown:
+        raise LimitError(f"template has unknown placeholder(s) {', '.join('{' + u[:40] + '}' for u in unknown)}: "
+                         "only {prompt} and {response} are allowed (write literal braces as {{ and }})")
+    if any(spec or conv for _, spec, conv in parsed):
+        raise LimitError("template placeholders take no format spec or conversion: write {prompt} and {response} "
+                         "only (no ':' or '!' inside the braces)")
+    for need in ("prompt", "response"):
+        if need not in fields:
+            raise LimitError(f"template must contain {{{need}}}")
+        if fields.count(need) > 1:
+            raise LimitError(f"template must contain {{{need}}} once")
+    if fields.index("prompt") > fields.index("response"):
+        raise LimitError("template must put {prompt} before {response}")
+    return t

@@ -69,7 +69,7 @@ def rss_tree(proc: psutil.Process) -> int:
 
 def run(clients: int = 32, seconds: float = 120, window_s: float = 30, out: str = "") -> dict:
     from gradio_client import Client
-    from test_app import free_port, start_app, stop_app
+    from app_helpers import free_port, start_app, stop_app
     adapters = [a for a in ("travel", "pirate") if (ROOT / "adapters" / a / "metadata.json").exists()]
     variants = ["base"] + adapters
     tmp = Path(tempfile.mkdtemp(prefix="load-"))

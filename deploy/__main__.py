@@ -1,9 +1,12 @@
 """python -m deploy space | push: export a chat-only Hugging Face Space, upload a Space or a model repo.
 
   python -m deploy space --out DIR [--base default] [--adapters travel,pirate] [--hardware cpu-basic]
-  python -m deploy push --space OWNER/NAME --folder DIR [--private] [--exist-ok]
+  python -m deploy push --space OWNER/NAME --folder DIR [--public] [--exist-ok]
   python -m deploy push --space OWNER/NAME [--base default] [--adapters ...] [--hardware ...]  (exports first)
-  python -m deploy push --model OWNER/NAME [--base default] [--adapters travel,pirate] [--private]
+  python -m deploy push --model OWNER/NAME [--base default] [--adapters travel,pirate] [--public]
+
+New repositories are private unless --public is given. --folder must be a folder `deploy space` wrote
+(it holds the export marker); --force replaces only such a folder.
 
 The token comes from $HF_TOKEN (never from the command line, so it stays out of shell history and
 process lists); it is never printed, logged or written anywhere."""
@@ -39,7 +42,7 @@ def main(argv=None) -> int:
     sp.add_argument("--hardware", default="cpu-basic", choices=HARDWARE, metavar="HARDWARE",
                     help="suggested Space hardware: " + ", ".join(HARDWARE))
     sp.add_argument("--title", help="Space title")
-    sp.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    sp.add_argument("--force", action="store_true", help="replace a previous export in the output folder")
 
     pp = sub.add_parser("push", help="upload a Space or a model repository to the Hugging Face Hub")
     kind = pp.add_mutually_exclusive_group(required=True)
@@ -48,7 +51,10 @@ def main(argv=None) -> int:
     pp.add_argument("--folder", help="with --space: an exported Space folder (default: export one now)")
     common(pp)
     pp.add_argument("--hardware", default="cpu-basic", choices=HARDWARE, metavar="HARDWARE")
-    pp.add_argument("--private", action="store_true", help="create the repository as private")
+    vis = pp.add_mutually_exclusive_group()
+    vis.add_argument("--private", dest="public", action="store_false", help="create a private repository (the default)")
+    vis.add_argument("--public", dest="public", action="store_true", help="create a public repository")
+    pp.set_defaults(public=False)
     pp.add_argument("--exist-ok", action="store_true", help="push into the repository if it already exists")
 
     args = ap.parse_args(argv)
@@ -63,15 +69,15 @@ def main(argv=None) -> int:
         try:
             token = token_from_env(os.environ)
             if args.space and args.folder:
-                url = push_space(args.folder, args.space, token, private=args.private, exist_ok=args.exist_ok,
+                url = push_space(args.folder, args.space, token, private=not args.public, exist_ok=args.exist_ok,
                                  log=print)
             elif args.space:
                 url = export_and_push_space(args.space, token, args.base, adapters, args.hardware, args.models_dir,
-                                            args.adapters_dir, private=args.private, exist_ok=args.exist_ok,
+                                            args.adapters_dir, private=not args.public, exist_ok=args.exist_ok,
                                             log=print)
             else:
                 url = push_model(args.model, token, args.base, adapters, args.models_dir, args.adapters_dir,
-                                 private=args.private, exist_ok=args.exist_ok, log=print)
+                                 private=not args.public, exist_ok=args.exist_ok, log=print)
         except PushError as e:
             print(f"push failed: {e}", file=sys.stderr)
             return 1

@@ -6,6 +6,10 @@ Rules (resolve_launch_options):
 - credentials come from `--auth USER:PASS`, else from $STUDIO_AUTH (`user:pass`);
 - `--share` without credentials is refused with a message, unless `--share-without-auth` is given:
   then the options carry a warning that the app prints, logs and shows on the page.
+RequestGuard (an ASGI middleware, given to Gradio through launch's app_kwargs by guard_kwargs) answers a
+request body over the upload limit with 413 before any route (login included) runs, and slows down
+failed logins per client: after FAILS_FREE wrong passwords, that client's next attempts are answered
+429 until a wait that doubles with each failure (at most MAX_WAIT_S) has passed.
 Standard library only: exported Spaces ship this file as deploy/launch.py."""
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import argparse
 import logging
 import os
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -110,3 +116,104 @@ def launch_options(args, env: Mapping[str, str] | None = None) -> LaunchOptions 
         return None
     announce(opts)
     return opts
+
+
+# ---------------------------------------------------------------------------- request guard
+FAILS_FREE = 5        # wrong passwords a client may send before it has to wait
+MAX_WAIT_S = 60.0     # the longest wait after many failures
+BODY_SLACK = 64 * 1024  # multipart framing around an upload of the maximum size
+
+
+class _TooBig(Exception):
+    pass
+
+
+class RequestGuard:
+    """ASGI middleware: a body limit (413) and per-client slowing of failed logins (429)."""
+
+    def __init__(self, app, max_body: int, fails_free: int = FAILS_FREE, max_wait_s: float = MAX_WAIT_S,
+                 clock=time.monotonic):
+        self.app, self.max_body = app, int(max_body)
+        self.fails_free, self.max_wait_s, self.clock = fails_free, max_wait_s, clock
+        self._fails: dict[str, tuple[int, float]] = {}   # client -> (failures, time of the last one)
+        self._lock = threading.Lock()
+
+    def wait_s(self, client: str) -> float:
+        """Seconds this client must wait before its next login attempt (0: it may try now)."""
+        with self._lock:
+            n, last = self._fails.get(client, (0, 0.0))
+        if n < self.fails_free:
+            return 0.0
+        return max(0.0, min(self.max_wait_s, 2.0 ** (n - self.fails_free)) - (self.clock() - last))
+
+    def _record(self, client: str, ok: bool) -> None:
+        with self._lock:
+            if ok:
+                self._fails.pop(client, None)
+                return
+            n, _ = self._fails.get(client, (0, 0.0))
+            self._fails[client] = (n + 1, self.clock())
+            if len(self._fails) > 10_000:  # bounded: forget the oldest
+                oldest = min(self._fails, key=lambda k: self._fails[k][1])
+                self._fails.pop(oldest, None)
+
+    @staticmethod
+    async def _answer(send, status: int, text: str, headers: list | None = None) -> None:
+        body = ('{"detail": "%s"}' % text.replace('"', "'")).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())] + (headers or [])})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send):
+        if scope.get("type") != "http":
+            return await self.app(scope, receive, send)
+        too_big = f"request body over the {self.max_body / 1e6:g} MB limit"
+        for k, v in scope.get("headers") or []:
+            if k == b"content-length":
+                try:
+                    if int(v) > self.max_body + BODY_SLACK:
+                        return await self._answer(send, 413, too_big)
+                except ValueError:
+                    return await self._answer(send, 400, "bad content-length")
+        client = (scope.get("client") or ("?",))[0]
+        login = scope.get("method") == "POST" and scope.get("path", "").rstrip("/").endswith("/login")
+        if login:
+            wait = self.wait_s(client)
+            if wait > 0:
+                return await self._answer(send, 429, f"too many failed logins: try again in {wait:.0f} s",
+                                          [(b"retry-after", str(int(wait) + 1).encode())])
+        received = 0
+        started = False
+        status = 0
+
+        async def limited_receive():
+            nonlocal received
+            msg = await receive()
+            if msg.get("type") == "http.request":
+                received += len(msg.get("body") or b"")
+                if received > self.max_body + BODY_SLACK:
+                    raise _TooBig()
+            return msg
+
+        async def watched_send(msg):
+            nonlocal started, status
+            if msg.get("type") == "http.response.start":
+                started, status = True, int(msg.get("status", 0))
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, watched_send)
+        except _TooBig:
+            if started:
+                raise
+            return await self._answer(send, 413, too_big)
+        if login and status:
+            self._record(client, ok=status < 400)
+
+
+def guard_kwargs(max_body: int) -> dict:
+    """launch() keyword arguments that install RequestGuard and cap Gradio's uploads at max_body."""
+    from starlette.middleware import Middleware
+    return {"app_kwargs": {"middleware": [Middleware(RequestGuard, max_body=max_body)]},
+            "max_file_size": int(max_body)}

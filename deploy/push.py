@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Mapping
 
+from artifacts import EXPORT_MARKER, is_marked_export
 from deploy.space import (ADAPTER_FILES, PROJECT_ROOT, ExportError, _base_files, _dirs, _select, adapter_table,
                           export_space)
 
@@ -123,10 +124,10 @@ def _upload(folder: Path, repo_id: str, repo_type: str, token: str, private: boo
         kw = {"space_sdk": "gradio"} if repo_type == "space" else {}
         url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=exist_ok, **kw)
         log(f"repository {repo_id} ({repo_type}) ready")
-        files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != EXPORT_MARKER)
         log(f"uploading {len(files)} files ({sum((folder / f).stat().st_size for f in files) / 1e6:.1f} MB)")
         api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type,
-                          commit_message=message)
+                          commit_message=message, ignore_patterns=[EXPORT_MARKER])
     except PushError:
         raise
     except Exception as e:  # huggingface_hub / httpx errors: a message without token or headers
@@ -136,17 +137,22 @@ def _upload(folder: Path, repo_id: str, repo_type: str, token: str, private: boo
     return url
 
 
-def push_space(folder: str | Path, repo_id: str, token: str, private: bool = False, exist_ok: bool = False,
+def push_space(folder: str | Path, repo_id: str, token: str, private: bool = True, exist_ok: bool = False,
                log=None) -> str:
-    folder = Path(folder).expanduser().resolve()
-    if not (folder / "app.py").is_file() or not (folder / "README.md").is_file():
-        raise PushError(f"{folder} is not an exported Space (no app.py / README.md): "
+    """Uploads an exported Space folder: only a folder export_space wrote (its marker file), holding no
+    symbolic links (an upload never carries a link's target)."""
+    folder = Path(folder).expanduser()
+    if not is_marked_export(folder) or not (folder / "app.py").is_file() or not (folder / "README.md").is_file():
+        raise PushError(f"{folder} is not an exported Space (no {EXPORT_MARKER} marker, app.py or README.md): "
                         "run `python -m deploy space --out DIR` first")
+    links = [p for p in folder.rglob("*") if p.is_symlink()]
+    if links:
+        raise PushError(f"{folder} holds symbolic links ({links[0].relative_to(folder)}): export it again")
     return _upload(folder, repo_id, "space", token, private, exist_ok, "Chat-only Space from LoRA studio", log)
 
 
 def export_and_push_space(repo_id: str, token: str, base: str = "default", adapters: list[str] | None = None,
-                          hardware: str = "cpu-basic", models_dir=None, adapters_dir=None, private: bool = False,
+                          hardware: str = "cpu-basic", models_dir=None, adapters_dir=None, private: bool = True,
                           exist_ok: bool = False, log=None) -> str:
     """Exports a Space (deploy.space.export_space: ExportError when it cannot) into a temporary folder
     and pushes it."""
@@ -240,7 +246,7 @@ def stage_model_repo(dest: Path, base: str = "default", adapters: list[str] | No
 
 
 def push_model(repo_id: str, token: str, base: str = "default", adapters: list[str] | None = None,
-               models_dir=None, adapters_dir=None, private: bool = False, exist_ok: bool = False,
+               models_dir=None, adapters_dir=None, private: bool = True, exist_ok: bool = False,
                log=None) -> str:
     repo_id = check_repo_id(repo_id)
     with tempfile.TemporaryDirectory(prefix="model-repo-") as d:

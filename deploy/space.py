@@ -14,7 +14,11 @@ Layout of the export:
   models/<base>/     the ONNX base (genai_config.json, model.onnx, tokenizer, base.json)
   adapters/<name>/   adapter.onnx_adapter + metadata.json for each adapter
 
-The export is atomic: it is written into `.<out>.tmp-<pid>` beside the target and renamed at the end."""
+  .studio-export      the export marker (artifacts.EXPORT_MARKER): only a marked folder may be replaced by
+                     another export or published (never uploaded itself)
+
+The export is atomic (artifacts.publish): it is written into `<out>.tmp-<pid>` beside the target and
+renamed at the end; a replaced export is kept as `<out>.previous`."""
 from __future__ import annotations
 
 import json
@@ -51,8 +55,7 @@ CODE = [
     ("ui/chat_tab.py", "ui/chat_tab.py"),
     ("ui/library_tab.py", "ui/library_tab.py"),
     ("ui/chat_engine.py", "ui/engine.py"),
-    *[(f"artifacts/{f}", f"artifacts/{f}") for f in ("__init__.py", "adapter_file.py", "library.py", "limits.py",
-                                                      "names.py", "publish.py", "workspace.py")],
+    *[(f"artifacts/{f.name}", f"artifacts/{f.name}") for f in sorted((PROJECT_ROOT / "artifacts").glob("*.py"))],
     ("deploy/launch.py", "deploy/launch.py"),
     ("deploy/space_app.py", "app.py"),
 ]
@@ -205,8 +208,9 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
                  hardware: str = "cpu-basic", models_dir: str | Path | None = None,
                  adapters_dir: str | Path | None = None, title: str | None = None, emoji: str = "🦜",
                  force: bool = False, log=None) -> ExportResult:
-    """Writes the Space folder `out` (must not exist, or be empty, unless force). adapters=None: all the
-    adapters that fit the base; []: the base only."""
+    """Writes the Space folder `out` (must not exist, or be empty; with force it may be a previous export,
+    marked by artifacts.EXPORT_MARKER, never another folder). adapters=None: all the adapters that fit
+    the base; []: the base only."""
     log = log or (lambda msg: None)
     models_dir, adapters_dir = _dirs(models_dir, adapters_dir)
     reqs = requirements(hardware)  # validates the hardware
@@ -216,13 +220,19 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
         raise ExportError(f"{out}: not a usable output folder")
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ExportError(f"{out} exists and is not empty: choose another folder or pass --force to replace it")
+    if out.is_symlink():
+        raise ExportError(f"{out} is a symbolic link: choose another folder")
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise ExportError(f"{out} exists and is not empty: choose another folder or pass --force to replace it")
+        if not artifacts.is_marked_export(out):
+            raise ExportError(f"{out} is not a previous Space export (no {artifacts.EXPORT_MARKER} marker): "
+                              "refusing to replace it; choose another folder")
     for a in (models_dir, adapters_dir, PROJECT_ROOT):
         if out == a or a.is_relative_to(out):
             raise ExportError(f"{out}: refusing to export over the project, models or adapters folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -242,16 +252,12 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
         (tmp / ".gitattributes").write_text("*.onnx filter=lfs diff=lfs merge=lfs -text\n"
                                              "*.onnx.data filter=lfs diff=lfs merge=lfs -text\n"
                                              "*.onnx_adapter filter=lfs diff=lfs merge=lfs -text\n")
-        artifacts.fsync_tree(tmp)
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        (tmp / artifacts.EXPORT_MARKER).write_text("a Space folder exported by LoRA studio (deploy/space.py)\n")
+        if out.exists() and not any(out.iterdir()):
+            out.rmdir()
+        artifacts.publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -246,7 +246,7 @@ class ChatEngine:
                     try:
                         self.adapters.load(str(info.path), og_name)
                     except Exception as e:
-                        info.ok, info.reason = False, f"onnxruntime-genai refused it: {str(e)[:200]}"
+                        info.ok, info.reason = False, f"onnxruntime-genai refused it: {lib.clean_message(e)[:200]}"
                 if info.ok:
                     self._refused.pop(name, None)
                     self._loaded[name] = _Loaded(info, og_name)
@@ -426,9 +426,9 @@ class ChatEngine:
         return self._interleave(ga, gb, variant_a, variant_b)
 
     def _pair_or_fallback(self, messages, ids, note, va, vb, params, seed):
-        """The batched compare; if it fails before its first token (e.g. an execution provider that
-        cannot run this batch), compare falls back to interleaving for good, with the reason kept in
-        compare_note."""
+        """The batched compare; if it fails before its first token, this request falls back to
+        interleaving, with the reason in its right-hand Stats.note. Nothing global changes: one
+        request's failure (a bad value, an adapter that vanished) never changes how others run."""
         it = self._run_pair(ids, note, va, vb, params, seed)
         try:
             first = next(it)
@@ -436,11 +436,11 @@ class ChatEngine:
             return
         except Exception as e:
             it.close()
-            self.compare_batched = False
-            self.compare_note = f"interleaved: one batch of 2 failed ({type(e).__name__}: {str(e)[:200]})"
+            why = f"interleaved: the batch of 2 failed ({type(e).__name__}: {str(e)[:200]})"
             ga = self._request(messages, va, params, seed)
             gb = self._request(messages, vb, params, seed)
-            yield from self._interleave(ga, gb, va, vb)
+            for ta, tb, sa, sb in self._interleave(ga, gb, va, vb):
+                yield ta, tb, sa, replace(sb, note="; ".join(x for x in (sb.note, why) if x))
             return
         yield first
         yield from it

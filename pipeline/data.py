@@ -11,17 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import string
 from pathlib import Path
 
-from artifacts import max_upload_bytes
+from artifacts import LimitError, max_upload_bytes
+from artifacts import check_template as _check_template
 
 ROLES = ("system", "user", "assistant")
 MAX_LINE_BYTES = 1 << 20     # one example (one JSONL line) at most 1 MiB
 
 
 def max_file_bytes() -> int:
-    """The size limit for dataset files (CLI and uploads): $STUDIO_MAX_UPLOAD_MB, default 50 MB (one
+    """The size limit for dataset files (CLI and uploads): $STUDIO_MAX_UPLOAD_MB, default 8 MB (one
     limit with the app's upload cap, artifacts.max_upload_bytes)."""
     return max_upload_bytes()
 
@@ -42,23 +42,11 @@ class DataError(ValueError):
 
 # ---- text templates ------------------------------------------------------------------------
 def check_template(t: str) -> str:
-    """A text template needs {prompt} and {response}, nothing else in braces ({{ }} for literal ones)."""
-    if not isinstance(t, str):
-        raise DataError(f"template must be text, got {type(t).__name__}")
+    """The text template rule (artifacts.check_template), as a DataError."""
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(t) if f is not None]
-    except ValueError as e:
-        raise DataError(f"template {t!r} is not valid: {e} (write literal braces as {{{{ and }}}})") from None
-    unknown = sorted({f for f in fields if f not in ("prompt", "response")})
-    if unknown:
-        raise DataError(f"template has unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}: "
-                        "only {prompt} and {response} are allowed (write literal braces as {{ and }})")
-    for need in ("prompt", "response"):
-        if need not in fields:
-            raise DataError(f"template must contain {{{need}}}")
-    if fields.index("prompt") > fields.index("response"):
-        raise DataError("template must put {prompt} before {response}")
-    return t
+        return _check_template(t)
+    except LimitError as e:
+        raise DataError(str(e)) from None
 
 
 # ---- loading -------------------------------------------------------------------------------

@@ -39,7 +39,8 @@ def workspace(tmp_path, monkeypatch):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "browser: drives the launched app in a real browser (Playwright + chromium)")
+    config.addinivalue_line("markers", "browser: drives the app in Debian's chromium (deselected on GPU "
+                                       "machines by run.sh: -m 'not browser')")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,107 +1,21 @@
 """The real app (`python app.py`) in a subprocess, driven through its API with gradio_client.
 
 The app runs on a temporary workspace (STUDIO_HOME) holding copies of the ONNX base and adapters and
-links to models/default-hf and data/, so nothing here writes into the repository.
-
-Environment overrides (to run against other artifacts): APP_TEST_SOURCE (a folder with models/ and
-adapters/, default: the repository), APP_TEST_BASE (default: "default"), APP_TEST_ADAPTERS
-(comma-separated, default: "travel,pirate")."""
+links to models/default-hf and data/, so nothing here writes into the repository (tests/app_helpers.py:
+the workspace, start/stop, the `app` fixture; environment overrides APP_TEST_SOURCE, APP_TEST_BASE,
+APP_TEST_ADAPTERS)."""
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SOURCE = Path(os.environ.get("APP_TEST_SOURCE", ROOT))
-BASE = os.environ.get("APP_TEST_BASE", "default")
-ADAPTERS = [a for a in os.environ.get("APP_TEST_ADAPTERS", "travel,pirate").split(",") if a]
-MAX_NEW = 24
-PROMPT = "What should I pack for a weekend in Lisbon?"
+from app_helpers import ADAPTERS, BASE, MAX_NEW, PROMPT, ROOT, app, chat, last_answer  # noqa: F401
 
 pytestmark = pytest.mark.timeout(1800)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def make_workspace(root: Path) -> Path:
-    """models/<BASE> and adapters/* copied (the app may write there), default-hf and data linked."""
-    (root / "models").mkdir(parents=True)
-    (root / "adapters").mkdir()
-    src_base = SOURCE / "models" / BASE
-    if not (src_base / "genai_config.json").exists():
-        pytest.fail(f"no ONNX base at {src_base} (build it first: ./run.sh or python -m pipeline build)")
-    shutil.copytree(src_base, root / "models" / BASE)
-    for a in ADAPTERS:
-        if not (SOURCE / "adapters" / a).is_dir():
-            pytest.fail(f"adapter {a} missing in {SOURCE / 'adapters'}")
-        shutil.copytree(SOURCE / "adapters" / a, root / "adapters" / a)
-    for src in (SOURCE / "models" / "default-hf", ROOT / "models" / "default-hf"):
-        if (src / "config.json").exists():
-            os.symlink(src.resolve(), root / "models" / "default-hf")
-            break
-    os.symlink(ROOT / "data", root / "data")
-    return root
-
-
-def start_app(ws: Path, port: int, log_path: Path) -> subprocess.Popen:
-    env = dict(os.environ, STUDIO_HOME=str(ws), PYTHONUNBUFFERED="1", GRADIO_ANALYTICS_ENABLED="False",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    log = open(log_path, "wb")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=str(ws),
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    t0 = time.time()
-    while time.time() - t0 < 180:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"app did not answer on {url} within 180 s:\n{log_path.read_text()[-3000:]}")
-
-
-def stop_app(proc: subprocess.Popen, ws: Path) -> None:
-    """Stops the app and any build job it left running in the temporary workspace."""
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    sys.path.insert(0, str(ROOT))
-    from pipeline import jobs
-    for d in sorted((ws / "runs").glob("*")) if (ws / "runs").exists() else []:
-        if (d / "pid").exists():
-            jobs.cancel(d)  # also reaps a job process that lingers after its job_end
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    root = tmp_path_factory.mktemp("app")
-    ws = make_workspace(root / "ws")
-    port = free_port()
-    log_path = root / "app.log"
-    proc = start_app(ws, port, log_path)
-    from gradio_client import Client
-    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-    yield {"client": client, "ws": ws, "port": port, "log": log_path, "proc": proc}
-    stop_app(proc, ws)
 
 
 @pytest.fixture(scope="module")
@@ -112,27 +26,6 @@ def engine(app):
     eng = ChatEngine(app["ws"] / "models" / BASE, app["ws"] / "adapters", provider="cpu")
     yield eng
     eng.close()
-
-
-def text_of(content) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return content.get("text") or ""
-    return "".join(text_of(c) for c in content or [])
-
-
-def chat(client, message, variant="base", base=BASE, compare=False, variant_b="base", history=None,
-         temperature=0.0, max_new=MAX_NEW, seed=0):
-    hist_a, hist_b, box, stats = client.predict(
-        message, history or [], [], base, variant, variant_b, compare,
-        temperature, 1.0, 0, max_new, 1.0, seed, api_name="/chat")
-    return hist_a, hist_b, box, stats
-
-
-def last_answer(hist) -> str:
-    assert hist and hist[-1]["role"] == "assistant", hist
-    return text_of(hist[-1]["content"])
 
 
 def reference(engine, variant, prompt=PROMPT) -> str:
@@ -292,7 +185,8 @@ def test_data_preview_validates_files(app):
     ok = app["client"].predict("data/travel/train.jsonl", "auto", "", "models/default-hf", False,
                                api_name="/preview_data")
     assert ok.startswith("✓") and "examples" in ok and "```" in ok, ok
-    bad = app["ws"] / "bad.jsonl"
+    bad = app["ws"] / "uploads" / "bad.jsonl"
+    bad.parent.mkdir(exist_ok=True)
     bad.write_text('{"prompt": "hi", "response": "yo"}\n{"prompt": "no answer"}\n')
     msg = app["client"].predict(str(bad), "auto", "", "models/default-hf", False, api_name="/preview_data")
     assert "bad data file" in msg and ":2" in msg and "response" in msg, msg

@@ -1,8 +1,10 @@
 """The real app in a real browser (Playwright + Debian's chromium): chat, switch adapters, compare,
-start and cancel a build, look at the library. Saves docs/screenshots/{chat,compare,build,library}.png.
+start and cancel a build, look at the library. Saves screenshots {chat,compare,build,library}.png into
+$BROWSER_SHOTS (default: a temporary folder; never into the repository).
 
-Same workspace and environment overrides as tests/test_app.py (APP_TEST_SOURCE, APP_TEST_BASE,
-APP_TEST_ADAPTERS)."""
+Marked `browser` (tests/conftest.py registers it): run.sh deselects these on a GPU machine, which
+cannot install chromium. Same workspace and environment overrides as tests/app_helpers.py
+(APP_TEST_SOURCE, APP_TEST_BASE, APP_TEST_ADAPTERS)."""
 from __future__ import annotations
 
 import os
@@ -14,24 +16,26 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import test_app as base_tests  # noqa: E402  (workspace and app start-up helpers)
+import app_helpers as base_tests  # noqa: E402  (workspace and app start-up helpers)
 
 ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 ADAPTERS = base_tests.ADAPTERS
 PROMPT = "Any tips for a rainy day in Lisbon?"
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.browser]
+SHOTS: Path = Path(".")  # set by the `server` fixture
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} missing (apt-get install -y chromium)")
+    global SHOTS
     root = tmp_path_factory.mktemp("browser")
+    SHOTS = Path(os.environ.get("BROWSER_SHOTS") or root / "screenshots")
     ws = base_tests.make_workspace(root / "ws")
     port = base_tests.free_port()
     proc = base_tests.start_app(ws, port, root / "app.log")

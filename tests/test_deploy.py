@@ -221,7 +221,7 @@ def test_export_space_folder(artifacts, tmp_path):
     expected = ({"README.md", "requirements.txt", "app.py", ".gitattributes", "deploy/__init__.py",
                  "deploy/launch.py", "engine/__init__.py", "engine/chat.py",
                  *(f"artifacts/{f}" for f in ("__init__.py", "adapter_file.py", "library.py", "limits.py", "names.py",
-                                              "publish.py", "workspace.py")),
+                                              "policy.py", "publish.py", "workspace.py")), ".studio-export",
                  "ui/__init__.py", "ui/interface.py", "ui/chat_tab.py", "ui/library_tab.py", "ui/engine.py"}
                 | base_files | {f"adapters/{a}/{f}" for a in artifacts for f in ("adapter.onnx_adapter",
                                                                                    "metadata.json")})
@@ -271,8 +271,15 @@ def test_export_refusals(artifacts, tmp_path):
     with pytest.raises(ExportError, match="not empty"):
         export_space(tmp_path / "full", BASE, [])
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
-    export_space(tmp_path / "full", BASE, [], force=True)
-    assert not (tmp_path / "full" / "keep.txt").exists() and (tmp_path / "full" / "app.py").exists()
+    # --force replaces only a previous export (it holds the marker), never another folder
+    with pytest.raises(ExportError, match="not a previous Space export"):
+        export_space(tmp_path / "full", BASE, [], force=True)
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    first = export_space(tmp_path / "exp", BASE, []).out
+    (first / "stale.txt").write_text("from the first export")
+    export_space(tmp_path / "exp", BASE, [], force=True)
+    assert not (first / "stale.txt").exists() and (first / "app.py").exists()
+    assert (tmp_path / "exp.previous" / "stale.txt").exists()  # the replaced export is kept, one generation
     # the CLI says it as a message
     r = subprocess.run([sys.executable, "-m", "deploy", "space", "--out", str(tmp_path / "y"), "--base", "a/b"],
                        cwd=str(ROOT), capture_output=True, text=True, timeout=120)
@@ -355,13 +362,13 @@ def tree_has(root: Path, needle: str) -> list[Path]:
 def test_push_space_sends_the_exported_folder(artifacts, hub, tmp_path):
     from deploy.space import export_space
     out = export_space(tmp_path / "space", BASE, artifacts).out
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != ".studio-export")
     r = push_cli(hub, "--space", "alice/studio-chat", "--folder", str(out), tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == f"{hub.url}/spaces/alice/studio-chat"
     repo = hub.repo("space", "alice/studio-chat")
-    assert repo is not None and repo.repo_type == "space" and repo.sdk == "gradio"
-    assert sorted(repo.files) == files
+    assert repo is not None and repo.repo_type == "space" and repo.sdk == "gradio" and repo.private
+    assert sorted(repo.files) == files  # the export marker is not uploaded
     assert repo.files["app.py"] == (out / "app.py").read_bytes()
     assert hub.repo("model", "alice/studio-chat") is None
     # the token reached the Hub, and nowhere else
@@ -418,6 +425,18 @@ def test_push_errors_are_clear_messages(artifacts, hub, tmp_path):
             push_space(out, "not a repo", TOKEN)
         with pytest.raises(PushError, match="not an exported Space"):
             push_space(tmp_path, "alice/y", TOKEN)
+        # a folder that looks like a Space but was not exported (no marker), or holds a link: never uploaded
+        fake = tmp_path / "fake-space"
+        shutil.copytree(out, fake)
+        (fake / ".studio-export").unlink()
+        seen = len(hub.requests)
+        with pytest.raises(PushError, match="not an exported Space"):
+            push_space(fake, "alice/y", TOKEN)
+        (fake / ".studio-export").write_text("")
+        os.symlink(tmp_path / "space", fake / "link")
+        with pytest.raises(PushError, match="symbolic links"):
+            push_space(fake, "alice/y", TOKEN)
+        assert len(hub.requests) == seen
         os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
         with pytest.raises(PushError, match="could not reach the Hugging Face Hub") as e:
             push_space(out, "alice/z", TOKEN)
@@ -436,7 +455,9 @@ def test_token_is_scrubbed_from_unexpected_errors():
 
 class _App:  # the attributes the Deploy tab uses from AppEngine
     def __init__(self, root: Path):
-        self.ws = type("W", (), {"root": root})()
+        from artifacts import Policy, Workspace
+        self.ws = Workspace(root)
+        self.policy = Policy(self.ws)
         self.models_dir = ROOT / "models"
         self.adapters_dir = ROOT / "adapters"
 
@@ -446,10 +467,10 @@ def test_ui_export_and_push_actions(artifacts, hub, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     app = _App(tmp_path)
-    msg, path = export_action(app, BASE, artifacts, "t4-small", str(tmp_path / "out" / "sp"))
-    assert path and "exported" in msg and "t4-small" in msg
-    assert "onnxruntime-genai-cuda==0.18.0" in (Path(path) / "requirements.txt").read_text()
-    msg, path2 = export_action(app, "../x", [], "cpu-basic", str(tmp_path / "out" / "bad"))
+    msg, path = export_action(app, BASE, artifacts, "t4-small", "sp")
+    assert path == "sp" and "exported" in msg and "t4-small" in msg and "exports/sp" in msg
+    assert "onnxruntime-genai-cuda==0.18.0" in (tmp_path / "exports" / "sp" / "requirements.txt").read_text()
+    msg, path2 = export_action(app, "../x", [], "cpu-basic", "bad")
     assert msg.startswith("⚠") and "unsafe base name" in msg and path2 == ""
     msg = push_action(app, "Space", "alice/ui-space", TOKEN, False, False, path, BASE, artifacts, "cpu-basic")
     assert "pushed to" in msg and TOKEN not in msg, msg

@@ -387,4 +387,11 @@ def test_compare_falls_back_to_interleaving_when_the_batch_fails(engine_scratch,
     p = SamplingParams(max_new_tokens=12)
     ta, tb, sa, sb = list(eng.compare(MSG, "alpha", "beta", p))[-1]
     assert (ta, tb) == (eng.generate(MSG, "alpha", p)[0], eng.generate(MSG, "beta", p)[0])
-    assert not eng.compare_batched and "no batch of 2 here" in eng.compare_note
+    # for that request only: its stats say why, the engine's mode is unchanged for every later request
+    assert "no batch of 2 here" in sb.note and eng.compare_batched and not eng.compare_note
+    monkeypatch.undo()
+    calls = []
+    run_pair = eng._run_pair
+    monkeypatch.setattr(eng, "_run_pair", lambda *a, **k: calls.append(1) or run_pair(*a, **k))
+    ta2, tb2, _, sb2 = list(eng.compare(MSG, "alpha", "beta", p))[-1]
+    assert calls == [1] and (ta2, tb2) == (ta, tb) and "interleaved" not in sb2.note

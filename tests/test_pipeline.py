@@ -202,6 +202,8 @@ def test_int4_build_with_adapters(ws, built, default_hf):
         total += 16
         changed |= _greedy_og(m4, tok, p, 16, a4, "t") != base4
     print(f"int4 vs fp32 greedy: {match}/{total} leading tokens identical")
+    # measured 32/48 on the CPU: int4 keeps the fp32 base's greedy answer for most leading tokens
+    assert match >= total // 2, f"int4 drifts from fp32 early: {match}/{total} leading tokens identical"
     assert changed, "the adapter changes the int4 model's output"
     assert (ws.models / "default-int4" / "base.json").exists()
 

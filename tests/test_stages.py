@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,6 @@ from pipeline.data import (DataError, calibration_texts, check_target_modules, c
 from pipeline.recipe import AWQConfig, LoRAConfig, OnnxConfig  # noqa: E402
 
 N_NEW = 16
-TIMINGS: dict = {}
 
 
 class Rec:
@@ -197,6 +195,22 @@ def _hf_greedy(model, ids, n=N_NEW):
     return out[0, len(ids):].tolist()
 
 
+def _og_forced_top1(model, ids, target) -> int:
+    """Steps where the og model's top-1 next token is target's, feeding target one token at a time."""
+    import numpy as np
+    import onnxruntime_genai as og
+    p = og.GeneratorParams(model)
+    p.set_search_options(max_length=len(ids) + len(target) + 1, do_sample=False)
+    g = og.Generator(model, p)
+    g.append_tokens(ids)
+    hits = 0
+    for t in target:
+        logits = np.asarray(g.get_logits())
+        hits += int(np.argmax(logits.reshape(-1, logits.shape[-1])[-1]) == t)
+        g.append_tokens([t])
+    return hits
+
+
 def _og_greedy(model, ids, adapters=None, name=None, n=N_NEW):
     import onnxruntime_genai as og
     p = og.GeneratorParams(model)
@@ -217,11 +231,9 @@ def awq_phi3(phi3, tok, tmp_path_factory):
     out = tmp_path_factory.mktemp("awq") / "phi3"
     texts = calibration_texts(_examples(TRAVEL), tok, "", 4)
     log = Rec()
-    t0 = time.time()
     from pipeline.stage_awq import run_awq
     res = run_awq(phi3, out, AWQConfig(device="cpu", group_size=64, calib_samples=4, calib_seq_len=64),
                   texts, log)
-    TIMINGS["awq"] = time.time() - t0
     return out, res, log
 
 
@@ -248,17 +260,17 @@ def test_awq_cpu(phi3, awq_phi3, tok):
     assert not torch.equal(l0, l1)  # AWQ did change the weights (clipping)
 
 
-def test_awq_skip(phi3, tmp_path):
+def test_awq_skip(phi3, tmp_path, monkeypatch):
     from pipeline.stage_awq import run_awq
     log = Rec()
     res = run_awq(phi3, tmp_path / "o", AWQConfig(enabled=False), [], log)
     assert "skipped" in res and (tmp_path / "o" / "model.safetensors").is_file()
     assert any("disabled" in f["message"] for f in log.of("log"))
     import torch
-    if not torch.cuda.is_available():
-        log = Rec()
-        res = run_awq(phi3, tmp_path / "o2", AWQConfig(device="auto"), ["x"], log)
-        assert "no CUDA" in res["skipped"] and (tmp_path / "o2" / "config.json").is_file()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without CUDA, also on a GPU host
+    log = Rec()
+    res = run_awq(phi3, tmp_path / "o2", AWQConfig(device="auto"), ["x"], log)
+    assert "no CUDA" in res["skipped"] and (tmp_path / "o2" / "config.json").is_file()
 
 
 def _finetune(model_dir, pairs, r, targets, out, tok, steps=12):
@@ -268,9 +280,7 @@ def _finetune(model_dir, pairs, r, targets, out, tok, steps=12):
     log = Rec()
     cfg = LoRAConfig(r=r, alpha=2 * r, dropout=0.0, target_modules=targets, max_steps=steps, batch_size=4,
                      learning_rate=2e-3, max_seq_len=64, eval_steps=6, seed=0)
-    t0 = time.time()
     res = run_finetune(model_dir, texts, texts[:4], cfg, out, log)
-    TIMINGS.setdefault("finetune", []).append(round(time.time() - t0, 1))
     return res, log
 
 
@@ -340,11 +350,8 @@ def _assert_fused_graph(onnx_file, base_op, layers=2):
 def _build(hf_dir, peft_dir, precision, out):
     from pipeline.stage_onnx import build_onnx
     log = Rec()
-    t0 = time.time()
     res = build_onnx(hf_dir, peft_dir, OnnxConfig(precision=precision, block_size=32, accuracy_level=4),
                      "cpu", out, log)
-    TIMINGS[f"onnx_{precision}"] = round(time.time() - t0, 1)
-    TIMINGS[f"onnx_{precision}_steps"] = res["timings"]
     return res
 
 
@@ -403,13 +410,11 @@ def test_onnx_fp32_base_and_adapters(awq_phi3, adapters_phi3, onnx_fp32, tok, tm
 
     adapters = og.Adapters(model)
     want = {}
-    t0 = time.time()
     for name, (ft, _) in adapters_phi3.items():
         info = convert_adapter(ft["peft_dir"], out, tmp_path / f"{name}.onnx_adapter")
         adapters.load(info["file"], name)
         pm = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), ft["peft_dir"]).eval()
         want[name] = _hf_greedy(pm, ids)
-    TIMINGS["adapter_convert_x2"] = round(time.time() - t0, 1)
     assert want["travel"] != want["pirate"] or want["travel"] != want_base
     assert info["lora_layout"] == "fused_qkv" and info["tensors"] == 8
     # interleaved: both adapters from one og.Model, chosen per generator
@@ -521,6 +526,11 @@ def test_onnx_int4(awq_phi3, adapters_phi3, tok, tmp_path):
     want = _hf_greedy(AutoModelForCausalLM.from_pretrained(awq_phi3[0]).eval(), ids)
     match = sum(a == b for a, b in zip(base, want))
     print(f"\nint4 base vs PyTorch float: {match}/{N_NEW} greedy tokens equal")
+    # free-running greedy drifts at once on this random tiny model (its logits are nearly flat); the
+    # per-step figure: teacher-forced on the float model's answer, how often int4's top-1 is the same token
+    forced = _og_forced_top1(model, ids, want)
+    print(f"int4 base vs PyTorch float, teacher-forced top-1: {forced}/{N_NEW}")
+    assert forced >= N_NEW // 4, (forced, base, want)  # measured 8/16 (a random guess: ~1/vocab)
     outs = {}
     for name, (ft, _) in adapters_phi3.items():
         adapters.load(convert_adapter(ft["peft_dir"], out, tmp_path / f"{name}.onnx_adapter")["file"], name)
@@ -570,10 +580,6 @@ def test_publish_and_fingerprint(phi3, tmp_path):
     # the replaced version is kept as x.previous (one generation), nothing else is left behind
     assert sorted(p.name for p in final.parent.iterdir()) == ["x", "x.previous"]
     assert (final.parent / "x.previous" / "a.txt").read_text() == "one"
-
-
-def test_zz_report_timings():
-    print("\nstage timings on the tiny model (CPU):", json.dumps(TIMINGS))
 
 
 def test_fingerprint_memo_skips_unchanged_and_sees_changes(phi3, tmp_path):

@@ -254,14 +254,15 @@ def runs_frame(all_jobs: list) -> pd.DataFrame:
 _tokenizers: dict = {}
 
 
-def _tokenizer(app: AppEngine, base_model: str, trust: bool):
+def _tokenizer(app: AppEngine, base_model: str):
+    """The tokenizer of an allowed base model (app.preview_model); its code is never run
+    (trust_remote_code=False whatever the form says), a Hub id only from the local cache."""
     from transformers import AutoTokenizer
-    p = app.ws.resolve_input(base_model)
-    key = (str(p) if p.exists() else base_model, trust)
-    if key not in _tokenizers:  # a Hub id only from the local cache: a preview never downloads
-        _tokenizers[key] = AutoTokenizer.from_pretrained(key[0], trust_remote_code=trust,
-                                                         local_files_only=not p.exists())
-    return _tokenizers[key]
+    model = app.preview_model(base_model)
+    if model not in _tokenizers:
+        _tokenizers[model] = AutoTokenizer.from_pretrained(model, trust_remote_code=False,
+                                                           local_files_only=True)
+    return _tokenizers[model]
 
 
 def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_model: str, trust: bool,
@@ -270,17 +271,20 @@ def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_
     rendered as the model will see them."""
     if not (train_file or "").strip():
         return "⚠ no training file"
-    path = app.ws.resolve_input(train_file)
     try:
+        path = app.data_file(train_file)
         examples = load_examples(path, fmt or "auto")
-        split = pdata.preview(path, fmt or "auto", str(app.ws.resolve_input(eval_file)) if eval_file else "",
+        eval_path = str(app.data_file(eval_file)) if (eval_file or "").strip() else ""
+        split = pdata.preview(path, fmt or "auto", eval_path,
                               float(eval_fraction if eval_fraction is not None else 0.1), int(seed or 0))
+    except UIError as e:
+        return f"⚠ {html.escape(str(e))}"
     except DataError as e:
         return f"⚠ **bad data file**: {html.escape(str(e))}"
     head = f"✓ {html.escape(split)}\n\nFirst {min(rows, len(examples))} rendered"
     note = ""
     try:
-        tok = _tokenizer(app, base_model, bool(trust))
+        tok = None if template else _tokenizer(app, base_model)
         texts = [render_text(ex, tok, template or "") for ex in examples[:rows]]
         head += " with " + ("the text template" if template else "the model's chat template") + ":"
     except DataError as e:
@@ -288,13 +292,20 @@ def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_
     except Exception as e:  # tokenizer not available (e.g. a Hub id offline): show the raw turns
         note = f"\n\n(could not load the tokenizer of {base_model!r}: {str(e).splitlines()[0][:200]})"
         texts = ["\n".join(f"{m['role']}: {m['content']}" for m in ex["messages"]) for ex in examples[:rows]]
-    blocks = "\n\n".join(f"```text\n{t}\n```" for t in texts)
+    blocks = "\n\n".join(f"```text\n{_cap(t)}\n```" for t in texts)
     return head + note + "\n\n" + blocks
+
+
+PREVIEW_CHARS = 2000  # characters of one rendered example shown in the preview
+
+
+def _cap(text: str) -> str:
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + f" … ({len(text):,} characters)"
 
 
 def store_upload(app: AppEngine, tmp_path: str) -> str:
     """Copies an uploaded file into <workspace>/uploads/ under a content-addressed name; returns the path
-    relative to the workspace (what the form and the job's recipe show)."""
+    relative to the workspace (what the form shows)."""
     src = Path(tmp_path)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:10]
     dest_dir = app.ws.root / "uploads"
@@ -517,6 +528,7 @@ def create_build_tab(app: AppEngine) -> BuildTab:
                     tab.run_select, last_key]
 
     def launch(recipe: Recipe) -> str:
+        recipe = app.check_recipe(recipe)  # the request policy, before any file is read
         recipe.validate()
         _check_data(app, recipe)
         return app.start(recipe)

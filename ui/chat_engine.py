@@ -24,10 +24,28 @@ class UIError(Exception):
 
 def make_sampling(**kw):
     """engine.chat.SamplingParams from the UI controls; None values and keys the engine does not know are
-    dropped."""
+    dropped. UIError for a seed outside 0..2**31-1 or a value that is not a finite number (so that a bad
+    value fails this request only, before the engine sees it)."""
     from engine.chat import SamplingParams
     known = {f.name for f in fields(SamplingParams)}
-    return SamplingParams(**{k: v for k, v in kw.items() if v is not None and k in known})
+    kw = {k: v for k, v in kw.items() if v is not None and k in known}
+    try:
+        for k, v in kw.items():
+            kw[k] = artifacts.check_seed(v) if k == "seed" else v
+            if k != "seed":
+                artifacts.check_finite(k, v)
+    except artifacts.LimitError as e:
+        raise UIError(str(e)) from None
+    return SamplingParams(**kw)
+
+
+def check_conversation(*texts) -> None:
+    """UIError when a request's messages together exceed artifacts.max_prompt_chars (checked before
+    anything is tokenized)."""
+    try:
+        artifacts.check_prompt_chars(sum(len(t) for t in texts if isinstance(t, str)))
+    except artifacts.LimitError as e:
+        raise UIError(str(e)) from None
 
 
 def default_root() -> Path:
@@ -72,8 +90,8 @@ class ChatEngineSide:
     def _is_base(self, base: str) -> bool:
         """base in base_names(), without reading every base.json (chat() runs on each request)."""
         d = self.models_dir / base
-        return (d.name == base and not artifacts.is_temp_name(base)
-                and (d / "genai_config.json").is_file())
+        return (isinstance(base, str) and artifacts.safe_name(base) and d.name == base
+                and artifacts.is_real_dir(d) and artifacts.is_regular(d / "genai_config.json"))
 
     def chat(self, base: str | None):
         """The ChatEngine of models/<base>/ (created on first use, then kept)."""

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ui.chat_engine import ChatEngineSide, UIError, make_sampling
+from artifacts import SEED_MAX, clean_message
+from ui.chat_engine import ChatEngineSide, UIError, check_conversation, make_sampling
 
 
 @dataclass
@@ -150,7 +151,7 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
             max_new = gr.Slider(1, 1024, value=128, step=1, label="Max new tokens", elem_id="chat-max-new")
             rep = gr.Slider(1.0, 2.0, value=1.0, step=0.01, label="Repetition penalty",
                             elem_id="chat-rep-penalty")
-            seed = gr.Number(0, precision=0, label="Seed", elem_id="chat-seed")
+            seed = gr.Number(0, precision=0, label="Seed", elem_id="chat-seed", minimum=0, maximum=SEED_MAX)
     sampling = [temperature, top_p, top_k, max_new, rep, seed]
 
     # ---------------------------------------------------------------- handlers
@@ -167,7 +168,7 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
             ok, refused_list = app.variants(base_name)
         except Exception as e:  # a base that does not load: say so, keep the page alive
             return (gr.update(choices=bases, value=base_name), gr.update(choices=["base"], value="base"),
-                    gr.update(choices=["base"], value="base"), f"⚠ base {base_name!r} does not load: {e}")
+                    gr.update(choices=["base"], value="base"), f"⚠ base {base_name!r} does not load: {clean_message(e)}")
         va = va if va in ok else "base"
         vb = vb if vb in ok else next((v for v in ok if v != va), "base")
         text = ""
@@ -186,15 +187,18 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
             yield hist_a, hist_b, "", "⚠ error: empty message"
             return
         try:
+            check_conversation(msg, *(text_of(m.get("content") if isinstance(m, dict) else None)
+                                      for m in hist_a + (hist_b if cmp else [])))
             eng = app.chat(base_name)
             err = _variant_error(app, base_name, *((va, vb) if cmp else (va,)))
             if err:
                 raise UIError(err)
             params = make_sampling(temperature=float(temp), top_p=float(tp), top_k=int(tk),
                                    max_new_tokens=int(mx), repetition_penalty=float(rp),
-                                   seed=int(sd or 0))
+                                   seed=sd or 0)
         except Exception as e:
-            gr.Warning(str(e))
+            e = clean_message(e)
+            gr.Warning(e)
             yield hist_a, hist_b, msg, f"⚠ error: {e}"
             return
         ctx_a = to_messages(hist_a) + [{"role": "user", "content": msg}]
@@ -217,11 +221,13 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
                 for ta, tb, sa, sb in eng.compare(ctx_a, va, vb, params):
                     new_a[-1] = {"role": "assistant", "content": ta}
                     new_b[-1] = {"role": "assistant", "content": tb}
+                    batched = eng.compare_batched and "interleaved" not in (sb.note or "")
                     line = format_stats(sa) + "  \n" + format_stats(sb) + " · " + (
-                        "compare: one batch of 2" if eng.compare_batched else f"compare: {eng.compare_note}")
+                        "compare: one batch of 2" if batched else f"compare: {eng.compare_note or 'interleaved'}")
                     yield new_a, new_b, "", line
                 yield new_a, new_b, "", line
         except Exception as e:
+            e = clean_message(e)
             gr.Warning(f"generation failed: {e}")
             yield hist_a, hist_b, msg, f"⚠ error: {e}"
 

@@ -1,11 +1,14 @@
 """Deploy tab: export a chat-only Hugging Face Space folder (deploy.space) and publish a Space or a model
 repository to the Hub (deploy.push). The token field is a password box; the token is used for the one
-upload only (never stored, logged or shown; scrubbed from error messages)."""
+upload only (never stored, logged or shown; scrubbed from error messages).
+
+Request policy (app.policy, artifacts.Policy): exports go to <workspace>/exports/<name>/ only, replacing
+and publishing take only marked exports, the server's $HF_TOKEN is used only when the operator started
+the app with --allow-server-token, and new repositories are private unless the box is unticked."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 
@@ -32,44 +35,47 @@ class DeployTab:
 
 
 def _default_out(app, base: str | None) -> str:
-    return str(Path(app.ws.root) / "out" / f"space-{base or 'default'}")
+    return f"space-{base or 'default'}"
 
 
 def export_action(app, base, adapters, hardware, out, force=False):
-    """Returns (markdown message, exported folder or '')."""
+    """Returns (markdown message, export name or '')."""
+    from artifacts import PolicyError
     from deploy.space import ExportError, export_space
     if not out:
-        return "⚠ give an output folder", ""
+        return "⚠ give an export name", ""
     try:
-        r = export_space(out, base or "default", list(adapters or []), hardware or "cpu-basic",
+        out_dir = app.policy.export_dir(out)
+        r = export_space(out_dir, base or "default", list(adapters or []), hardware or "cpu-basic",
                          app.models_dir, app.adapters_dir, force=bool(force))
-    except (ExportError, OSError) as e:
-        return f"⚠ export failed: {e}", ""
+    except (PolicyError, ExportError, OSError) as e:
+        return f"⚠ export failed: {str(e).replace(str(app.ws.root) + '/', '')}", ""
     return (f"exported **{r.base}** with adapters {', '.join(r.adapters) or '(none)'} for `{r.hardware}` to "
-            f"`{r.out}` ({len(r.files)} files, {r.size_bytes / 1e6:.1f} MB)", str(r.out))
+            f"`exports/{r.out.name}` ({len(r.files)} files, {r.size_bytes / 1e6:.1f} MB)", r.out.name)
 
 
 def push_action(app, kind, repo_id, token, private, exist_ok, folder, base, adapters, hardware):
     """Pushes a Space (the given export folder, else a fresh export) or a model repository."""
+    from artifacts import PolicyError
     from deploy.push import PushError, export_and_push_space, push_model, push_space, scrub
     from deploy.space import ExportError
-    token = (token or "").strip() or os.environ.get("HF_TOKEN", "").strip()
+    typed = token if isinstance(token, str) else ""
     lines: list[str] = []
+    token = ""
     try:
-        if not token:
-            raise PushError("no Hugging Face token: enter one with write access, or set HF_TOKEN for the app")
+        token = app.policy.hub_token(typed, os.environ.get("HF_TOKEN"))
         if kind == "Model repository":
             url = push_model(repo_id, token, base or "default", list(adapters or []), app.models_dir,
                              app.adapters_dir, private=bool(private), exist_ok=bool(exist_ok), log=lines.append)
         elif folder:
-            url = push_space(folder, repo_id, token, private=bool(private), exist_ok=bool(exist_ok),
-                             log=lines.append)
+            url = push_space(app.policy.published_export(folder), repo_id, token, private=bool(private),
+                             exist_ok=bool(exist_ok), log=lines.append)
         else:
             url = export_and_push_space(repo_id, token, base or "default", list(adapters or []),
                                         hardware or "cpu-basic", app.models_dir, app.adapters_dir,
                                         private=bool(private), exist_ok=bool(exist_ok), log=lines.append)
-    except (PushError, ExportError, OSError) as e:
-        return scrub(f"⚠ push failed: {e}", token)
+    except (PolicyError, PushError, ExportError, OSError) as e:
+        return scrub(f"⚠ push failed: {e}", token or typed)
     return scrub(f"pushed to [{url}]({url})\n\n" + "\n".join(f"- {x}" for x in lines), token)
 
 
@@ -88,8 +94,9 @@ def create_deploy_tab(app) -> DeployTab:
         hardware = gr.Dropdown(choices=list(HARDWARE), value="cpu-basic", label="Space hardware",
                                info=HARDWARE_HELP, elem_id="deploy-hardware")
     with gr.Row():
-        out = gr.Textbox(_default_out(app, base0), label="Output folder", elem_id="deploy-out", scale=4)
-        force = gr.Checkbox(False, label="Replace it if not empty", elem_id="deploy-force", scale=1)
+        out = gr.Textbox(_default_out(app, base0), label="Export name (a folder in exports/)", elem_id="deploy-out",
+                         scale=4)
+        force = gr.Checkbox(False, label="Replace a previous export of that name", elem_id="deploy-force", scale=1)
         export = gr.Button("Export Space folder", variant="primary", elem_id="deploy-export", scale=1)
     export_message = gr.Markdown("", elem_id="deploy-export-message")
 
@@ -97,13 +104,14 @@ def create_deploy_tab(app) -> DeployTab:
     with gr.Row():
         kind = gr.Radio(["Space", "Model repository"], value="Space", label="What", elem_id="deploy-kind")
         repo_id = gr.Textbox("", label="Repository id (owner/name)", elem_id="deploy-repo", scale=2)
-        token = gr.Textbox("", label="Hugging Face token (write access; default: $HF_TOKEN)", type="password",
-                           elem_id="deploy-token", scale=2)
+        token_label = "Hugging Face token (write access" + ("; default: $HF_TOKEN)" if app.policy.allow_server_token
+                                                             else ")")
+        token = gr.Textbox("", label=token_label, type="password", elem_id="deploy-token", scale=2)
     with gr.Row():
-        private = gr.Checkbox(False, label="Private", elem_id="deploy-private")
+        private = gr.Checkbox(True, label="Private", elem_id="deploy-private")
         exist_ok = gr.Checkbox(False, label="Push into an existing repository of mine", elem_id="deploy-exist-ok")
-        folder = gr.Textbox("", label="Space folder to push (empty: export now)", elem_id="deploy-folder",
-                            scale=3)
+        folder = gr.Textbox("", label="Export to push (a name in exports/; empty: export now)",
+                            elem_id="deploy-folder", scale=3)
         push = gr.Button("Publish", variant="primary", elem_id="deploy-push")
     push_message = gr.Markdown("", elem_id="deploy-push-message")
 

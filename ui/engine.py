@@ -3,17 +3,19 @@
 - the chat side and the library (ui.chat_engine.ChatEngineSide, which AppEngine extends): one
   ChatEngine per ONNX base in models/, created lazily and kept; bases and adapters on disk;
 - the job side: creates, launches, cancels and resumes build jobs (pipeline.jobs) in one workspace
-  and folds their event files incrementally into JobState objects (so the 1 s poll is cheap).
+  and folds their event files incrementally into JobState objects (so the 1 s poll is cheap);
+- the request policy (artifacts.Policy): check_recipe, data_file and preview_model are the only way a
+  request's paths, model and trust_remote_code reach the pipeline (start() checks every recipe).
 """
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
+from artifacts import JOB_ID_MAX, Policy, PolicyError, Workspace, safe_name
 from pipeline import jobs
 from pipeline.events import JobState, read_events
 from pipeline.recipe import Recipe
-from artifacts import Workspace
 from ui.chat_engine import ChatEngineSide, UIError
 
 
@@ -45,15 +47,48 @@ class AppEngine(ChatEngineSide):
     no_base_hint = ": build one in the Build tab"
 
     def __init__(self, workspace: Workspace | None = None, models_dir: str | Path | None = None,
-                 adapters_dir: str | Path | None = None, provider: str = "auto"):
+                 adapters_dir: str | Path | None = None, provider: str = "auto", policy: Policy | None = None):
         super().__init__(workspace or Workspace.default(), models_dir, adapters_dir, provider)
+        self.policy = policy or Policy(self.ws)
         self._followers: dict[str, _Follower] = {}
         self._job_lock = threading.Lock()
 
+    # ------------------------------------------------------------------ request policy
+    def check_recipe(self, recipe: Recipe) -> Recipe:
+        """A copy of a request's recipe with its data files and local base model replaced by the paths
+        the policy allows (absolute, links resolved); UIError for anything else, before any file is read."""
+        try:
+            r = Recipe.from_dict(recipe.to_dict())
+            r.train_file = str(self.policy.data_file(r.train_file, "train_file"))
+            if (r.eval_file or "").strip():
+                r.eval_file = str(self.policy.data_file(r.eval_file, "eval_file"))
+            if getattr(r, "base", ""):  # a published ONNX base to build onto: models/<base>
+                r.base = self.policy.base_name(r.base)
+            if (r.base_model or "").strip() or not getattr(r, "base", ""):
+                r.base_model = self.policy.base_model(r.base_model)
+            self.policy.trust_remote_code(r.trust_remote_code)
+        except PolicyError as e:
+            raise UIError(str(e)) from None
+        return r
+
+    def data_file(self, value) -> Path:
+        try:
+            return self.policy.data_file(value, "train_file")
+        except PolicyError as e:
+            raise UIError(str(e)) from None
+
+    def preview_model(self, value) -> str:
+        """The base model whose tokenizer a data preview may load (its code is never run)."""
+        try:
+            return self.policy.base_model(value)
+        except PolicyError as e:
+            raise UIError(str(e)) from None
+
     # ------------------------------------------------------------------ jobs
     def job_dir(self, job_id: str) -> Path:
-        if not job_id or "/" in job_id or job_id.startswith("."):
-            raise UIError(f"no job {job_id!r}")
+        if not isinstance(job_id, str) or not safe_name(job_id, JOB_ID_MAX):
+            shown = job_id[:40] + "..." if isinstance(job_id, str) and len(job_id) > 40 else job_id
+            raise UIError(f"no job {shown!r}: a job id is up to {JOB_ID_MAX} letters, digits, '.', '_' or '-'")
         d = self.ws.runs / job_id
         if not (d / "recipe.yaml").exists():
             raise UIError(f"no job {job_id!r} in {self.ws.runs}")
@@ -61,6 +96,7 @@ class AppEngine(ChatEngineSide):
 
     def start(self, recipe: Recipe) -> str:
         """Validate, create and launch a job; returns its id. One build at a time per workspace."""
+        recipe = self.check_recipe(recipe)
         with self._job_lock:
             running = self.running_job()
             if running is not None:

@@ -13,6 +13,7 @@ from ui.library_tab import create_library_tab
 
 TITLE = "LoRA studio: fine-tune -> int4 ONNX -> hot-swappable adapters"
 CHAT_TITLE = "LoRA studio chat: int4 ONNX with hot-swappable LoRA adapters"
+UPLOAD_CACHE = (600, 3600)  # Gradio's upload cache: every 10 min, files older than 1 h are deleted
 CSS = """
 #chat-stats, #build-status {min-height: 1.6em}
 #build-log textarea {font-family: ui-monospace, monospace; font-size: 12px}
@@ -51,7 +52,7 @@ def _finish(demo: gr.Blocks, app, tabs: dict) -> gr.Blocks:
 def create_ui(app, warning: str | None = None) -> gr.Blocks:
     from ui.build_tab import create_build_tab
     from ui.deploy_tab import create_deploy_tab
-    with gr.Blocks(title="LoRA studio") as demo:
+    with gr.Blocks(title="LoRA studio", delete_cache=UPLOAD_CACHE) as demo:
         gr.Markdown(f"## {TITLE}\nworkspace `{app.ws.root}` · models `{app.models_dir}` · "
                     f"adapters `{app.adapters_dir}`", elem_id="header")
         _banner(demo, warning)
@@ -78,7 +79,7 @@ def create_ui(app, warning: str | None = None) -> gr.Blocks:
 
 def create_chat_only_ui(app, warning: str | None = None) -> gr.Blocks:
     """Chat + read-only Library: no build jobs, no deletion, no pipeline imports."""
-    with gr.Blocks(title="LoRA studio chat") as demo:
+    with gr.Blocks(title="LoRA studio chat", delete_cache=UPLOAD_CACHE) as demo:
         gr.Markdown(f"## {CHAT_TITLE}", elem_id="header")
         _banner(demo, warning)
         with gr.Tabs(elem_id="tabs"):

@@ -1,0 +1,185 @@
+"""What a web request may point to (docs/DESIGN.md, section Policy). Every path that comes from a
+request goes through a Policy before anything is opened, read, run or written:
+
+- data files: regular files under <ws>/uploads/ or <ws>/data/, or under a root the operator added
+  (`--allow-data-root DIR`); checked after resolving links. A missing file and a file that is not allowed
+  get the SAME message, so a request learns nothing about what exists elsewhere;
+- base_model: a Hub id (owner/name) that names no local folder, a folder models/<name> of the workspace,
+  or a folder under a root the operator added (`--allow-model-root DIR`);
+- trust_remote_code: never from a request, unless the operator started the app with --allow-remote-code;
+- exports: <ws>/exports/<name>/ only (artifacts.names rule for <name>); replacing or publishing needs the
+  export marker file that export_space writes;
+- the server's HF_TOKEN serves browser requests only with --allow-server-token.
+
+The command line (python -m pipeline / -m deploy) is the operator: it does not go through here."""
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from .names import NAME_RULE, safe_name
+from .workspace import PROJECT_ROOT, Workspace
+
+EXPORT_MARKER = ".studio-export"  # written into every exported Space folder; replace/publish need it
+MAX_PATH_CHARS = 1024
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+class PolicyError(ValueError):
+    """A request that points where it may not; the message is safe to show (it reveals nothing)."""
+
+
+def _under(p: Path, root: Path) -> bool:
+    return p == root or p.is_relative_to(root)
+
+
+def _text(value, what: str) -> str:
+    if not isinstance(value, str):
+        raise PolicyError(f"{what} must be text")
+    value = value.strip()
+    if not value:
+        raise PolicyError(f"{what} is empty")
+    if "\x00" in value or len(value) > MAX_PATH_CHARS or any(ord(c) < 32 for c in value):
+        raise PolicyError(f"{what} is not a usable path")
+    return value
+
+
+@dataclass(frozen=True)
+class Policy:
+    ws: Workspace
+    data_roots: tuple[Path, ...] = ()     # --allow-data-root
+    model_roots: tuple[Path, ...] = ()    # --allow-model-root
+    allow_remote_code: bool = False       # --allow-remote-code
+    allow_server_token: bool = False      # --allow-server-token
+
+    # ------------------------------------------------------------------ data files
+    def _data_roots(self) -> list[Path]:
+        return [r.resolve() for r in (self.ws.uploads, self.ws.data, *self.data_roots)]
+
+    def data_file(self, value, what: str = "data file") -> Path:
+        """The resolved path of a data file a request names: relative to the workspace, or absolute.
+        PolicyError (one message for missing and not allowed) unless it is a regular file under an
+        allowed root after following links."""
+        value = _text(value, what)
+        refusal = PolicyError(f"{what} {value!r}: no such file in uploads/ or data/ of the workspace")
+        p = Path(value)
+        if not p.is_absolute():
+            p = self.ws.root / p
+        try:
+            real = p.resolve(strict=True)
+            st = os.stat(real)
+        except (OSError, RuntimeError, ValueError):
+            raise refusal from None
+        if not stat.S_ISREG(st.st_mode) or not any(_under(real, r) for r in self._data_roots()):
+            raise refusal
+        return real
+
+    # ------------------------------------------------------------------ base models
+    def base_model(self, value, what: str = "base_model") -> str:
+        """A Hub id (returned as is) or the absolute path of an allowed local model folder."""
+        value = _text(value, what)
+        refusal = PolicyError(f"{what} {value!r}: not a Hub id (owner/name) nor a model folder under models/")
+        p = Path(value)
+        if p.is_absolute():
+            return str(self._allowed_model_dir(p, refusal))
+        parts = p.parts
+        if parts and parts[0] == "models" and len(parts) == 2 and safe_name(parts[1]):
+            d = self.ws.models / parts[1]  # an entry of models/ is the operator's (requests cannot add one)
+            if d.is_dir():
+                return str(d)
+            raise refusal
+        if _HUB_ID.match(value) and ".." not in value:
+            # a Hub id must not also name a local folder (the pipeline would load that folder instead)
+            for base in (self.ws.root, PROJECT_ROOT, Path.cwd()):
+                if os.path.lexists(base / value):
+                    raise refusal
+            return value
+        raise refusal
+
+    def _allowed_model_dir(self, p: Path, refusal: PolicyError) -> Path:
+        norm = Path(os.path.normpath(p))
+        if norm.parent in (self.ws.models, self.ws.models.resolve()) and safe_name(norm.name) and norm.is_dir():
+            return norm  # models/<name> given as an absolute path
+        try:
+            real = p.resolve(strict=True)
+        except (OSError, RuntimeError, ValueError):
+            raise refusal from None
+        if real.is_dir() and any(_under(real, r.resolve()) for r in self.model_roots):
+            return real
+        raise refusal
+
+    def base_name(self, value, what: str = "base") -> str:
+        """The name of a published ONNX base: a real folder models/<name> holding base.json."""
+        if not isinstance(value, str) or not safe_name(value.strip()):
+            raise PolicyError(f"{what} {str(value)[:80]!r}: not a base name ({NAME_RULE})")
+        d = self.ws.models / value.strip()
+        if d.is_symlink() or not (d / "base.json").is_file():
+            raise PolicyError(f"{what} {value!r}: no published ONNX base of that name in models/")
+        return value.strip()
+
+    # ------------------------------------------------------------------ remote code, tokens
+    def trust_remote_code(self, requested) -> bool:
+        if requested and not self.allow_remote_code:
+            raise PolicyError("trust_remote_code is off on this server: a request cannot run a model's own "
+                              "code (the operator can allow it with --allow-remote-code)")
+        return bool(requested)
+
+    def hub_token(self, typed, env_token: str | None) -> str:
+        """The token typed in the page; the server's token only when the operator allowed it."""
+        typed = (typed or "").strip() if isinstance(typed, str) else ""
+        if typed:
+            return typed
+        if self.allow_server_token and env_token and env_token.strip():
+            return env_token.strip()
+        raise PolicyError("no Hugging Face token: enter one with write access in the token field"
+                          + ("" if self.allow_server_token else
+                             " (this server does not lend its own token to browser requests)"))
+
+    # ------------------------------------------------------------------ exports
+    def export_dir(self, value, what: str = "export") -> Path:
+        """<ws>/exports/<name> for a name, or for a path whose folder is <ws>/exports."""
+        value = _text(value, what)
+        p = Path(value)
+        name = p.name
+        if len(p.parts) > 1 or p.is_absolute():
+            parent = Path(os.path.normpath(p.parent if p.is_absolute() else self.ws.root / p.parent))
+            if parent not in (self.ws.exports, self.ws.exports.resolve()):
+                raise PolicyError(f"{what} {value!r}: exports go to exports/<name> of the workspace; give a name")
+        if not safe_name(name):
+            raise PolicyError(f"{what} name {name!r} is not allowed: use {NAME_RULE}")
+        return self.ws.exports / name
+
+    def published_export(self, value, what: str = "Space folder") -> Path:
+        """An existing export folder (marked) under <ws>/exports, for publishing."""
+        d = self.export_dir(value, what)
+        if d.is_symlink() or not d.is_dir() or not (d / EXPORT_MARKER).is_file():
+            raise PolicyError(f"{what} {value!r}: no exported Space of that name in exports/ "
+                              "(export one first)")
+        return d
+
+
+def is_marked_export(d: Path) -> bool:
+    return d.is_dir() and not d.is_symlink() and (d / EXPORT_MARKER).is_file()
+
+
+_CXX_SIGNATURE = re.compile(r"[\w:<>*&~, ]+\([^()]*\)(?: const)?\s+")
+_CXX_LOCATION = re.compile(r"[^\s\[\]\"']*\.(?:cc|cpp|cxx|h|hpp|cu):\d+\s*")
+
+
+def clean_message(text) -> str:
+    """A message without C++ source locations: onnxruntime's '<path>\\onnxruntime\\core\\x.cc:123 <C++
+    signature> what happened' becomes 'what happened'."""
+    out = []
+    for line in str(text).splitlines() or [""]:
+        m = _CXX_LOCATION.search(line)
+        if m:
+            rest = line[m.end():]
+            sig = _CXX_SIGNATURE.match(rest)  # the C++ function signature that follows the location
+            if sig:
+                rest = rest[sig.end():]
+            line = (line[:m.start()] + rest).strip()
+        out.append(line)
+    return "\n".join(out).strip()
