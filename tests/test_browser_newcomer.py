@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import test_app as base_tests  # noqa: E402  (free_port, start_app, stop_app)
+import app_helpers as base_tests  # noqa: E402  (free_port, start_app, stop_app, chat)
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = base_tests.SOURCE  # $APP_TEST_SOURCE: a folder with models/ and adapters/ (default: the repository)

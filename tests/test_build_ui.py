@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import test_app as base_tests  # noqa: E402
+import app_helpers as base_tests  # noqa: E402  (free_port, start_app, stop_app, chat)
 from test_browser_newcomer import copy_workspace  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
