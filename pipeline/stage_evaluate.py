@@ -24,12 +24,13 @@ MAX_NEW_TOKENS = 64
 def _nll(engine, ids: list[int], n_prompt: int, adapter: str | None) -> tuple[float, int]:
     """Summed negative log-likelihood of ids[n_prompt:] given what precedes, and the token count."""
     import onnxruntime_genai as og
-    gp = og.GeneratorParams(engine.model)
+    og_backend = engine.backend  # the onnxruntime-genai backend (evaluate() asks for it)
+    gp = og.GeneratorParams(og_backend.model)
     gp.set_search_options(max_length=len(ids) + 1, do_sample=False)
-    gen = og.Generator(engine.model, gp)
+    gen = og.Generator(og_backend.model, gp)
     try:
         if adapter:
-            gen.set_active_adapter(engine.adapters, adapter)
+            gen.set_active_adapter(og_backend.adapters, adapter)
         gen.append_tokens(ids)
         logits = np.asarray(gen.get_output("logits"), dtype=np.float32)[0]  # [len(ids), vocab]
     finally:
@@ -60,13 +61,13 @@ def evaluate(base_dir: Path, adapter_dir: Path, held: list[dict], source: str, l
     from engine.chat import BASE, ChatEngine, SamplingParams
     from pipeline.errors import StageError
     name = adapter_dir.name
-    engine = ChatEngine(base_dir, adapter_dir.parent)
+    engine = ChatEngine(base_dir, adapter_dir.parent, backend="og")  # og's logits of a whole text
     try:
         if name not in engine.variants():
             why = dict(engine.refused()).get(name, "not found")
             raise StageError(f"the served model refused the new adapter: {why}")
         og_name = "__evaluate__"
-        engine.adapters.load(str(adapter_dir / "adapter.onnx_adapter"), og_name)
+        engine.backend.adapters.load(str(adapter_dir / "adapter.onnx_adapter"), og_name)
         seqs = _tokens(engine, held)
         if not seqs:
             raise StageError("no held-out example has answer tokens within the model's context")
@@ -89,7 +90,7 @@ def evaluate(base_dir: Path, adapter_dir: Path, held: list[dict], source: str, l
             samples.append({"prompt": next(m["content"] for m in reversed(msgs) if m["role"] == "user"),
                             "reference": ex["messages"][-1]["content"], "base": base_text, "adapter": ad_text})
         try:
-            engine.adapters.unload(og_name)
+            engine.backend.adapters.unload(og_name)
         except Exception:
             pass
     finally:
