@@ -67,6 +67,7 @@ class AppEngine(ChatEngineSide):
             if (r.base_model or "").strip() or not getattr(r, "base", ""):
                 r.base_model = self.policy.base_model(r.base_model)
             self.policy.trust_remote_code(r.trust_remote_code)
+            self.policy.base_output(r.base_name)
         except PolicyError as e:
             raise UIError(str(e)) from None
         return r
@@ -101,8 +102,9 @@ class AppEngine(ChatEngineSide):
             running = self.running_job()
             if running is not None:
                 raise UIError(f"job {running} is still running: cancel it or wait until it ends")
-            job_dir = jobs.create_job(recipe, self.ws)  # raises RecipeError
-            jobs.launch(job_dir, self.ws)
+            lend = self.policy.allow_server_token  # the server's HF_TOKEN only when the operator allows it
+            job_dir = jobs.create_job(recipe, self.ws, lend_token=lend)  # raises RecipeError
+            jobs.launch(job_dir, self.ws, lend_token=lend)
             return job_dir.name
 
     def cancel(self, job_id: str) -> float:
@@ -122,7 +124,7 @@ class AppEngine(ChatEngineSide):
             st = jobs.state(d)
             if st.status == "ok":
                 raise UIError(f"job {job_id} already finished successfully")
-            jobs.launch(d, self.ws)
+            jobs.launch(d, self.ws, lend_token=self.policy.allow_server_token)
         return job_id
 
     def job_state(self, job_id: str) -> JobState:
