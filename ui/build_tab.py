@@ -16,6 +16,8 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from artifacts import LimitError, check_uploads_room
+
 from pipeline.__main__ import preview_command
 from pipeline.data import DataError, load_examples, render_text
 from pipeline.events import STAGES, JobState
@@ -214,6 +216,10 @@ def store_upload(app: AppEngine, tmp_path: str) -> Path:
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in src.stem)[:40] or "data"
     dest = dest_dir / f"{stem}-{digest}.jsonl"
     if not dest.exists():
+        try:
+            check_uploads_room(dest_dir, src.stat().st_size)  # requests cannot fill the disk
+        except LimitError as e:
+            raise UIError(str(e)) from None
         shutil.copyfile(src, dest)
     return dest
 
@@ -367,7 +373,11 @@ def create_build_tab(app: AppEngine) -> BuildTab:
             msg = str(e).replace(str(path), Path(path).name)
             gr.Warning("bad data file: " + msg)
             return gr.update(), f"⚠ **bad data file**: {html.escape(msg)}"
-        dest = store_upload(app, path)
+        try:
+            dest = store_upload(app, path)
+        except UIError as e:
+            gr.Warning(str(e))
+            return gr.update(), f"⚠ {html.escape(str(e))}"
         return str(dest), preview_data(app, str(dest), fmt, template, base_model, trust)
 
     def check_data(train_file, fmt, template, base_model, trust):
