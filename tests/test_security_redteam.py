@@ -190,3 +190,18 @@ def test_uploads_folder_is_capped(red):
     used = sum(p.stat().st_size for p in (ws / "uploads").iterdir())
     assert used <= MAX_UPLOADS_MB * 1e6
     serves(red)
+
+
+@pytest.mark.parametrize("content", [b"[" * 300000 + b"]" * 300000 + b"\n",
+                                     b'{"messages": ' + b"[" * 100000 + b"]" * 100000 + b"}\n",
+                                     b'{"prompt": "a", "response": "b", "n": 1' + b"0" * 10000 + b"}\n"],
+                         ids=["nested-list", "nested-messages", "long-integer"])
+def test_hostile_json_gets_a_message(red, content):
+    """Before: a deeply nested line (RecursionError) or a 10,000-digit number failed the upload and the
+    preview with Gradio's opaque error (a traceback in the log) instead of a message."""
+    raw = red["raw"]
+    f = raw.upload("hostile.jsonl", content)
+    r = raw.call("on_upload", [f, "auto", "", "models/default-hf", False])
+    assert r["ok"], text(r)[:500]
+    assert "bad data file" in r["data"][1] and ("nested too deeply" in r["data"][1] or "digits" in r["data"][1])
+    serves(red)
