@@ -15,7 +15,7 @@ from .adapter_file import (ADAPTER_FILE, ROWS_DIM, has_rows, read_adapter_arrays
 from .library import (BASE_JSON, METADATA_JSON, AdapterInfo, BaseInfo, LibraryError, adapter_dirs,  # noqa: F401
                       check_adapter, delete_adapter, is_real_dir, is_regular, list_adapters, list_bases,
                       read_base, read_json, stat_signature)
-from .limits import UPLOAD_ENV, max_upload_bytes  # noqa: F401
+from .limits import UPLOAD_ENV, max_upload_bytes, upload_budget_bytes  # noqa: F401
 from .names import JOB_ID_MAX, NAME_MAX, NAME_RULE, is_temp_name, safe_name  # noqa: F401
 from .publish import fsync_tree, publish, write_json  # noqa: F401
 from .workspace import PROJECT_ROOT, Workspace, workspace_root  # noqa: F401

@@ -52,6 +52,15 @@ def check_uploads_room(folder, new_bytes: int, env: Mapping[str, str] | None = N
                          f"can remove old uploads or raise {UPLOADS_ENV}")
 
 
+UPLOAD_BUDGET_ENV = "STUDIO_UPLOAD_BUDGET_MB"
+
+
+def upload_budget_bytes(env: Mapping[str, str] | None = None) -> int:
+    """Bytes the whole server accepts through /gradio_api/upload per hour (Gradio keeps uploads an hour):
+    $STUDIO_UPLOAD_BUDGET_MB, default 20 times the upload limit."""
+    return int(_env_number(env, UPLOAD_BUDGET_ENV, 20 * max_upload_bytes(env) / 1e6) * 1e6)
+
+
 def max_exports(env: Mapping[str, str] | None = None) -> int:
     """How many exported Space folders a request may create in exports/: $STUDIO_MAX_EXPORTS, default 8
     (replacing a previous export is always allowed)."""

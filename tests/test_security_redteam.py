@@ -6,7 +6,9 @@ still serves a chat.
   (list/create buckets, read records) for any loopback client: run history is off;
 - a build's base_name replaced an entry of models/ that is not a base (the HF checkpoint models/default-hf);
 - a request's Hub id was looked up (in the app) and downloaded (in the job) with the server's HF_TOKEN;
-- exports/ and uploads/ grew without a bound (each export copies a base).
+- exports/ and uploads/ grew without a bound (each export copies a base), and so did Gradio's upload
+  cache (every /gradio_api/upload is kept an hour): an hourly upload budget answers 429 beyond it;
+- deeply nested JSON or a 10,000-digit number in a data file gave Gradio's opaque error.
 
 The Hub is a local recorder (HF_ENDPOINT) that logs every request with its Authorization header and
 answers a model lookup as if the model existed, so that a build job starts and tries to download."""
@@ -29,6 +31,7 @@ pytestmark = pytest.mark.timeout(900)
 
 MAX_EXPORTS = 2
 MAX_UPLOADS_MB = 1
+UPLOAD_BUDGET_MB = 6
 
 
 class Recorder:
@@ -75,7 +78,8 @@ def red(tmp_path_factory):
     hub = Recorder()
     port = free_port()
     env = {"HF_TOKEN": SERVER_TOKEN, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
-           "STUDIO_MAX_EXPORTS": str(MAX_EXPORTS), "STUDIO_MAX_UPLOADS_MB": str(MAX_UPLOADS_MB)}
+           "STUDIO_MAX_EXPORTS": str(MAX_EXPORTS), "STUDIO_MAX_UPLOADS_MB": str(MAX_UPLOADS_MB),
+           "STUDIO_UPLOAD_BUDGET_MB": str(UPLOAD_BUDGET_MB)}
     proc = start_app(ws, port, root / "app.log", ("--auth", f"{USER}:{PASSWORD}"), env=env)
     url = f"http://127.0.0.1:{port}"
     yield {"ws": ws, "url": url, "raw": Raw(url), "hub": hub, "log": root / "app.log"}
@@ -205,3 +209,22 @@ def test_hostile_json_gets_a_message(red, content):
     assert r["ok"], text(r)[:500]
     assert "bad data file" in r["data"][1] and ("nested too deeply" in r["data"][1] or "digits" in r["data"][1])
     serves(red)
+
+
+def test_zz_upload_budget(red):
+    """Before: /gradio_api/upload took any number of files (each up to the 8 MB limit) and Gradio kept each
+    an hour: a loop filled the disk. Now the server takes UPLOAD_BUDGET_MB an hour, then answers 429.
+    (Named zz: it uses the budget up, so it runs last in this module.)"""
+    raw = red["raw"]
+    chunk = b'{"prompt": "a", "response": "b"}\n' * 12_000  # ~400 kB
+    accepted, status = 0, 200
+    for i in range(int(UPLOAD_BUDGET_MB * 1e6 / len(chunk)) + 5):
+        r = raw.http.post("/gradio_api/upload", files={"files": (f"b{i}.jsonl", chunk + str(i).encode())})
+        status = r.status_code
+        if status != 200:
+            break
+        accepted += len(chunk)
+    assert status == 429 and "upload budget" in r.text, (status, r.text[:300])
+    assert accepted <= UPLOAD_BUDGET_MB * 1e6
+    serves(red)
+    assert raw.call("library", [])["ok"]  # other handlers still answer
