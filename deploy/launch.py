@@ -9,7 +9,8 @@ Rules (resolve_launch_options):
 RequestGuard (an ASGI middleware, given to Gradio through launch's app_kwargs by guard_kwargs) answers a
 request body over the upload limit with 413 before any route (login included) runs, and slows down
 failed logins per client: after FAILS_FREE wrong passwords, that client's next attempts are answered
-429 until a wait that doubles with each failure (at most MAX_WAIT_S) has passed.
+429 until a wait that doubles with each failure (at most MAX_WAIT_S) has passed; all clients together
+likewise after ALL_FACTOR x FAILS_FREE (a client address can be forged through X-Forwarded-For).
 Standard library only: exported Spaces ship this file as deploy/launch.py."""
 from __future__ import annotations
 
@@ -128,6 +129,9 @@ class _TooBig(Exception):
     pass
 
 
+ALL = "*"             # the key of all clients' failed logins together
+ALL_FACTOR = 4        # ... which may fail ALL_FACTOR x FAILS_FREE times before everyone has to wait
+ALL_RESET_S = 600.0   # ... and start again from 0 after ten minutes without a failure
 UPLOAD_WINDOW_S = 3600.0  # Gradio's upload cache keeps a file one hour (ui.interface.UPLOAD_CACHE)
 
 
@@ -152,23 +156,32 @@ class RequestGuard:
             self._uploads = [(t, n) for t, n in self._uploads if t >= cut]
             return sum(n for _, n in self._uploads)
 
-    def wait_s(self, client: str) -> float:
-        """Seconds this client must wait before its next login attempt (0: it may try now)."""
+    def _wait(self, key: str, free: int) -> float:
         with self._lock:
-            n, last = self._fails.get(client, (0, 0.0))
-        if n < self.fails_free:
+            n, last = self._fails.get(key, (0, 0.0))
+        if n < free:
             return 0.0
-        return max(0.0, min(self.max_wait_s, 2.0 ** (n - self.fails_free)) - (self.clock() - last))
+        return max(0.0, min(self.max_wait_s, 2.0 ** (n - free)) - (self.clock() - last))
+
+    def wait_s(self, client: str) -> float:
+        """Seconds this client must wait before its next login attempt (0: it may try now): its own
+        failures, and all clients' together (ALL). The client is what the server reports, and uvicorn takes
+        it from X-Forwarded-For when the peer is loopback (a share tunnel, a local proxy): an attacker
+        who sends a new X-Forwarded-For each time is still slowed by ALL."""
+        return max(self._wait(client, self.fails_free), self._wait(ALL, self.fails_free * ALL_FACTOR))
 
     def _record(self, client: str, ok: bool) -> None:
         with self._lock:
             if ok:
                 self._fails.pop(client, None)
                 return
+            now = self.clock()
             n, _ = self._fails.get(client, (0, 0.0))
-            self._fails[client] = (n + 1, self.clock())
-            if len(self._fails) > 10_000:  # bounded: forget the oldest
-                oldest = min(self._fails, key=lambda k: self._fails[k][1])
+            self._fails[client] = (n + 1, now)
+            n, last = self._fails.get(ALL, (0, 0.0))
+            self._fails[ALL] = (1 if now - last > ALL_RESET_S else n + 1, now)
+            if len(self._fails) > 10_000:  # bounded: forget the oldest client (never ALL)
+                oldest = min((k for k in self._fails if k != ALL), key=lambda k: self._fails[k][1])
                 self._fails.pop(oldest, None)
 
     @staticmethod

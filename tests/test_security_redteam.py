@@ -228,3 +228,20 @@ def test_zz_upload_budget(red):
     assert accepted <= UPLOAD_BUDGET_MB * 1e6
     serves(red)
     assert raw.call("library", [])["ok"]  # other handlers still answer
+
+
+def test_zzz_forged_forwarded_for_does_not_escape_login_slowing(red):
+    """Before: uvicorn takes the client address from X-Forwarded-For when the peer is loopback (as behind
+    the share tunnel), so a new X-Forwarded-For per attempt made every guess a 'new client': 30 wrong
+    passwords in a row were all answered 400, never slowed. Now all clients together are slowed too.
+    (Last in the module: it leaves the login slowed for everyone for a while.)"""
+    anon = httpx.Client(base_url=red["url"], timeout=60)
+    codes = []
+    for i in range(30):
+        r = anon.post("/login", data={"username": USER, "password": f"guess-{i}"},
+                      headers={"X-Forwarded-For": f"198.51.100.{i + 1}"})
+        codes.append(r.status_code)
+    assert set(codes) <= {400, 429} and 429 in codes, codes
+    assert codes.count(400) <= 4 * 5, codes
+    raw = red["raw"]  # a session that logged in before still works
+    assert answer_of(raw.chat()).strip()
