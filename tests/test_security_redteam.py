@@ -245,3 +245,26 @@ def test_zzz_forged_forwarded_for_does_not_escape_login_slowing(red):
     assert codes.count(400) <= 4 * 5, codes
     raw = red["raw"]  # a session that logged in before still works
     assert answer_of(raw.chat()).strip()
+
+
+def test_resume_rechecks_the_stored_recipe(red, tmp_path):
+    """Before: resume_build relaunched any job of runs/ as stored: a job the operator made on the command
+    line (trust_remote_code, a model folder outside models/) ran the model's code again on a stranger's
+    request. Now the stored recipe goes through the request policy first."""
+    from pipeline import jobs
+    from pipeline.events import EventLog
+    from pipeline.recipe import Recipe
+    from artifacts import Workspace
+    from test_security import evil_model
+    sentinel = tmp_path / "code-ran"
+    model = evil_model(tmp_path / "evil", sentinel, "config.json")
+    recipe = Recipe(base_model=str(model), trust_remote_code=True, eval_file="", adapter_name="operator-job")
+    recipe.awq.enabled = False
+    job = jobs.create_job(recipe, Workspace(red["ws"]))  # the operator's own run (command line)
+    EventLog(job / "events.jsonl").emit("job_end", status="failed", error="stopped by the operator")
+    r = red["raw"].call("resume_build", [job.name])
+    assert r["ok"] and "cannot be resumed" in r["data"][0], r
+    s = red["raw"].call("job_summary", [job.name])["data"][0]
+    assert s["status"] == "failed", s
+    assert not sentinel.exists()
+    assert answer_of(red["raw"].chat()).strip()

@@ -15,7 +15,7 @@ from pathlib import Path
 from artifacts import JOB_ID_MAX, Policy, PolicyError, Workspace, safe_name
 from pipeline import jobs
 from pipeline.events import JobState, read_events
-from pipeline.recipe import Recipe
+from pipeline.recipe import Recipe, RecipeError
 from ui.chat_engine import ChatEngineSide, UIError
 
 
@@ -115,6 +115,10 @@ class AppEngine(ChatEngineSide):
 
     def resume(self, job_id: str) -> str:
         d = self.job_dir(job_id)
+        try:  # a job made by the command line (or under wider flags) runs again only if this policy allows it
+            self.check_recipe(Recipe.load(d / "recipe.yaml"))
+        except (UIError, RecipeError) as e:
+            raise UIError(f"job {job_id} cannot be resumed from this page: {e}") from None
         with self._job_lock:
             if jobs.is_running(d):
                 raise UIError(f"job {job_id} is already running")
