@@ -274,7 +274,7 @@ def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_
     try:
         path = app.data_file(train_file)
         examples = load_examples(path, fmt or "auto")
-        eval_path = str(app.data_file(eval_file)) if (eval_file or "").strip() else ""
+        eval_path = str(app.data_file(eval_file, "eval_file")) if (eval_file or "").strip() else ""
         split = pdata.preview(path, fmt or "auto", eval_path,
                               float(eval_fraction if eval_fraction is not None else 0.1), int(seed or 0))
     except UIError as e:
