@@ -1,5 +1,6 @@
 """Chat tab: base and adapter pickers, streaming chat with sampling controls, and a Compare mode that
-streams two variants of the same base side by side (engine.compare)."""
+streams two variants of the same base side by side (engine.compare). Each pane is titled with its variant;
+an adapter refused by the chosen base names the base it was built for."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -70,6 +71,37 @@ def format_stats(s) -> str:
     return " · ".join(parts)
 
 
+DEMO_NOTE = ("ℹ The embedded `default` base is **a small demo model** (see `models/default-hf/README.md`) trained "
+             "offline on this project's own corpus: it shows the build → chat loop, not useful answers. For real use, "
+             "build a base from a Hub model in the **Build** tab, e.g. `microsoft/Phi-3.5-mini-instruct` "
+             "(`python -m pipeline build recipes/phi35-mini.yaml`).")
+
+
+def pane_title(variant: str | None) -> str:
+    return "base (no adapter)" if variant in (None, "", "base") else str(variant)
+
+
+def refusal(app: ChatEngineSide, base: str, name: str, reason: str) -> str:
+    """The refusal of adapter `name` on `base`, naming the published base it was built for when there is one."""
+    info = next((a for a in app.adapters(None) if a.name == name), None)
+    fp = (info.metadata or {}).get("base_fingerprint") if info else None
+    if fp and "another base" in reason:
+        fits = next((b.dir.name for b in app.bases() if b.fingerprint == fp), None)
+        if fits and fits != base:
+            return f"built for base '{fits}', pick it above"
+        built = (info.metadata or {}).get("base_name")
+        return (f"built for base '{built}', which is not in models/ (or was rebuilt since)" if built
+                else reason)
+    return reason
+
+
+def _is_demo_base(app: ChatEngineSide, base: str | None) -> bool:
+    info = next((b for b in app.bases() if b.dir.name == base), None)
+    meta = info.meta if info else {}
+    prepared = meta.get("prepared") if isinstance(meta.get("prepared"), dict) else {}
+    return "models/default-hf" in (str(meta.get("source_model", "")), str(prepared.get("source", "")))
+
+
 def _variant_error(app: ChatEngineSide, base: str, *variants: str) -> str:
     """Why one of `variants` cannot be used with `base` ('' when all can)."""
     ok, refused = app.variants(base)
@@ -78,7 +110,8 @@ def _variant_error(app: ChatEngineSide, base: str, *variants: str) -> str:
         if variant in ok:
             continue
         if variant in reasons:
-            return f"adapter {variant!r} cannot be used with base {base!r}: {reasons[variant]}"
+            return (f"adapter {variant!r} cannot be used with base {base!r}: "
+                    f"{refusal(app, base, variant, reasons[variant])}")
         return f"unknown adapter {variant!r} for base {base!r}; available: {', '.join(ok)}"
     return ""
 
@@ -97,9 +130,11 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
                                 allow_custom_value=True)
         refresh = gr.Button("↻ Refresh", elem_id="chat-refresh", scale=0, min_width=100)
     refused = gr.Markdown("", elem_id="chat-refused")
+    gr.Markdown(DEMO_NOTE if _is_demo_base(app, base0) else "", elem_id="chat-demo-note")
     with gr.Row():
-        bot_a = gr.Chatbot(label="Chat", elem_id="chat-bot-a", height=420)
-        bot_b = gr.Chatbot(label="Compare", elem_id="chat-bot-b", height=420, visible=False)
+        bot_a = gr.Chatbot(label=pane_title("base"), elem_id="chat-bot-a", height=420, show_label=True)
+        bot_b = gr.Chatbot(label=pane_title("base"), elem_id="chat-bot-b", height=420, visible=False,
+                           show_label=True)
     with gr.Row():
         message = gr.Textbox(placeholder="Ask something ...", show_label=False, elem_id="chat-input",
                              scale=6, lines=1, max_lines=6)
@@ -139,7 +174,7 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
         text = ""
         if refused_list:
             text = "**Refused adapters** (not usable with this base):\n" + "\n".join(
-                f"- `{n}`: {r}" for n, r in refused_list)
+                f"- `{n}`: {refusal(app, base_name, n, r)}" for n, r in refused_list)
         return (gr.update(choices=bases, value=base_name), gr.update(choices=ok, value=va),
                 gr.update(choices=ok, value=vb), text)
 
@@ -205,6 +240,10 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
     base.change(pickers, [base, variant, variant_b], picker_out, api_visibility="private",
                 concurrency_id="ui", show_progress="hidden")
     compare.change(on_compare, compare, [variant_b, bot_b], api_visibility="private", queue=False)
+    variant.change(lambda v: gr.update(label=pane_title(v)), variant, bot_a, api_visibility="private",
+                   queue=False, show_progress="hidden")
+    variant_b.change(lambda v: gr.update(label=pane_title(v)), variant_b, bot_b, api_visibility="private",
+                     queue=False, show_progress="hidden")
     chat_inputs = [message, bot_a, bot_b, base, variant, variant_b, compare] + sampling
     chat_outputs = [bot_a, bot_b, message, stats]
     send.click(respond, chat_inputs, chat_outputs, api_name="chat", concurrency_id="chat",

@@ -72,9 +72,9 @@ class AppEngine(ChatEngineSide):
             raise UIError(str(e)) from None
         return r
 
-    def data_file(self, value) -> Path:
+    def data_file(self, value, what: str = "train_file") -> Path:
         try:
-            return self.policy.data_file(value, "train_file")
+            return self.policy.data_file(value, what)
         except PolicyError as e:
             raise UIError(str(e)) from None
 
