@@ -114,14 +114,16 @@ def test_base_name_never_replaces_what_is_not_a_base(red, via):
     before = snapshot(ws / "models")
     hf_target = os.readlink(ws / "models" / "default-hf") if (ws / "models" / "default-hf").is_symlink() else None
     for name in ("default-hf", "default-hf.previous", "../adapters/travel"):
-        fields = {"base_name": name, "eval_file": "", "awq": {"enabled": False}, "lora": {"max_steps": 1}}
+        fields = {"base": "", "base_name": name, "eval_file": "", "awq": {"enabled": False}, "lora": {"max_steps": 1}}
         if via == "build_recipe":
             r = raw.call("build_recipe", [fields])
             assert r["ok"] and not r["data"][0]["ok"], r
             msg = r["data"][0]["error"]
         else:
             fn = raw.fn("start_build")
-            r = raw.call(fn, raw.defaults(fn, build_base_name=name, build_eval_file="", build_awq_enabled=False,
+            r = raw.call(fn, raw.defaults(fn, build_mode="New base from a model", build_base_name=name,
+                                          build_eval_file="",
+                                          build_awq_enabled=False,
                                           build_lora_max_steps=1))
             assert r["ok"], r
             msg = r["data"][1]
@@ -137,7 +139,7 @@ def test_hub_ids_are_looked_up_and_downloaded_without_the_server_token(red):
     """Before: base_model 'operator/private-model' made the app ask the Hub with the server's HF_TOKEN
     (and the build job inherited it to download): a request could probe and pull private models."""
     raw, hub = red["raw"], red["hub"]
-    r = raw.call("build_recipe", [{"base_model": "operator/private-model", "eval_file": "",
+    r = raw.call("build_recipe", [{"base": "", "base_model": "operator/private-model", "eval_file": "",
                                    "adapter_name": "probe", "awq": {"enabled": False}}])
     assert r["ok"], r
     res = r["data"][0]
@@ -186,7 +188,7 @@ def test_uploads_folder_is_capped(red):
     refused = 0
     for i in range(4):
         f = raw.upload(f"big{i}.jsonl", (line * 350).encode() + f'{{"prompt": "{i}", "response": "x"}}\n'.encode())
-        r = raw.call("on_upload", [f, "auto", "", "models/default-hf", False])
+        r = raw.preview("", file=f)
         assert r["ok"], text(r)[:500]
         if "uploads folder is full" in r["data"][1]:
             refused += 1
@@ -205,7 +207,7 @@ def test_hostile_json_gets_a_message(red, content):
     preview with Gradio's opaque error (a traceback in the log) instead of a message."""
     raw = red["raw"]
     f = raw.upload("hostile.jsonl", content)
-    r = raw.call("on_upload", [f, "auto", "", "models/default-hf", False])
+    r = raw.preview("", file=f)
     assert r["ok"], text(r)[:500]
     assert "bad data file" in r["data"][1] and ("nested too deeply" in r["data"][1] or "digits" in r["data"][1])
     serves(red)
@@ -258,7 +260,8 @@ def test_resume_rechecks_the_stored_recipe(red, tmp_path):
     from test_security import evil_model
     sentinel = tmp_path / "code-ran"
     model = evil_model(tmp_path / "evil", sentinel, "config.json")
-    recipe = Recipe(base_model=str(model), trust_remote_code=True, eval_file="", adapter_name="operator-job")
+    recipe = Recipe(base="", base_model=str(model), trust_remote_code=True, eval_file="",
+                    adapter_name="operator-job")
     recipe.awq.enabled = False
     job = jobs.create_job(recipe, Workspace(red["ws"]))  # the operator's own run (command line)
     EventLog(job / "events.jsonl").emit("job_end", status="failed", error="stopped by the operator")
