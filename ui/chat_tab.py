@@ -3,12 +3,17 @@ streams two variants of the same base side by side (engine.compare). Each pane i
 an adapter refused by the chosen base names the base it was built for."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import gradio as gr
 
 from artifacts import SEED_MAX, clean_message
 from ui.chat_engine import ChatEngineSide, UIError, check_conversation, make_sampling
+
+# at most ~25 UI updates per second (the engine decodes on its own thread; each update costs Gradio a
+# postprocess + diff of the whole chat); STUDIO_STREAM_INTERVAL_S=0 sends every frame the reader can take
+STREAM_INTERVAL_S = float(os.environ.get("STUDIO_STREAM_INTERVAL_S", "0.04"))
 
 
 @dataclass
@@ -56,14 +61,16 @@ def format_stats(s) -> str:
         return ""
     g = lambda k, d=None: getattr(s, k, d) if not isinstance(s, dict) else s.get(k, d)  # noqa: E731
     parts = [f"**{g('variant', '?')}**", f"provider {g('provider', '?')}"]
+    if g("backend"):
+        parts.append(f"backend {g('backend')}")
     if g("ttft_s") is not None:
         parts.append(f"TTFT {g('ttft_s'):.3f} s")
     if g("tokens") is not None:
         parts.append(f"{g('tokens')} tokens")
     if g("tokens_per_s") is not None:
-        parts.append(f"{g('tokens_per_s'):.1f} tokens/s")
+        parts.append(f"decode {g('tokens_per_s'):.1f} tokens/s")
     if g("seconds") is not None:
-        parts.append(f"{g('seconds'):.2f} s")
+        parts.append(f"wall {g('seconds'):.2f} s")
     if g("finished"):
         parts.append(f"done ({g('finish_reason') or 'end'})")
     if g("note"):
@@ -203,33 +210,35 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
             return
         ctx_a = to_messages(hist_a) + [{"role": "user", "content": msg}]
         new_a = hist_a + [{"role": "user", "content": msg}, {"role": "assistant", "content": ""}]
+        live = None
         try:
             if not cmp:
+                live = eng.start(ctx_a, va, params)  # decodes on its own thread; this reads it coalesced
                 yield new_a, hist_b, "", f"… {va}"
-                stats = None
-                for text, stats in eng.stream(ctx_a, va, params):
+                for text, stats in live.frames(STREAM_INTERVAL_S):
                     new_a[-1] = {"role": "assistant", "content": text}
                     yield new_a, hist_b, "", format_stats(stats)
-                yield new_a, hist_b, "", format_stats(stats)
             else:
                 ctx_b = to_messages(hist_b) + [{"role": "user", "content": msg}]
                 new_b = hist_b + [{"role": "user", "content": msg}, {"role": "assistant", "content": ""}]
                 if ctx_a != ctx_b:  # panes diverged (e.g. compare turned on mid-chat): compare this turn
                     ctx_a = ctx_b = [{"role": "user", "content": msg}]
+                live = eng.start_compare(ctx_a, va, vb, params)
                 yield new_a, new_b, "", f"… {va} | {vb}"
-                line = ""
-                for ta, tb, sa, sb in eng.compare(ctx_a, va, vb, params):
+                for ta, tb, sa, sb in live.frames(STREAM_INTERVAL_S):
                     new_a[-1] = {"role": "assistant", "content": ta}
                     new_b[-1] = {"role": "assistant", "content": tb}
                     batched = eng.compare_batched and "interleaved" not in (sb.note or "")
                     line = format_stats(sa) + "  \n" + format_stats(sb) + " · " + (
                         "compare: one batch of 2" if batched else f"compare: {eng.compare_note or 'interleaved'}")
                     yield new_a, new_b, "", line
-                yield new_a, new_b, "", line
         except Exception as e:
             e = clean_message(e)
             gr.Warning(f"generation failed: {e}")
             yield hist_a, hist_b, msg, f"⚠ error: {e}"
+        finally:
+            if live is not None:  # Stop, a closed tab or an error: the engine stops after its current step
+                live.cancel()
 
     def on_compare(cmp):
         return gr.update(visible=cmp), gr.update(visible=cmp)
@@ -255,4 +264,5 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
     tab = ChatTab(base, variant, variant_b, refused, compare, bot_a, bot_b, message, send, clear, refresh,
                   stats, sampling)
     tab.pickers_fn = pickers
+    tab.respond_fn = respond  # the /chat handler (tests drive it without HTTP)
     return tab
