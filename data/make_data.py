@@ -16,6 +16,7 @@ Every text is built from hand-written tables and templates below, seeded with
 random.Random(SEED + k), so the content is varied but readable and true.
 """
 
+import gzip
 import json
 import os
 import re
@@ -24,7 +25,7 @@ import random
 SEED = 1234
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-CHAT_TARGET_BYTES = 2_000_000
+CHAT_TARGET_BYTES = 2_600_000
 PROSE_TARGET_BYTES = 750_000
 TRAVEL_TRAIN, TRAVEL_TEST = 600, 100
 PIRATE_TRAIN, PIRATE_TEST = 600, 100
@@ -1240,10 +1241,426 @@ def greeting_qa(rng):
     return u, [rng.choice(GREETINGS_BOT["plain"])]
 
 
+# ---------------------------------------------------------------------------
+# travel: real cities with short, correct facts
+# ---------------------------------------------------------------------------
+# name, country, sights, foods, best time (phrase), getting around, language, currency, known for, tip
+CITIES = [
+    ("Paris", "France", ["the Eiffel Tower", "the Louvre Museum", "Montmartre", "the Seine riverbanks"],
+     ["fresh croissants", "crepes", "a warm baguette from a local bakery"], "in spring, from April to June, or in early autumn",
+     "the Metro, which reaches almost every neighborhood", "French", "the euro",
+     "art, cafes and elegant boulevards", "Book Eiffel Tower tickets online to skip the longest lines."),
+    ("London", "the United Kingdom", ["the British Museum", "the Tower of London", "Buckingham Palace", "Big Ben and the Houses of Parliament"],
+     ["fish and chips", "a Sunday roast", "afternoon tea with scones"], "from May to September, when days are long",
+     "the Underground, known as the Tube, and the red double-decker buses", "English", "the pound sterling",
+     "royal history, theatre and world-class museums",
+     "Many of the big museums, like the British Museum, are free to enter."),
+    ("Rome", "Italy", ["the Colosseum", "the Roman Forum", "the Pantheon", "the Trevi Fountain"],
+     ["pasta carbonara", "cacio e pepe", "gelato"], "in spring, April and May, or in autumn, September and October",
+     "on foot, since most ancient sights are close together, with buses and a small metro for longer hops",
+     "Italian", "the euro", "ancient ruins and beautiful piazzas",
+     "Cover your shoulders and knees to enter churches like St. Peter's Basilica."),
+    ("Barcelona", "Spain", ["the Sagrada Familia", "Park Guell", "the Gothic Quarter", "La Rambla"],
+     ["tapas", "seafood paella", "pan con tomate"], "from May to June or in September",
+     "the metro, which is fast and easy, plus plenty of walking", "Catalan and Spanish", "the euro",
+     "Gaudi's architecture and city beaches", "Book Sagrada Familia tickets ahead and watch your bag on La Rambla."),
+    ("Madrid", "Spain", ["the Prado Museum", "the Royal Palace", "Retiro Park", "Plaza Mayor"],
+     ["churros with hot chocolate", "tapas", "cocido madrileno stew"], "in spring or autumn, because summer is very hot",
+     "the metro, one of the largest in Europe", "Spanish", "the euro", "great art museums and lively late nights",
+     "Dinner is eaten late in Madrid, often after nine in the evening."),
+    ("Amsterdam", "the Netherlands", ["the canal ring", "the Rijksmuseum", "the Van Gogh Museum", "the Anne Frank House"],
+     ["stroopwafels", "Dutch cheese", "fresh herring"], "in April and May, when the tulips bloom",
+     "by bike or tram, since the center is compact", "Dutch", "the euro", "canals, bikes and Dutch painting",
+     "Book Anne Frank House tickets online well ahead, and never walk in the bike lanes."),
+    ("Berlin", "Germany", ["the Brandenburg Gate", "the East Side Gallery", "Museum Island", "the Reichstag dome"],
+     ["currywurst", "doner kebab", "pretzels"], "from May to September",
+     "the U-Bahn and S-Bahn trains, which run often", "German", "the euro",
+     "modern history, museums and creative neighborhoods",
+     "Visit the Reichstag dome for free, but register online in advance."),
+    ("Prague", "the Czech Republic", ["Charles Bridge", "Prague Castle", "Old Town Square and its Astronomical Clock"],
+     ["goulash with dumplings", "trdelnik pastry", "svickova"], "in spring or early autumn",
+     "the trams, which are cheap and frequent", "Czech", "the Czech koruna",
+     "a fairy-tale old town and Gothic spires", "Cross Charles Bridge early in the morning before the crowds arrive."),
+    ("Vienna", "Austria", ["Schonbrunn Palace", "St. Stephen's Cathedral", "the Belvedere"],
+     ["Wiener schnitzel", "Sachertorte", "apple strudel"],
+     "in spring or autumn, or in December for the Christmas markets",
+     "the U-Bahn and trams, which are clean and punctual", "German", "the euro",
+     "classical music, palaces and coffee houses", "Slow down in a traditional coffee house, where nobody rushes you."),
+    ("Lisbon", "Portugal", ["Belem Tower", "Jeronimos Monastery", "the Alfama district"],
+     ["pasteis de nata", "grilled sardines", "bacalhau"], "in spring or autumn",
+     "historic trams like Tram 28, the metro and your own two feet", "Portuguese", "the euro",
+     "hills, viewpoints and tiled buildings", "Wear comfortable shoes, because the hills and cobblestones are steep."),
+    ("Athens", "Greece", ["the Acropolis and the Parthenon", "the Acropolis Museum", "the Plaka neighborhood"],
+     ["souvlaki", "moussaka", "Greek salad"], "from April to June or in September and October",
+     "the metro and walking", "Greek", "the euro", "ancient history and lively tavernas",
+     "Visit the Acropolis early in the morning to avoid the heat and the crowds."),
+    ("Istanbul", "Turkey", ["Hagia Sophia", "the Blue Mosque", "the Grand Bazaar", "the Bosphorus"],
+     ["kebabs", "baklava", "simit bread rings"], "in spring or autumn",
+     "trams, the metro and ferries", "Turkish", "the Turkish lira",
+     "grand mosques, bazaars and its place on two continents, Europe and Asia",
+     "Take a public ferry across the Bosphorus for a cheap and beautiful view."),
+    ("Edinburgh", "Scotland in the United Kingdom", ["Edinburgh Castle", "the Royal Mile", "Arthur's Seat"],
+     ["haggis", "shortbread", "Cullen skink soup"], "in summer, especially August during the festivals",
+     "on foot, since the old town and new town are close together", "English", "the pound sterling",
+     "its castle, festivals and old stone streets", "Pack layers and a rain jacket, because the weather changes quickly."),
+    ("Dublin", "Ireland", ["Trinity College and the Book of Kells", "the Guinness Storehouse", "Temple Bar"],
+     ["Irish stew", "soda bread", "a full Irish breakfast"], "from late spring through summer",
+     "walking, buses and the Luas tram", "English and Irish", "the euro",
+     "friendly pubs, music and literature", "Bring a rain jacket in every season."),
+    ("Reykjavik", "Iceland", ["Hallgrimskirkja church", "Harpa concert hall", "day trips on the Golden Circle"],
+     ["Icelandic lamb soup", "skyr", "fresh fish"],
+     "in summer for the midnight sun, or in winter for a chance to see the northern lights",
+     "walking in town and tours or a rental car for the countryside", "Icelandic", "the Icelandic krona",
+     "waterfalls, geysers and hot springs nearby", "Check the weather and road conditions before every drive."),
+    ("Copenhagen", "Denmark", ["Nyhavn harbor", "Tivoli Gardens", "the Little Mermaid statue"],
+     ["smorrebrod open sandwiches", "Danish pastries", "hot dogs from a street stand"], "from May to August",
+     "by bike, like the locals, or on the metro", "Danish", "the Danish krone",
+     "design, bikes and colorful harbor houses", "Rent a bike, since the city has wide and safe bike lanes."),
+    ("Stockholm", "Sweden", ["Gamla Stan, the old town", "the Vasa Museum", "the Royal Palace"],
+     ["Swedish meatballs with lingonberries", "cinnamon buns", "pickled herring"], "in summer, from June to August",
+     "the metro, buses and ferries between the islands", "Swedish", "the Swedish krona",
+     "its fourteen islands, old town and waterfront", "Take a ferry into the archipelago for a peaceful day trip."),
+    ("Venice", "Italy", ["St. Mark's Square", "St. Mark's Basilica", "the Rialto Bridge", "the Doge's Palace"],
+     ["cicchetti snacks", "seafood risotto", "tiramisu"], "in spring or autumn",
+     "vaporetto water buses and walking, because there are no cars", "Italian", "the euro",
+     "canals, gondolas and the Grand Canal", "Wander the quiet back streets early in the morning, away from the crowds."),
+    ("Florence", "Italy", ["the Duomo", "the Uffizi Gallery", "the Ponte Vecchio", "Michelangelo's David at the Accademia"],
+     ["bistecca alla fiorentina", "ribollita soup", "gelato"], "in spring or autumn",
+     "on foot, since the historic center is small", "Italian", "the euro", "Renaissance art and architecture",
+     "Book Uffizi and Accademia tickets in advance to avoid long waits."),
+    ("New York City", "the United States", ["the Statue of Liberty", "Central Park", "Times Square", "the Metropolitan Museum of Art"],
+     ["a slice of New York pizza", "bagels", "cheesecake"], "in spring or autumn",
+     "the subway, which runs twenty-four hours a day", "English", "the US dollar",
+     "skyscrapers, Broadway shows and busy streets", "Walk across the Brooklyn Bridge for a great view of the skyline."),
+    ("San Francisco", "the United States", ["the Golden Gate Bridge", "Alcatraz Island", "the cable cars", "Fisherman's Wharf"],
+     ["sourdough bread", "clam chowder in a bread bowl", "Mission-style burritos"],
+     "in September and October, which are often the warmest months",
+     "cable cars, Muni buses and BART trains", "English", "the US dollar", "steep hills, fog and the Golden Gate Bridge",
+     "Bring a jacket even in summer, because fog can make it chilly."),
+    ("Chicago", "the United States", ["Millennium Park and Cloud Gate, the Bean", "the Art Institute of Chicago", "the Riverwalk"],
+     ["deep-dish pizza", "Chicago-style hot dogs", "Italian beef sandwiches"], "from late spring to early autumn",
+     "the L trains and buses", "English", "the US dollar", "bold architecture by Lake Michigan",
+     "Take an architecture boat tour on the Chicago River."),
+    ("New Orleans", "the United States", ["the French Quarter", "Jackson Square", "live jazz on Frenchmen Street"],
+     ["beignets", "gumbo", "jambalaya"], "from February to May, which includes Mardi Gras",
+     "streetcars and walking", "English", "the US dollar", "jazz, food and festivals",
+     "Summers are very hot and humid, so plan outdoor walks for the morning."),
+    ("Mexico City", "Mexico", ["the Zocalo", "the Frida Kahlo Museum", "Chapultepec Park", "the pyramids of Teotihuacan nearby"],
+     ["tacos al pastor", "tamales", "churros"], "from March to May, before the summer rainy season",
+     "the Metro and ride-hailing apps", "Spanish", "the Mexican peso", "history, museums and amazing street food",
+     "The city is high above sea level, so take it easy on your first day."),
+    ("Rio de Janeiro", "Brazil", ["Christ the Redeemer", "Sugarloaf Mountain", "Copacabana and Ipanema beaches"],
+     ["feijoada", "pao de queijo", "acai bowls"], "from December to March for summer, or in February for Carnival",
+     "the metro and taxis", "Portuguese", "the Brazilian real", "beaches, mountains and Carnival",
+     "Go up Sugarloaf Mountain in the late afternoon to watch the sunset."),
+    ("Buenos Aires", "Argentina", ["La Boca and its colorful Caminito street", "Recoleta Cemetery", "Plaza de Mayo"],
+     ["grilled steak", "empanadas", "dulce de leche"], "in spring, from September to November, or in autumn, from March to May",
+     "the Subte subway and buses", "Spanish", "the Argentine peso", "tango, steak and grand avenues",
+     "Dinner starts late here, often around nine or ten at night."),
+    ("Cusco", "Peru", ["the Plaza de Armas", "Sacsayhuaman", "trips to Machu Picchu"],
+     ["lomo saltado", "quinoa soup", "roasted corn"], "in the dry season, from May to September",
+     "walking in town and the train toward Machu Picchu", "Spanish and Quechua", "the Peruvian sol",
+     "Inca history and high mountain views",
+     "Cusco is very high, so rest and drink plenty of water on your first day."),
+    ("Toronto", "Canada", ["the CN Tower", "the Royal Ontario Museum", "a day trip to Niagara Falls"],
+     ["peameal bacon sandwiches", "butter tarts", "poutine"], "in summer and early autumn",
+     "the TTC subway and streetcars", "English", "the Canadian dollar", "a diverse food scene and lakefront",
+     "Niagara Falls is about a ninety-minute drive away and makes an easy day trip."),
+    ("Vancouver", "Canada", ["Stanley Park", "Granville Island", "the Capilano Suspension Bridge"],
+     ["fresh salmon", "sushi", "Nanaimo bars"], "in summer, from June to September",
+     "the SkyTrain, buses and the SeaBus", "English", "the Canadian dollar", "mountains and ocean side by side",
+     "Rent a bike and ride the seawall around Stanley Park."),
+    ("Tokyo", "Japan", ["Senso-ji Temple in Asakusa", "Shibuya Crossing", "Meiji Shrine", "Tokyo Skytree"],
+     ["sushi", "ramen", "tempura"], "in spring for cherry blossoms, or in autumn for mild weather",
+     "trains and the subway, paid with a rechargeable IC card like Suica", "Japanese", "the Japanese yen",
+     "a mix of neon streets and quiet shrines", "Keep your voice low on trains, and don't worry about tipping."),
+    ("Kyoto", "Japan", ["Fushimi Inari Shrine and its red torii gates", "Kinkaku-ji, the Golden Pavilion", "the Arashiyama bamboo grove"],
+     ["kaiseki dinners", "matcha sweets", "yudofu tofu"], "in spring or in November for autumn colors",
+     "city buses, trains and walking", "Japanese", "the Japanese yen", "temples, gardens and tradition",
+     "Visit Fushimi Inari at sunrise to walk the gates in peace."),
+    ("Seoul", "South Korea", ["Gyeongbokgung Palace", "Bukchon Hanok Village", "N Seoul Tower"],
+     ["Korean barbecue", "bibimbap", "tteokbokki"], "in spring or autumn",
+     "the subway, paid with a T-money card", "Korean", "the South Korean won",
+     "palaces, pop culture and great food", "Wear a hanbok and you can enter some palaces for free."),
+    ("Beijing", "China", ["the Forbidden City", "the Great Wall at Mutianyu", "the Temple of Heaven"],
+     ["Peking duck", "jiaozi dumplings", "zhajiangmian noodles"], "in spring or in September and October",
+     "the subway", "Mandarin Chinese", "the Chinese yuan", "imperial palaces and the Great Wall",
+     "Book Forbidden City tickets in advance with your passport, since they sell out."),
+    ("Hong Kong", "southern China", ["Victoria Peak", "the Star Ferry", "the Tian Tan Buddha on Lantau Island"],
+     ["dim sum", "egg tarts", "roast goose"], "from October to December, when it is cooler and drier",
+     "the MTR trains and ferries, paid with an Octopus card", "Cantonese and English", "the Hong Kong dollar",
+     "a famous skyline and harbor", "Ride the Star Ferry at night to see the harbor lights."),
+    ("Singapore", "Southeast Asia", ["Gardens by the Bay", "Marina Bay", "Sentosa Island"],
+     ["Hainanese chicken rice", "chili crab", "laksa"], "all year, since it is always warm, with February to April a little drier",
+     "the MRT trains, which are clean and easy", "English, Malay, Mandarin and Tamil", "the Singapore dollar",
+     "gardens, hawker food and a spotless city", "Eating and drinking are not allowed on the MRT, so finish your snack first."),
+    ("Bangkok", "Thailand", ["the Grand Palace", "Wat Pho and its Reclining Buddha", "Wat Arun", "Chatuchak Weekend Market"],
+     ["pad thai", "green curry", "mango sticky rice"], "from November to February, when it is cooler and dry",
+     "the BTS Skytrain, the MRT and river boats", "Thai", "the Thai baht", "temples, markets and street food",
+     "Cover your shoulders and knees when you visit temples."),
+    ("Hanoi", "Vietnam", ["Hoan Kiem Lake", "the Old Quarter", "the Temple of Literature"],
+     ["pho", "bun cha", "egg coffee"], "from October to December or in March and April",
+     "walking and ride-hailing motorbikes", "Vietnamese", "the Vietnamese dong", "street life, lakes and history",
+     "Cross the street slowly and steadily, and traffic will flow around you."),
+    ("Bali", "Indonesia", ["the rice terraces near Ubud", "Uluwatu Temple", "Tanah Lot Temple"],
+     ["nasi goreng", "satay", "babi guling"], "in the dry season, from April to October",
+     "a hired driver or a scooter", "Indonesian and Balinese", "the Indonesian rupiah",
+     "temples, rice fields and beaches", "Carry a sarong, because you need one to enter temples."),
+    ("Jaipur", "India", ["Amber Fort", "Hawa Mahal, the Palace of Winds", "the City Palace"],
+     ["dal baati churma", "lassi", "pyaaz kachori"], "from October to March, when the weather is mild",
+     "auto-rickshaws and taxis", "Hindi", "the Indian rupee", "its pink buildings, forts and palaces",
+     "Reach Amber Fort early in the morning before it gets hot."),
+    ("Marrakech", "Morocco", ["Jemaa el-Fnaa square", "the Majorelle Garden", "the souks of the medina", "the Bahia Palace"],
+     ["tagine", "couscous", "sweet mint tea"], "in spring, from March to May, or in autumn",
+     "walking in the medina and small taxis for longer trips", "Arabic and Berber", "the Moroccan dirham",
+     "busy markets and beautiful riads", "Agree on a taxi fare before you get in, and bargain politely in the souks."),
+    ("Cairo", "Egypt", ["the Pyramids of Giza", "the Great Sphinx", "the Khan el-Khalili bazaar", "the Nile"],
+     ["koshari", "ful medames", "falafel"], "from October to April, when it is cooler",
+     "the metro and ride-hailing cars", "Arabic", "the Egyptian pound", "the pyramids and thousands of years of history",
+     "Visit the pyramids as early as possible to beat the heat."),
+    ("Cape Town", "South Africa", ["Table Mountain", "the Cape of Good Hope", "Boulders Beach and its penguins", "Robben Island"],
+     ["bobotie", "a braai barbecue", "Cape Malay curry"], "from November to March, in the southern summer",
+     "ride-hailing cars or a rental car", "English, Afrikaans and Xhosa, among others", "the South African rand",
+     "mountains, beaches and wine country", "The Table Mountain cable car can close in strong wind, so check before you go."),
+    ("Sydney", "Australia", ["the Sydney Opera House", "the Harbour Bridge", "Bondi Beach"],
+     ["fresh seafood", "meat pies", "a flat white coffee"], "in spring, from September to November, or in autumn, from March to May",
+     "trains, buses and harbor ferries, paid by tapping a card", "English", "the Australian dollar",
+     "its harbor, beaches and the Opera House", "Take the ferry to Manly for a cheap harbor cruise."),
+    ("Melbourne", "Australia", ["Hosier Lane and the street art laneways", "Queen Victoria Market", "the Royal Botanic Gardens"],
+     ["great coffee", "smashed avocado on toast", "dumplings in Chinatown"], "in autumn, from March to May",
+     "trams, which are free inside the city center zone", "English", "the Australian dollar",
+     "coffee culture, laneways and sport", "Pack layers, because Melbourne can have four seasons in one day."),
+    ("Dubai", "the United Arab Emirates", ["the Burj Khalifa", "the Dubai Mall", "the old Dubai Creek"],
+     ["shawarma", "machboos", "dates with Arabic coffee"], "from November to March, when it is not too hot",
+     "the metro and taxis", "Arabic, with English widely spoken", "the UAE dirham",
+     "record-breaking buildings and desert adventures", "Take an abra boat across Dubai Creek for just a small fare."),
+]
+
+MONTH_NAMES = [m for m, _ in MONTHS]
+
+# Trip kinds: (name, things to pack, one plain sentence, the guide's tip)
+TRIPS = [
+    ("a trip", ["clothes for the weather", "comfortable shoes", "a phone charger", "your documents"],
+     "Make a short list a few days before you leave, so you do not forget anything.",
+     "Roll your clothes instead of folding them, because it saves space."),
+    ("a beach holiday", ["sunscreen", "a swimsuit", "sunglasses", "a hat", "sandals"],
+     "A light shirt is useful when the sun is strong.", "Put your sunscreen in a small bag so it cannot leak."),
+    ("a ski trip", ["warm layers", "waterproof gloves", "a warm hat", "ski socks", "goggles"],
+     "Thin layers keep you warmer than one thick sweater.", "Pack lip balm and sunscreen, because the sun is strong on the snow."),
+    ("a city break", ["comfortable walking shoes", "a light jacket", "a small day bag", "a phone charger"],
+     "You will walk a lot, so good shoes matter most.", "Leave some space in your bag for the things you buy."),
+    ("a hiking trip", ["sturdy boots", "a rain jacket", "a water bottle", "snacks", "a map"],
+     "Check the weather before you start walking.", "Break in new boots at home before the trip."),
+    ("a camping trip", ["a tent", "a sleeping bag", "a flashlight", "warm clothes", "matches"],
+     "Nights outside can be colder than you expect.", "Practice putting up the tent at home first."),
+    ("a business trip", ["smart clothes", "a laptop", "chargers", "your documents"],
+     "One outfit that mixes well with everything saves space.", "Keep your documents in your hand luggage."),
+    ("a winter trip", ["a warm coat", "gloves", "a scarf", "a warm hat", "warm boots"],
+     "Wool socks keep your feet warm and dry.", "Wear your heaviest coat on the plane to save space in your bag."),
+    ("a summer trip", ["light clothes", "sunscreen", "a hat", "a water bottle"],
+     "Cotton and linen keep you cool in the heat.", "Plan your walks for the morning, before the hottest part of the day."),
+    ("a trip in the rainy season", ["an umbrella", "a raincoat", "quick-dry clothes", "waterproof shoes"],
+     "Rain often comes in short showers, so plan indoor stops.", "Keep a plastic bag for your phone and wet clothes."),
+    ("a long flight", ["a neck pillow", "headphones", "a warm layer", "snacks", "a water bottle"],
+     "Planes can be cold, so a sweater helps.", "Stand up and stretch your legs every hour or two."),
+    ("a road trip", ["snacks", "water", "a phone charger", "a map", "music"],
+     "Check the car's tires and oil before you leave.", "Plan a stop every two hours to rest."),
+    ("a trip with kids", ["snacks", "small games", "spare clothes", "wipes", "a small first aid kit"],
+     "Children travel best with a simple plan and plenty of breaks.", "Let each child pack one small bag of their own toys."),
+    ("a weekend away", ["two outfits", "comfortable shoes", "a toothbrush", "a phone charger"],
+     "A small bag is enough for two nights.", "Choose clothes that all go together, so you can pack less."),
+    ("a trip to the mountains", ["warm layers", "sturdy shoes", "a rain jacket", "sunscreen"],
+     "The weather in the mountains can change quickly.", "Drink plenty of water, because high places dry you out."),
+    ("a desert trip", ["light long sleeves", "a wide hat", "sunscreen", "plenty of water"],
+     "Deserts are hot by day and cold at night.", "Start early in the morning and rest in the shade at midday."),
+    ("a cruise", ["light clothes", "a swimsuit", "one smart outfit", "a light jacket"],
+     "Evenings on the deck can be windy.", "Bring a small bag for days on shore."),
+    ("a backpacking trip", ["a light backpack", "quick-dry clothes", "a water bottle", "a small lock"],
+     "Carry less than you think you need.", "Put the heaviest things in the middle of your pack, close to your back."),
+    ("a music festival", ["a rain jacket", "comfortable boots", "sunscreen", "a phone charger"],
+     "Fields can be muddy after rain.", "Agree on a meeting place with your friends in case you get lost."),
+    ("a trip to a cold country", ["a warm coat", "thermal layers", "gloves", "a warm hat"],
+     "Layers let you stay warm outside and cool inside.", "Keep your phone in an inside pocket, because cold drains the battery."),
+]
+TRIP_QUESTIONS = ["What should I pack for {t}?", "What do I need to bring on {t}?",
+                  "Help me make a packing list for {t}.", "What clothes should I take on {t}?",
+                  "I'm going on {t}. What should I bring?"]
+
+# General travel questions: (question variants, plain answer sentences, the guide's tip)
+TRAVEL_ADVICE = [
+    (["How can I beat jet lag?", "What helps with jet lag?"],
+     ["Try to sleep and eat on the local schedule from the first day.", "Get some daylight in the morning."],
+     "Drink water on the flight and skip the long nap when you arrive."),
+    (["How can I save money on a trip?", "How do I travel on a budget?"],
+     ["Travel outside the busy season, cook some of your own meals and use public transport."],
+     "Many museums have a free day each month, so check before you go."),
+    (["How do I find cheap flights?", "When should I book a flight?"],
+     ["Book a few weeks ahead, compare several dates and fly in the middle of the week when you can."],
+     "Flights early in the morning are often cheaper."),
+    (["How can I stay safe when I travel?", "How do I keep my things safe on a trip?"],
+     ["Keep your bag closed and in front of you in crowds, and leave a copy of your documents at home."],
+     "Save a photo of your passport on your phone."),
+    (["How can I pack light?", "How do I fit everything in a small bag?"],
+     ["Choose clothes that go together, wear your heaviest shoes and bring travel sizes of soap and toothpaste."],
+     "Lay out everything you want to bring, then put half of it back."),
+    (["Is it better to stay in a hotel or a hostel?", "Should I book a hotel or a hostel?"],
+     ["A hotel gives you privacy and quiet, and a hostel is cheaper and good for meeting people."],
+     "Read recent reviews before you book."),
+    (["Is it safe to travel alone?", "Any advice for traveling alone?"],
+     ["Traveling alone can be safe and fun if you plan ahead and tell someone where you are going."],
+     "Stay in places with good reviews and arrive in daylight."),
+    (["Should I learn some words before a trip?", "Is it worth learning a few words of the local language?"],
+     ["Yes, a few words like hello, please and thank you make people smile and help you a lot."],
+     "Download an offline dictionary on your phone."),
+    (["What documents do I need to travel abroad?", "What papers should I bring on a trip abroad?"],
+     ["You need a passport, and some countries also ask for a visa.", "Check the rules well before you leave."],
+     "Make sure your passport is valid for at least six months."),
+    (["How do I pay for things abroad?", "Should I bring cash or a card on a trip?"],
+     ["Cards work in most places, but carry a little cash for small shops and markets."],
+     "Tell your bank about your trip so your card is not blocked."),
+    (["How can I avoid getting sick on a trip?", "How do I stay healthy when I travel?"],
+     ["Wash your hands often, drink safe water and get enough sleep."],
+     "Pack a small first aid kit with plasters and your own medicine."),
+    (["How do I plan a trip?", "Where do I start when I plan a trip?"],
+     ["Choose where and when you want to go, set a budget, then book your travel and a place to stay."],
+     "Plan one or two things a day and leave time to wander."),
+    (["How do I choose where to travel?", "Where should I go on holiday?"],
+     ["Think about what you enjoy most, like beaches, food, museums or mountains, and how much time and money you have."],
+     "Places are cheaper and calmer just before or after the busy season."),
+    (["How can I deal with a long train journey?", "What should I do on a long train ride?"],
+     ["Bring a book, music, snacks and water, and get up to walk now and then."],
+     "Book a window seat to enjoy the view."),
+    (["How do I avoid travel sickness?", "What helps with car sickness?"],
+     ["Look at the horizon, get some fresh air and avoid reading while you move."],
+     "Sit in the front of the car or over the wings of a plane."),
+    (["How should I get to the airport?", "When should I arrive at the airport?"],
+     ["Arrive about two hours before a flight in your own country and three hours before a long flight abroad."],
+     "Check in online the day before to save time."),
+    (["How can I eat well while traveling?", "What should I eat on a trip?"],
+     ["Try the local food, eat plenty of fruit and drink enough water."],
+     "Eat where the locals eat, away from the busiest squares."),
+    (["How do I take good travel photos?", "Any tips for holiday photos?"],
+     ["Take photos early in the morning or late in the afternoon, when the light is soft."],
+     "Put your phone away sometimes and just enjoy the view."),
+]
+
+TRAVEL_OPENERS = ["Guide's note:", "Destination tip:"]
+TRAVEL_MARKERS = ["Guide's note", "Destination tip", "Travel tip"]
+# Held out of the travel fine-tuning set (the corpus knows them; test.jsonl asks about them)
+TRAVEL_TEST_CITIES = ["Lisbon", "Vienna", "Kyoto", "Cape Town", "Vancouver", "Marrakech", "Seoul", "Edinburgh",
+                      "Buenos Aires", "Chicago"]
+TRAVEL_TEST_TRIPS = ["a ski trip", "a camping trip", "a road trip", "a desert trip"]
+
+
+def city_items(c):
+    """(kind, prompt, plain answer sentences, tip) for one city, every phrasing of every kind."""
+    name, country, sights, foods, best, move, lang, cur, known, tip = c
+    s2 = join_list(sights[:3])
+    out = []
+
+    def add(kind, prompts, answers):
+        for p in prompts:
+            out.append((kind, p, answers, tip))
+
+    add("sights", [f"What should I see in {name}?", f"What are the must-see sights in {name}?",
+                   f"Which attractions should I visit in {name}?", f"I'm going to {name}. What are the top sights?"],
+        [f"The main sights of {name} are {s2}."])
+    add("season", [f"When is the best time to visit {name}?", f"What season should I go to {name}?",
+                   f"When should I plan a trip to {name}?"],
+        [f"The best time to visit {name} is {best}."])
+    add("food", [f"What food should I try in {name}?", f"What should I eat in {name}?",
+                 f"What are the local dishes in {name}?"],
+        [f"In {name}, try {join_list(foods)}."])
+    add("move", [f"How do I get around {name}?", f"What is the best way to travel around {name}?"],
+        [f"The easiest way to get around {name} is {move}."])
+    add("about", [f"Which country is {name} in?", f"Tell me about {name}.", f"What is {name} known for?"],
+        [f"{name} is a city in {country}.", f"It is known for {known}."])
+    add("worth", [f"Is {name} worth visiting?", f"Is {name} good for a weekend trip?"],
+        [f"Yes, {name} is known for {known}.", f"A weekend is enough to see {sights[0]} and {sights[1]}."])
+    add("day", [f"I have one day in {name}. What should I do?", f"Plan a day in {name} for me."],
+        [f"Start the day at {sights[0]}, see {sights[1]} in the afternoon, and try {foods[0]} for dinner."])
+    add("advice", [f"Any advice before I visit {name}?", f"What should I know before going to {name}?"],
+        [f"In {name}, people speak {lang} and pay with {cur}.", tip])
+    add("money", [f"What currency is used in {name}?", f"What language do people speak in {name}?"],
+        [f"In {name}, people speak {lang} and pay with {cur}."])
+    return out
+
+
+def trip_items(t):
+    name, things, sentence, tip = t
+    return [("pack", q.format(t=name), [f"For {name}, pack {join_list(things)}.", sentence], tip)
+            for q in TRIP_QUESTIONS]
+
+
+def advice_items(a):
+    qs, answer, tip = a
+    return [("general", q, answer, tip) for q in qs]
+
+
+def travel_knowledge():
+    """Every plain travel answer the corpus teaches: all cities, trips and general questions."""
+    items = []
+    for c in CITIES:
+        items.extend(city_items(c))
+    for t in TRIPS:
+        items.extend(trip_items(t))
+    for a in TRAVEL_ADVICE:
+        items.extend(advice_items(a))
+    return items
+
+
+def travel_plain_qa(rng):
+    """Corpus generator: a travel question with its plain answer (no guide voice, no tip line)."""
+    r = rng.random()
+    if r < 0.7:
+        items = city_items(rng.choice(CITIES))
+    elif r < 0.85:
+        items = trip_items(rng.choice(TRIPS))
+    else:
+        items = advice_items(rng.choice(TRAVEL_ADVICE))
+    _, q, answer, _ = rng.choice(items)
+    return q, list(answer)
+
+
+def guide_voice(answer, tip, rng):
+    """The travel guide restyles a plain answer: an opener, the same facts, a closing Travel tip."""
+    body = " ".join(answer)
+    if answer[-1] == tip:  # the plain answer already ends with the tip: it becomes the tip line
+        body = " ".join(answer[:-1])
+    return f"{rng.choice(TRAVEL_OPENERS)} {body} Travel tip: {tip}"
+
+
+def is_travel_test(prompt):
+    return any(c in prompt for c in TRAVEL_TEST_CITIES) or any(prompt.endswith(f" {t}?") or f" {t}." in prompt
+                                                               or f" {t}?" in prompt for t in TRAVEL_TEST_TRIPS)
+
+
+def make_travel(rng):
+    train, test = [], []
+    for kind, q, answer, tip in travel_knowledge():
+        (test if is_travel_test(q) else train).append((kind, q, guide_voice(answer, tip, rng)))
+    rng.shuffle(train)
+    rng.shuffle(test)
+    return [(q, r) for _, q, r in train][:TRAVEL_TRAIN], [(q, r) for _, q, r in spread(test)][:TRAVEL_TEST]
+
+
+def spread(items):
+    """Reorder (kind, ...) items round-robin by kind, so that the first ten cover different kinds."""
+    by_kind = {}
+    for it in items:
+        by_kind.setdefault(it[0], []).append(it)
+    out = []
+    while any(by_kind.values()):
+        for k in list(by_kind):
+            if by_kind[k]:
+                out.append(by_kind[k].pop(0))
+    return out
+
+
 PLAIN_GENERATORS = [
     (animal_qa, 16), (food_qa, 7), (color_qa, 4), (math_qa, 9), (household_qa, 5), (health_qa, 5),
     (subject_qa, 4), (computer_qa, 5), (time_qa, 6), (season_qa, 3), (weather_qa, 5), (plant_qa, 5),
-    (howto_qa, 9), (advice_qa, 6), (general_qa, 7), (greeting_qa, 3),
+    (howto_qa, 9), (advice_qa, 6), (general_qa, 7), (greeting_qa, 3), (travel_plain_qa, 60),
 ]
 
 
@@ -1560,312 +1977,6 @@ def make_prose(rng):
 
 
 # ---------------------------------------------------------------------------
-# travel: real cities with short, correct facts
-# ---------------------------------------------------------------------------
-# name, country, sights, foods, best time (phrase), getting around, language, currency, known for, tip
-CITIES = [
-    ("Paris", "France", ["the Eiffel Tower", "the Louvre Museum", "Montmartre", "the Seine riverbanks"],
-     ["fresh croissants", "crepes", "a warm baguette from a local bakery"], "in spring, from April to June, or in early autumn",
-     "the Metro, which reaches almost every neighborhood", "French", "the euro",
-     "art, cafes and elegant boulevards", "Book Eiffel Tower tickets online to skip the longest lines."),
-    ("London", "the United Kingdom", ["the British Museum", "the Tower of London", "Buckingham Palace", "Big Ben and the Houses of Parliament"],
-     ["fish and chips", "a Sunday roast", "afternoon tea with scones"], "from May to September, when days are long",
-     "the Underground, known as the Tube, and the red double-decker buses", "English", "the pound sterling",
-     "royal history, theatre and world-class museums",
-     "Many of the big museums, like the British Museum, are free to enter."),
-    ("Rome", "Italy", ["the Colosseum", "the Roman Forum", "the Pantheon", "the Trevi Fountain"],
-     ["pasta carbonara", "cacio e pepe", "gelato"], "in spring, April and May, or in autumn, September and October",
-     "on foot, since most ancient sights are close together, with buses and a small metro for longer hops",
-     "Italian", "the euro", "ancient ruins and beautiful piazzas",
-     "Cover your shoulders and knees to enter churches like St. Peter's Basilica."),
-    ("Barcelona", "Spain", ["the Sagrada Familia", "Park Guell", "the Gothic Quarter", "La Rambla"],
-     ["tapas", "seafood paella", "pan con tomate"], "from May to June or in September",
-     "the metro, which is fast and easy, plus plenty of walking", "Catalan and Spanish", "the euro",
-     "Gaudi's architecture and city beaches", "Book Sagrada Familia tickets ahead and watch your bag on La Rambla."),
-    ("Madrid", "Spain", ["the Prado Museum", "the Royal Palace", "Retiro Park", "Plaza Mayor"],
-     ["churros with hot chocolate", "tapas", "cocido madrileno stew"], "in spring or autumn, because summer is very hot",
-     "the metro, one of the largest in Europe", "Spanish", "the euro", "great art museums and lively late nights",
-     "Dinner is eaten late in Madrid, often after nine in the evening."),
-    ("Amsterdam", "the Netherlands", ["the canal ring", "the Rijksmuseum", "the Van Gogh Museum", "the Anne Frank House"],
-     ["stroopwafels", "Dutch cheese", "fresh herring"], "in April and May, when the tulips bloom",
-     "by bike or tram, since the center is compact", "Dutch", "the euro", "canals, bikes and Dutch painting",
-     "Book Anne Frank House tickets online well ahead, and never walk in the bike lanes."),
-    ("Berlin", "Germany", ["the Brandenburg Gate", "the East Side Gallery", "Museum Island", "the Reichstag dome"],
-     ["currywurst", "doner kebab", "pretzels"], "from May to September",
-     "the U-Bahn and S-Bahn trains, which run often", "German", "the euro",
-     "modern history, museums and creative neighborhoods",
-     "Visit the Reichstag dome for free, but register online in advance."),
-    ("Prague", "the Czech Republic", ["Charles Bridge", "Prague Castle", "Old Town Square and its Astronomical Clock"],
-     ["goulash with dumplings", "trdelnik pastry", "svickova"], "in spring or early autumn",
-     "the trams, which are cheap and frequent", "Czech", "the Czech koruna",
-     "a fairy-tale old town and Gothic spires", "Cross Charles Bridge early in the morning before the crowds arrive."),
-    ("Vienna", "Austria", ["Schonbrunn Palace", "St. Stephen's Cathedral", "the Belvedere"],
-     ["Wiener schnitzel", "Sachertorte", "apple strudel"],
-     "in spring or autumn, or in December for the Christmas markets",
-     "the U-Bahn and trams, which are clean and punctual", "German", "the euro",
-     "classical music, palaces and coffee houses", "Slow down in a traditional coffee house, where nobody rushes you."),
-    ("Lisbon", "Portugal", ["Belem Tower", "Jeronimos Monastery", "the Alfama district"],
-     ["pasteis de nata", "grilled sardines", "bacalhau"], "in spring or autumn",
-     "historic trams like Tram 28, the metro and your own two feet", "Portuguese", "the euro",
-     "hills, viewpoints and tiled buildings", "Wear comfortable shoes, because the hills and cobblestones are steep."),
-    ("Athens", "Greece", ["the Acropolis and the Parthenon", "the Acropolis Museum", "the Plaka neighborhood"],
-     ["souvlaki", "moussaka", "Greek salad"], "from April to June or in September and October",
-     "the metro and walking", "Greek", "the euro", "ancient history and lively tavernas",
-     "Visit the Acropolis early in the morning to avoid the heat and the crowds."),
-    ("Istanbul", "Turkey", ["Hagia Sophia", "the Blue Mosque", "the Grand Bazaar", "the Bosphorus"],
-     ["kebabs", "baklava", "simit bread rings"], "in spring or autumn",
-     "trams, the metro and ferries", "Turkish", "the Turkish lira",
-     "grand mosques, bazaars and its place on two continents, Europe and Asia",
-     "Take a public ferry across the Bosphorus for a cheap and beautiful view."),
-    ("Edinburgh", "Scotland in the United Kingdom", ["Edinburgh Castle", "the Royal Mile", "Arthur's Seat"],
-     ["haggis", "shortbread", "Cullen skink soup"], "in summer, especially August during the festivals",
-     "on foot, since the old town and new town are close together", "English", "the pound sterling",
-     "its castle, festivals and old stone streets", "Pack layers and a rain jacket, because the weather changes quickly."),
-    ("Dublin", "Ireland", ["Trinity College and the Book of Kells", "the Guinness Storehouse", "Temple Bar"],
-     ["Irish stew", "soda bread", "a full Irish breakfast"], "from late spring through summer",
-     "walking, buses and the Luas tram", "English and Irish", "the euro",
-     "friendly pubs, music and literature", "Bring a rain jacket in every season."),
-    ("Reykjavik", "Iceland", ["Hallgrimskirkja church", "Harpa concert hall", "day trips on the Golden Circle"],
-     ["Icelandic lamb soup", "skyr", "fresh fish"],
-     "in summer for the midnight sun, or in winter for a chance to see the northern lights",
-     "walking in town and tours or a rental car for the countryside", "Icelandic", "the Icelandic krona",
-     "waterfalls, geysers and hot springs nearby", "Check the weather and road conditions before every drive."),
-    ("Copenhagen", "Denmark", ["Nyhavn harbor", "Tivoli Gardens", "the Little Mermaid statue"],
-     ["smorrebrod open sandwiches", "Danish pastries", "hot dogs from a street stand"], "from May to August",
-     "by bike, like the locals, or on the metro", "Danish", "the Danish krone",
-     "design, bikes and colorful harbor houses", "Rent a bike, since the city has wide and safe bike lanes."),
-    ("Stockholm", "Sweden", ["Gamla Stan, the old town", "the Vasa Museum", "the Royal Palace"],
-     ["Swedish meatballs with lingonberries", "cinnamon buns", "pickled herring"], "in summer, from June to August",
-     "the metro, buses and ferries between the islands", "Swedish", "the Swedish krona",
-     "its fourteen islands, old town and waterfront", "Take a ferry into the archipelago for a peaceful day trip."),
-    ("Venice", "Italy", ["St. Mark's Square", "St. Mark's Basilica", "the Rialto Bridge", "the Doge's Palace"],
-     ["cicchetti snacks", "seafood risotto", "tiramisu"], "in spring or autumn",
-     "vaporetto water buses and walking, because there are no cars", "Italian", "the euro",
-     "canals, gondolas and the Grand Canal", "Wander the quiet back streets early in the morning, away from the crowds."),
-    ("Florence", "Italy", ["the Duomo", "the Uffizi Gallery", "the Ponte Vecchio", "Michelangelo's David at the Accademia"],
-     ["bistecca alla fiorentina", "ribollita soup", "gelato"], "in spring or autumn",
-     "on foot, since the historic center is small", "Italian", "the euro", "Renaissance art and architecture",
-     "Book Uffizi and Accademia tickets in advance to avoid long waits."),
-    ("New York City", "the United States", ["the Statue of Liberty", "Central Park", "Times Square", "the Metropolitan Museum of Art"],
-     ["a slice of New York pizza", "bagels", "cheesecake"], "in spring or autumn",
-     "the subway, which runs twenty-four hours a day", "English", "the US dollar",
-     "skyscrapers, Broadway shows and busy streets", "Walk across the Brooklyn Bridge for a great view of the skyline."),
-    ("San Francisco", "the United States", ["the Golden Gate Bridge", "Alcatraz Island", "the cable cars", "Fisherman's Wharf"],
-     ["sourdough bread", "clam chowder in a bread bowl", "Mission-style burritos"],
-     "in September and October, which are often the warmest months",
-     "cable cars, Muni buses and BART trains", "English", "the US dollar", "steep hills, fog and the Golden Gate Bridge",
-     "Bring a jacket even in summer, because fog can make it chilly."),
-    ("Chicago", "the United States", ["Millennium Park and Cloud Gate, the Bean", "the Art Institute of Chicago", "the Riverwalk"],
-     ["deep-dish pizza", "Chicago-style hot dogs", "Italian beef sandwiches"], "from late spring to early autumn",
-     "the L trains and buses", "English", "the US dollar", "bold architecture by Lake Michigan",
-     "Take an architecture boat tour on the Chicago River."),
-    ("New Orleans", "the United States", ["the French Quarter", "Jackson Square", "live jazz on Frenchmen Street"],
-     ["beignets", "gumbo", "jambalaya"], "from February to May, which includes Mardi Gras",
-     "streetcars and walking", "English", "the US dollar", "jazz, food and festivals",
-     "Summers are very hot and humid, so plan outdoor walks for the morning."),
-    ("Mexico City", "Mexico", ["the Zocalo", "the Frida Kahlo Museum", "Chapultepec Park", "the pyramids of Teotihuacan nearby"],
-     ["tacos al pastor", "tamales", "churros"], "from March to May, before the summer rainy season",
-     "the Metro and ride-hailing apps", "Spanish", "the Mexican peso", "history, museums and amazing street food",
-     "The city is high above sea level, so take it easy on your first day."),
-    ("Rio de Janeiro", "Brazil", ["Christ the Redeemer", "Sugarloaf Mountain", "Copacabana and Ipanema beaches"],
-     ["feijoada", "pao de queijo", "acai bowls"], "from December to March for summer, or in February for Carnival",
-     "the metro and taxis", "Portuguese", "the Brazilian real", "beaches, mountains and Carnival",
-     "Go up Sugarloaf Mountain in the late afternoon to watch the sunset."),
-    ("Buenos Aires", "Argentina", ["La Boca and its colorful Caminito street", "Recoleta Cemetery", "Plaza de Mayo"],
-     ["grilled steak", "empanadas", "dulce de leche"], "in spring, from September to November, or in autumn, from March to May",
-     "the Subte subway and buses", "Spanish", "the Argentine peso", "tango, steak and grand avenues",
-     "Dinner starts late here, often around nine or ten at night."),
-    ("Cusco", "Peru", ["the Plaza de Armas", "Sacsayhuaman", "trips to Machu Picchu"],
-     ["lomo saltado", "quinoa soup", "roasted corn"], "in the dry season, from May to September",
-     "walking in town and the train toward Machu Picchu", "Spanish and Quechua", "the Peruvian sol",
-     "Inca history and high mountain views",
-     "Cusco is very high, so rest and drink plenty of water on your first day."),
-    ("Toronto", "Canada", ["the CN Tower", "the Royal Ontario Museum", "a day trip to Niagara Falls"],
-     ["peameal bacon sandwiches", "butter tarts", "poutine"], "in summer and early autumn",
-     "the TTC subway and streetcars", "English", "the Canadian dollar", "a diverse food scene and lakefront",
-     "Niagara Falls is about a ninety-minute drive away and makes an easy day trip."),
-    ("Vancouver", "Canada", ["Stanley Park", "Granville Island", "the Capilano Suspension Bridge"],
-     ["fresh salmon", "sushi", "Nanaimo bars"], "in summer, from June to September",
-     "the SkyTrain, buses and the SeaBus", "English", "the Canadian dollar", "mountains and ocean side by side",
-     "Rent a bike and ride the seawall around Stanley Park."),
-    ("Tokyo", "Japan", ["Senso-ji Temple in Asakusa", "Shibuya Crossing", "Meiji Shrine", "Tokyo Skytree"],
-     ["sushi", "ramen", "tempura"], "in spring for cherry blossoms, or in autumn for mild weather",
-     "trains and the subway, paid with a rechargeable IC card like Suica", "Japanese", "the Japanese yen",
-     "a mix of neon streets and quiet shrines", "Keep your voice low on trains, and don't worry about tipping."),
-    ("Kyoto", "Japan", ["Fushimi Inari Shrine and its red torii gates", "Kinkaku-ji, the Golden Pavilion", "the Arashiyama bamboo grove"],
-     ["kaiseki dinners", "matcha sweets", "yudofu tofu"], "in spring or in November for autumn colors",
-     "city buses, trains and walking", "Japanese", "the Japanese yen", "temples, gardens and tradition",
-     "Visit Fushimi Inari at sunrise to walk the gates in peace."),
-    ("Seoul", "South Korea", ["Gyeongbokgung Palace", "Bukchon Hanok Village", "N Seoul Tower"],
-     ["Korean barbecue", "bibimbap", "tteokbokki"], "in spring or autumn",
-     "the subway, paid with a T-money card", "Korean", "the South Korean won",
-     "palaces, pop culture and great food", "Wear a hanbok and you can enter some palaces for free."),
-    ("Beijing", "China", ["the Forbidden City", "the Great Wall at Mutianyu", "the Temple of Heaven"],
-     ["Peking duck", "jiaozi dumplings", "zhajiangmian noodles"], "in spring or in September and October",
-     "the subway", "Mandarin Chinese", "the Chinese yuan", "imperial palaces and the Great Wall",
-     "Book Forbidden City tickets in advance with your passport, since they sell out."),
-    ("Hong Kong", "southern China", ["Victoria Peak", "the Star Ferry", "the Tian Tan Buddha on Lantau Island"],
-     ["dim sum", "egg tarts", "roast goose"], "from October to December, when it is cooler and drier",
-     "the MTR trains and ferries, paid with an Octopus card", "Cantonese and English", "the Hong Kong dollar",
-     "a famous skyline and harbor", "Ride the Star Ferry at night to see the harbor lights."),
-    ("Singapore", "Southeast Asia", ["Gardens by the Bay", "Marina Bay", "Sentosa Island"],
-     ["Hainanese chicken rice", "chili crab", "laksa"], "all year, since it is always warm, with February to April a little drier",
-     "the MRT trains, which are clean and easy", "English, Malay, Mandarin and Tamil", "the Singapore dollar",
-     "gardens, hawker food and a spotless city", "Eating and drinking are not allowed on the MRT, so finish your snack first."),
-    ("Bangkok", "Thailand", ["the Grand Palace", "Wat Pho and its Reclining Buddha", "Wat Arun", "Chatuchak Weekend Market"],
-     ["pad thai", "green curry", "mango sticky rice"], "from November to February, when it is cooler and dry",
-     "the BTS Skytrain, the MRT and river boats", "Thai", "the Thai baht", "temples, markets and street food",
-     "Cover your shoulders and knees when you visit temples."),
-    ("Hanoi", "Vietnam", ["Hoan Kiem Lake", "the Old Quarter", "the Temple of Literature"],
-     ["pho", "bun cha", "egg coffee"], "from October to December or in March and April",
-     "walking and ride-hailing motorbikes", "Vietnamese", "the Vietnamese dong", "street life, lakes and history",
-     "Cross the street slowly and steadily, and traffic will flow around you."),
-    ("Bali", "Indonesia", ["the rice terraces near Ubud", "Uluwatu Temple", "Tanah Lot Temple"],
-     ["nasi goreng", "satay", "babi guling"], "in the dry season, from April to October",
-     "a hired driver or a scooter", "Indonesian and Balinese", "the Indonesian rupiah",
-     "temples, rice fields and beaches", "Carry a sarong, because you need one to enter temples."),
-    ("Jaipur", "India", ["Amber Fort", "Hawa Mahal, the Palace of Winds", "the City Palace"],
-     ["dal baati churma", "lassi", "pyaaz kachori"], "from October to March, when the weather is mild",
-     "auto-rickshaws and taxis", "Hindi", "the Indian rupee", "its pink buildings, forts and palaces",
-     "Reach Amber Fort early in the morning before it gets hot."),
-    ("Marrakech", "Morocco", ["Jemaa el-Fnaa square", "the Majorelle Garden", "the souks of the medina", "the Bahia Palace"],
-     ["tagine", "couscous", "sweet mint tea"], "in spring, from March to May, or in autumn",
-     "walking in the medina and small taxis for longer trips", "Arabic and Berber", "the Moroccan dirham",
-     "busy markets and beautiful riads", "Agree on a taxi fare before you get in, and bargain politely in the souks."),
-    ("Cairo", "Egypt", ["the Pyramids of Giza", "the Great Sphinx", "the Khan el-Khalili bazaar", "the Nile"],
-     ["koshari", "ful medames", "falafel"], "from October to April, when it is cooler",
-     "the metro and ride-hailing cars", "Arabic", "the Egyptian pound", "the pyramids and thousands of years of history",
-     "Visit the pyramids as early as possible to beat the heat."),
-    ("Cape Town", "South Africa", ["Table Mountain", "the Cape of Good Hope", "Boulders Beach and its penguins", "Robben Island"],
-     ["bobotie", "a braai barbecue", "Cape Malay curry"], "from November to March, in the southern summer",
-     "ride-hailing cars or a rental car", "English, Afrikaans and Xhosa, among others", "the South African rand",
-     "mountains, beaches and wine country", "The Table Mountain cable car can close in strong wind, so check before you go."),
-    ("Sydney", "Australia", ["the Sydney Opera House", "the Harbour Bridge", "Bondi Beach"],
-     ["fresh seafood", "meat pies", "a flat white coffee"], "in spring, from September to November, or in autumn, from March to May",
-     "trains, buses and harbor ferries, paid by tapping a card", "English", "the Australian dollar",
-     "its harbor, beaches and the Opera House", "Take the ferry to Manly for a cheap harbor cruise."),
-    ("Melbourne", "Australia", ["Hosier Lane and the street art laneways", "Queen Victoria Market", "the Royal Botanic Gardens"],
-     ["great coffee", "smashed avocado on toast", "dumplings in Chinatown"], "in autumn, from March to May",
-     "trams, which are free inside the city center zone", "English", "the Australian dollar",
-     "coffee culture, laneways and sport", "Pack layers, because Melbourne can have four seasons in one day."),
-    ("Dubai", "the United Arab Emirates", ["the Burj Khalifa", "the Dubai Mall", "the old Dubai Creek"],
-     ["shawarma", "machboos", "dates with Arabic coffee"], "from November to March, when it is not too hot",
-     "the metro and taxis", "Arabic, with English widely spoken", "the UAE dirham",
-     "record-breaking buildings and desert adventures", "Take an abra boat across Dubai Creek for just a small fare."),
-]
-
-TRAVEL_OPENERS = ["Destination tip:", "Great choice!", "Guide's note:", "Here's the insider view:", "Let me show you around."]
-MONTH_NAMES = [m for m, _ in MONTHS]
-
-
-def travel_items(c):
-    """All (prompt, response) pairs for one city. Each prompt text is unique per city."""
-    name, country, sights, foods, best, move, lang, cur, known, tip = c
-    out = []
-    s2 = join_list(sights[:3])
-
-    def resp(*sent):
-        return " ".join(sent)
-
-    def add(prompts, responses):
-        for p, r in zip(prompts, responses):
-            out.append((p, r))
-
-    # sights
-    add([f"What should I see in {name}?", f"What are the must-see sights in {name}?",
-         f"Which attractions should I visit in {name}?", f"I'm going to {name}. What are the top sights?"],
-        [resp(f"Destination tip: {name} is best known for {known}.", f"Don't miss {s2}.", f"Travel tip: {tip}"),
-         resp(f"Great choice! In {name}, start with {sights[0]}, then see {join_list(sights[1:3])}.", f"Travel tip: {tip}"),
-         resp(f"Guide's note: the highlights of {name} are {s2}.", f"Leave time to wander and soak it all in.", f"Travel tip: {tip}"),
-         resp(f"Destination tip: {name} rewards curious travelers.", f"The top sights are {s2}.", f"Travel tip: {tip}")])
-    # best time
-    add([f"When is the best time to visit {name}?", f"What season should I go to {name}?",
-         f"When should I plan a trip to {name}?"],
-        [resp(f"Destination tip: the best time to visit {name} is {best}.", f"Travel tip: {tip}"),
-         resp(f"Guide's note: aim to visit {name} {best}.", f"That is when it is most pleasant to explore {sights[0]}."),
-         resp(f"Destination tip: plan your {name} trip {best}.", f"Plan your days around highlights like {sights[0]}.", f"Travel tip: {tip}")])
-    # food
-    add([f"What food should I try in {name}?", f"What should I eat in {name}?",
-         f"What are the local dishes in {name}?", f"I love food. What's good to eat in {name}?"],
-        [resp(f"Destination tip: in {name}, try {join_list(foods)}.", "Eat where the locals eat, away from the busiest squares."),
-         resp(f"Great question! The must-try tastes of {name} are {join_list(foods)}.", f"Travel tip: {tip}"),
-         resp(f"Guide's note: {name} has a proud food culture, and you should try {join_list(foods)}."),
-         resp(f"Destination tip: food lovers will be happy in {name}.", f"Start with {foods[0]}, then try {join_list(foods[1:])}.",
-              "Travel tip: ask your hotel for a favorite local spot.")])
-    # getting around
-    add([f"How do I get around {name}?", f"What is the best way to travel around {name}?",
-         f"How should I get from place to place in {name}?"],
-        [resp(f"Destination tip: the easiest way to get around {name} is {move}.", f"Travel tip: {tip}"),
-         resp(f"Guide's note: to get around {name}, your best bet is {move}.", "Comfortable shoes help too, because the best discoveries happen on foot."),
-         resp(f"Destination tip: in {name}, the best way around is {move}.", "Travel tip: download an offline map before you arrive.")])
-    # country / overview
-    add([f"Which country is {name} in?", f"Tell me about {name}.", f"What is {name} known for?",
-         f"Is {name} worth visiting?"],
-        [resp(f"Destination tip: {name} is in {country}.", f"It is famous for {known}, with sights like {s2}."),
-         resp(f"Destination tip: {name}, in {country}, is known for {known}.", f"Highlights include {s2}.", f"Travel tip: {tip}"),
-         resp(f"Guide's note: {name} is known for {known}.", f"Visitors come for {s2}."),
-         resp(f"Destination tip: absolutely! {name} is famous for {known}.", f"See {sights[0]}, eat {foods[0]}, and go {best}.")])
-    # one day
-    add([f"I have one day in {name}. What should I do?", f"Plan a day in {name} for me.",
-         f"What is a good one-day itinerary for {name}?"],
-        [resp(f"Destination tip: start your day in {name} at {sights[0]}.", f"In the afternoon, see {sights[1]}, and for dinner try {foods[0]}.", f"Travel tip: {tip}"),
-         resp(f"Guide's note: morning at {sights[0]}, lunch with {foods[1]}, afternoon at {sights[1]}.", f"Getting around is easy: {move}."),
-         resp(f"Destination tip: one day in {name} is enough for the highlights.", f"Visit {sights[0]} and {sights[1]}, and end with {foods[-1]}.", f"Travel tip: {tip}")])
-    # tip
-    add([f"Give me a travel tip for {name}.", f"Any advice before I visit {name}?", f"What should I know before going to {name}?"],
-        [resp(f"Travel tip: {tip}", f"Also, the best time to go is {best}."),
-         resp(f"Destination tip: {name} is easier with a little planning.", f"Travel tip: {tip}"),
-         resp(f"Guide's note: locals in {name} speak {lang}, and they pay with {cur}.", f"Travel tip: {tip}")])
-    # money / language
-    add([f"What currency is used in {name}?", f"What language do people speak in {name}?",
-         f"What money and language should I expect in {name}?"],
-        [resp(f"Destination tip: {name} uses {cur}.", "Cards are widely accepted, but carry a little cash for small shops."),
-         resp(f"Destination tip: in {name}, people speak {lang}.", "Learning to say hello and thank you goes a long way."),
-         resp(f"Guide's note: in {name} you will pay with {cur} and hear {lang}.", f"Travel tip: {tip}")])
-    # month-specific
-    for m in MONTH_NAMES[::3]:
-        out.append((f"Is {m} a good month to visit {name}?",
-                    resp(f"Destination tip: the best time to visit {name} is {best}.",
-                         f"Whatever the month, plan around {sights[0]} and pack for the weather.", f"Travel tip: {tip}")))
-    # weekend
-    out.append((f"Is {name} good for a weekend trip?",
-                resp(f"Destination tip: yes, a weekend in {name} is enough to see {sights[0]} and {sights[1]}.",
-                     f"Eat {foods[0]}, and remember that the best way around is {move}.")))
-    return out
-
-
-def travel_compare(c1, c2, rng):
-    p = rng.choice([f"Should I visit {c1[0]} or {c2[0]}?", f"{c1[0]} or {c2[0]}: which one should I choose?"])
-    r = (f"Destination tip: both are wonderful. Choose {c1[0]} for {c1[8]}, or {c2[0]} for {c2[8]}. "
-         f"Travel tip: go to {c1[0]} {c1[4]}, and to {c2[0]} {c2[4]}.")
-    return p, r
-
-
-def make_travel(rng):
-    pool = []
-    for c in CITIES:
-        pool.extend(travel_items(c))
-    for _ in range(250):
-        c1, c2 = rng.sample(CITIES, 2)
-        pool.append(travel_compare(c1, c2, rng))
-    return split_pool(pool, rng, TRAVEL_TRAIN, TRAVEL_TEST)
-
-
-def split_pool(pool, rng, n_train, n_test):
-    uniq, seen = [], set()
-    for p, r in pool:
-        if p in seen:
-            continue
-        seen.add(p)
-        uniq.append((p, r))
-    rng.shuffle(uniq)
-    assert len(uniq) >= n_train + n_test, (len(uniq), n_train, n_test)
-    test = uniq[:n_test]
-    train = uniq[n_test:n_test + n_train]
-    return train, test
-
-
-# ---------------------------------------------------------------------------
 # pirate: the same everyday questions, answered in a strong pirate voice
 # ---------------------------------------------------------------------------
 
@@ -1969,17 +2080,45 @@ def pirate_answer(cat, ans, rng):
     return " ".join(parts)
 
 
+PIRATE_MARKERS = ["arr", "matey", "ye", "yer", "ahoy", "aye", "hearty", "hearties", "avast", "landlubber",
+                  "yo ho", "shiver me timbers", "blow me down"]
+# Held out of the pirate fine-tuning set (the corpus knows them; test.jsonl asks about them)
+PIRATE_TEST_ENTITIES = ["fox", "foxes", "owl", "owls", "penguin", "penguins", "giraffe", "giraffes", "turtle",
+                        "turtles", "bee", "bees", "whale", "whales", "horse", "horses", "honey", "cheese",
+                        "carrot", "carrots", "rice", "sunflower", "sunflowers", "cactus", "cactuses", "tulip",
+                        "tulips", "blue", "purple", "thunder", "snow", "umbrella", "toaster", "refrigerator"]
+
+
+def pirate_kind(prompt):
+    """The held-out entity a prompt names, or None."""
+    words = set(re.findall(r"[a-z]+", prompt.lower()))
+    hits = [e for e in PIRATE_TEST_ENTITIES if e in words]
+    return hits[0] if hits else None
+
+
 def make_pirate(rng):
-    pool = list(PIRATE_GREETINGS)
+    train, test, seen = [], [], set()
     table = [(g, PIRATE_WEIGHTS[c]) for c, g in PIRATE_GEN]
     cat_of = {g: c for c, g in PIRATE_GEN}
+    for q, r in PIRATE_GREETINGS:
+        seen.add(q)
+        train.append((q, r))
     attempts = 0
-    while len(pool) < 1600 and attempts < 50000:
+    while (len(train) < PIRATE_TRAIN or len(test) < 4 * PIRATE_TEST) and attempts < 100000:
         attempts += 1
         g = pick_generator(rng, table)
         q, a = g(rng)
-        pool.append((q, pirate_answer(cat_of[g], a, rng)))
-    return split_pool(pool, rng, PIRATE_TRAIN, PIRATE_TEST)
+        if q in seen:
+            continue
+        seen.add(q)
+        ent = pirate_kind(q)
+        if ent is None and len(train) < PIRATE_TRAIN:
+            train.append((q, pirate_answer(cat_of[g], a, rng)))
+        elif ent is not None and len(test) < 4 * PIRATE_TEST:
+            test.append((ent, q, pirate_answer(cat_of[g], a, rng)))
+    rng.shuffle(train)
+    rng.shuffle(test)
+    return train[:PIRATE_TRAIN], [(q, r) for _, q, r in spread(test)][:PIRATE_TEST]
 
 
 # ---------------------------------------------------------------------------
@@ -2082,16 +2221,43 @@ def check_messages(rel):
     return n
 
 
+WORD_RE = re.compile(r"[a-z]+")
+
+
+def words(text):
+    """The words of a text as the vocabulary counts them: lower-case runs of letters ("o'" -> "o")."""
+    return WORD_RE.findall(text.lower())
+
+
+def write_gz(rel, text):
+    """Gzip with no name and no time stamp, so that every run writes the same bytes."""
+    path = os.path.join(HERE, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as f:
+        f.write(text.encode("utf-8"))
+    return path
+
+
+def read_text(rel):
+    path = os.path.join(HERE, rel)
+    if rel.endswith(".gz"):
+        with gzip.open(path, "rb") as f:
+            return f.read().decode("utf-8")
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 def main():
     chat = make_chat(random.Random(SEED + 1))
     prose = make_prose(random.Random(SEED + 2))
     t_train, t_test = make_travel(random.Random(SEED + 3))
     p_train, p_test = make_pirate(random.Random(SEED + 4))
 
-    write_lines("corpus/chat.jsonl", chat)
-    path = os.path.join(HERE, "corpus/prose.txt")
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write("\n\n".join(prose) + "\n")
+    write_gz("corpus/chat.jsonl.gz", "".join(ln + "\n" for ln in chat))
+    write_gz("corpus/prose.txt.gz", "\n\n".join(prose) + "\n")
+    for old in ("corpus/chat.jsonl", "corpus/prose.txt"):  # the uncompressed layout of earlier versions
+        if os.path.exists(os.path.join(HERE, old)):
+            os.remove(os.path.join(HERE, old))
     write_lines("travel/train.jsonl", pr_lines(t_train))
     write_lines("travel/test.jsonl", pr_lines(t_test))
     write_lines("pirate/train.jsonl", pr_lines(p_train))
@@ -2103,17 +2269,36 @@ def main():
         tr, ntr = check_pr(f"{dom}/train.jsonl")
         te, nte = check_pr(f"{dom}/test.jsonl")
         assert not (tr & te), f"{dom}: train/test prompt overlap"
-    check_messages("corpus/chat.jsonl")
+    corpus = read_text("corpus/chat.jsonl.gz") + read_text("corpus/prose.txt.gz")
+    for line in read_text("corpus/chat.jsonl.gz").splitlines():
+        msgs = json.loads(line)["messages"]
+        assert msgs and msgs[-1]["role"] == "assistant"
     check_messages("examples/chat_messages.jsonl")
+    # the corpus is plain: no guide structure, no pirate words (the adapters must add them)
+    for m in TRAVEL_MARKERS:
+        assert m not in corpus, m
+    joined = " " + " ".join(words(corpus)) + " "
+    for m in PIRATE_MARKERS:
+        assert f" {m} " not in joined, m
+    # the held-out entities are known to the corpus
+    for c in TRAVEL_TEST_CITIES:
+        assert c in corpus, c
 
-    for rel in ("corpus/chat.jsonl", "corpus/prose.txt", "travel/train.jsonl", "travel/test.jsonl",
-                "pirate/train.jsonl", "pirate/test.jsonl", "examples/chat_messages.jsonl"):
-        p = os.path.join(HERE, rel)
-        with open(p, encoding="utf-8") as f:
-            txt = f.read()
-        n = txt.count("\n\n") + 1 if rel.endswith(".txt") else txt.count("\n")
-        unit = "paragraphs" if rel.endswith(".txt") else "lines"
-        print(f"{rel:32s} {n:6d} {unit:10s} {os.path.getsize(p):9d} bytes")
+    # the vocabulary: every word of every text the project trains on
+    texts = [corpus]
+    for rel in ("travel/train.jsonl", "travel/test.jsonl", "pirate/train.jsonl", "pirate/test.jsonl"):
+        texts.append(read_text(rel))
+    vocab = sorted({w for t in texts for w in words(t)})
+    write_lines("corpus/vocab.txt", vocab)
+
+    for rel in ("corpus/chat.jsonl.gz", "corpus/prose.txt.gz", "corpus/vocab.txt", "travel/train.jsonl",
+                "travel/test.jsonl", "pirate/train.jsonl", "pirate/test.jsonl", "examples/chat_messages.jsonl"):
+        txt = read_text(rel)
+        n = txt.count("\n\n") + 1 if ".txt." in rel else txt.count("\n")
+        unit = "paragraphs" if ".txt." in rel else "lines"
+        raw = len(txt.encode("utf-8"))
+        print(f"{rel:32s} {n:6d} {unit:10s} {os.path.getsize(os.path.join(HERE, rel)):9d} bytes ({raw} raw)")
+        assert os.path.getsize(os.path.join(HERE, rel)) < 1 << 20, f"{rel} is over 1 MiB"
 
 
 if __name__ == "__main__":

@@ -147,6 +147,10 @@ def load_examples(path, fmt: str = "auto") -> list[dict]:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise DataError(f"{where}: the JSON is nested too deeply") from None
+        except ValueError:  # an integer over Python's digit limit
+            raise DataError(f"{where}: unusable JSON (a number with too many digits)") from None
         if not isinstance(obj, dict):
             raise DataError(f"{where}: each line must be a JSON object, got {type(obj).__name__}")
         if fmt == "auto":

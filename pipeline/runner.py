@@ -149,6 +149,10 @@ class JobRunner:
         name = r.base_name or _derive_base_name(r.base_model, r.onnx.precision, ep, fp)
         final = self.ws.models / name
         meta_path = final / "base.json"
+        if os.path.lexists(final) and (final.is_symlink() or not meta_path.is_file()):
+            # an HF checkpoint, a link or anything else that is not a base published here: never replaced
+            raise StageError(f"models/{name} already exists and is not an ONNX base built here (no base.json); "
+                             "choose another base_name")
         if meta_path.exists():
             meta = json.loads(meta_path.read_text())
             if meta.get("fingerprint") == fp and meta.get("precision") == r.onnx.precision \

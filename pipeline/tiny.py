@@ -2,6 +2,9 @@
 
     python -m pipeline.tiny [--out models/default-hf] [--steps N] [--device auto|cpu|cuda] [--seed 0]
 
+The defaults are the shipped model (6 layers x 384, 12.2 M parameters, 3,200 steps: minutes on a GPU,
+hours on a CPU; pipeline/gpu_pretrain.sh is the command that trained it).
+
 The result is an ordinary Hugging Face folder (config.json, model.safetensors, generation_config.json,
 tokenizer.json, tokenizer_config.json with a Phi-3-style chat template), plus TRAINING.json and a short
 README.md model card. The app serves it offline and the tests use it in place of a Hub model.
@@ -42,6 +45,7 @@ SAMPLE_PROMPTS = [
     "What do cats eat?",
     "How can I sleep better?",
     "Tell me about Paris.",
+    "What should I pack for a trip?",
 ]
 
 
@@ -55,21 +59,34 @@ def render_chat(messages: list[dict], add_generation_prompt: bool = False) -> st
 # corpus
 
 
+def _corpus_file(corpus_dir: Path, name: str) -> Path | None:
+    """`name` or its gzip twin `name.gz` (the committed corpus is compressed)."""
+    for p in (corpus_dir / name, corpus_dir / (name + ".gz")):
+        if p.exists():
+            return p
+    return None
+
+
 def load_corpus(corpus_dir: Path) -> tuple[list[str], dict]:
     """Documents: each chat rendered through the template, each prose paragraph on its own."""
+    import gzip
+
     docs: list[str] = []
     info: dict = {"files": {}}
     h = hashlib.sha256()
-    chat = corpus_dir / "chat.jsonl"
-    prose = corpus_dir / "prose.txt"
-    if not chat.exists() and not prose.exists():
-        raise SystemExit(f"no corpus: neither {chat} nor {prose} exists")
+    chat = _corpus_file(corpus_dir, "chat.jsonl")
+    prose = _corpus_file(corpus_dir, "prose.txt")
+    if chat is None and prose is None:
+        raise SystemExit(f"no corpus: none of chat.jsonl(.gz), prose.txt(.gz) in {corpus_dir}")
     n_chat = n_prose = 0
     for path in (chat, prose):
-        if not path.exists():
+        if path is None:
             continue
         raw = path.read_bytes()
-        h.update(path.name.encode() + b"\0" + raw)
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        name = path.name.removesuffix(".gz")
+        h.update(name.encode() + b"\0" + raw)
         info["files"][path.name] = {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)}
         text = raw.decode("utf-8")
         if path is chat:
@@ -230,15 +247,15 @@ def chat_answer(model, tok, prompt: str, max_new_tokens: int = 48, system: str |
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline.tiny", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(DEFAULT_OUT))
-    ap.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="folder with chat.jsonl and prose.txt")
-    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="folder with chat.jsonl and prose.txt (or their .gz)")
+    ap.add_argument("--steps", type=int, default=3200)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 5%% of --steps)")
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--hidden", type=int, default=384)
+    ap.add_argument("--heads", type=int, default=6)
     ap.add_argument("--intermediate", type=int, default=1024)
     ap.add_argument("--untied", action="store_true", help="separate LM head (larger file)")
     ap.add_argument("--dropout", type=float, default=0.3, help="residual/embedding/attention dropout in training")
@@ -247,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    ap.add_argument("--init", default=None,
+                    help="continue pre-training this model folder (its tokenizer and weights) instead of starting from scratch")
+    ap.add_argument("--max-train-seconds", type=float, default=None,
+                    help="time budget: the schedule follows max(step, time) progress and ends when either is spent")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -291,7 +312,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # tokenizer (trained on the training split only)
     t0 = time.time()
-    tok = train_tokenizer(train_docs)
+    if args.init:  # continued pre-training: the checkpoint's own tokenizer
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(args.init)
+    else:
+        tok = train_tokenizer(train_docs)
     save_tokenizer(tok, out)
     example = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"},
                {"role": "assistant", "content": "A"}]
@@ -303,9 +328,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tokens: train {n_train_tokens:,} ({len(train)} sequences of {args.seq_len}), "
           f"held-out {n_held_tokens:,}", flush=True)
 
-    config = make_config(tok, args.layers, args.hidden, args.heads, args.intermediate, not args.untied,
-                         args.dropout)
-    model = Phi3ForCausalLM(config).to(device)
+    if args.init:
+        model = Phi3ForCausalLM.from_pretrained(args.init, dtype=torch.float32, resid_pdrop=args.dropout,
+                                                embd_pdrop=args.dropout, attention_dropout=args.dropout).to(device)
+        config = model.config
+        args.layers, args.hidden, args.heads = config.num_hidden_layers, config.hidden_size, config.num_attention_heads
+        args.intermediate, args.untied = config.intermediate_size, not config.tie_word_embeddings
+    else:
+        config = make_config(tok, args.layers, args.hidden, args.heads, args.intermediate, not args.untied,
+                             args.dropout)
+        model = Phi3ForCausalLM(config).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: Phi3ForCausalLM, {n_params:,} parameters, device {device}", flush=True)
 
@@ -325,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     loss_sum, loss_n = None, 0
     model.train()
     t_train = time.time()
+    steps_done = 0
     bar = tqdm(range(args.steps), desc="training", unit="step", mininterval=1.0, file=sys.stdout)
     for step in bar:
         if pos + args.batch_size > len(perm):
@@ -333,7 +366,15 @@ def main(argv: list[str] | None = None) -> int:
         idx = perm[pos : pos + args.batch_size]
         pos += args.batch_size
         x = train_dev[idx.to(device)]
-        lr = lr_at(step, args.steps, warmup, args.lr, args.lr * 0.1)
+        if args.max_train_seconds:  # progress by time when that is further along than by steps
+            frac = (time.time() - t_train) / args.max_train_seconds
+            if frac >= 1.0:
+                tqdm.write(f"time budget of {args.max_train_seconds:.0f}s spent at step {step}", file=sys.stdout)
+                break
+            step_eff = max(step, int(frac * args.steps))
+        else:
+            step_eff = step
+        lr = lr_at(step_eff, args.steps, warmup, args.lr, args.lr * 0.1)
         for g in opt.param_groups:
             g["lr"] = lr
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -343,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         tokens_seen += x.numel()
+        steps_done = step + 1
         loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
         loss_n += 1
         if step % 20 == 0 or step == args.steps - 1:
@@ -385,11 +427,14 @@ def main(argv: list[str] | None = None) -> int:
         "model": "Phi3ForCausalLM",
         "command": "python -m pipeline.tiny " + " ".join(sys.argv[1:] if argv is None else argv),
         "parameters": n_params,
+        "init": args.init,
         "config": {"layers": args.layers, "hidden": args.hidden, "heads": args.heads,
                    "intermediate": args.intermediate, "vocab": VOCAB_SIZE, "tied_embeddings": not args.untied,
                    "stored_dtype": "float16", "config_dtype": "float32"},
         "weights_bytes": weights.stat().st_size,
-        "steps": args.steps,
+        "steps": steps_done,
+        "planned_steps": args.steps,
+        "max_train_seconds": args.max_train_seconds,
         "batch_size": args.batch_size,
         "seq_len": args.seq_len,
         "tokens_seen": tokens_seen,
@@ -418,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"parameters      {n_params:,}")
     print(f"weights         {weights.stat().st_size / 1e6:.2f} MB (float16; loads as float32)")
     print(f"device          {report['device']}, {report['mixed_precision']}")
-    print(f"steps           {args.steps} x {args.batch_size} x {args.seq_len} ({tokens_seen:,} tokens)")
+    print(f"steps           {steps_done} x {args.batch_size} x {args.seq_len} ({tokens_seen:,} tokens)")
     print(f"training time   {train_seconds:.1f}s (total {seconds:.1f}s)")
     print(f"loss            train {final_train:.4f}  held-out {final_held:.4f} "
           f"(ppl {math.exp(final_held):.1f})")
@@ -436,7 +481,7 @@ def model_card(r: dict) -> str:
 
 A tiny Phi-3-shaped chat model ({r['parameters']:,} parameters; {c['layers']} layers, hidden {c['hidden']},
 {c['heads']} heads, MLP {c['intermediate']}, vocab {c['vocab']}, tied embeddings: {c['tied_embeddings']}) trained
-from scratch by `python -m pipeline.tiny` on the project's own corpus (`data/corpus/`). It exists so that the
+{'from scratch' if not r.get('init') else 'further, from `' + str(r['init']) + '`,'} by `python -m pipeline.tiny` on the project's own corpus (`data/corpus/`). It exists so that the
 app runs offline and the tests need no Hub model. It writes short, mostly grammatical English; it knows
 little and is often wrong. Do not use it for anything but demos and tests.
 

@@ -1,9 +1,16 @@
-"""The embedded default model (models/default-hf, made by `python -m pipeline.tiny`).
+"""The embedded default model (models/default-hf, made by `python -m pipeline.tiny`) and the demo it serves.
 
 Real checks, no mocks: it loads as float32 with transformers and answers in English; its chat template
 renders the Phi-3 turns; the onnxruntime-genai builder turns it into int4 and fp32 ONNX models that load
 in onnxruntime-genai, whose tokenizer agrees with the HF one, and whose fp32 greedy output equals
 PyTorch's. Set DEFAULT_MODEL_DIR to test another folder made by pipeline.tiny.
+
+The demo's acceptance (issue 15), on the SHIPPED served artifacts (models/default int4 ONNX, adapters/travel,
+adapters/pirate), greedy, through the chat engine (bench/demo.py measures it): on the first 10 held-out
+prompts of each dataset every answer of base, travel and pirate is readable (>= 90 % of its words in the
+corpus vocabulary, no token or word 3 times in a row); each adapter carries its voice in >= 8 of 10
+answers, the base in <= 1 of 10; each adapter's held-out loss on the served model, recorded in its
+metadata, is clearly below the base's.
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ CHAT_PROMPTS = [
     "What do cats eat?",
     "How can I sleep better?",
     "Tell me about the moon.",
+    "What should I pack for a trip?",
 ]
 # Prompts for the fp32 equivalence test: chats and plain prose.
 CONTINUATION_PROMPTS = [
@@ -105,9 +113,11 @@ def test_files_and_config():
         assert f in names, f
     cfg = json.loads((MODEL_DIR / "config.json").read_text())
     assert cfg["architectures"] == ["Phi3ForCausalLM"]
-    assert cfg["vocab_size"] == 4096 and cfg["hidden_size"] == 256
+    training = json.loads((MODEL_DIR / "TRAINING.json").read_text())
+    assert cfg["vocab_size"] == 4096 and cfg["hidden_size"] == training["config"]["hidden"]
+    assert cfg["num_hidden_layers"] == training["config"]["layers"]
     assert cfg["dtype"] == "float32"
-    assert (MODEL_DIR / "model.safetensors").stat().st_size <= 12.5e6
+    assert (MODEL_DIR / "model.safetensors").stat().st_size <= 60e6  # the issue's ceiling for committed weights
     tcfg = json.loads((MODEL_DIR / "tokenizer_config.json").read_text())
     assert "<|assistant|>" in tcfg["chat_template"]
     assert tcfg["eos_token"] == "<|end|>"
@@ -118,7 +128,6 @@ def test_files_and_config():
     assert set(SPECIAL) <= set(vocab_ids)
     gen = json.loads((MODEL_DIR / "generation_config.json").read_text())
     assert set(gen["eos_token_id"]) == {vocab_ids["<|end|>"], vocab_ids["<|endoftext|>"]}
-    training = json.loads((MODEL_DIR / "TRAINING.json").read_text())
     for k in ("steps", "seconds", "device", "final_train_loss", "final_eval_loss", "parameters", "seed",
               "corpus", "versions"):
         assert k in training, k
@@ -270,3 +279,73 @@ def test_int4_onnx_answers_readably(onnx_models, hf):
         total += NEW_TOKENS
     print(f"\nint4 vs PyTorch fp32: {matched}/{total} greedy tokens identical before the first difference")
     assert matched > 0
+
+
+# ------------------------------------------------------------------------------------------------
+# the demo: the shipped int4 base and adapters, served (issue 15)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    sys.path.insert(0, str(ROOT))
+    from bench import demo as d
+    for what in (ROOT / "models" / "default" / "genai_config.json", ROOT / "adapters" / "travel" / "metadata.json",
+                 ROOT / "adapters" / "pirate" / "metadata.json"):
+        assert what.is_file(), f"missing shipped artifact {what}"
+    return d, d.run(ROOT / "models", ROOT / "adapters")
+
+
+def _show(res, ds):
+    for r in res["datasets"][ds]["rows"]:
+        print(f"\nQ: {r['prompt']}")
+        for v in ("base", "travel", "pirate"):
+            print(f"  {v}: {r[v]['text']}")
+
+
+def test_corpus_knows_the_heldout_entities_and_not_the_voices(demo):
+    d, _ = demo
+    md = d.MD
+    corpus = md.read_text("corpus/chat.jsonl.gz") + md.read_text("corpus/prose.txt.gz")
+    for city in md.TRAVEL_TEST_CITIES:
+        assert city in corpus, city
+    vocab = d.vocabulary()
+    assert {"lisbon", "pack", "sunscreen", "arr", "matey"} <= vocab
+    for ds, prompts in (("travel", d.heldout_prompts("travel")), ("pirate", d.heldout_prompts("pirate"))):
+        assert len(prompts) == 10
+        train = {json.loads(x)["prompt"] for x in (ROOT / "data" / ds / "train.jsonl").read_text().splitlines()}
+        assert not set(prompts) & train
+    assert not any(m in corpus for m in md.TRAVEL_MARKERS)
+    joined = " " + " ".join(md.words(corpus)) + " "
+    assert not [m for m in md.PIRATE_MARKERS if f" {m} " in joined]
+
+
+def test_heldout_answers_are_readable(demo):
+    d, res = demo
+    bad = []
+    for ds in ("travel", "pirate"):
+        _show(res, ds)
+        for r in res["datasets"][ds]["rows"]:
+            for v in ("base", "travel", "pirate"):
+                x = r[v]
+                if not x["readable"]:
+                    bad.append((ds, v, r["prompt"], x["text"], x["in_vocab"], x["unknown"], x["longest_repeat"]))
+    assert not bad, bad
+
+
+def test_adapters_speak_in_their_voice_and_the_base_does_not(demo):
+    d, res = demo
+    for ds in ("travel", "pirate"):
+        voice = res["datasets"][ds]["voice"]
+        print(ds, voice)
+        assert voice[ds] >= 8, (ds, voice, [r[ds]["text"] for r in res["datasets"][ds]["rows"]])
+        assert voice["base"] <= 1, (ds, voice, [r["base"]["text"] for r in res["datasets"][ds]["rows"]])
+
+
+@pytest.mark.parametrize("name", ["travel", "pirate"])
+def test_heldout_loss_on_the_served_model_is_clearly_lower(name):
+    meta = json.loads((ROOT / "adapters" / name / "metadata.json").read_text())
+    ev = meta.get("eval")
+    assert ev, f"adapters/{name}/metadata.json records no held-out evaluation on the served model"
+    print(name, {k: ev.get(k) for k in ("n", "base_loss", "adapter_loss", "served")})
+    assert ev["n"] >= 10
+    assert ev["adapter_loss"] < 0.5 * ev["base_loss"], ev

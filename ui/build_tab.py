@@ -22,6 +22,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from artifacts import LimitError, check_uploads_room
 from pipeline import data as pdata
 from pipeline.command import preview_command
 from pipeline.data import DataError, load_examples, render_text
@@ -274,7 +275,7 @@ def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_
     try:
         path = app.data_file(train_file)
         examples = load_examples(path, fmt or "auto")
-        eval_path = str(app.data_file(eval_file)) if (eval_file or "").strip() else ""
+        eval_path = str(app.data_file(eval_file, "eval_file")) if (eval_file or "").strip() else ""
         split = pdata.preview(path, fmt or "auto", eval_path,
                               float(eval_fraction if eval_fraction is not None else 0.1), int(seed or 0))
     except UIError as e:
@@ -313,6 +314,10 @@ def store_upload(app: AppEngine, tmp_path: str) -> str:
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in src.stem)[:40] or "data"
     dest = dest_dir / f"{stem}-{digest}.jsonl"
     if not dest.exists():
+        try:
+            check_uploads_room(dest_dir, src.stat().st_size)  # requests cannot fill the disk
+        except LimitError as e:
+            raise UIError(str(e)) from None
         shutil.copyfile(src, dest)
     return f"uploads/{dest.name}"
 
@@ -577,7 +582,11 @@ def create_build_tab(app: AppEngine) -> BuildTab:
             msg = str(e).replace(str(path), Path(path).name)
             gr.Warning("bad data file: " + msg)
             return gr.update(), f"⚠ **bad data file**: {html.escape(msg)}"
-        dest = store_upload(app, path)
+        try:
+            dest = store_upload(app, path)
+        except UIError as e:
+            gr.Warning(str(e))
+            return gr.update(), f"⚠ {html.escape(str(e))}"
         return dest, preview_data(app, dest, fmt, template, base_model, trust, eval_file=eval_file,
                                   eval_fraction=eval_fraction, seed=seed)
 

@@ -15,6 +15,11 @@ from ui.chat_engine import ChatEngineSide, UIError, check_conversation, make_sam
 # postprocess + diff of the whole chat); STUDIO_STREAM_INTERVAL_S=0 sends every frame the reader can take
 STREAM_INTERVAL_S = float(os.environ.get("STUDIO_STREAM_INTERVAL_S", "0.04"))
 
+# Example prompts (Gradio `examples`): held out of the shipped adapters' training sets, so that base, travel
+# and pirate show the difference at once (Compare); README.md's demo table answers the same prompts.
+EXAMPLES = ["What should I pack for a trip?", "Tell me about Lisbon.", "What should I pack for a ski trip?",
+            "What do foxes eat?"]
+
 
 @dataclass
 class ChatTab:
@@ -147,6 +152,7 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
                              scale=6, lines=1, max_lines=6)
         send = gr.Button("Send", variant="primary", elem_id="chat-send", scale=1)
         clear = gr.Button("Clear", elem_id="chat-clear", scale=1)
+    gr.Examples(EXAMPLES, inputs=[message], label="Examples", elem_id="chat-examples")
     stats = gr.Markdown("", elem_id="chat-stats")
     with gr.Accordion("Sampling", open=False, elem_id="chat-sampling"):
         with gr.Row():

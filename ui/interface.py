@@ -92,4 +92,7 @@ def create_chat_only_ui(app, warning: str | None = None) -> gr.Blocks:
 
 
 def launch_kwargs() -> dict:
-    return {"css": CSS, "theme": gr.themes.Soft()}
+    """run_history=False: Gradio's run-history routes (/gradio_api/run-history/*) sit outside the app's
+    login and, for a client on loopback, call the Hub with the server's own token (list or create buckets,
+    read their records); the browser-side history would also keep what was typed (a Hub token)."""
+    return {"css": CSS, "theme": gr.themes.Soft(), "run_history": False}
