@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from artifacts import Policy, Workspace, max_upload_bytes  # noqa: E402
+from artifacts import Policy, Workspace, max_upload_bytes, upload_budget_bytes  # noqa: E402
 from deploy.launch import add_launch_arguments, guard_kwargs, launch_options  # noqa: E402
 from ui.interface import create_chat_only_ui, create_ui, launch_kwargs  # noqa: E402
 
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     demo = build_demo(args.models_dir, args.adapters_dir, args.provider, chat_only=args.chat_only,
                       warning=opts.warning, policy=policy_of(args))
     demo.launch(server_name=args.host, server_port=args.port, show_error=False, **opts.launch_kwargs(),
-                **guard_kwargs(max_upload_bytes()), **launch_kwargs())
+                **guard_kwargs(max_upload_bytes(), upload_budget_bytes()), **launch_kwargs())
     return 0
 
 

@@ -15,10 +15,10 @@ from .adapter_file import (ADAPTER_FILE, ROWS_DIM, has_rows, read_adapter_arrays
 from .library import (BASE_JSON, METADATA_JSON, AdapterInfo, BaseInfo, LibraryError, adapter_dirs,  # noqa: F401
                       check_adapter, delete_adapter, is_real_dir, is_regular, list_adapters, list_bases,
                       read_base, read_json, stat_signature)
-from .limits import UPLOAD_ENV, max_upload_bytes  # noqa: F401
+from .limits import UPLOAD_ENV, max_upload_bytes, upload_budget_bytes  # noqa: F401
 from .names import JOB_ID_MAX, NAME_MAX, NAME_RULE, is_temp_name, safe_name  # noqa: F401
 from .publish import fsync_tree, publish, write_json  # noqa: F401
 from .workspace import PROJECT_ROOT, Workspace, workspace_root  # noqa: F401
 from .limits import (SEED_MAX, LimitError, check_finite, check_prompt_chars, check_seed,  # noqa: F401,E402
-                     check_template, max_prompt_chars)
+                     check_template, check_uploads_room, max_exports, max_prompt_chars)
 from .policy import EXPORT_MARKER, Policy, PolicyError, clean_message, is_marked_export  # noqa: F401,E402

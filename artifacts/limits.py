@@ -20,6 +20,53 @@ def max_upload_bytes(env: Mapping[str, str] | None = None) -> int:
         mb = MAX_UPLOAD_MB_DEFAULT
     return int(mb * 1e6)
 
+UPLOADS_ENV = "STUDIO_MAX_UPLOADS_MB"
+MAX_UPLOADS_MB_DEFAULT = 256.0  # all the files kept in <workspace>/uploads/ together
+EXPORTS_ENV = "STUDIO_MAX_EXPORTS"
+MAX_EXPORTS_DEFAULT = 8         # exported Space folders in <workspace>/exports/ (each a copy of a base)
+
+
+def _env_number(env, name: str, default: float) -> float:
+    env = os.environ if env is None else env
+    try:
+        v = float(env.get(name, default))
+    except ValueError:
+        return default
+    return v if math.isfinite(v) and v >= 0 else default
+
+
+def check_uploads_room(folder, new_bytes: int, env: Mapping[str, str] | None = None) -> None:
+    """LimitError when keeping `new_bytes` more in the uploads folder would pass $STUDIO_MAX_UPLOADS_MB
+    (default 256) for all its files together: requests cannot fill the disk."""
+    limit = int(_env_number(env, UPLOADS_ENV, MAX_UPLOADS_MB_DEFAULT) * 1e6)
+    used = 0
+    try:
+        with os.scandir(folder) as it:
+            for e in it:
+                if e.is_file(follow_symlinks=False):
+                    used += e.stat(follow_symlinks=False).st_size
+    except FileNotFoundError:
+        pass
+    if used + new_bytes > limit:
+        raise LimitError(f"the uploads folder is full ({used / 1e6:.0f} MB of {limit / 1e6:g} MB): the operator "
+                         f"can remove old uploads or raise {UPLOADS_ENV}")
+
+
+UPLOAD_BUDGET_ENV = "STUDIO_UPLOAD_BUDGET_MB"
+
+
+def upload_budget_bytes(env: Mapping[str, str] | None = None) -> int:
+    """Bytes the whole server accepts through /gradio_api/upload per hour (Gradio keeps uploads an hour):
+    $STUDIO_UPLOAD_BUDGET_MB, default 20 times the upload limit."""
+    return int(_env_number(env, UPLOAD_BUDGET_ENV, 20 * max_upload_bytes(env) / 1e6) * 1e6)
+
+
+def max_exports(env: Mapping[str, str] | None = None) -> int:
+    """How many exported Space folders a request may create in exports/: $STUDIO_MAX_EXPORTS, default 8
+    (replacing a previous export is always allowed)."""
+    return int(_env_number(env, EXPORTS_ENV, MAX_EXPORTS_DEFAULT))
+
+
 PROMPT_ENV = "STUDIO_MAX_PROMPT_CHARS"
 MAX_PROMPT_CHARS_DEFAULT = 32_000
 TEMPLATE_MAX_CHARS = 4_000

@@ -20,7 +20,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .names import NAME_RULE, safe_name
+from .limits import max_exports
+from .names import NAME_RULE, is_temp_name, safe_name
 from .workspace import PROJECT_ROOT, Workspace
 
 EXPORT_MARKER = ".studio-export"  # written into every exported Space folder; replace/publish need it
@@ -120,6 +121,19 @@ class Policy:
             raise PolicyError(f"{what} {value!r}: no published ONNX base of that name in models/")
         return value.strip()
 
+    def base_output(self, value, what: str = "base_name") -> str:
+        """The name a build publishes its ONNX base under (empty: derived). An existing entry of models/
+        that is not a published base (no base.json: an HF checkpoint, a link) is never replaced."""
+        if not value:
+            return ""
+        if not safe_name(value):
+            raise PolicyError(f"{what} {value!r} is not allowed: use {NAME_RULE}")
+        d = self.ws.models / value
+        if os.path.lexists(d) and (d.is_symlink() or not (d / "base.json").is_file()):
+            raise PolicyError(f"{what} {value!r}: models/{value} exists and is not an ONNX base built here; "
+                              "choose another name")
+        return value
+
     # ------------------------------------------------------------------ remote code, tokens
     def trust_remote_code(self, requested) -> bool:
         if requested and not self.allow_remote_code:
@@ -151,6 +165,23 @@ class Policy:
         if not safe_name(name):
             raise PolicyError(f"{what} name {name!r} is not allowed: use {NAME_RULE}")
         return self.ws.exports / name
+
+    def new_export(self, value, what: str = "export") -> Path:
+        """export_dir, and a NEW export only while exports/ holds fewer than limits.max_exports() folders
+        (each is a copy of a base: a request cannot fill the disk); replacing an existing one is allowed."""
+        d = self.export_dir(value, what)
+        if not os.path.lexists(d):
+            limit = max_exports()
+            try:
+                n = sum(1 for e in os.scandir(self.ws.exports)
+                        if e.is_dir(follow_symlinks=False) and not is_temp_name(e.name))
+            except FileNotFoundError:
+                n = 0
+            if n >= limit:
+                raise PolicyError(f"exports/ already holds {n} exports (the limit is {limit}): replace one of "
+                                  "them (same name, tick replace), or the operator can remove some or raise "
+                                  "STUDIO_MAX_EXPORTS")
+        return d
 
     def published_export(self, value, what: str = "Space folder") -> Path:
         """An existing export folder (marked) under <ws>/exports, for publishing."""

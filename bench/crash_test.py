@@ -33,9 +33,9 @@ import artifacts as library  # noqa: E402
 from pipeline import jobs  # noqa: E402
 from pipeline.events import read_events  # noqa: E402
 from pipeline.recipe import Recipe  # noqa: E402
+from pipeline.stages import STAGE_NAMES as STAGES  # noqa: E402
 from artifacts import Workspace  # noqa: E402
 
-STAGES = ["prepare", "awq", "finetune", "onnx", "adapter"]
 FAKE_TOKEN = "hf_FAKEtokenHARDENING0123456789abcdef"
 
 
@@ -48,7 +48,7 @@ def make_ws(root: Path) -> Workspace:
 
 
 def recipe(name: str, awq: bool = True, steps: int = 12) -> Recipe:
-    r = Recipe(base_model="models/default-hf", train_file="data/travel/train.jsonl",
+    r = Recipe(base="", base_model="models/default-hf", train_file="data/travel/train.jsonl",
                eval_file="data/travel/test.jsonl", adapter_name=name, base_name="crash-int4")
     # (4 samples of 64 tokens make autoawq fail: it drops texts longer than the block length)
     r.awq.enabled, r.awq.device, r.awq.calib_samples, r.awq.calib_seq_len = awq, "cpu", 8, 256

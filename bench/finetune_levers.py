@@ -199,7 +199,7 @@ def run_one(g: dict, a, model: Path, texts, targets, mean_len: float, work: Path
         print(f"  skipped: {g['skip']}", flush=True)
         return row
     cfg = LoRAConfig(r=16, alpha=32, target_modules=list(targets), max_steps=a.steps, batch_size=g["batch"],
-                     max_seq_len=a.max_seq_len, qlora=False, seed=0)
+                     max_seq_len=a.max_seq_len, seed=0)
     out = work / g["name"].replace(" ", "_").replace("(", "").replace(")", "")
     shutil.rmtree(out, ignore_errors=True)
     gc.collect()

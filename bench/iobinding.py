@@ -24,7 +24,7 @@ Modes (raw onnxruntime.InferenceSession, CUDA EP with --device cuda, CPU EP othe
   og / og_graph           onnxruntime-genai on the same folder (C.og_model, CUDA graph off / on; og_graph
                           only on cuda), the adapter loaded with og.Adapters(model).load(file, 'a').
 
-Prompt: 16 fixed token ids (100..115, as bench/og_rows.py); N = --tokens new tokens. Timing: the decode
+Prompt: 16 fixed token ids (100..115); N = --tokens new tokens. Timing: the decode
 steps only (the prefill step and og's first generate_next_token, which only picks the token from the
 prefill logits, are not timed): tokens/s = (N - 1) / seconds, median of --reps after one warm-up run.
 og makes exactly N tokens because min_length = max_length (C.og_generator), i.e. og never picks an EOS

@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 from bench import common as C  # noqa: E402
 
 PARTS = ("hf", "pipeline", "serve", "trace", "finetune", "iobinding", "pipeline-default", "serve-default",
-         "compare", "hf-default")  # compare: bench/gpu_compare.sh (og-level compare scheduling), when run
+         "compare", "hf-default")  # compare: a follow-up run of bench/serve_gpu.py (og-level compare scheduling)
 
 
 def _load(d: Path, name: str):

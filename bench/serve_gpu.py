@@ -183,7 +183,8 @@ def og_compare(d: Path, ads: list[Path], device: str, tokens: int, reps: int) ->
 
 
 def compare_rows(ws: Path, base: str, ads: list[Path], device: str, tokens: int, reps: int) -> dict:
-    """Through ChatEngine, as the app runs it: one answer, then compare of two variants both ways."""
+    """Through ChatEngine on the onnxruntime-genai backend (the ort backend's figures: bench/serving.py):
+    one answer, then compare of two variants both ways."""
     from engine.chat import ChatEngine, SamplingParams
     msgs = [{"role": "user", "content": "Tell me about the sea and the ships that sail on it."}]
     p = SamplingParams(temperature=0, max_new_tokens=tokens)
@@ -192,7 +193,7 @@ def compare_rows(ws: Path, base: str, ads: list[Path], device: str, tokens: int,
     vb = ads[1].name if len(ads) > 1 else "base"
     for mode in ("batch", "interleave"):
         os.environ["STUDIO_COMPARE"] = mode
-        eng = ChatEngine(ws / "models" / base, ws / "adapters", provider=device)
+        eng = ChatEngine(ws / "models" / base, ws / "adapters", provider=device, backend="og")
         if va not in eng.variants():
             raise SystemExit(f"{va} not served: {eng.refused()}")
         r = {"batched": eng.compare_batched, "note": eng.compare_note}

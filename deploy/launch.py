@@ -9,7 +9,8 @@ Rules (resolve_launch_options):
 RequestGuard (an ASGI middleware, given to Gradio through launch's app_kwargs by guard_kwargs) answers a
 request body over the upload limit with 413 before any route (login included) runs, and slows down
 failed logins per client: after FAILS_FREE wrong passwords, that client's next attempts are answered
-429 until a wait that doubles with each failure (at most MAX_WAIT_S) has passed.
+429 until a wait that doubles with each failure (at most MAX_WAIT_S) has passed; all clients together
+likewise after ALL_FACTOR x FAILS_FREE (a client address can be forged through X-Forwarded-For).
 Standard library only: exported Spaces ship this file as deploy/launch.py."""
 from __future__ import annotations
 
@@ -128,33 +129,59 @@ class _TooBig(Exception):
     pass
 
 
+ALL = "*"             # the key of all clients' failed logins together
+ALL_FACTOR = 4        # ... which may fail ALL_FACTOR x FAILS_FREE times before everyone has to wait
+ALL_RESET_S = 600.0   # ... and start again from 0 after ten minutes without a failure
+UPLOAD_WINDOW_S = 3600.0  # Gradio's upload cache keeps a file one hour (ui.interface.UPLOAD_CACHE)
+
+
 class RequestGuard:
-    """ASGI middleware: a body limit (413) and per-client slowing of failed logins (429)."""
+    """ASGI middleware: a body limit (413), per-client slowing of failed logins (429) and an upload budget:
+    at most `upload_budget` bytes of POST .../upload bodies per hour for the whole server (429 beyond;
+    Gradio keeps every upload an hour, so without it requests could fill the disk)."""
 
     def __init__(self, app, max_body: int, fails_free: int = FAILS_FREE, max_wait_s: float = MAX_WAIT_S,
-                 clock=time.monotonic):
+                 clock=time.monotonic, upload_budget: int | None = None):
         self.app, self.max_body = app, int(max_body)
         self.fails_free, self.max_wait_s, self.clock = fails_free, max_wait_s, clock
+        self.upload_budget = int(upload_budget if upload_budget is not None else 20 * self.max_body)
         self._fails: dict[str, tuple[int, float]] = {}   # client -> (failures, time of the last one)
+        self._uploads: list[tuple[float, int]] = []      # (time, bytes) of recent upload bodies
         self._lock = threading.Lock()
 
-    def wait_s(self, client: str) -> float:
-        """Seconds this client must wait before its next login attempt (0: it may try now)."""
+    def uploaded_recently(self) -> int:
+        """Bytes of upload bodies received in the last UPLOAD_WINDOW_S."""
         with self._lock:
-            n, last = self._fails.get(client, (0, 0.0))
-        if n < self.fails_free:
+            cut = self.clock() - UPLOAD_WINDOW_S
+            self._uploads = [(t, n) for t, n in self._uploads if t >= cut]
+            return sum(n for _, n in self._uploads)
+
+    def _wait(self, key: str, free: int) -> float:
+        with self._lock:
+            n, last = self._fails.get(key, (0, 0.0))
+        if n < free:
             return 0.0
-        return max(0.0, min(self.max_wait_s, 2.0 ** (n - self.fails_free)) - (self.clock() - last))
+        return max(0.0, min(self.max_wait_s, 2.0 ** (n - free)) - (self.clock() - last))
+
+    def wait_s(self, client: str) -> float:
+        """Seconds this client must wait before its next login attempt (0: it may try now): its own
+        failures, and all clients' together (ALL). The client is what the server reports, and uvicorn takes
+        it from X-Forwarded-For when the peer is loopback (a share tunnel, a local proxy): an attacker
+        who sends a new X-Forwarded-For each time is still slowed by ALL."""
+        return max(self._wait(client, self.fails_free), self._wait(ALL, self.fails_free * ALL_FACTOR))
 
     def _record(self, client: str, ok: bool) -> None:
         with self._lock:
             if ok:
                 self._fails.pop(client, None)
                 return
+            now = self.clock()
             n, _ = self._fails.get(client, (0, 0.0))
-            self._fails[client] = (n + 1, self.clock())
-            if len(self._fails) > 10_000:  # bounded: forget the oldest
-                oldest = min(self._fails, key=lambda k: self._fails[k][1])
+            self._fails[client] = (n + 1, now)
+            n, last = self._fails.get(ALL, (0, 0.0))
+            self._fails[ALL] = (1 if now - last > ALL_RESET_S else n + 1, now)
+            if len(self._fails) > 10_000:  # bounded: forget the oldest client (never ALL)
+                oldest = min((k for k in self._fails if k != ALL), key=lambda k: self._fails[k][1])
                 self._fails.pop(oldest, None)
 
     @staticmethod
@@ -183,6 +210,11 @@ class RequestGuard:
             if wait > 0:
                 return await self._answer(send, 429, f"too many failed logins: try again in {wait:.0f} s",
                                           [(b"retry-after", str(int(wait) + 1).encode())])
+        upload = scope.get("method") == "POST" and scope.get("path", "").rstrip("/").endswith("/upload")
+        if upload and self.uploaded_recently() >= self.upload_budget:
+            return await self._answer(send, 429, f"this server took its upload budget of "
+                                      f"{self.upload_budget / 1e6:g} MB for the hour: try again later",
+                                      [(b"retry-after", b"600")])
         received = 0
         started = False
         status = 0
@@ -208,12 +240,18 @@ class RequestGuard:
             if started:
                 raise
             return await self._answer(send, 413, too_big)
+        finally:
+            if upload:  # at least 4 kB a request: the list stays short (budget / 4 kB entries at most)
+                with self._lock:
+                    self._uploads.append((self.clock(), max(received, 4096)))
         if login and status:
             self._record(client, ok=status < 400)
 
 
-def guard_kwargs(max_body: int) -> dict:
-    """launch() keyword arguments that install RequestGuard and cap Gradio's uploads at max_body."""
+def guard_kwargs(max_body: int, upload_budget: int | None = None) -> dict:
+    """launch() keyword arguments that install RequestGuard and cap Gradio's uploads at max_body (and at
+    upload_budget bytes an hour, default 20 x max_body)."""
     from starlette.middleware import Middleware
-    return {"app_kwargs": {"middleware": [Middleware(RequestGuard, max_body=max_body)]},
+    return {"app_kwargs": {"middleware": [Middleware(RequestGuard, max_body=max_body,
+                                                          upload_budget=upload_budget)]},
             "max_file_size": int(max_body)}

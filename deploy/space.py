@@ -48,8 +48,9 @@ HARDWARE = CPU_HARDWARE + GPU_HARDWARE
 
 # the code an exported Space runs: (source in this project, destination in the Space)
 CODE = [
-    ("engine/__init__.py", "engine/__init__.py"),
-    ("engine/chat.py", "engine/chat.py"),
+    # the onnxruntime-genai backend only: engine/ort_backend.py needs torch, which a Space does not install
+    *[(f"engine/{f}", f"engine/{f}") for f in ("__init__.py", "chat.py", "registry.py", "sampling.py", "templates.py",
+                                                "live.py", "og_backend.py")],
     ("ui/__init__.py", "ui/__init__.py"),
     ("ui/interface.py", "ui/interface.py"),
     ("ui/chat_tab.py", "ui/chat_tab.py"),

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from artifacts import max_upload_bytes  # noqa: E402
+from artifacts import max_upload_bytes, upload_budget_bytes  # noqa: E402
 from deploy.launch import add_launch_arguments, guard_kwargs, launch_options  # noqa: E402
 from ui.chat_engine import ChatOnlyEngine  # noqa: E402  (the Space's ui/engine.py)
 from ui.interface import create_chat_only_ui, launch_kwargs  # noqa: E402
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
         return 2
     demo = build_demo(args.provider, warning=opts.warning)
     demo.launch(server_name=args.host, server_port=args.port, show_error=False, **opts.launch_kwargs(),
-                **guard_kwargs(max_upload_bytes()), **launch_kwargs())
+                **guard_kwargs(max_upload_bytes(), upload_budget_bytes()), **launch_kwargs())
     return 0
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import signal
 import sys
 import time
 from pathlib import Path
 
-from pipeline.recipe import Recipe, RecipeError, get_dotted, iter_fields, set_dotted
+import yaml
+
+from pipeline.command import preset_lines, preview_command
+from pipeline.recipe import Recipe, RecipeError, dotted_keys, iter_fields, set_dotted
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -31,27 +33,30 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
         if meta.get("min") is not None:
             extra.append(f"{meta['min']}..{meta['max']}")
         shown = ",".join(default) if isinstance(default, list) else default
-        g.add_argument(f"--{name}", dest=f"f:{name}", default=None, metavar="V",
+        flag = {"nargs": "?", "const": "true"} if isinstance(default, bool) else {}  # --replace = --replace true
+        g.add_argument(f"--{name}", dest=f"f:{name}", default=None, metavar="V", **flag,
                        help=f"{meta['help']} [{'; '.join(extra + [f'default: {shown!r}'])}]")
+    g.add_argument("--lora.qlora", dest="f:lora.qlora", default=None, nargs="?", const="true",
+                   help=argparse.SUPPRESS)  # taken out: refused with a message (recipe.QLORA_GONE)
 
 
-def recipe_from_args(args) -> Recipe:
+def recipe_from_args(args) -> tuple[Recipe, set[str]]:
+    """The recipe of the file and options, and the dotted fields they give explicitly."""
     recipe = Recipe.load(args.recipe) if getattr(args, "recipe", None) else Recipe()
+    explicit = dotted_keys(yaml.safe_load(Path(args.recipe).read_text())) if getattr(args, "recipe", None) \
+        else set()
     for key, value in vars(args).items():
         if key.startswith("f:") and value is not None:
             set_dotted(recipe, key[2:], value)
-    return recipe.validate()
+            explicit.add(key[2:])
+    return recipe.validate(), explicit
 
 
-def preview_command(recipe: Recipe, recipe_file: str | None = None) -> str:
-    """The CLI line equivalent to a recipe: only the fields that differ from the defaults."""
-    default = Recipe()
-    parts = ["python", "-m", "pipeline", "build"] + ([recipe_file] if recipe_file else [])
-    for name, _, _ in iter_fields():
-        value = get_dotted(recipe, name)
-        if value != get_dotted(default, name):
-            parts += [f"--{name}", ",".join(value) if isinstance(value, list) else str(value)]
-    return shlex.join(parts)
+def with_preset(recipe: Recipe, explicit: set[str]) -> Recipe:
+    """The recipe with its preset applied ('auto' resolved by the base's size)."""
+    from pipeline.presets import apply_preset, resolve_preset
+    from artifacts import Workspace
+    return apply_preset(recipe, resolve_preset(recipe, Workspace.default().models), explicit).validate()
 
 
 def follow(job_dir: Path, quiet: bool = False) -> int:
@@ -105,7 +110,11 @@ def export_olive_config(recipe: Recipe, output: Path) -> int:
     from pipeline.stage_finetune import olive_config
     from artifacts import Workspace
     ws = Workspace.default()
-    model_dir = hub.resolve_model(recipe.base_model, project_root=ws.root)
+    if recipe.base:
+        from pipeline.stage_prepare import prepared_weights
+        model_dir = prepared_weights(ws, recipe.base)[1]
+    else:
+        model_dir = hub.resolve_model(recipe.base_model, project_root=ws.root)
     recipe.lora.target_modules = data.resolve_target_modules(model_dir, recipe.lora.target_modules)
     tok = AutoTokenizer.from_pretrained(model_dir)
     output = output.resolve()
@@ -180,16 +189,21 @@ def main(argv=None) -> int:
             sys.stderr.flush()
             os._exit(code)
         if args.cmd == "init":
-            recipe = recipe_from_args(args)
+            recipe, _ = recipe_from_args(args)
             recipe.save(args.path)
             print(f"wrote {args.path}")
             return EXIT_OK
         if args.cmd == "build":
-            recipe = recipe_from_args(args)
-            if args.print_command:
-                print(preview_command(recipe, args.recipe))
+            recipe, explicit = recipe_from_args(args)
+            if args.print_command:  # a chosen preset's values are implied by --preset; 'auto' stays as given
+                shown = with_preset(recipe, explicit) if recipe.preset not in ("auto", "custom") else recipe
+                print(preview_command(shown, args.recipe))
                 return EXIT_OK
+            recipe = with_preset(recipe, explicit)
+            print(preset_lines(recipe), flush=True)
             job_dir = jobs.create_job(recipe)
+            print(f"adapter '{recipe.adapter_name}' onto "
+                  + (f"base '{recipe.base}'" if recipe.base else f"a new base from {recipe.base_model}"), flush=True)
             jobs.launch(job_dir)
             print(f"job {job_dir.name} ({job_dir})", flush=True)
             return EXIT_OK if args.detach else follow(job_dir, args.quiet)
@@ -209,7 +223,7 @@ def main(argv=None) -> int:
             jobs.launch(job_dir)
             return follow(job_dir)
         if args.cmd == "olive-config":
-            return export_olive_config(recipe_from_args(args), Path(args.output))
+            return export_olive_config(with_preset(*recipe_from_args(args)), Path(args.output))
     except (RecipeError, DataError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -147,6 +147,10 @@ def load_examples(path, fmt: str = "auto") -> list[dict]:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise DataError(f"{where}: the JSON is nested too deeply") from None
+        except ValueError:  # an integer over Python's digit limit
+            raise DataError(f"{where}: unusable JSON (a number with too many digits)") from None
         if not isinstance(obj, dict):
             raise DataError(f"{where}: each line must be a JSON object, got {type(obj).__name__}")
         if fmt == "auto":
@@ -272,3 +276,51 @@ def check_target_modules(model_dir, modules) -> list[str]:
         raise DataError(f"the model has no module(s) {', '.join(missing)}; its linear modules are "
                         f"{', '.join(have)}")
     return list(modules)
+
+
+# ---- held-out split --------------------------------------------------------------------------
+MIN_HELDOUT = 20          # at least this many held-out examples when the set has 2 * MIN_HELDOUT or more
+
+
+def heldout_size(n: int, fraction: float) -> int:
+    """How many of n examples a held-out split of `fraction` takes: round(n * fraction), at least 20 when
+    n >= 40, at least 1 when fraction > 0 and n >= 2, never all of them."""
+    if fraction <= 0 or n < 2:
+        return 0
+    k = max(1, round(n * fraction))
+    if n >= 2 * MIN_HELDOUT:
+        k = max(k, MIN_HELDOUT)
+    return min(k, n - 1)
+
+
+def split_heldout(examples: list, fraction: float, seed: int = 0) -> tuple[list, list]:
+    """(train, held_out): a seeded random choice of heldout_size() examples; both keep the file's order.
+    Same examples, fraction and seed -> same split."""
+    k = heldout_size(len(examples), fraction)
+    idx = list(range(len(examples)))
+    random.Random(seed).shuffle(idx)
+    held = set(idx[:k])
+    return ([ex for i, ex in enumerate(examples) if i not in held],
+            [ex for i, ex in enumerate(examples) if i in held])
+
+
+def heldout_note(n_train_file: int, eval_file: str, n_eval: int, fraction: float, seed: int) -> str:
+    """One line on where the held-out data comes from (the preview and the job log say it)."""
+    if eval_file:
+        return f"held-out: {n_eval} examples from {Path(eval_file).name}"
+    k = heldout_size(n_train_file, fraction)
+    if not k:
+        return "held-out: none (too few examples to hold some out; no held-out loss or evaluation)"
+    return (f"held-out: {k} of {n_train_file} examples carved from the train file "
+            f"({fraction * 100:g} %, seed {seed})")
+
+
+def preview(train_file, fmt: str = "auto", eval_file: str = "", eval_fraction: float = 0.1,
+            seed: int = 0) -> str:
+    """A short text about the data a recipe trains on: examples, and the held-out part. DataError on a
+    bad file."""
+    train = load_examples(train_file, fmt)
+    n_eval = len(load_examples(eval_file, fmt)) if eval_file else 0
+    k = 0 if eval_file else heldout_size(len(train), eval_fraction)
+    return (f"{Path(train_file).name}: {len(train)} examples, {len(train) - k} for training; "
+            + heldout_note(len(train), eval_file, n_eval, eval_fraction, seed))

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-STAGES = ["prepare", "awq", "finetune", "onnx", "adapter"]
+from pipeline.stages import STAGE_NAMES, WEIGHTS
 
 
 class EventLog:
@@ -73,6 +73,12 @@ def format_event(e: dict) -> str:
         return f"{ts} == {e['stage']} done in {e.get('seconds', 0):.1f} s =="
     if kind == "stage_skip":
         return f"{ts} == {e['stage']} skipped: {e.get('reason', '')} =="
+    if kind == "resume":
+        return f"{ts} {e.get('stage')}: resumed at step {e.get('step')}"
+    if kind == "eval_result":
+        return (f"{ts} held-out loss on the served model ({e.get('n')} examples): base "
+                f"{e.get('base_loss', 0):.4f} (ppl {e.get('base_ppl', 0):.2f}) -> adapter "
+                f"{e.get('adapter_loss', 0):.4f} (ppl {e.get('adapter_ppl', 0):.2f})")
     if kind == "progress":
         return f"{ts} {e['stage']}: {e['done']}/{e['total']}"
     if kind == "job_start":
@@ -86,20 +92,27 @@ def format_event(e: dict) -> str:
 
 
 class JobState:
-    """Everything the UI shows about a job, folded from its events."""
+    """Everything the UI shows about a job, folded from its events.
+
+    stages[name]: state (waiting | running | done | cached | skipped | failed | cancelled | interrupted),
+    seconds (all attempts added up), done/total (progress), reason (why skipped or cached).
+    started: the first attempt's start; resumed_step: the fine-tuning step the last resume continued at;
+    eval: the evaluate stage's result (as in the adapter's metadata.json "eval")."""
 
     def __init__(self):
         self.status = "pending"
         self.error = ""
         self.stage = ""
-        self.stages: dict[str, dict] = {s: {"state": "waiting", "seconds": None, "done": 0, "total": 0}
-                                        for s in STAGES}
+        self.stages: dict[str, dict] = {s: {"state": "waiting", "seconds": None, "done": 0, "total": 0,
+                                            "reason": ""} for s in STAGE_NAMES}
         self.steps: list[tuple[int, float]] = []
         self.evals: list[tuple[int, float]] = []
         self.lines: list[str] = []
         self.result: dict = {}
         self.started = None
         self.ended = None
+        self.resumed_step: int | None = None
+        self.eval: dict = {}
 
     def apply(self, e: dict) -> None:
         kind = e.get("type")
@@ -108,9 +121,11 @@ class JobState:
         if kind == "job_queued":
             self.status, self.error = "pending", ""
         elif kind == "job_start":
-            self.status, self.started, self.error = "running", e.get("t"), ""
+            self.status, self.error = "running", ""
+            self.started = self.started or e.get("t")  # the job's start: kept across attempts
+            self.ended = None
             for s in self.stages.values():
-                if s["state"] in ("running", "failed"):
+                if s["state"] in ("running", "failed", "cancelled", "interrupted"):
                     s["state"] = "waiting"
         elif kind == "job_end":
             self.status, self.ended = e.get("status", "failed"), e.get("t")
@@ -125,7 +140,11 @@ class JobState:
         elif kind == "stage_end" and st is not None:
             st["state"], st["seconds"] = "done", e.get("seconds")
         elif kind == "stage_skip" and st is not None:
-            st["state"] = "cached" if e.get("cached") else "skipped"
+            if e.get("resumed"):  # finished in an earlier attempt: as it ended then
+                st["state"], st["reason"] = e.get("state", "done"), e.get("was", "")
+            else:
+                st["state"] = "cached" if e.get("cached") else "skipped"
+                st["reason"] = e.get("reason", "")
             st["seconds"] = e.get("seconds", st["seconds"])
         elif kind == "progress" and st is not None:
             st["done"], st["total"] = e.get("done", 0), e.get("total", 0)
@@ -133,6 +152,13 @@ class JobState:
             self.steps.append((int(e["step"]), float(e["loss"])))
         elif kind == "eval":
             self.evals.append((int(e["step"]), float(e["eval_loss"])))
+        elif kind == "resume":
+            self.resumed_step = int(e.get("step", 0))
+            # the curve continues at the checkpoint: points after it from the cancelled attempt go
+            self.steps = [p for p in self.steps if p[0] <= self.resumed_step]
+            self.evals = [p for p in self.evals if p[0] <= self.resumed_step]
+        elif kind == "eval_result":
+            self.eval = {k: v for k, v in e.items() if k not in ("t", "type")}
 
     @classmethod
     def from_events(cls, events: list[dict]) -> "JobState":
@@ -141,12 +167,18 @@ class JobState:
             state.apply(e)
         return state
 
+    def interrupt(self, error: str) -> None:
+        """The job's process is gone without a job_end (kill -9, a crash): nothing is running any more."""
+        self.status, self.error = "interrupted", error
+        for s in self.stages.values():
+            if s["state"] == "running":
+                s["state"] = "interrupted"
+
     def fraction(self) -> float:
-        weights = {"prepare": 0.05, "awq": 0.2, "finetune": 0.45, "onnx": 0.2, "adapter": 0.1}
         total = 0.0
         for name, s in self.stages.items():
             if s["state"] in ("done", "cached", "skipped"):
-                total += weights[name]
-            elif s["state"] == "running" and s["total"]:
-                total += weights[name] * min(1.0, s["done"] / s["total"])
+                total += WEIGHTS[name]
+            elif s["state"] in ("running", "cancelled", "interrupted", "failed") and s["total"]:
+                total += WEIGHTS[name] * min(1.0, s["done"] / s["total"])
         return round(total, 3)

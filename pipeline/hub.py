@@ -92,8 +92,9 @@ def _hub_error(repo_id: str, e: Exception) -> ModelNotFound:
                          f"id does not exist. {LOCAL_HINT}")
 
 
-def check_hub_id(name: str) -> None:
-    """A Hub id, checked before a build job exists: in the local cache, else (online) on the Hub."""
+def check_hub_id(name: str, lend_token: bool = True) -> None:
+    """A Hub id, checked before a build job exists: in the local cache, else (online) on the Hub
+    (lend_token=False: without the server's own token)."""
     import re
     name = name.strip()
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", name) or ".." in name:
@@ -110,7 +111,7 @@ def check_hub_id(name: str) -> None:
     if constants.HF_HUB_OFFLINE:
         raise ModelNotFound(f"{name}: {_unreachable()} and the model is not in the local cache. {LOCAL_HINT}")
     try:
-        HfApi().model_info(name, timeout=15)
+        HfApi().model_info(name, timeout=15, token=None if lend_token else False)
     except Exception as e:
         raise _hub_error(name, e) from None
 

@@ -14,10 +14,11 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.events import EventLog, JobState, read_events
-from pipeline.recipe import Recipe, RecipeError
+from pipeline.recipe import Recipe, RecipeError, default_adapter_name
 from artifacts import PROJECT_ROOT, Workspace
 
 CANCEL_GRACE_S = 3.0
+CANCEL_GRACE_FINETUNE_S = 30.0  # fine-tuning first finishes its step and writes a checkpoint
 
 
 @dataclass
@@ -34,22 +35,38 @@ def new_job_id(recipe: Recipe) -> str:
     return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{recipe.adapter_name}"
 
 
-def preflight(recipe: Recipe, ws: Workspace) -> None:
+def preflight(recipe: Recipe, ws: Workspace, lend_token: bool = True) -> None:
     """The checks that need no model load, so that bad input is refused before a job exists:
-    the recipe's values, the dataset files, a local model folder and its module names."""
+    the recipe's values, the dataset files, the adapter name, the base (a published one with its prepared
+    weights, or a local model folder and its module names). lend_token=False: a Hub id is looked up
+    without the server's own token."""
     from pipeline import data
+    from pipeline.errors import StageError
     from pipeline.hub import _looks_local, check_hub_id, resolve_model
+    from pipeline.stage_prepare import check_targets, prepared_weights
+    from pipeline.stage_publish import exists_message
     recipe.validate()
+    if not recipe.adapter_name:
+        raise RecipeError("adapter_name is empty (create_job derives one)")
+    if (ws.adapters / recipe.adapter_name).exists() and not recipe.replace:
+        raise RecipeError(exists_message(recipe.adapter_name))
     for label, path in (("train_file", recipe.train_file), ("eval_file", recipe.eval_file)):
         if path:
             data.load_examples(ws.resolve_input(path), recipe.data_format)
+    if recipe.base:
+        try:
+            meta, model_dir = prepared_weights(ws, recipe.base)
+            check_targets(recipe.base, meta, data.resolve_target_modules(model_dir, recipe.lora.target_modules))
+        except StageError as e:
+            raise RecipeError(str(e)) from None
+        return
     local = ws.resolve_input(recipe.base_model)
     if local.exists() or _looks_local(recipe.base_model):
         model_dir = resolve_model(recipe.base_model, project_root=ws.root)
         check_model_folder(model_dir, recipe.trust_remote_code)
         data.resolve_target_modules(model_dir, recipe.lora.target_modules)
     else:
-        check_hub_id(recipe.base_model)
+        check_hub_id(recipe.base_model, lend_token=lend_token)
 
 
 def check_model_folder(model_dir: Path, trust_remote_code: bool) -> None:
@@ -66,11 +83,14 @@ def check_model_folder(model_dir: Path, trust_remote_code: bool) -> None:
                           "run unless the recipe sets trust_remote_code: true (only for models you trust)")
 
 
-def create_job(recipe: Recipe, ws: Workspace | None = None) -> Path:
+def create_job(recipe: Recipe, ws: Workspace | None = None, lend_token: bool = True) -> Path:
     """Checks the recipe and its inputs (raises RecipeError/DataError with a message that names the
-    problem) and makes the job folder."""
+    problem) and makes the job folder. An empty adapter_name is derived (unique) and saved in the job's
+    recipe.yaml."""
     ws = ws or Workspace.default()
-    preflight(recipe, ws)
+    if not recipe.adapter_name:
+        recipe.adapter_name = default_adapter_name(recipe.train_file, ws.adapters)
+    preflight(recipe, ws, lend_token)
     ws.runs.mkdir(parents=True, exist_ok=True)
     job_id = new_job_id(recipe)
     job_dir = ws.runs / job_id
@@ -83,13 +103,24 @@ def create_job(recipe: Recipe, ws: Workspace | None = None) -> Path:
     return job_dir
 
 
-def launch(job_dir: Path, ws: Workspace | None = None) -> int:
-    """Starts (or resumes) the job process in the background; returns its pid."""
+# what makes huggingface_hub send a token it was not given (the server's own, from the env or its token file)
+TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+def launch(job_dir: Path, ws: Workspace | None = None, lend_token: bool = True) -> int:
+    """Starts (or resumes) the job process in the background; returns its pid. lend_token=False (a job
+    asked for by a web request, artifacts.Policy.allow_server_token off): the process gets no Hugging
+    Face token and huggingface_hub sends none implicitly, so a request cannot download (or probe) what
+    only the server's token can see."""
     ws = ws or Workspace.default()
     if is_running(job_dir):
         raise RuntimeError(f"job {job_dir.name} is already running")
     env = dict(os.environ, STUDIO_HOME=str(ws.root), PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    if not lend_token:
+        for k in TOKEN_ENV:
+            env.pop(k, None)
+        env["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
     # written before the process starts, so that a reader never mistakes a (re)launched job for the
     # previous attempt's end
     (job_dir / "pid").unlink(missing_ok=True)
@@ -152,18 +183,20 @@ def state(job_dir: Path) -> JobState:
     st = JobState.from_events(events)
     if st.status in ("running", "pending") and not is_running(job_dir, events):
         if st.status == "running" or (job_dir / "pid").exists():
-            st.status = "interrupted"
-            st.error = "the job process ended without finishing (killed?); it can be resumed"
+            st.interrupt("the job process ended without finishing (killed?); it can be resumed")
     return st
 
 
-def cancel(job_dir: Path, grace_s: float = CANCEL_GRACE_S) -> float:
+def cancel(job_dir: Path, grace_s: float | None = None) -> float:
     """Stops the job's whole process tree; returns the seconds it took. SIGTERM first (the job writes
-    its own 'cancelled' event), SIGKILL to the group after `grace_s`."""
+    its own 'cancelled' event; fine-tuning checkpoints first), SIGKILL to the group after `grace_s`
+    (default: 3 s, 30 s while fine-tuning)."""
     t0 = time.perf_counter()
     pid = _pid(job_dir)
     if pid is None or not _alive(pid):
         return 0.0
+    if grace_s is None:
+        grace_s = CANCEL_GRACE_FINETUNE_S if state(job_dir).stage == "finetune" else CANCEL_GRACE_S
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ import yaml
 from artifacts import NAME_RULE, PROJECT_ROOT, safe_name
 
 DEFAULT_BASE = "models/default-hf"
+DEFAULT_ONNX_BASE = "default"
+PRESET_CHOICES = ["auto", "demo", "3-4b", "custom"]
+GENERIC_STEMS = {"train", "training", "data", "dataset", "datasets", "examples", "all", "sft", "chat"}
 
 
 class RecipeError(ValueError):
@@ -58,8 +62,9 @@ class LoRAConfig:
     batch_size: int = opt(8, "Per-device batch size.", lo=1, hi=1024)
     max_seq_len: int = opt(512, "Longest training sequence in tokens (longer examples are cut).",
                            lo=16, hi=32768)
-    qlora: bool = opt(False, "Train on a 4-bit bitsandbytes copy of the base (QLoRA, CUDA only).")
-    eval_steps: int = opt(25, "Held-out loss every N steps (when an eval file is given).", lo=1, hi=100000)
+    eval_steps: int = opt(25, "Held-out loss every N steps.", lo=1, hi=100000)
+    save_steps: int = opt(50, "Checkpoint every N steps (and on cancel): resume continues from the last one.",
+                          lo=1, hi=100000)
     seed: int = opt(0, "Random seed.", lo=0, hi=2**31 - 1)
 
 
@@ -76,16 +81,29 @@ class OnnxConfig:
 
 @dataclass
 class Recipe:
-    base_model: str = opt(DEFAULT_BASE, "Base model: a Hugging Face Hub id or a local folder.")
+    base: str = opt(DEFAULT_ONNX_BASE, "Published ONNX base (models/<base>) the adapter is built onto: it trains "
+                                       "on exactly that base's prepared weights and skips AWQ and the ONNX "
+                                       "build. Empty: build a NEW base from base_model.")
+    base_model: str = opt(DEFAULT_BASE, "Model of a new base (when base is empty): a Hugging Face Hub id or a "
+                                        "local folder.")
+    preset: str = opt("auto", "Training settings preset: 'auto' (by model size: 'demo' for the embedded "
+                              "default and other small models, '3-4b' otherwise), 'demo', '3-4b', or "
+                              "'custom' (the values as given).", choices=PRESET_CHOICES)
     train_file: str = opt("data/travel/train.jsonl", "Training data (JSONL).")
-    eval_file: str = opt("data/travel/test.jsonl", "Held-out data (JSONL), optional (empty: none).")
+    eval_file: str = opt("", "Held-out data (JSONL); empty: a seeded held-out split carved from the "
+                             "training data (eval_fraction).")
+    eval_fraction: float = opt(0.1, "Share of the training data held out when no eval_file is given (at "
+                                    "least 20 examples when the set has 40 or more).", lo=0.0, hi=0.5)
     data_format: str = opt("auto", "'prompt' ({prompt, response} lines), 'messages' (chat lines) or "
                                    "'auto' (detected from the first line).",
                            choices=["auto", "prompt", "messages"])
     template: str = opt("", "Text template with {prompt} and {response}; empty: the model's own chat "
                             "template.")
-    adapter_name: str = opt("travel", "Name of the adapter folder in adapters/ (letters, digits, . _ -).")
-    base_name: str = opt("", "Name of the ONNX base in models/ (empty: derived from the base model).")
+    adapter_name: str = opt("", "Name of the adapter folder in adapters/ (letters, digits, . _ -); empty: "
+                                "derived from the training file's name, unique.")
+    replace: bool = opt(False, "Replace an existing adapter of that name (the old one is kept as "
+                               "<name>.previous until the next successful build of that name).")
+    base_name: str = opt("", "Name of a NEW ONNX base in models/ (empty: derived from the base model).")
     trust_remote_code: bool = opt(False, "Allow the model's own Python code (only for models you trust).")
     awq: AWQConfig = field(default_factory=AWQConfig, metadata={"help": "AWQ preparation"})
     lora: LoRAConfig = field(default_factory=LoRAConfig, metadata={"help": "LoRA fine-tuning"})
@@ -125,11 +143,13 @@ class Recipe:
     # ---- checks that need no model or data ----------------------------------------------------
     def validate(self) -> "Recipe":
         _check_bounds(self, "")
-        if not safe_name(self.adapter_name):
+        if self.adapter_name and not safe_name(self.adapter_name):
             raise RecipeError(f"adapter_name {self.adapter_name!r} is not a safe folder name: use {NAME_RULE}")
         if self.base_name and not safe_name(self.base_name):
             raise RecipeError(f"base_name {self.base_name!r} is not a safe folder name: use {NAME_RULE}")
-        if not self.base_model.strip():
+        if self.base and not safe_name(self.base):
+            raise RecipeError(f"base {self.base!r} is not a safe folder name: use {NAME_RULE}")
+        if not self.base and not self.base_model.strip():
             raise RecipeError("base_model is empty: give a Hub id or a local folder")
         if not self.train_file.strip():
             raise RecipeError("train_file is empty")
@@ -138,9 +158,6 @@ class Recipe:
             check_template(self.template)
         if not self.lora.target_modules:
             raise RecipeError("lora.target_modules is empty")
-        if self.lora.qlora and self.awq.enabled:
-            raise RecipeError("lora.qlora and awq.enabled exclude each other: QLoRA trains on its own "
-                              "4-bit copy, AWQ prepares float weights for the int4 ONNX model")
         return self
 
     def resolve(self, path: str) -> Path:
@@ -150,8 +167,17 @@ class Recipe:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+QLORA_GONE = ("QLoRA is not supported: the adapter is served in the float LoRA slots of the int4 ONNX model "
+              "and trains on that model's prepared float weights; remove lora.qlora from the recipe "
+              "(plain LoRA)")
+
+
 def _build(cls, d: dict, prefix: str):
     known = {f.name: f for f in fields(cls)}
+    if cls is LoRAConfig and "qlora" in d:  # recipes written before QLoRA was taken out
+        d = dict(d)
+        if _coerce(d.pop("qlora"), False, "lora.qlora"):
+            raise RecipeError(QLORA_GONE)
     extra = sorted(set(d) - set(known))
     if extra:
         raise RecipeError(f"unknown key(s) {', '.join(prefix + k for k in extra)}; known: "
@@ -226,6 +252,38 @@ def _check_bounds(obj, prefix: str):
             raise RecipeError(f"{name} = {value!r} is above the maximum {m['max']}")
 
 
+def default_adapter_name(train_file: str, adapters_dir: str | Path) -> str:
+    """A free adapter name derived from the training file: its stem (an upload's content hash cut off),
+    or for generic stems (train.jsonl, data.jsonl ...) its folder's name; '-2', '-3' ... when
+    adapters/<name> or adapters/<name>.previous exists."""
+    p = Path(train_file or "adapter")
+    stem = p.stem
+    if p.parent.name == "uploads":
+        stem = re.sub(r"-[0-9a-f]{10}$", "", stem)
+    elif stem.lower() in GENERIC_STEMS and p.parent.name not in ("", ".", "data"):
+        stem = p.parent.name
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", stem))[:56].strip("-._")
+    if not safe_name(name) or name.lower() in GENERIC_STEMS:
+        name = "adapter"
+    adapters_dir = Path(adapters_dir)
+    candidate, n = name, 1
+    while (adapters_dir / candidate).exists() or (adapters_dir / f"{candidate}.previous").exists():
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
+
+
+def dotted_keys(d: dict, prefix: str = "") -> set[str]:
+    """The dotted field names a recipe mapping (a YAML file's content) gives explicitly."""
+    out = set()
+    for k, v in (d or {}).items():
+        if isinstance(v, dict):
+            out |= dotted_keys(v, f"{prefix}{k}.")
+        else:
+            out.add(prefix + k)
+    return out
+
+
 def iter_fields(cls=Recipe, prefix: str = ""):
     """(dotted name, default, metadata) for every leaf field: drives the CLI and the UI form."""
     for f in fields(cls):
@@ -237,11 +295,18 @@ def iter_fields(cls=Recipe, prefix: str = ""):
 
 
 def set_dotted(recipe: Recipe, dotted: str, value: Any) -> None:
+    if dotted == "lora.qlora":  # taken out: asking for it is refused, 'false' changes nothing
+        if _coerce(value, False, dotted):
+            raise RecipeError(QLORA_GONE)
+        return
     *path, last = dotted.split(".")
     obj = recipe
-    for p in path:
-        obj = getattr(obj, p)
-    f = obj.__dataclass_fields__[last]
+    try:
+        for p in path:
+            obj = getattr(obj, p)
+        f = obj.__dataclass_fields__[last]
+    except (AttributeError, KeyError):
+        raise RecipeError(f"unknown recipe field {dotted!r}") from None
     setattr(obj, last, _coerce(value, _default_of(f), dotted))
 
 

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +209,36 @@ def model_fingerprint(model_dir, memo: Path | None = None) -> str:
         tmp.write_text(json.dumps(seen))
         tmp.replace(memo)
     return digest
+
+
+def run(job, d: Path) -> dict:
+    """Stage `adapter`: the PEFT LoRA as .onnx_adapter for the base, with peft/ and metadata.json, in
+    <stage>/built/<name>/ (the evaluate stage serves it from there, publish copies it into adapters/)."""
+    from datetime import datetime, timezone
+    r = job.recipe
+    ft, prep, onnx = job.out["finetune"], job.out["prepare"], job.out["onnx"]
+    out = d / "built" / r.adapter_name
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    info = convert_adapter(Path(ft["peft_dir"]), Path(onnx["onnx_dir"]), out / "adapter.onnx_adapter") or {}
+    shutil.copytree(ft["peft_dir"], out / "peft")
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    meta = {
+        "name": r.adapter_name, "format": "onnx_adapter",
+        "base_fingerprint": job.out["awq"]["fingerprint"], "base_name": onnx["base_name"],
+        "base_model": prep.get("source_model", r.base_model),
+        "dataset": {"train_file": r.train_file, "sha256": prep["train_sha256"],
+                    "examples": prep["train_examples"], "eval_file": r.eval_file,
+                    "eval_sha256": prep["eval_sha256"], "eval_examples": prep["eval_examples"],
+                    "eval_source": prep.get("eval_source", r.eval_file)},
+        "recipe": r.to_dict(), "rank": r.lora.r, "alpha": r.lora.alpha,
+        "target_modules": r.lora.target_modules, "steps": ft.get("steps"),
+        "train_loss": ft.get("train_loss"), "eval_loss": ft.get("eval_loss"),
+        "timings": dict(job.timings), "size_bytes": size,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "job": job.job_dir.name,
+        "tensors": info.get("tensors"),
+    }
+    (out / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
+    job.log.log(f"adapter {r.adapter_name} built ({size / 1e6:.2f} MB)")
+    return {"adapter_dir": str(out), "size_bytes": size}

@@ -118,3 +118,39 @@ def run_awq(model_dir, out_dir, cfg, calib_texts, log, trust_remote_code: bool =
     return {"device": device, "dtype": str(dtype).replace("torch.", ""), "seconds": round(seconds, 2),
             "calib_texts": len(calib_texts), "calib_seq_len": seq_len, "group_size": cfg.group_size,
             "w_bit": cfg.w_bit, "model_type": model_type}
+
+
+def run(job, d: Path) -> dict:
+    """Stage `awq`: skipped onto a published base (its prepared weights are used) and when AWQ is off;
+    otherwise AWQ on the resolved model, kept in the content-hash cache."""
+    import json
+
+    from pipeline.data import read_texts
+    from pipeline.stage_prepare import _has_cuda
+    p = job.out["prepare"]
+    r = job.recipe
+    if r.base:
+        return {"_skip": f"building onto base '{r.base}'", "model_dir": p["model_dir"],
+                "fingerprint": p["base_fingerprint"], "info": {"skipped": f"onto base '{r.base}'"}}
+    cfg = r.awq
+    device, reason = _want_device(cfg)
+    if device is None:  # off in the recipe, or 'auto' without a GPU: the model's own weights, as they are
+        job.log.log(reason)
+        return {"_skip": reason, "model_dir": p["model_dir"], "fingerprint": p["model_fingerprint"],
+                "info": {"skipped": reason}}
+    calib = read_texts(job.job_dir / "stages/prepare/calib.jsonl")
+    key = job.sha({"model": p["model_fingerprint"], "awq": r.to_dict()["awq"],
+                   "cuda": _has_cuda() if cfg.device == "auto" else cfg.device})
+    info: dict = {}
+
+    def build(tmp: Path):
+        nonlocal info
+        info = run_awq(Path(p["model_dir"]), tmp / "model", cfg, calib, job.log,
+                       trust_remote_code=r.trust_remote_code) or {}
+        return {"info": info, "calibration": p["train_file"]}
+
+    path, hit = job.cached("awq", key, build)
+    if hit:
+        info = json.loads((path / "CACHE.json").read_text()).get("info", {})
+    return {"model_dir": str(path / "model"), "fingerprint": job.fingerprint(path / "model"),
+            "info": info, "_cached": str(path) if hit else False}

@@ -17,10 +17,36 @@ import time
 from pathlib import Path
 
 from pipeline.data import write_texts
+from pipeline.errors import Cancelled
 
 
 class FinetuneError(RuntimeError):
     pass
+
+
+_cancel = {"active": False, "requested": False}
+
+
+def cooperative() -> bool:
+    """True while a fine-tuning runs that checkpoints on cancel (the job's SIGTERM handler asks)."""
+    return _cancel["active"]
+
+
+def request_cancel() -> None:
+    _cancel["requested"] = True
+
+
+def last_checkpoint(trainer_dir: Path) -> tuple[str | None, int]:
+    """The newest complete checkpoint folder under trainer_dir and its step (None, 0 when none)."""
+    best, step = None, 0
+    for c in Path(trainer_dir).glob("checkpoint-*"):
+        try:
+            k = int(c.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if k > step and (c / "trainer_state.json").is_file():
+            best, step = str(c), k
+    return best, step
 
 
 def _data_config(name: str, path: Path, max_seq_len: int, batch_size: int) -> dict:
@@ -45,6 +71,12 @@ def _data_config(name: str, path: Path, max_seq_len: int, batch_size: int) -> di
 def _make_callback(log, state: dict):
     from transformers import TrainerCallback
 
+    def stop_here(control):  # a cancel was asked: checkpoint at this point, then stop (on_save raises)
+        if _cancel["requested"]:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
     class EventCallback(TrainerCallback):
         def on_log(self, args, st, control, logs=None, **kw):
             logs = logs or {}
@@ -57,17 +89,28 @@ def _make_callback(log, state: dict):
                 log.emit("eval", step=int(st.global_step), eval_loss=float(logs["eval_loss"]))
             if "train_loss" in logs:
                 state["train_loss"] = float(logs["train_loss"])
+            return stop_here(control)
+
+        def on_evaluate(self, args, st, control, **kw):  # the Trainer saves right after evaluating
+            return stop_here(control)
 
         def on_step_end(self, args, st, control, **kw):
             state["steps"] = int(st.global_step)
             log.progress("finetune", int(st.global_step), int(st.max_steps or 0))
+            return stop_here(control)
+
+        def on_save(self, args, st, control, **kw):
+            if _cancel["requested"]:
+                log.log(f"cancelled: checkpoint at step {int(st.global_step)} saved")
+                raise Cancelled()
 
     return EventCallback()
 
 
 def olive_config(model_dir, train_file, eval_file, cfg, out_dir, cuda: bool,
-                 training_overrides: dict | None = None, data_overrides: dict | None = None) -> dict:
-    """The Olive workflow (one LoRA/QLoRA pass) for this fine-tuning; `olive run --config` accepts it.
+                 training_overrides: dict | None = None, data_overrides: dict | None = None,
+                 resume_from: str | None = None) -> dict:
+    """The Olive workflow (one LoRA pass) for this fine-tuning; `olive run --config` accepts it.
 
     `training_overrides` (e.g. {"dataloader_num_workers": 4}) are merged into `training_args` last;
     `data_overrides` (e.g. {"pre_process_data_config": {"strategy": "join"}}) into the training data
@@ -94,7 +137,9 @@ def olive_config(model_dir, train_file, eval_file, cfg, out_dir, cuda: bool,
         "seed": cfg.seed,
         "data_seed": cfg.seed,
         "logging_steps": log_every,
-        "save_strategy": "no",
+        "save_strategy": "steps",
+        "save_steps": cfg.save_steps,
+        "save_total_limit": 2,
         "report_to": "none",
         "gradient_checkpointing": False,
         "output_dir": str(out_dir / "trainer"),
@@ -113,20 +158,20 @@ def olive_config(model_dir, train_file, eval_file, cfg, out_dir, cuda: bool,
     if eval_texts:
         training_args["eval_strategy"] = "steps"
         training_args["eval_steps"] = min(cfg.eval_steps, cfg.max_steps)
+    if resume_from:
+        training_args["resume_from_checkpoint"] = str(resume_from)
     training_args.update(training_overrides or {})
     pass_cfg = {
-        "type": "QLoRA" if cfg.qlora else "LoRA",
+        "type": "LoRA",
         "train_data_config": "train_data",
         "r": cfg.r,
         "alpha": cfg.alpha,
         "lora_dropout": cfg.dropout,
         "target_modules": list(cfg.target_modules),
-        "torch_dtype": ("bfloat16" if cuda else "float32") if not cfg.qlora else "float16",
+        "torch_dtype": "bfloat16" if cuda else "float32",
         "device_map": "auto" if cuda else None,  # "current_device" calls torch.cuda even on CPU
         "training_args": training_args,
     }
-    if cfg.qlora:
-        pass_cfg["save_quant_config"] = False
     if eval_texts:
         pass_cfg["eval_data_config"] = "eval_data"
     accel = {"device": "gpu", "execution_providers": ["CUDAExecutionProvider"]} if cuda else \
@@ -154,9 +199,6 @@ def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: 
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     cuda = torch.cuda.is_available() and device != "cpu"
-    if cfg.qlora and not cuda:
-        raise FinetuneError("lora.qlora needs a CUDA GPU (bitsandbytes 4-bit); on CPU use plain LoRA "
-                            "(lora.qlora = false)")
     if not train_texts:
         raise FinetuneError("no training texts")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,9 +211,15 @@ def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: 
         eval_file = data_dir / "eval.jsonl"
         write_texts(eval_file, eval_texts)
 
-    config = olive_config(model_dir, train_file, eval_file if eval_texts else None, cfg, out_dir, cuda,
-                          training_overrides, data_overrides)
+    resume_from, resume_step = last_checkpoint(out_dir / "trainer")
     olive_out = out_dir / "olive"
+    for stale in (olive_out, out_dir / "olive-cache"):  # an earlier attempt's partial Olive state
+        shutil.rmtree(stale, ignore_errors=True)
+    if resume_from:
+        log.emit("resume", stage="finetune", step=resume_step)
+        log.log(f"resuming fine-tuning from the checkpoint at step {resume_step}")
+    config = olive_config(model_dir, train_file, eval_file if eval_texts else None, cfg, out_dir, cuda,
+                          training_overrides, data_overrides, resume_from)
     (out_dir / "olive_config.json").write_text(json.dumps(config, indent=2))
 
     import transformers.trainer as tt
@@ -191,15 +239,23 @@ def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: 
     olive_logger = logging.getLogger("olive")
     olive_logger.addHandler(grab)
     tt.DEFAULT_CALLBACKS.append(cb)
+    _cancel.update(active=True, requested=False)
+    # Olive creates the LoRA (random A) before the Trainer seeds anything: seed first, so that the same
+    # recipe gives the same adapter (and a resumed run the same one as an uninterrupted run)
+    from transformers import set_seed
+    set_seed(cfg.seed)
     t0 = time.time()
     log.log(f"LoRA fine-tuning with Olive: r={cfg.r} alpha={cfg.alpha} targets={','.join(cfg.target_modules)} "
             f"steps={cfg.max_steps} batch={cfg.batch_size} lr={cfg.learning_rate} on "
             f"{'cuda' if cuda else 'cpu'} ({len(train_texts)} train / {len(eval_texts or [])} eval texts)")
     try:
         olive_run(config)
+        if _cancel["requested"]:  # asked after the last step: the run is complete, but the job stops
+            raise Cancelled()
     except Exception as e:
         raise FinetuneError(f"Olive LoRA failed: {type(e).__name__}: {e}") from e
     finally:
+        _cancel.update(active=False)
         if cb in tt.DEFAULT_CALLBACKS:
             tt.DEFAULT_CALLBACKS.remove(cb)
         olive_logger.removeHandler(grab)
@@ -226,4 +282,15 @@ def run_finetune(model_dir, train_texts, eval_texts, cfg, out_dir, log, device: 
     log.log(f"fine-tuning done in {seconds:.1f} s: {state['steps']} steps, train loss {train_loss}, "
             f"eval loss {state['eval_loss']}")
     return {"peft_dir": str(peft_dir), "steps": state["steps"], "train_loss": train_loss,
-            "eval_loss": state["eval_loss"], "train_loss_mean": state["train_loss"], "seconds": round(seconds, 2), "losses": state["losses"]}
+            "eval_loss": state["eval_loss"], "train_loss_mean": state["train_loss"],
+            "seconds": round(seconds, 2), "losses": state["losses"], "resumed_from_step": resume_step}
+
+
+def run(job, d: Path) -> dict:
+    """Stage `finetune`: LoRA on the prepared weights (the awq stage's output), resuming from the last
+    checkpoint of an earlier attempt."""
+    from pipeline.data import read_texts
+    train = read_texts(job.job_dir / "stages/prepare/train.jsonl")
+    evals = read_texts(job.job_dir / "stages/prepare/eval.jsonl") or None
+    res = run_finetune(Path(job.out["awq"]["model_dir"]), train, evals, job.recipe.lora, d, job.log)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in res.items()}

@@ -217,3 +217,30 @@ def build_onnx(model_dir, peft_dir, cfg, ep, out_dir, log, lora_layout: str = "a
             "block_size": cfg.block_size if precision == "int4" else None,
             "accuracy_level": cfg.accuracy_level if precision == "int4" else None,
             "timings": timings, "size_bytes": size}
+
+
+def run(job, d: Path) -> dict:
+    """Stage `onnx`: skipped onto a published base; otherwise the int4 ONNX base (content-hash cache),
+    published once into models/<base_name>/ with base.json (job.publish_base)."""
+    r = job.recipe
+    if r.base:
+        return {"_skip": f"building onto base '{r.base}'", "onnx_dir": str(job.ws.models / r.base),
+                "base_name": r.base}
+    ep = job.out["prepare"]["execution_provider"]
+    awq = job.out["awq"]
+    key = job.sha({"model": awq["fingerprint"], "onnx": r.to_dict()["onnx"], "ep": ep,
+                   "targets": sorted(r.lora.target_modules), "layout": 3})  # 3: + per-row LoRA dim
+    info: dict = {}
+
+    def build(tmp: Path):
+        nonlocal info
+        info = build_onnx(Path(awq["model_dir"]), Path(job.out["finetune"]["peft_dir"]), r.onnx, ep,
+                          tmp / "model", job.log) or {}
+        return {"info": info}
+
+    path, hit = job.cached("onnx", key, build)
+    if hit:
+        info = json.loads((path / "CACHE.json").read_text()).get("info", {})
+    base_dir = job.publish_base(path / "model", info, ep)
+    return {"onnx_dir": str(base_dir), "base_name": base_dir.name, "cache": str(path),
+            "_cached": str(path) if hit else False}

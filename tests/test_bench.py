@@ -60,3 +60,39 @@ def test_report_merges_the_recorded_harness_run(tmp_path):
     assert f"**{ad['decode_tok_s']:,.1f}**" in merged["table"] and merged["table"] in p.stdout
     assert {"hf", "pipeline", "serve", "trace", "iobinding", "finetune", "compare"} <= set(merged["parts"])
     assert merged["info"]["gpu_name"] == "NVIDIA H200"
+
+
+def test_serving_harness_cpu_path(tmp_path):
+    """bench/serving_gpu.sh on an existing workspace (the default model, CPU): every part writes its JSON
+    and log, the report holds the issue's summary keys; a second run resumes (skips what is done)."""
+    import os
+    import shutil
+    ws = tmp_path / "ws"
+    (ws / "models").mkdir(parents=True)
+    shutil.copytree(ROOT / "models" / "default", ws / "models" / "default")
+    shutil.copytree(ROOT / "adapters", ws / "adapters", ignore=shutil.ignore_patterns("peft"))
+    os.symlink(ROOT / "data", ws / "data")
+    work, out = tmp_path / "work", tmp_path / "results"
+    env = dict(os.environ, WORK=str(work), DEVICE="cpu", WS=str(ws), BASE="default", TOKENS="24", REPS="1",
+               LONG="96", USERS="3", MANY="6", PYTHON=PY)
+    p = subprocess.run(["bash", "bench/serving_gpu.sh", str(out)], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    for part in ("engine", "app", "og", "engine-og", "engine-nograph"):
+        assert (work / "parts" / f"{part}.json").is_file(), (part, p.stdout[-3000:])
+        assert (work / "logs" / f"{part}.log").is_file()
+    (res,) = out.glob("serving-cpu-*.json")
+    r = json.loads(res.read_text())
+    s = r["summary"]
+    keys = ("base_tok_s", "adapter_tok_s", "app_base_tok_s", "app_adapter_tok_s", "engine_base_tok_s",
+            "engine_adapter_tok_s", "compare_over_one_graph", "users8_aggregate_over_one",
+            "adapters100_switch_ms", "ttft96_adapter_ms", "og_base_tok_s", "og_adapter_tok_s")
+    assert all(isinstance(s[k], (int, float)) for k in keys), {k: s.get(k) for k in keys}
+    assert "ttft1024_adapter_ms" in s and s["device"] and s["packages"]["onnxruntime"] and s["date"]
+    assert s["backend"] == "og" and r["failed_parts"] == {}  # the CPU default: onnxruntime-genai
+    assert r["parts"]["engine"]["switch100"]["adapters"] == 6 and "| the app" in r["table"]
+    assert "backend og" in r["parts"]["app"]["adapter"]["stats"] and s["app_raw_http_adapter_tok_s"] > 0
+    # resumable: a second run skips every part that has its JSON
+    p = subprocess.run(["bash", "bench/serving_gpu.sh", str(out)], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0 and p.stdout.count("done before, skipped") == 5, p.stdout[-2000:]

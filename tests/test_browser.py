@@ -137,9 +137,8 @@ def test_build_start_and_cancel(page):
     page.wait_for_selector("#build-start", state="visible")
     name = f"browser-{uuid.uuid4().hex[:6]}"
     page.fill("#build-adapter-name input, #build-adapter-name textarea", name)
-    for group in ("AWQ", "LoRA fine-tuning"):  # closed accordions: open them to reach their fields
-        page.locator("button", has_text=group).first.click()
-    page.locator("#build-awq-enabled input[type=checkbox]").uncheck()
+    # the default choice: an adapter onto the published base (AWQ and the ONNX build are skipped)
+    assert page.locator("#build-mode input:checked").get_attribute("value") == "New adapter on a base"
     page.fill("#build-lora-max-steps input", "5000")
     page.locator("#build-lora-max-steps input").press("Tab")
     page.wait_for_function(

@@ -110,7 +110,7 @@ def test_stream_is_incremental(engine):
 
 
 def test_switch_without_reload(engine):
-    model_id, adapters_id = id(engine.model), id(engine.adapters)
+    model_id, adapters_id = id(engine.backend.model), id(engine.backend.adapters)
     ref = {v: engine.generate(MSG, v, GREEDY)[0] for v in engine.variants()}
     one = SamplingParams(max_new_tokens=1)
     times = {}
@@ -120,16 +120,16 @@ def test_switch_without_reload(engine):
         times.setdefault(v, []).append(time.perf_counter() - t0)
     for v in ["beta", "base", "alpha", "alpha", "beta"]:
         assert engine.generate(MSG, v, GREEDY)[0] == ref[v]
-    assert id(engine.model) == model_id and id(engine.adapters) == adapters_id
+    assert id(engine.backend.model) == model_id and id(engine.backend.adapters) == adapters_id
     med = {v: sorted(t)[len(t) // 2] * 1e3 for v, t in times.items()}
     print("request with 1 new token incl. generator + adapter switch, median ms:",
           {k: round(x, 3) for k, x in med.items()})
     # generator creation + set_active_adapter alone
-    l = engine._loaded["alpha"]
+    l = engine.registry._loaded["alpha"]
     t0 = time.perf_counter()
     for _ in range(50):
-        g = og.Generator(engine.model, engine._params(10, GREEDY, 1))
-        g.set_active_adapter(engine.adapters, l.og_name)
+        g = og.Generator(engine.backend.model, engine.backend.params(10, GREEDY, 1))
+        g.set_active_adapter(engine.backend.adapters, l.key)
         del g
     print(f"og.Generator + set_active_adapter: {(time.perf_counter() - t0) / 50 * 1e3:.3f} ms")
 
@@ -187,10 +187,10 @@ def test_compare_is_one_batch_of_two_with_a_pair_adapter(engine):
             assert len(frames) > 5 and frames[0][0] != ta
     finally:
         og.Generator = real
-    keys = list(engine._pairs)
-    assert len(keys) == 4 == len({engine._pairs[k].og_name for k in keys})
+    keys = list(engine.registry._pairs)
+    assert len(keys) == 4 == len({engine.registry._pairs[k].key for k in keys})
     list(engine.compare(MSG, "alpha", "beta", p))  # reused, not made again
-    assert list(engine._pairs)[-1] == keys[0] and len(engine._pairs) == 4
+    assert list(engine.registry._pairs)[-1] == keys[0] and len(engine.registry._pairs) == 4
     # sampled: one seed for the batch, reproducible
     ps = SamplingParams(temperature=0.9, top_p=0.95, top_k=40, seed=11, max_new_tokens=20)
     assert list(engine.compare(MSG, "alpha", "beta", ps))[-1][:2] == list(engine.compare(MSG, "alpha", "beta", ps))[-1][:2]
@@ -198,21 +198,21 @@ def test_compare_is_one_batch_of_two_with_a_pair_adapter(engine):
 
 def test_compare_pairs_bounded_and_dropped_with_their_adapter(engine_scratch, lib_copy, monkeypatch):
     eng = ChatEngine(engine_scratch["model_dir"], lib_copy)
-    monkeypatch.setattr(eng, "MAX_PAIRS", 2)
+    monkeypatch.setattr(eng.registry, "MAX_PAIRS", 2)
     p = SamplingParams(max_new_tokens=8)
     for a, b in (("alpha", "beta"), ("beta", "alpha"), ("base", "alpha")):
         list(eng.compare(MSG, a, b, p))
-    assert len(eng._pairs) == 2 and eng._pair_dir is not None
-    assert len(list(eng._pair_dir.glob("*.onnx_adapter"))) == 2  # evicted pairs leave no file
+    assert len(eng.registry._pairs) == 2 and eng.registry._pair_dir is not None
+    assert len(list(eng.registry._pair_dir.glob("*.onnx_adapter"))) == 2  # evicted pairs leave no file
     # replacing beta on disk makes every pair with the old beta stale: dropped at the next refresh
     shutil.copy2(lib_copy / "alpha" / "adapter.onnx_adapter", lib_copy / "beta" / "adapter.onnx_adapter")
     os.utime(lib_copy / "beta" / "metadata.json")
     eng.refresh()
-    assert all(eng._loaded["beta"].og_name not in k for k in eng._pairs)
-    assert [k for k in eng._pairs] == [(None, eng._loaded["alpha"].og_name)]
+    assert all(eng.registry._loaded["beta"].key not in k for k in eng.registry._pairs)
+    assert [k for k in eng.registry._pairs] == [(None, eng.registry._loaded["alpha"].key)]
     ta, tb, _, _ = list(eng.compare(MSG, "alpha", "beta", p))[-1]
     assert ta == tb  # beta now holds alpha's weights: the new pair uses them
-    pair_dir = eng._pair_dir
+    pair_dir = eng.registry._pair_dir
     eng.close()
     assert not pair_dir.exists()
 
@@ -226,7 +226,7 @@ def test_compare_interleaved_when_asked(engine_scratch, monkeypatch):
     p = SamplingParams(max_new_tokens=30)
     ta, tb, _, _ = list(eng.compare(MSG, "alpha", "base", p))[-1]
     assert (ta, tb) == (eng.generate(MSG, "alpha", p)[0], eng.generate(MSG, "base", p)[0])
-    assert not eng._pairs
+    assert not eng.registry._pairs
 
 
 def test_pair_adapter_file_stacks_rows(engine_scratch, tmp_path):
@@ -337,7 +337,7 @@ def test_refresh_publish_delete_replace(engine_scratch, lib_copy):
     staged = lib_copy.parent / "staged-beta"
     shutil.move(lib_copy / "beta", staged)
     e = ChatEngine(engine_scratch["model_dir"], lib_copy)
-    model_id = id(e.model)
+    model_id = id(e.backend.model)
     assert e.variants() == ["base", "alpha"]
     t0 = time.perf_counter()
     for _ in range(100):
@@ -360,10 +360,10 @@ def test_refresh_publish_delete_replace(engine_scratch, lib_copy):
     assert e.variants() == ["base", "gamma"]
     with pytest.raises(ValueError):
         e.stream(MSG, "alpha")
-    assert len(e._retired) == 1
+    assert len(e.registry._retired) == 1
     rest = list(it)
     assert rest[-1][1].finished and rest[-1][0].startswith(first[0])
-    assert e._retired == []
+    assert e.registry._retired == []
 
     # replaced in place (new content under the same name) -> reloaded
     shutil.rmtree(lib_copy / "gamma")
@@ -373,7 +373,7 @@ def test_refresh_publish_delete_replace(engine_scratch, lib_copy):
     alpha_text = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"]) \
         .generate(MSG, "alpha", GREEDY)[0]
     assert e.generate(MSG, "gamma", GREEDY)[0] == alpha_text
-    assert id(e.model) == model_id
+    assert id(e.backend.model) == model_id
 
 
 def test_compare_falls_back_to_interleaving_when_the_batch_fails(engine_scratch, monkeypatch):

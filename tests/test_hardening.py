@@ -68,22 +68,21 @@ RECIPE = {  # case id -> (overrides, fragment)
     "template-unknown-placeholder": ({"template": "Q: {prompt}\nA: {answer}"}, "unknown placeholder"),
     "template-without-response": ({"template": "Q: {prompt}"}, "{response}"),
     "template-bad-brace": ({"template": "{prompt} {response} {"}, "not valid"),
-    "qlora-with-awq": ({"lora.qlora": True}, "exclude each other"),
+    "qlora-removed": ({"lora.qlora": True}, "QLoRA is not supported"),
     "no-target-modules": ({"lora.target_modules": ""}, "target_modules"),
-    "unknown-target-module": ({"lora.target_modules": "q_proj"}, "no module(s) q_proj"),
+    "unknown-target-module": ({"base": "", "lora.target_modules": "q_proj"}, "no module(s) q_proj"),
     "train-file-missing": ({"train_file": "data/none.jsonl"}, "none.jsonl"),
     "train-file-is-folder": ({"train_file": "data"}, "not a file"),
     "eval-file-missing": ({"eval_file": "data/nothere.jsonl"}, "nothere.jsonl"),
-    "unknown-model-id": ({"base_model": "nobody-xyz/no-such-model"}, "no-such-model"),
-    "bad-model-id": ({"base_model": "a/b/c/d"}, "does not exist"),
-    "missing-model-folder": ({"base_model": "models/not-here"}, "not-here"),
-    "folder-without-config": ({"base_model": "hard/noconfig"}, "no config.json"),
-    "pytorch-bin-only": ({"base_model": "hard/binonly"}, "safetensors"),
-    "custom-code-untrusted": ({"base_model": "hard/customcode"}, "trust_remote_code"),
+    "unknown-model-id": ({"base": "", "base_model": "nobody-xyz/no-such-model"}, "no-such-model"),
+    "bad-model-id": ({"base": "", "base_model": "a/b/c/d"}, "does not exist"),
+    "missing-model-folder": ({"base": "", "base_model": "models/not-here"}, "not-here"),
+    "folder-without-config": ({"base": "", "base_model": "hard/noconfig"}, "no config.json"),
+    "pytorch-bin-only": ({"base": "", "base_model": "hard/binonly"}, "safetensors"),
+    "custom-code-untrusted": ({"base": "", "base_model": "hard/customcode"}, "trust_remote_code"),
     "name-dotdot": ({"adapter_name": "../evil"}, "not a safe folder name"),
     "name-slash": ({"adapter_name": "a/b"}, "not a safe folder name"),
     "name-space": ({"adapter_name": "my adapter"}, "not a safe folder name"),
-    "name-empty": ({"adapter_name": ""}, "not a safe folder name"),
     "name-200-chars": ({"adapter_name": "a" * 200}, "not a safe folder name"),
     "name-dot-start": ({"adapter_name": ".hidden"}, "not a safe folder name"),
     "base-name-dotdot": ({"base_name": "../up"}, "base_name"),
@@ -260,7 +259,7 @@ def test_broken_adapters_refused_others_serve(happ):
         assert "broken-truncated" not in names and "other-base" not in names and good in names, names
         text = json.dumps(refused)
         assert "broken-truncated" in text and "truncated" in text, text
-        assert "other-base" in text and "another base" in text, text
+        assert "other-base" in text and ("another base" in text or "built for base" in text), text
         _, stats = _chat(client, "broken-truncated")
         assert "error" in stats and "broken-truncated" in stats and "Traceback" not in stats, stats
         text, stats = _chat(client, good)
@@ -318,7 +317,13 @@ def test_upload_handler_enforces_size_limit_and_safe_names(tmp_path, monkeypatch
     demo = appmod.build_demo()
     fns = [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "on_upload"]
     assert len(fns) == 1
-    on_upload = fns[0].fn
+    handler = fns[0].fn
+
+    def on_upload(path, fmt, template, base_model, trust):  # later form fields (eval file, ...) at their defaults
+        import inspect
+        later = {"eval_file": "", "eval_fraction": 0.1, "seed": 0}
+        rest = list(inspect.signature(handler).parameters)[5:]
+        return handler(path, fmt, template, base_model, trust, *[later.get(k) for k in rest])
     big = tmp_path / "big.jsonl"
     big.write_bytes(GOOD.encode() * (2_000_000 // len(GOOD)))
     out = on_upload(str(big), "auto", "", "models/default-hf", False)
@@ -327,7 +332,7 @@ def test_upload_handler_enforces_size_limit_and_safe_names(tmp_path, monkeypatch
     weird = tmp_path / "..  evil; rm -rf ~ $(id) .jsonl"
     weird.write_text(GOOD * 3)
     train_file, preview = on_upload(str(weird), "auto", "", "models/default-hf", False)
-    dest = Path(train_file)
+    dest = ws / train_file  # relative to the workspace, or absolute
     assert dest.parent == ws / "uploads" and re.fullmatch(r"[A-Za-z0-9_-]+\.jsonl", dest.name), dest
     assert preview.startswith("✓"), preview
 
@@ -338,10 +343,11 @@ def test_user_given_names_are_safe_folder_names(tmp_path):
     from ui.engine import AppEngine, UIError
     from artifacts import Workspace
     for bad in ("../x", "a/b", "a b", "", "a" * 200, ".x", "x\0y", "..", "/abs"):
+        if bad:  # an empty adapter_name may mean "derive one" (the job names it)
+            with pytest.raises(RecipeError):
+                Recipe(adapter_name=bad).validate()
         with pytest.raises(RecipeError):
-            Recipe(adapter_name=bad).validate()
-        with pytest.raises(RecipeError):
-            Recipe(base_name=bad or "/").validate()
+            Recipe(adapter_name="ok", base_name=bad or "/").validate()
         assert not safe_name(bad)
         with pytest.raises(LibraryError):
             delete_adapter(tmp_path, bad)
@@ -359,7 +365,7 @@ def test_trust_remote_code_off_by_default(tmp_path):
     text = json.dumps(cfg)
     assert '"trust_remote_code": false' in text and '"trust_remote_code": true' not in text
     # the job's own loads pass the recipe's flag
-    src = (ROOT / "pipeline" / "runner.py").read_text()
+    src = (ROOT / "pipeline" / "stage_prepare.py").read_text()
     assert "trust_remote_code=r.trust_remote_code" in src
 
 
@@ -403,11 +409,17 @@ def test_custom_code_and_pickles_refused(tmp_path):
     from conftest import make_workspace
     ws = Workspace(make_workspace(tmp_path / "ws"))
     prepare_inputs(ws.root)
+
+    def recipe(**kw) -> Recipe:  # a new base from base_model (recipes that build onto a base have `base`)
+        r = Recipe(adapter_name="x", **kw)
+        if hasattr(r, "base"):
+            r.base = ""
+        return r
     with pytest.raises(RecipeError, match="trust_remote_code"):
-        jobs.preflight(Recipe(base_model=str(ws.root / "hard/customcode")), ws)
-    jobs.preflight(Recipe(base_model=str(ws.root / "hard/customcode"), trust_remote_code=True), ws)
+        jobs.preflight(recipe(base_model=str(ws.root / "hard/customcode")), ws)
+    jobs.preflight(recipe(base_model=str(ws.root / "hard/customcode"), trust_remote_code=True), ws)
     with pytest.raises(DataError, match="safetensors"):
-        jobs.preflight(Recipe(base_model=str(ws.root / "hard/binonly")), ws)
+        jobs.preflight(recipe(base_model=str(ws.root / "hard/binonly")), ws)
     from pipeline.hub import ALLOW_PATTERNS
     assert not any(p.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt")) for p in ALLOW_PATTERNS)
 

@@ -89,6 +89,15 @@ class Raw:
                     return {"ok": False, "error": str(out.get("error") or out)}
         return {"ok": False, "error": "stream ended without a result"}
 
+    def preview(self, train_file, template="", base_model="models/default-hf", trust=False, file=None) -> dict:
+        """The Build tab's data check (/preview_data), or its upload handler when `file` is given, with
+        the form's other fields as the page holds them."""
+        fields = dict(build_train_file=train_file, build_data_format="auto", build_template=template,
+                      build_base_model=base_model, build_trust_remote_code=trust)
+        if file is not None:
+            return self.call("on_upload", self.defaults(self.fn("on_upload"), build_upload=file, **fields))
+        return self.call("preview_data", self.defaults(self.fn("preview_data"), **fields))
+
     def upload(self, name: str, content: bytes) -> dict:
         r = self.http.post("/gradio_api/upload", files={"files": (name, content)})
         assert r.status_code == 200, r.text
@@ -232,7 +241,7 @@ def test_model_code_never_runs_from_a_request(guard, model):
         model = str(Path(f["path"]).parent)
     good = "uploads/good.jsonl"
     # the data preview with trust_remote_code ticked: the tokenizer never runs code
-    r = raw.call("preview_data", [good, "auto", "", model, True])
+    r = raw.preview(good, base_model=model, trust=True)
     assert r["ok"] and not guard["sentinel"].exists(), r
     # a build that asks for remote code: refused before any job exists
     r = raw.call("build_recipe", [{"base_model": model, "train_file": good, "trust_remote_code": True,
@@ -306,7 +315,7 @@ READS = ["{outside}/secret.jsonl", "../outside/secret.jsonl", "uploads/../../out
 def test_data_files_only_from_uploads_and_data(guard, path):
     raw = guard["raw"]
     path = path.format(outside=guard["outside"])
-    r1 = raw.call("preview_data", [path, "auto", "", "models/default-hf", False])
+    r1 = raw.preview(path)
     r2 = raw.call("build_recipe", [{"train_file": path}])
     r3 = raw.call("build_recipe", [{"eval_file": path}])
     for r in (r1, r2, r3):
@@ -321,7 +330,7 @@ def test_missing_and_not_allowed_read_the_same(guard):
     msgs = []
     for p in (f"{sec['outside']}/secret.jsonl", f"{sec['outside']}/nothing-here.jsonl", "/etc/passwd",
               "/etc/no-such-file"):
-        t = raw.call("preview_data", [p, "auto", "", "models/default-hf", False])["data"][0]
+        t = raw.preview(p)["data"][0]
         msgs.append(t.replace(p, "<path>"))
     assert len(set(msgs)) == 1, msgs
 
@@ -329,11 +338,11 @@ def test_missing_and_not_allowed_read_the_same(guard):
 def test_uploaded_data_is_previewed(sec):
     raw = sec["raw"]
     f = raw.upload("mine.jsonl", b'{"prompt": "Best month for Lisbon?", "response": "May."}\n')
-    r = raw.call("on_upload", [f, "auto", "", "models/default-hf", False])
+    r = raw.preview("", file=f)
     assert r["ok"], r
     stored, preview = r["data"]
-    assert Path(stored).parent == sec["ws"] / "uploads" and "✓" in preview and "Best month" in preview
-    r = raw.call("preview_data", [f"uploads/{Path(stored).name}", "auto", "", "models/default-hf", False])
+    assert (sec["ws"] / stored).parent == sec["ws"] / "uploads" and "✓" in preview and "Best month" in preview
+    r = raw.preview(f"uploads/{Path(stored).name}")
     assert "✓" in r["data"][0]
 
 
@@ -341,7 +350,7 @@ def test_gradio_refuses_files_it_did_not_receive(guard):
     raw = guard["raw"]
     fake = {"path": str(guard["outside"] / "secret.jsonl"), "orig_name": "x.jsonl",
             "meta": {"_type": "gradio.FileData"}}
-    r = raw.call("on_upload", [fake, "auto", "", "models/default-hf", False])
+    r = raw.preview("", file=fake)
     t = text(r)
     assert not r["ok"] and SECRET not in t, t[:2000]
 
@@ -366,7 +375,7 @@ def test_file_route_serves_no_workspace_or_outside_file(guard):
 ])
 def test_template_specs_and_size_refused(guard, template, fragment):
     raw = guard["raw"]
-    r = raw.call("preview_data", ["uploads/good.jsonl", "auto", template, "models/default-hf", False])
+    r = raw.preview("uploads/good.jsonl", template=template)
     refused(r, fragment)
     refused(raw.call("build_recipe", [{"template": template, "train_file": "uploads/good.jsonl"}]), fragment)
 
@@ -423,7 +432,7 @@ def test_two_users_at_once(guard):
             for i in range(4):
                 results[f"a{i}"] = sec["raw"].chat(compare=True, variant=ADAPTERS[0], variant_b="base",
                                                    seed=2**40 + i)
-                results[f"p{i}"] = sec["raw"].call("preview_data", ["/etc/passwd", "auto", "", BASE, True])
+                results[f"p{i}"] = sec["raw"].preview("/etc/passwd", base_model=BASE, trust=True)
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 

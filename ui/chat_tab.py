@@ -1,13 +1,19 @@
 """Chat tab: base and adapter pickers, streaming chat with sampling controls, and a Compare mode that
-streams two variants of the same base side by side (engine.compare)."""
+streams two variants of the same base side by side (engine.compare). Each pane is titled with its variant;
+an adapter refused by the chosen base names the base it was built for."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import gradio as gr
 
 from artifacts import SEED_MAX, clean_message
 from ui.chat_engine import ChatEngineSide, UIError, check_conversation, make_sampling
+
+# at most ~25 UI updates per second (the engine decodes on its own thread; each update costs Gradio a
+# postprocess + diff of the whole chat); STUDIO_STREAM_INTERVAL_S=0 sends every frame the reader can take
+STREAM_INTERVAL_S = float(os.environ.get("STUDIO_STREAM_INTERVAL_S", "0.04"))
 
 # Example prompts (Gradio `examples`) that show base, travel and pirate differ at once (Compare); all but the
 # first are held out of the adapters' training sets. README.md's demo table answers the same prompts.
@@ -60,19 +66,52 @@ def format_stats(s) -> str:
         return ""
     g = lambda k, d=None: getattr(s, k, d) if not isinstance(s, dict) else s.get(k, d)  # noqa: E731
     parts = [f"**{g('variant', '?')}**", f"provider {g('provider', '?')}"]
+    if g("backend"):
+        parts.append(f"backend {g('backend')}")
     if g("ttft_s") is not None:
         parts.append(f"TTFT {g('ttft_s'):.3f} s")
     if g("tokens") is not None:
         parts.append(f"{g('tokens')} tokens")
     if g("tokens_per_s") is not None:
-        parts.append(f"{g('tokens_per_s'):.1f} tokens/s")
+        parts.append(f"decode {g('tokens_per_s'):.1f} tokens/s")
     if g("seconds") is not None:
-        parts.append(f"{g('seconds'):.2f} s")
+        parts.append(f"wall {g('seconds'):.2f} s")
     if g("finished"):
         parts.append(f"done ({g('finish_reason') or 'end'})")
     if g("note"):
         parts.append(str(g("note")))
     return " · ".join(parts)
+
+
+DEMO_NOTE = ("ℹ The embedded `default` base is **a small demo model** (see `models/default-hf/README.md`) trained "
+             "offline on this project's own corpus: it shows the build → chat loop, not useful answers. For real use, "
+             "build a base from a Hub model in the **Build** tab, e.g. `microsoft/Phi-3.5-mini-instruct` "
+             "(`python -m pipeline build recipes/phi35-mini.yaml`).")
+
+
+def pane_title(variant: str | None) -> str:
+    return "base (no adapter)" if variant in (None, "", "base") else str(variant)
+
+
+def refusal(app: ChatEngineSide, base: str, name: str, reason: str) -> str:
+    """The refusal of adapter `name` on `base`, naming the published base it was built for when there is one."""
+    info = next((a for a in app.adapters(None) if a.name == name), None)
+    fp = (info.metadata or {}).get("base_fingerprint") if info else None
+    if fp and "another base" in reason:
+        fits = next((b.dir.name for b in app.bases() if b.fingerprint == fp), None)
+        if fits and fits != base:
+            return f"built for base '{fits}', pick it above"
+        built = (info.metadata or {}).get("base_name")
+        return (f"built for base '{built}', which is not in models/ (or was rebuilt since)" if built
+                else reason)
+    return reason
+
+
+def _is_demo_base(app: ChatEngineSide, base: str | None) -> bool:
+    info = next((b for b in app.bases() if b.dir.name == base), None)
+    meta = info.meta if info else {}
+    prepared = meta.get("prepared") if isinstance(meta.get("prepared"), dict) else {}
+    return "models/default-hf" in (str(meta.get("source_model", "")), str(prepared.get("source", "")))
 
 
 def _variant_error(app: ChatEngineSide, base: str, *variants: str) -> str:
@@ -83,7 +122,8 @@ def _variant_error(app: ChatEngineSide, base: str, *variants: str) -> str:
         if variant in ok:
             continue
         if variant in reasons:
-            return f"adapter {variant!r} cannot be used with base {base!r}: {reasons[variant]}"
+            return (f"adapter {variant!r} cannot be used with base {base!r}: "
+                    f"{refusal(app, base, variant, reasons[variant])}")
         return f"unknown adapter {variant!r} for base {base!r}; available: {', '.join(ok)}"
     return ""
 
@@ -102,9 +142,11 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
                                 allow_custom_value=True)
         refresh = gr.Button("↻ Refresh", elem_id="chat-refresh", scale=0, min_width=100)
     refused = gr.Markdown("", elem_id="chat-refused")
+    gr.Markdown(DEMO_NOTE if _is_demo_base(app, base0) else "", elem_id="chat-demo-note")
     with gr.Row():
-        bot_a = gr.Chatbot(label="Chat", elem_id="chat-bot-a", height=420)
-        bot_b = gr.Chatbot(label="Compare", elem_id="chat-bot-b", height=420, visible=False)
+        bot_a = gr.Chatbot(label=pane_title("base"), elem_id="chat-bot-a", height=420, show_label=True)
+        bot_b = gr.Chatbot(label=pane_title("base"), elem_id="chat-bot-b", height=420, visible=False,
+                           show_label=True)
     with gr.Row():
         message = gr.Textbox(placeholder="Ask something ...", show_label=False, elem_id="chat-input",
                              scale=6, lines=1, max_lines=6)
@@ -145,7 +187,7 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
         text = ""
         if refused_list:
             text = "**Refused adapters** (not usable with this base):\n" + "\n".join(
-                f"- `{n}`: {r}" for n, r in refused_list)
+                f"- `{n}`: {refusal(app, base_name, n, r)}" for n, r in refused_list)
         return (gr.update(choices=bases, value=base_name), gr.update(choices=ok, value=va),
                 gr.update(choices=ok, value=vb), text)
 
@@ -174,33 +216,35 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
             return
         ctx_a = to_messages(hist_a) + [{"role": "user", "content": msg}]
         new_a = hist_a + [{"role": "user", "content": msg}, {"role": "assistant", "content": ""}]
+        live = None
         try:
             if not cmp:
+                live = eng.start(ctx_a, va, params)  # decodes on its own thread; this reads it coalesced
                 yield new_a, hist_b, "", f"… {va}"
-                stats = None
-                for text, stats in eng.stream(ctx_a, va, params):
+                for text, stats in live.frames(STREAM_INTERVAL_S):
                     new_a[-1] = {"role": "assistant", "content": text}
                     yield new_a, hist_b, "", format_stats(stats)
-                yield new_a, hist_b, "", format_stats(stats)
             else:
                 ctx_b = to_messages(hist_b) + [{"role": "user", "content": msg}]
                 new_b = hist_b + [{"role": "user", "content": msg}, {"role": "assistant", "content": ""}]
                 if ctx_a != ctx_b:  # panes diverged (e.g. compare turned on mid-chat): compare this turn
                     ctx_a = ctx_b = [{"role": "user", "content": msg}]
+                live = eng.start_compare(ctx_a, va, vb, params)
                 yield new_a, new_b, "", f"… {va} | {vb}"
-                line = ""
-                for ta, tb, sa, sb in eng.compare(ctx_a, va, vb, params):
+                for ta, tb, sa, sb in live.frames(STREAM_INTERVAL_S):
                     new_a[-1] = {"role": "assistant", "content": ta}
                     new_b[-1] = {"role": "assistant", "content": tb}
                     batched = eng.compare_batched and "interleaved" not in (sb.note or "")
                     line = format_stats(sa) + "  \n" + format_stats(sb) + " · " + (
                         "compare: one batch of 2" if batched else f"compare: {eng.compare_note or 'interleaved'}")
                     yield new_a, new_b, "", line
-                yield new_a, new_b, "", line
         except Exception as e:
             e = clean_message(e)
             gr.Warning(f"generation failed: {e}")
             yield hist_a, hist_b, msg, f"⚠ error: {e}"
+        finally:
+            if live is not None:  # Stop, a closed tab or an error: the engine stops after its current step
+                live.cancel()
 
     def on_compare(cmp):
         return gr.update(visible=cmp), gr.update(visible=cmp)
@@ -211,6 +255,10 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
     base.change(pickers, [base, variant, variant_b], picker_out, api_visibility="private",
                 concurrency_id="ui", show_progress="hidden")
     compare.change(on_compare, compare, [variant_b, bot_b], api_visibility="private", queue=False)
+    variant.change(lambda v: gr.update(label=pane_title(v)), variant, bot_a, api_visibility="private",
+                   queue=False, show_progress="hidden")
+    variant_b.change(lambda v: gr.update(label=pane_title(v)), variant_b, bot_b, api_visibility="private",
+                     queue=False, show_progress="hidden")
     chat_inputs = [message, bot_a, bot_b, base, variant, variant_b, compare] + sampling
     chat_outputs = [bot_a, bot_b, message, stats]
     send.click(respond, chat_inputs, chat_outputs, api_name="chat", concurrency_id="chat",
@@ -222,4 +270,5 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
     tab = ChatTab(base, variant, variant_b, refused, compare, bot_a, bot_b, message, send, clear, refresh,
                   stats, sampling)
     tab.pickers_fn = pickers
+    tab.respond_fn = respond  # the /chat handler (tests drive it without HTTP)
     return tab

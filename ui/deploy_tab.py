@@ -45,7 +45,7 @@ def export_action(app, base, adapters, hardware, out, force=False):
     if not out:
         return "⚠ give an export name", ""
     try:
-        out_dir = app.policy.export_dir(out)
+        out_dir = app.policy.new_export(out)
         r = export_space(out_dir, base or "default", list(adapters or []), hardware or "cpu-basic",
                          app.models_dir, app.adapters_dir, force=bool(force))
     except (PolicyError, ExportError, OSError) as e:

@@ -15,7 +15,7 @@ from pathlib import Path
 from artifacts import JOB_ID_MAX, Policy, PolicyError, Workspace, safe_name
 from pipeline import jobs
 from pipeline.events import JobState, read_events
-from pipeline.recipe import Recipe
+from pipeline.recipe import Recipe, RecipeError
 from ui.chat_engine import ChatEngineSide, UIError
 
 
@@ -67,13 +67,14 @@ class AppEngine(ChatEngineSide):
             if (r.base_model or "").strip() or not getattr(r, "base", ""):
                 r.base_model = self.policy.base_model(r.base_model)
             self.policy.trust_remote_code(r.trust_remote_code)
+            self.policy.base_output(r.base_name)
         except PolicyError as e:
             raise UIError(str(e)) from None
         return r
 
-    def data_file(self, value) -> Path:
+    def data_file(self, value, what: str = "train_file") -> Path:
         try:
-            return self.policy.data_file(value, "train_file")
+            return self.policy.data_file(value, what)
         except PolicyError as e:
             raise UIError(str(e)) from None
 
@@ -101,8 +102,9 @@ class AppEngine(ChatEngineSide):
             running = self.running_job()
             if running is not None:
                 raise UIError(f"job {running} is still running: cancel it or wait until it ends")
-            job_dir = jobs.create_job(recipe, self.ws)  # raises RecipeError
-            jobs.launch(job_dir, self.ws)
+            lend = self.policy.allow_server_token  # the server's HF_TOKEN only when the operator allows it
+            job_dir = jobs.create_job(recipe, self.ws, lend_token=lend)  # raises RecipeError
+            jobs.launch(job_dir, self.ws, lend_token=lend)
             return job_dir.name
 
     def cancel(self, job_id: str) -> float:
@@ -113,6 +115,10 @@ class AppEngine(ChatEngineSide):
 
     def resume(self, job_id: str) -> str:
         d = self.job_dir(job_id)
+        try:  # a job made by the command line (or under wider flags) runs again only if this policy allows it
+            self.check_recipe(Recipe.load(d / "recipe.yaml"))
+        except (UIError, RecipeError) as e:
+            raise UIError(f"job {job_id} cannot be resumed from this page: {e}") from None
         with self._job_lock:
             if jobs.is_running(d):
                 raise UIError(f"job {job_id} is already running")
@@ -122,7 +128,7 @@ class AppEngine(ChatEngineSide):
             st = jobs.state(d)
             if st.status == "ok":
                 raise UIError(f"job {job_id} already finished successfully")
-            jobs.launch(d, self.ws)
+            jobs.launch(d, self.ws, lend_token=self.policy.allow_server_token)
         return job_id
 
     def job_state(self, job_id: str) -> JobState:

@@ -38,7 +38,8 @@ def _chat_and_library_loads(demo, chat, lib_tab, library) -> None:
               [chat.base, chat.variant, chat.variant_b, chat.refused], api_visibility="private",
               concurrency_id="ui")
     fn, inputs, outputs = library.on_load
-    lib_tab.select(fn, inputs, outputs, api_visibility="private", concurrency_id="ui")
+    lib_tab.select(fn, inputs, outputs, api_visibility="private", concurrency_id="ui").then(
+        *library.eval_reload, api_visibility="private", concurrency_id="ui")
 
 
 def _finish(demo: gr.Blocks, app, tabs: dict) -> gr.Blocks:
@@ -66,8 +67,11 @@ def create_ui(app, warning: str | None = None) -> gr.Blocks:
                 deploy = create_deploy_tab(app)
         # page load: pickers, the running (or latest) job, the library tables
         _chat_and_library_loads(demo, chat, lib_tab, library)
-        fn, inputs, outputs = build.on_load
-        demo.load(fn, inputs, outputs, api_visibility="private", queue=False)
+        event = demo
+        for i, (fn, inputs, outputs, js, api_name) in enumerate(build.on_load):  # one chain, in order
+            kw = {"api_name": api_name} if api_name else {"api_visibility": "private"}
+            event = (event.load if i == 0 else event.then)(fn, inputs, outputs, js=js, queue=False, **kw)
+        demo.load(None, None, None, js=build.follow_log_js, api_visibility="private", queue=False)
         fn, inputs, outputs = deploy.on_load
         deploy_tab.select(fn, inputs, outputs, api_visibility="private", concurrency_id="ui")
     return _finish(demo, app, {"chat": chat, "build": build, "library": library, "deploy": deploy})
@@ -88,4 +92,7 @@ def create_chat_only_ui(app, warning: str | None = None) -> gr.Blocks:
 
 
 def launch_kwargs() -> dict:
-    return {"css": CSS, "theme": gr.themes.Soft()}
+    """run_history=False: Gradio's run-history routes (/gradio_api/run-history/*) sit outside the app's
+    login and, for a client on loopback, call the Hub with the server's own token (list or create buckets,
+    read their records); the browser-side history would also keep what was typed (a Hub token)."""
+    return {"css": CSS, "theme": gr.themes.Soft(), "run_history": False}

@@ -1,9 +1,12 @@
 """Library tab: the ONNX bases in models/ and the adapters in adapters/ with their metadata; delete an
 adapter (with a confirmation tick) through artifacts.delete_adapter. read_only=True (chat-only app,
-exported Spaces; the default when the engine is read-only) shows the tables without the delete section."""
+exported Spaces; the default when the engine is read-only) shows the tables without the delete section.
+Below the tables, one adapter's evaluation (eval_html, also shown at the end of the Build view): base vs
+adapter on held-out data, measured on the served model at the end of its build, with sample answers."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+import html
 import time
 
 import gradio as gr
@@ -14,7 +17,7 @@ from ui.chat_engine import ChatEngineSide, UIError
 
 BASE_COLS = ["base", "precision", "provider", "source model", "fingerprint", "size MB", "created", "status"]
 ADAPTER_COLS = ["adapter", "base", "fits", "dataset", "examples", "steps", "train loss", "held-out loss",
-                "rank", "size KB", "created", "note"]
+                "served loss base → adapter", "rank", "size KB", "created", "note"]
 
 
 def _dir_size(p) -> int:
@@ -32,6 +35,39 @@ def _date(v) -> str:
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return time.strftime("%Y-%m-%d %H:%M", time.localtime(v))
     return str(v or "")[:19].replace("T", " ")
+
+
+NO_EVAL = "<p class='eval-none'>No evaluation recorded for this adapter (built before evaluations were stored).</p>"
+
+
+def _cell(v) -> str:
+    return html.escape(str(v if v is not None else "")).replace("\n", "<br>")
+
+
+def eval_html(ev: dict | None, title: str = "") -> str:
+    """The eval dict of the contract ({n, source, base_loss, adapter_loss, base_ppl, adapter_ppl, samples})."""
+    if not isinstance(ev, dict) or not ev:
+        return NO_EVAL
+    head = f"<h4>{_cell(title)}</h4>" if title else ""
+    src = (f"<p>Held-out: <b>{_cell(ev.get('n', '?'))}</b> examples ({_cell(ev.get('source', ''))}), measured on "
+           "the served int4 ONNX model (greedy answers).</p>")
+    bl, al = ev.get("base_loss"), ev.get("adapter_loss")
+    delta = ""
+    if isinstance(bl, (int, float)) and isinstance(al, (int, float)):
+        delta = f"<td>{al - bl:+.3f}</td>"
+    metrics = ("<table class='eval-metrics'><thead><tr><th></th><th>base</th><th>adapter</th><th>change</th>"
+               "</tr></thead><tbody>"
+               f"<tr><td>held-out loss</td><td data-k='base_loss'>{_num(bl, '{:.3f}') or '—'}</td>"
+               f"<td data-k='adapter_loss'>{_num(al, '{:.3f}') or '—'}</td>{delta or '<td></td>'}</tr>"
+               f"<tr><td>perplexity</td><td>{_num(ev.get('base_ppl'), '{:.2f}') or '—'}</td>"
+               f"<td>{_num(ev.get('adapter_ppl'), '{:.2f}') or '—'}</td><td></td></tr></tbody></table>")
+    rows = "".join(
+        f"<tr class='eval-sample'><td>{_cell(s.get('prompt'))}</td><td>{_cell(s.get('reference'))}</td>"
+        f"<td>{_cell(s.get('base'))}</td><td>{_cell(s.get('adapter'))}</td></tr>"
+        for s in ev.get("samples") or [] if isinstance(s, dict))
+    samples = ("<table class='eval-samples'><thead><tr><th>prompt</th><th>reference</th><th>base</th>"
+               f"<th>adapter</th></tr></thead><tbody>{rows}</tbody></table>") if rows else ""
+    return f"<div class='eval-view'>{head}{src}{metrics}{samples}</div>"
 
 
 def bases_frame(app: ChatEngineSide) -> pd.DataFrame:
@@ -55,10 +91,13 @@ def adapters_frame(app: ChatEngineSide) -> pd.DataFrame:
         note = a.reason if a.reason and "no base.json" not in a.reason else ""
         if fits is None and not note:
             note = "no matching base in models/"
+        ev = m.get("eval") if isinstance(m.get("eval"), dict) else {}
+        served = (f"{_num(ev.get('base_loss'), '{:.3f}')} → {_num(ev.get('adapter_loss'), '{:.3f}')}"
+                  if ev else "")
         rows.append([a.name, m.get("base_name", ""), fits or "—",
                      str(ds.get("train_file", ""))[-60:] if isinstance(ds, dict) else str(ds),
                      ds.get("examples", "") if isinstance(ds, dict) else "",
-                     m.get("steps", ""), _num(m.get("train_loss")), _num(m.get("eval_loss")),
+                     m.get("steps", ""), _num(m.get("train_loss")), _num(m.get("eval_loss")), served,
                      m.get("rank", ""), round((a.size or m.get("size_bytes") or 0) / 1e3, 1),
                      _date(m.get("created")), note])
     return pd.DataFrame(rows, columns=ADAPTER_COLS)
@@ -73,7 +112,36 @@ class LibraryTab:
     delete: gr.Button | None
     refresh: gr.Button
     message: gr.Markdown
+    evaluation: gr.HTML | None = None
     on_load: object = None
+    eval_reload: object = None
+
+
+def adapter_eval(app: ChatEngineSide, name: str | None) -> str:
+    """The evaluation of adapter `name` as HTML (an unknown name is a message, not an error)."""
+    if not name:
+        return ""
+    info = next((a for a in app.adapters(None) if a.name == name), None)
+    if info is None:
+        return f"<p>⚠ no adapter {html.escape(repr(name))}</p>"
+    return eval_html((info.metadata or {}).get("eval"), f"{name}: base vs adapter")
+
+
+def _eval_section(app: ChatEngineSide):
+    """An adapter picker and its evaluation, and the (fn, inputs, outputs) that refreshes them."""
+    gr.Markdown("### What the fine-tune changed")
+    names = [a.name for a in app.adapters(None)]
+    pick = gr.Dropdown(choices=names, value=names[0] if names else None, label="Adapter",
+                       elem_id="lib-eval-name", interactive=True, allow_custom_value=True)
+    view = gr.HTML(adapter_eval(app, names[0] if names else None), elem_id="lib-eval")
+
+    def choices(current):
+        names = [a.name for a in app.adapters(None)]
+        value = current if current in names else (names[0] if names else None)
+        return gr.update(choices=names, value=value), adapter_eval(app, value)
+
+    pick.change(lambda n: adapter_eval(app, n), pick, view, api_name="adapter_eval", concurrency_id="ui")
+    return pick, view, (choices, pick, [pick, view])
 
 
 def create_library_tab(app: ChatEngineSide, read_only: bool | None = None) -> LibraryTab:
@@ -87,13 +155,15 @@ def create_library_tab(app: ChatEngineSide, read_only: bool | None = None) -> Li
     adapters = gr.Dataframe(adapters_frame(app), interactive=False, elem_id="lib-adapters", wrap=True)
     if read_only:
         message = gr.Markdown("", elem_id="lib-message")
+        eval_pick, eval_view, eval_reload = _eval_section(app)
 
         def reload_tables():
             return bases_frame(app), adapters_frame(app)
 
-        refresh.click(reload_tables, None, [bases, adapters], api_name="library", concurrency_id="ui")
-        tab = LibraryTab(bases, adapters, None, None, None, refresh, message)
-        tab.on_load = (reload_tables, None, [bases, adapters])
+        refresh.click(reload_tables, None, [bases, adapters], api_name="library", concurrency_id="ui").then(
+            *eval_reload, api_visibility="private", concurrency_id="ui")
+        tab = LibraryTab(bases, adapters, None, None, None, refresh, message, eval_view)
+        tab.on_load, tab.eval_reload = (reload_tables, None, [bases, adapters]), eval_reload
         return tab
     with gr.Accordion("Delete an adapter", open=False, elem_id="lib-delete-group"):
         with gr.Row():
@@ -103,6 +173,7 @@ def create_library_tab(app: ChatEngineSide, read_only: bool | None = None) -> Li
             confirm = gr.Checkbox(False, label="Yes, delete it (cannot be undone)", elem_id="lib-delete-confirm")
             delete = gr.Button("Delete", variant="stop", elem_id="lib-delete")
     message = gr.Markdown("", elem_id="lib-message")
+    eval_pick, eval_view, eval_reload = _eval_section(app)
 
     def reload():
         adapters_df = adapters_frame(app)
@@ -123,9 +194,10 @@ def create_library_tab(app: ChatEngineSide, read_only: bool | None = None) -> Li
         return (*reload(), f"deleted `{name}`")
 
     outs = [bases, adapters, to_delete, confirm]
-    refresh.click(reload, None, outs, api_name="library", concurrency_id="ui")
+    refresh.click(reload, None, outs, api_name="library", concurrency_id="ui").then(
+        *eval_reload, api_visibility="private", concurrency_id="ui")
     delete.click(do_delete, [to_delete, confirm], outs + [message], api_name="delete_adapter",
-                 concurrency_id="ui")
-    tab = LibraryTab(bases, adapters, to_delete, confirm, delete, refresh, message)
-    tab.on_load = (reload, None, outs)
+                 concurrency_id="ui").then(*eval_reload, api_visibility="private", concurrency_id="ui")
+    tab = LibraryTab(bases, adapters, to_delete, confirm, delete, refresh, message, eval_view)
+    tab.on_load, tab.eval_reload = (reload, None, outs), eval_reload
     return tab

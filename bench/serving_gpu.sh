@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The serving harness (issue 13), one command: every figure of the README's serving table from one run,
+# side by side with the onnxruntime-genai loop and transformers + PEFT, on a Phi-3.5-mini-shaped model
+# (bench/make_model.py: random weights, 3.82 B parameters) built by the pipeline itself (int4 ONNX with
+# LoRA slots, rows layout, two adapters; AWQ off and 10 LoRA steps: only the serving figures are wanted).
+#
+#   bench/serving_gpu.sh [RESULTS_DIR]      (at most ~9 minutes on an H200; RESULTS_DIR: bench/results)
+#
+# Parts, in this order (PARTS="..." runs a subset):
+#   model           bench/make_model.py --shape phi35 (skipped when WS is given)
+#   build           base + travel/pirate adapters through `python -m pipeline build` (skipped when WS is given)
+#   engine          ChatEngine, the backend it picks (ort on CUDA): backend loop, stream, TTFT 1024, compare,
+#                   8 users, adapter switch with 2 and 100 adapters, memory per adapter
+#   app             the launched app through gradio_client: /chat base, adapter, compare, 8 clients
+#   og              the onnxruntime-genai loop, base and adapter, TTFT 1024
+#   hf              transformers + PEFT (bench/run.py --parts hf, 64 new tokens)
+#   engine-og       lever row: the engine forced onto the og backend (STUDIO_BACKEND=og)
+#   engine-nograph  lever row: the ort backend without CUDA graph (STUDIO_CUDA_GRAPH=0)
+#   report          merges the parts into RESULTS_DIR/serving-<device>-<date>.json (`summary`) - always runs
+# Each part writes $WORK/parts/<part>.json and $WORK/logs/<part>.log; a failed part does not stop the
+# others (its log tail goes into the report); a part whose JSON exists is skipped, so a second run resumes.
+# Time: a part is not started once BUDGET_S seconds (default 440) have passed; each is killed after
+# PART_TIMEOUT_S (default 300) or at HARD_S (default 520) seconds into the run, whichever comes first.
+# Environment: WORK (/tmp/studio-serving), DEVICE (cuda | cpu), WS + BASE (an existing workspace and base:
+# no model/build), TOKENS (256), REPS (3), LONG (1024), USERS (8), MANY (100), STEPS (10), SHAPE (phi35;
+# "default": a tiny model, for a dry run of every part on the CPU).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-bench/results}"
+work="${WORK:-/tmp/studio-serving}"
+device="${DEVICE:-cuda}"
+hf="$work/hf"
+ws="${WS:-$work/ws}"
+base="${BASE:-phi35}"
+parts="${PARTS:-model build engine app og hf engine-og engine-nograph report}"
+budget="${BUDGET_S:-440}"
+hard="${HARD_S:-520}"
+part_timeout="${PART_TIMEOUT_S:-300}"
+py="${PYTHON:-python}"
+mkdir -p "$out" "$work/parts" "$work/logs"
+export PYTHONUNBUFFERED=1
+common=(--ws "$ws" --base "$base" --device "$device" --tokens "${TOKENS:-256}" --reps "${REPS:-3}"
+        --long "${LONG:-1024}" --users "${USERS:-8}" --many "${MANY:-100}")
+want() { case " $parts " in *" $1 "*) return 0;; *) return 1;; esac; }
+
+run() {  # run PART CMD...: skipped when its JSON exists or the budget is spent; logs to $work/logs/PART.log
+    local part=$1; shift
+    local json="$work/parts/$part.json"
+    if [ -s "$json" ]; then echo "== $part: done before, skipped"; return 0; fi
+    if [ "$SECONDS" -ge "$budget" ]; then
+        echo "== $part: not started, budget of $budget s spent" | tee "$work/logs/$part.log"; return 0
+    fi
+    local limit=$((hard - SECONDS))
+    [ "$limit" -gt "$part_timeout" ] && limit=$part_timeout
+    echo "== $part ($(date +%T), ${SECONDS}s in, limit ${limit}s)"
+    local t0=$SECONDS
+    timeout -k 10 "$limit" "$@" >"$work/logs/$part.log" 2>&1
+    local rc=$?
+    echo "== $part: exit $rc after $((SECONDS - t0)) s"
+    if [ $rc -ne 0 ]; then
+        rm -f "$json"
+        echo "exit $rc after $((SECONDS - t0)) s" >>"$work/logs/$part.log"
+        tail -15 "$work/logs/$part.log"
+    elif [ ! -s "$json" ]; then  # a step that writes no JSON of its own
+        printf '{"part": "%s", "exit": 0, "seconds": %d}\n' "$part" $((SECONDS - t0)) >"$json"
+    fi
+    return 0
+}
+
+"$py" -m pip freeze >"$work/parts/pip-freeze.txt" 2>/dev/null || true
+if [ -z "${WS:-}" ]; then
+    if [ -f "$hf/config.json" ] && [ ! -s "$work/parts/model.json" ]; then
+        printf '{"part": "model", "reused": true}\n' >"$work/parts/model.json"
+    fi
+    want model && run model "$py" bench/make_model.py --shape "${SHAPE:-phi35}" --out "$hf" --device "$device"
+    want build && run build "$py" bench/serving.py build --hf "$hf" --steps "${STEPS:-10}" "${common[@]}" \
+        --out "$work/parts/build.json"
+fi
+want engine && run engine "$py" bench/serving.py engine "${common[@]}" --out "$work/parts/engine.json"
+want app && run app "$py" bench/serving.py app "${common[@]}" --out "$work/parts/app.json"
+want og && run og "$py" bench/serving.py og "${common[@]}" --out "$work/parts/og.json"
+if want hf && [ -z "${WS:-}" ]; then
+    run hf "$py" bench/run.py --model "$hf" --work "$work/w" --parts hf --device "$device" --budget 100000 \
+        --new-tokens 64 --hf-runs 1 --warmup 1 --ttft-prompt "${LONG:-1024}" --out "$work/parts/hf.json"
+fi
+want engine-og && run engine-og env STUDIO_BACKEND=og "$py" bench/serving.py engine --quick "${common[@]}" \
+    --out "$work/parts/engine-og.json"
+want engine-nograph && run engine-nograph env STUDIO_CUDA_GRAPH=0 "$py" bench/serving.py engine --quick \
+    "${common[@]}" --out "$work/parts/engine-nograph.json"
+"$py" bench/serving.py report --parts "$work/parts" --logs "$work/logs" --device "$device" --long "${LONG:-1024}" \
+    --out-dir "$out" 2>&1 | tee "$work/logs/report.log"

@@ -1,0 +1,468 @@
+"""The CUDA backend on plain onnxruntime for pipeline-built bases (rows layout): one decode loop on its
+own thread serving every request as a row of one continuous batch, each row with its own LoRA.
+
+- I/O binding, every buffer allocated once (torch tensors on the device, bound by pointer):
+  the KV cache as ONE shared past/present buffer per layer `[max_rows, kv_heads, max_length, head]`,
+  a static attention mask `[max_rows, max_length]` (ones up to each row's position), the input ids,
+  the logits, and per LoRA input a slot `[max_rows, K, rank]` / `[max_rows, rank, N]` (the rows layout:
+  row r of the batch reads row r of every slot, docs/DESIGN.md "LoRA slot layout").
+- Adapters are device-resident, read once (an LRU of at most `adapter_budget`; evicted ones are read
+  again on demand). A request's adapter is copied device-to-device into its row's slots when the row
+  changes owner (ranks padded with zeros, which is exact); the base is a zero row.
+- Prefill row by row: the prompt runs as a batch of 1 bound to its row of the shared buffers (which
+  GroupQueryAttention accepts; a batch-of-2 prompt with a shared past it refuses), with the run option
+  gpu_graph_id=-1 (no graph).
+- Decode: one step for all rows, batch padded to a bucket (1, 2, 4, 8, ...) that binds the first rows
+  of the same buffers; on CUDA each bucket is one CUDA graph (enable_cuda_graph, gpu_graph_id=bucket),
+  valid across adapter switches because the slots never move.
+- New requests join between steps (continuous batching); a finished or cancelled row frees its slot at
+  once. Sampling per row with engine.sampling.Sampler (greedy equals onnxruntime-genai).
+On the CPU the same loop runs with the CPU execution provider and no graph (tests/test_serving.py).
+"""
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import artifacts as lib
+from .sampling import Sampler, SamplingParams
+
+_NP = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+       "tensor(int32)": np.int32}
+
+
+_DEVICE_LOCK = threading.Lock()
+
+
+def is_lora(name: str) -> bool:
+    return ".lora_A." in name or ".lora_B." in name
+
+
+@dataclass
+class Request:
+    ids: list[int]
+    key: str | None                   # adapter key (None = base)
+    path: Path | None                 # its .onnx_adapter (read again after an eviction)
+    params: SamplingParams
+    seed: int
+    limit: int                        # new tokens at most
+    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # (tok | None, time, reason)
+    cancelled: bool = False
+    ignore_eos: bool = False          # exactly `limit` tokens (self-test, benchmarks)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class _Row:
+    req: Request
+    slot: int
+    pos: int                          # tokens in the KV cache
+    last: int                         # the token to feed next
+    made: int
+    sampler: Sampler
+
+
+class OrtBackend:
+    name = "ort"
+
+    def __init__(self, model_dir: Path, device: str = "cuda", graph: bool = True, max_rows: int = 8,
+                 max_length: int | None = None, rank: int = 64, adapter_budget: int = 32,
+                 batch_invariant: bool = False):
+        import onnxruntime as ort
+        import onnxruntime_genai as og
+        import torch
+
+        self.ort, self.torch = ort, torch
+        self.model_dir = Path(model_dir)
+        base = lib.read_base(self.model_dir)
+        if not base.rows:
+            raise ValueError(f"base {base.name!r} has no per-row LoRA dim (built before layout 3): "
+                             "the ort backend needs the rows layout")
+        cfg = json.loads((self.model_dir / "genai_config.json").read_text())
+        dec = cfg["model"]["decoder"]
+        self.device = device
+        self.graph = bool(graph) and device == "cuda"
+        self.provider = device
+        so = ort.SessionOptions()
+        so.log_severity_level = 3  # the "initializer appears in graph inputs" warnings of the LoRA slots
+        if device == "cuda":
+            opts = {"device_id": 0, "enable_cuda_graph": "1" if self.graph else "0"}
+            providers = [("CUDAExecutionProvider", opts)]
+        else:
+            providers = ["CPUExecutionProvider"]
+        self.sess = ort.InferenceSession(str(self.model_dir / dec["filename"]), so, providers=providers)
+        if device == "cuda" and "CUDAExecutionProvider" not in self.sess.get_providers():
+            raise RuntimeError(f"CUDA execution provider not usable: {self.sess.get_providers()}")
+        self.tokenizer = og.Tokenizer(og.Config(str(self.model_dir)))
+        self.eos = {int(x) for x in self.tokenizer.eos_token_ids}
+        names, onames = dec["inputs"], dec["outputs"]
+        L = dec["num_hidden_layers"]
+        self.kvh, self.hs = dec["num_key_value_heads"], dec["head_size"]
+        self.ids_name = names.get("input_ids", "input_ids")
+        self.mask_name = names.get("attention_mask", "attention_mask")
+        self.pos_name = names.get("position_ids", "position_ids")
+        self.logits_name = onames.get("logits", "logits")
+        self.past = [names["past_key_names"] % i for i in range(L)] + [names["past_value_names"] % i for i in range(L)]
+        self.present = [onames["present_key_names"] % i for i in range(L)] + \
+                       [onames["present_value_names"] % i for i in range(L)]
+        listed = {i.name: i.type for i in self.sess.get_inputs()}
+        self.has_pos = self.pos_name in listed
+        known = {self.ids_name, self.mask_name, *self.past} | ({self.pos_name} if self.has_pos else set())
+        extra = [n for n in listed if n not in known and not is_lora(n)]
+        if extra:
+            raise ValueError(f"model inputs the ort backend cannot feed: {extra[:4]}")
+        self.kv_np = _NP[listed[self.past[0]]]
+        self.ids_np, self.mask_np = _NP[listed[self.ids_name]], _NP[listed[self.mask_name]]
+        out_types = {o.name: o.type for o in self.sess.get_outputs()}
+        self.logits_np = _NP[out_types[self.logits_name]]
+        self.vocab = int(cfg["model"]["vocab_size"])
+        ctx = int(cfg["model"].get("context_length") or cfg.get("search", {}).get("max_length") or 2048)
+        self.context_length = min(ctx, int(max_length or 4096))
+        self.B, self.T = int(max_rows), self.context_length
+        self.rank = int(rank)
+        # decode batch sizes: powers of two up to max_rows; batch_invariant: always max_rows, so an answer
+        # does not depend on how many others run with it (int4 kernels round a batch of 1 and of n
+        # slightly differently, which flips near-ties)
+        self.buckets = [self.B] if batch_invariant else \
+            sorted({min(2 ** i, self.B) for i in range(self.B.bit_length() + 1)})
+        self.lora_dims = {k: v for k, v in (base.meta.get("lora_inputs") or {}).items()}
+        self.budget = max(1, int(adapter_budget))
+
+        tt = lambda n: getattr(torch, {np.float32: "float32", np.float16: "float16", np.int64: "int64",  # noqa: E731
+                                       np.int32: "int32"}[n])
+        self.tdev = torch.device("cuda:0" if device == "cuda" else "cpu")
+        z = lambda shape, dt: torch.zeros(shape, dtype=tt(dt), device=self.tdev)  # noqa: E731
+        B, T = self.B, self.T
+        self.kv = [z((B, self.kvh, T, self.hs), self.kv_np) for _ in self.past]
+        self.ids = z((B, 1), self.ids_np)
+        self.mask = z((B, T), self.mask_np)
+        self.mask[:, 0] = 1  # a free row attends to one position (its output is ignored)
+        self.pos = z((B, 1), np.int64)
+        self.logits = z((B, 1, self.vocab), self.logits_np)
+        self.slots: dict[str, object] = {}
+        for k, dims in self.lora_dims.items():
+            a = ".lora_A." in k
+            shape = (B, int(dims[1]), self.rank) if a else (B, self.rank, int(dims[2]))
+            self.slots[k] = z(shape, self.kv_np)
+        self.slot_owner: list[str | None] = [None] * B   # adapter key held by each row's slots
+        self.slot_ranks: list[dict] = [{} for _ in range(B)]
+        self.resident: OrderedDict[str, dict] = OrderedDict()  # key -> {name: tensor [K, r] / [r, N]}
+        self.paths: dict[str, Path] = {}
+        self.pinned: dict[str, int] = {}                 # key -> rows using it
+        self.host_ids = np.zeros((B, 1), self.ids_np)
+        self.host_pos = np.zeros((B, 1), np.int64)
+        self._bindings: dict[int, object] = {}
+        self._run_opts: dict[int, object] = {}
+        self.counters = {"steps": 0, "rows_stepped": 0, "prefills": 0, "slot_writes": 0, "slot_write_s": 0.0,
+                         "adapter_reads": 0, "adapter_read_s": 0.0, "evictions": 0, "max_batch": 0,
+                         "ended": {}}
+        self.rows: list[_Row | None] = [None] * B
+        self.waiting: list[Request] = []
+        self.cv = threading.Condition()
+        self.closed = False
+        self._idle = False                               # the loop waits for requests
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._loop, name="ort-decode", daemon=True)
+        self.thread.start()
+
+    # ------------------------------------------------------------ adapters (the registry calls these)
+    def load_adapter(self, path: Path, key: str) -> None:
+        """Checks that the adapter fits the slots (rank) and registers it; its weights are read onto
+        the device when a request first needs it (then kept, LRU within the budget)."""
+        from artifacts import read_adapter_tensors
+        shapes = read_adapter_tensors(Path(path))
+        for k, s in shapes.items():
+            r = s[2] if ".lora_A." in k else s[1]
+            if k not in self.slots:
+                raise ValueError(f"'{k}' is not a LoRA input of this base")
+            if s[0] != 1 or r > self.rank:
+                raise ValueError(f"'{k}' has shape {list(s)}: rows must be 1 and the rank at most the "
+                                 f"serving slot rank {self.rank} (STUDIO_LORA_RANK)")
+        with self.cv:
+            self.paths[key] = Path(path)
+
+    def unload_adapter(self, key: str) -> None:
+        with self.cv:
+            self.paths.pop(key, None)
+            if not self.pinned.get(key):
+                self.resident.pop(key, None)
+
+    def _resident(self, key: str, path: Path) -> dict:
+        """The device copy of an adapter (read from its file on first use or after an eviction)."""
+        with self.cv:
+            d = self.resident.get(key)
+            if d is not None:
+                self.resident.move_to_end(key)
+                return d
+        t0 = time.perf_counter()
+        arrays = lib.read_adapter_arrays(path)
+        d = {k: self.torch.from_numpy(v[0]).to(self.tdev) for k, v in arrays.items()}
+        self.counters["adapter_reads"] += 1
+        self.counters["adapter_read_s"] += time.perf_counter() - t0
+        with self.cv:
+            self.resident[key] = d
+            while len(self.resident) > self.budget:
+                old = next((k for k in self.resident if not self.pinned.get(k) and k != key), None)
+                if old is None:
+                    break
+                self.resident.pop(old)
+                self.counters["evictions"] += 1
+        return d
+
+    def _write_slot(self, slot: int, key: str | None, path: Path | None) -> None:
+        if self.slot_owner[slot] == key:
+            return
+        t0 = time.perf_counter()
+        src = self._resident(key, path) if key is not None else {}
+        held = self.slot_ranks[slot]  # {input: rank of what the row holds}; beyond it the row is zero
+        for k, t in self.slots.items():
+            a = ".lora_A." in k
+            row = t[slot] if not a else t[slot].T  # rank first: [r, N] for B, [r, K] for A
+            w = src.get(k)
+            r = 0 if w is None else (w.shape[1] if a else w.shape[0])
+            if w is not None:
+                row[:r].copy_(w.T if a else w)
+            old = held.get(k, 0)
+            if old > r:
+                row[r:old].zero_()
+            held[k] = r
+        self.slot_owner[slot] = key
+        self.counters["slot_writes"] += 1
+        self.counters["slot_write_s"] += time.perf_counter() - t0
+
+    # ------------------------------------------------------------ requests
+    def submit(self, req: Request) -> Request:
+        with self.cv:
+            if self.closed:
+                raise RuntimeError("the engine is closed")
+            if self.error:
+                raise RuntimeError(f"the decode loop failed: {self.error}")
+            self.waiting.append(req)
+            self.cv.notify()
+        return req
+
+    def selftest(self, tokens: int = 4) -> None:
+        """A short greedy request on the base through the loop, then two decode runs of every bucket with
+        free rows (on CUDA: each bucket's graph captured and replayed before a user needs it); raises
+        what went wrong."""
+        from .sampling import SamplingParams
+        req = self.submit(Request([1, 2, 3, 4], None, None, SamplingParams(max_new_tokens=tokens), 1, tokens,
+                                  ignore_eos=True))
+        while True:
+            tok, _, reason = req.out.get(timeout=600)
+            if tok is None:
+                break
+        if reason.startswith("error"):
+            raise RuntimeError(reason)
+        self.wait_idle()
+        with self.cv:  # the loop is idle and waits on this lock for new requests
+            for n in self.buckets:
+                for _ in range(2):
+                    self._run(self._binding(n), n)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Blocks until the loop waits for requests, none queued or decoding (True), or the timeout
+        passed (False)."""
+        with self.cv:
+            return self.cv.wait_for(lambda: (self._idle and not self.waiting) or self.closed, timeout)
+
+    def stats(self) -> dict:
+        c = dict(self.counters)
+        c["ended"] = dict(c["ended"])
+        c.update(resident_adapters=len(self.resident), max_rows=self.B, buckets=self.buckets, max_length=self.T, rank=self.rank,
+                 cuda_graph=self.graph, resident_bytes=int(sum(t.numel() * t.element_size()
+                                                            for d in list(self.resident.values())
+                                                            for t in d.values())))
+        return c
+
+    # ------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        admit: list = []
+        try:
+            while True:
+                with self.cv:
+                    while not self.closed and not self.waiting and not any(self.rows):
+                        self._idle = True
+                        self.cv.notify_all()
+                        self.cv.wait()
+                    self._idle = False
+                    if self.closed:
+                        break
+                    admit = []
+                    while self.waiting and None in self.rows:
+                        req = self.waiting.pop(0)
+                        slot = self.rows.index(None)
+                        self.rows[slot] = False  # reserved
+                        admit.append((slot, req))
+                        if req.key is not None:
+                            self.pinned[req.key] = self.pinned.get(req.key, 0) + 1
+                for slot, req in admit:
+                    self._prefill(slot, req)
+                if any(self.rows):
+                    self._step()
+        except Exception as e:  # noqa: BLE001 - every waiting request hears why
+            self.error = f"{type(e).__name__}: {str(e)[:300]}"
+            with self.cv:
+                reqs = [x.req for x in self.rows if x] + [r for _, r in admit] + self.waiting
+                for req in reqs:  # (one that already ended reads its own end first)
+                    req.out.put((None, time.perf_counter(), "error: " + self.error))
+                self.rows = [None] * self.B
+                self.waiting.clear()
+        finally:
+            self.closed = True
+
+    def _end(self, slot: int, row: _Row | None, req: Request, reason: str) -> None:
+        req.out.put((None, time.perf_counter(), reason))
+        with self.cv:
+            self.rows[slot] = None
+            ended = self.counters["ended"]
+            ended[reason.split(":")[0]] = ended.get(reason.split(":")[0], 0) + 1
+            self.cv.notify_all()
+            if req.key is not None:
+                self.pinned[req.key] -= 1
+                if not self.pinned[req.key]:
+                    self.pinned.pop(req.key)
+                    if req.key not in self.paths:  # retired while in use
+                        self.resident.pop(req.key, None)
+        m = self.mask[slot]
+        m.zero_()
+        m[0] = 1
+
+    def _bind_kv(self, b, slot: int, n: int) -> None:
+        item = self.kv[0].element_size()
+        per_row = self.kvh * self.T * self.hs * item
+        for pn, qn, t in zip(self.past, self.present, self.kv):
+            ptr = t.data_ptr() + slot * per_row
+            shape = [n, self.kvh, self.T, self.hs]
+            b.bind_input(pn, self.device, 0, self.kv_np, shape, ptr)
+            b.bind_output(qn, self.device, 0, self.kv_np, shape, ptr)
+
+    def _bind_rows(self, b, name: str, t, slot: int, n: int, dt) -> None:
+        row = t[0].numel() * t.element_size()
+        b.bind_input(name, self.device, 0, dt, [n, *t.shape[1:]], t.data_ptr() + slot * row)
+
+    def _bind_slots(self, b, slot: int, n: int) -> None:
+        for k, t in self.slots.items():
+            self._bind_rows(b, k, t, slot, n, self.kv_np)
+
+    def _run(self, b, graph_id: int) -> None:
+        opts = self._run_opts.get(graph_id)
+        if opts is None:
+            opts = self.ort.RunOptions()
+            if self.graph:
+                opts.add_run_config_entry("gpu_graph_id", str(graph_id))
+            self._run_opts[graph_id] = opts
+        if self.device != "cuda":
+            self.sess.run_with_iobinding(b, opts)
+            return
+        # one run on the device at a time in this process: a CUDA graph capture in one engine's loop must
+        # not meet another engine's synchronize (two bases served at once)
+        with _DEVICE_LOCK:
+            self.torch.cuda.synchronize()  # torch's writes (ids, mask, slots) are done
+            self.sess.run_with_iobinding(b, opts)
+            self.torch.cuda.synchronize()  # the outputs (written on onnxruntime's stream) are ready
+
+    def _prefill(self, slot: int, req: Request) -> None:
+        torch = self.torch
+        if req.cancelled:
+            self._end(slot, None, req, "cancelled")
+            return
+        try:
+            self._write_slot(slot, req.key, req.path)
+        except Exception as e:  # noqa: BLE001 - e.g. the adapter file vanished: this request fails
+            self._end(slot, None, req, f"error: adapter unreadable: {str(e)[:200]}")
+            return
+        P = len(req.ids)
+        m = self.mask[slot]
+        m.zero_()
+        m[:P] = 1
+        b = self.sess.io_binding()
+        ids = torch.tensor([req.ids], dtype=self.ids.dtype, device=self.tdev)
+        b.bind_input(self.ids_name, self.device, 0, self.ids_np, [1, P], ids.data_ptr())
+        self._bind_rows(b, self.mask_name, self.mask, slot, 1, self.mask_np)
+        if self.has_pos:
+            pos = torch.arange(P, dtype=torch.int64, device=self.tdev)[None]
+            b.bind_input(self.pos_name, self.device, 0, np.int64, [1, P], pos.data_ptr())
+        self._bind_kv(b, slot, 1)
+        self._bind_slots(b, slot, 1)
+        logits = torch.empty((1, P, self.vocab), dtype=self.logits.dtype, device=self.tdev)
+        b.bind_output(self.logits_name, self.device, 0, self.logits_np, [1, P, self.vocab], logits.data_ptr())
+        self._run(b, -1)
+        self.counters["prefills"] += 1
+        last = logits[0, -1].float().cpu().numpy()
+        del ids, logits
+        sampler = Sampler(req.params, req.seed, req.ids)
+        row = _Row(req, slot, P, 0, 0, sampler)
+        self._emit(row, sampler(last))
+
+    def _emit(self, row: _Row, tok: int) -> None:
+        """Hands a new token to the request, or ends the row (EOS, length, cancel)."""
+        req, now = row.req, time.perf_counter()
+        if req.cancelled:
+            return self._end(row.slot, row, req, "cancelled")
+        if tok in self.eos and not req.ignore_eos:
+            return self._end(row.slot, row, req, "eos")
+        row.made += 1
+        req.out.put((tok, now, ""))
+        if row.made >= req.limit or row.pos >= self.T:
+            return self._end(row.slot, row, req, "length" if row.made >= req.params.max_new_tokens else "context")
+        row.last = tok
+        with self.cv:
+            self.rows[row.slot] = row
+
+    def _binding(self, n: int):
+        b = self._bindings.get(n)
+        if b is None:
+            b = self.sess.io_binding()
+            b.bind_input(self.ids_name, self.device, 0, self.ids_np, [n, 1], self.ids.data_ptr())
+            b.bind_input(self.mask_name, self.device, 0, self.mask_np, [n, self.T], self.mask.data_ptr())
+            if self.has_pos:
+                b.bind_input(self.pos_name, self.device, 0, np.int64, [n, 1], self.pos.data_ptr())
+            self._bind_kv(b, 0, n)
+            self._bind_slots(b, 0, n)
+            b.bind_output(self.logits_name, self.device, 0, self.logits_np, [n, 1, self.vocab],
+                          self.logits.data_ptr())
+            self._bindings[n] = b
+        return b
+
+    def _step(self) -> None:
+        live = [r for r in self.rows if r]
+        hi = max(r.slot for r in live) + 1
+        n = next(b for b in self.buckets if b >= hi)
+        self.host_ids[:] = 0
+        for r in live:
+            self.host_ids[r.slot, 0] = r.last
+            self.host_pos[r.slot, 0] = r.pos
+            self.mask[r.slot, r.pos] = 1
+        self.ids[:n].copy_(self.torch.from_numpy(self.host_ids[:n]))
+        if self.has_pos:
+            self.pos[:n].copy_(self.torch.from_numpy(self.host_pos[:n]))
+        self._run(self._binding(n), n)
+        if all(r.sampler.plain_greedy for r in live):  # argmax on the device: n ids come back, not n x vocab
+            toks = self.logits[:n, 0].argmax(-1).cpu().numpy()
+            picks = [int(toks[r.slot]) for r in live]
+        else:
+            logits = self.logits[:n, 0].float().cpu().numpy()
+            picks = [r.sampler(logits[r.slot]) for r in live]
+        c = self.counters
+        c["steps"] += 1
+        c["rows_stepped"] += len(live)
+        c["max_batch"] = max(c["max_batch"], len(live))
+        for r, tok in zip(live, picks):
+            r.pos += 1
+            self._emit(r, tok)
+
+    def close(self) -> None:
+        with self.cv:
+            self.closed = True
+            self.cv.notify_all()
+        self.thread.join(timeout=10)

@@ -1,0 +1,273 @@
+"""Red-team findings on top of issue 12 (tests/test_security.py holds the issue's own): the launched app
+(`python app.py --auth ...`) driven over raw HTTP, each attack asserting that it fails AND that the app
+still serves a chat.
+
+- Gradio's run-history routes sat outside the app's login and called the Hub with the server's HF_TOKEN
+  (list/create buckets, read records) for any loopback client: run history is off;
+- a build's base_name replaced an entry of models/ that is not a base (the HF checkpoint models/default-hf);
+- a request's Hub id was looked up (in the app) and downloaded (in the job) with the server's HF_TOKEN;
+- exports/ and uploads/ grew without a bound (each export copies a base), and so did Gradio's upload
+  cache (every /gradio_api/upload is kept an hour): an hourly upload budget answers 429 beyond it;
+- deeply nested JSON or a 10,000-digit number in a data file gave Gradio's opaque error.
+
+The Hub is a local recorder (HF_ENDPOINT) that logs every request with its Authorization header and
+answers a model lookup as if the model existed, so that a build job starts and tries to download."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app_helpers import free_port, make_workspace, start_app, stop_app
+from test_security import PASSWORD, SERVER_TOKEN, USER, Raw, answer_of, snapshot, text
+
+pytestmark = pytest.mark.timeout(900)
+
+MAX_EXPORTS = 2
+MAX_UPLOADS_MB = 1
+UPLOAD_BUDGET_MB = 6
+
+
+class Recorder:
+    """A stand-in Hub: records (method, path, authorization); /api/models/<id> answers a model."""
+
+    def __init__(self):
+        self.seen: list[tuple[str, str, str | None]] = []
+        rec = self
+
+        class H(BaseHTTPRequestHandler):
+            def _answer(self):
+                rec.seen.append((self.command, self.path, self.headers.get("authorization")))
+                if self.path.startswith("/api/models/"):
+                    repo = "/".join(self.path.split("?")[0].split("/")[3:5])
+                    body = json.dumps({"id": repo, "sha": "a" * 40, "private": True,
+                                       "siblings": [{"rfilename": "config.json"}]}).encode()
+                    self.send_response(200)
+                else:
+                    body = b"{}"
+                    self.send_response(404)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _answer
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def tokens(self) -> set:
+        return {a for _, _, a in self.seen if a}
+
+
+@pytest.fixture(scope="module")
+def red(tmp_path_factory):
+    root = tmp_path_factory.mktemp("redteam")
+    ws = make_workspace(root / "ws")
+    hub = Recorder()
+    port = free_port()
+    env = {"HF_TOKEN": SERVER_TOKEN, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
+           "STUDIO_MAX_EXPORTS": str(MAX_EXPORTS), "STUDIO_MAX_UPLOADS_MB": str(MAX_UPLOADS_MB),
+           "STUDIO_UPLOAD_BUDGET_MB": str(UPLOAD_BUDGET_MB)}
+    proc = start_app(ws, port, root / "app.log", ("--auth", f"{USER}:{PASSWORD}"), env=env)
+    url = f"http://127.0.0.1:{port}"
+    yield {"ws": ws, "url": url, "raw": Raw(url), "hub": hub, "log": root / "app.log"}
+    stop_app(proc, ws)
+    hub.server.shutdown()
+
+
+def serves(red) -> None:
+    assert answer_of(Raw(red["url"]).chat()).strip()
+
+
+def test_run_history_routes_are_off(red):
+    """Before: GET /gradio_api/run-history/buckets without logging in made the app list the server
+    token's buckets on the Hub (POST .../connect created one, .../records read one)."""
+    anon = httpx.Client(base_url=red["url"], timeout=60)
+    for client in (anon, red["raw"].http):
+        for method, path, body in (("GET", "/gradio_api/run-history/buckets", None),
+                                   ("POST", "/gradio_api/run-history/connect", {"bucket_id": "victim/bucket"}),
+                                   ("GET", "/gradio_api/run-history/records?bucket=operator/private", None)):
+            r = client.request(method, path, json=body) if body else client.request(method, path)
+            assert r.status_code in (401, 404, 405), (path, r.status_code, r.text[:300])
+    assert not any("bucket" in p for _, p, _ in red["hub"].seen), red["hub"].seen
+    assert SERVER_TOKEN not in " ".join(red["hub"].tokens())
+    serves(red)
+
+
+@pytest.mark.parametrize("via", ["build_recipe", "start_build"])
+def test_base_name_never_replaces_what_is_not_a_base(red, via):
+    """Before: base_name 'default-hf' published the build's ONNX base over the HF checkpoint
+    models/default-hf (kept only as default-hf.previous): the default recipe broke for everyone."""
+    raw, ws = red["raw"], red["ws"]
+    before = snapshot(ws / "models")
+    hf_target = os.readlink(ws / "models" / "default-hf") if (ws / "models" / "default-hf").is_symlink() else None
+    for name in ("default-hf", "default-hf.previous", "../adapters/travel"):
+        fields = {"base": "", "base_name": name, "eval_file": "", "awq": {"enabled": False}, "lora": {"max_steps": 1}}
+        if via == "build_recipe":
+            r = raw.call("build_recipe", [fields])
+            assert r["ok"] and not r["data"][0]["ok"], r
+            msg = r["data"][0]["error"]
+        else:
+            fn = raw.fn("start_build")
+            r = raw.call(fn, raw.defaults(fn, build_mode="New base from a model", build_base_name=name,
+                                          build_eval_file="",
+                                          build_awq_enabled=False,
+                                          build_lora_max_steps=1))
+            assert r["ok"], r
+            msg = r["data"][1]
+        assert "not an ONNX base" in msg or "not allowed" in msg or "not a safe" in msg, msg
+    assert snapshot(ws / "models") == before
+    if hf_target is not None:
+        assert os.readlink(ws / "models" / "default-hf") == hf_target
+    assert not (ws / "runs").exists() or not any((ws / "runs").iterdir())
+    serves(red)
+
+
+def test_hub_ids_are_looked_up_and_downloaded_without_the_server_token(red):
+    """Before: base_model 'operator/private-model' made the app ask the Hub with the server's HF_TOKEN
+    (and the build job inherited it to download): a request could probe and pull private models."""
+    raw, hub = red["raw"], red["hub"]
+    r = raw.call("build_recipe", [{"base": "", "base_model": "operator/private-model", "eval_file": "",
+                                   "adapter_name": "probe", "awq": {"enabled": False}}])
+    assert r["ok"], r
+    res = r["data"][0]
+    if res.get("ok"):  # the lookup found it (the recorder says it exists): the job tries to download
+        job = res["job_id"]
+        for _ in range(300):
+            s = raw.call("job_summary", [job])["data"][0]
+            if s["status"] not in ("running", "pending"):
+                break
+            time.sleep(1)
+        assert s["status"] == "failed", s  # nothing to download: no weights behind the recorder
+    paths = [p for _, p, _ in hub.seen]
+    assert any("operator/private-model" in p for p in paths), paths  # the Hub was asked ...
+    assert SERVER_TOKEN not in " ".join(hub.tokens()), hub.seen   # ... never with the server's token
+    assert not any(a for _, p, a in hub.seen if "private-model" in p), hub.seen
+    serves(red)
+
+
+def test_exports_are_capped(red):
+    """Before: every export_space with a new name copied the base (8.7 MB here, GBs for a real model)
+    into exports/, without a bound."""
+    raw, ws = red["raw"], red["ws"]
+    fn = raw.fn("export_space")
+    existing = [d for d in (ws / "exports").iterdir()] if (ws / "exports").exists() else []
+    made = []
+    for i in range(MAX_EXPORTS + 3):
+        r = raw.call(fn, ["default", ["travel"], "cpu-basic", f"fill-{i}", False])
+        assert r["ok"], r
+        if r["data"][0].startswith("exported"):
+            made.append(i)
+        else:
+            assert "limit" in r["data"][0], r
+    assert len(made) + len(existing) == MAX_EXPORTS, (made, existing)
+    dirs = [d for d in (ws / "exports").iterdir() if not d.name.endswith(".previous")]
+    assert len(dirs) == MAX_EXPORTS
+    if made:  # replacing an existing export stays allowed
+        r = raw.call(fn, ["default", ["travel"], "cpu-basic", f"fill-{made[0]}", True])
+        assert r["data"][0].startswith("exported"), r
+    serves(red)
+
+
+def test_uploads_folder_is_capped(red):
+    """Before: each upload with new content was kept in uploads/ forever, without a bound."""
+    raw, ws = red["raw"], red["ws"]
+    line = json.dumps({"prompt": "p" * 1000, "response": "r"}) + "\n"
+    refused = 0
+    for i in range(4):
+        f = raw.upload(f"big{i}.jsonl", (line * 350).encode() + f'{{"prompt": "{i}", "response": "x"}}\n'.encode())
+        r = raw.preview("", file=f)
+        assert r["ok"], text(r)[:500]
+        if "uploads folder is full" in r["data"][1]:
+            refused += 1
+    assert refused >= 1
+    used = sum(p.stat().st_size for p in (ws / "uploads").iterdir())
+    assert used <= MAX_UPLOADS_MB * 1e6
+    serves(red)
+
+
+@pytest.mark.parametrize("content", [b"[" * 300000 + b"]" * 300000 + b"\n",
+                                     b'{"messages": ' + b"[" * 100000 + b"]" * 100000 + b"}\n",
+                                     b'{"prompt": "a", "response": "b", "n": 1' + b"0" * 10000 + b"}\n"],
+                         ids=["nested-list", "nested-messages", "long-integer"])
+def test_hostile_json_gets_a_message(red, content):
+    """Before: a deeply nested line (RecursionError) or a 10,000-digit number failed the upload and the
+    preview with Gradio's opaque error (a traceback in the log) instead of a message."""
+    raw = red["raw"]
+    f = raw.upload("hostile.jsonl", content)
+    r = raw.preview("", file=f)
+    assert r["ok"], text(r)[:500]
+    assert "bad data file" in r["data"][1] and ("nested too deeply" in r["data"][1] or "digits" in r["data"][1])
+    serves(red)
+
+
+def test_zz_upload_budget(red):
+    """Before: /gradio_api/upload took any number of files (each up to the 8 MB limit) and Gradio kept each
+    an hour: a loop filled the disk. Now the server takes UPLOAD_BUDGET_MB an hour, then answers 429.
+    (Named zz: it uses the budget up, so it runs last in this module.)"""
+    raw = red["raw"]
+    chunk = b'{"prompt": "a", "response": "b"}\n' * 12_000  # ~400 kB
+    accepted, status = 0, 200
+    for i in range(int(UPLOAD_BUDGET_MB * 1e6 / len(chunk)) + 5):
+        r = raw.http.post("/gradio_api/upload", files={"files": (f"b{i}.jsonl", chunk + str(i).encode())})
+        status = r.status_code
+        if status != 200:
+            break
+        accepted += len(chunk)
+    assert status == 429 and "upload budget" in r.text, (status, r.text[:300])
+    assert accepted <= UPLOAD_BUDGET_MB * 1e6
+    serves(red)
+    assert raw.call("library", [])["ok"]  # other handlers still answer
+
+
+def test_zzz_forged_forwarded_for_does_not_escape_login_slowing(red):
+    """Before: uvicorn takes the client address from X-Forwarded-For when the peer is loopback (as behind
+    the share tunnel), so a new X-Forwarded-For per attempt made every guess a 'new client': 30 wrong
+    passwords in a row were all answered 400, never slowed. Now all clients together are slowed too.
+    (Last in the module: it leaves the login slowed for everyone for a while.)"""
+    anon = httpx.Client(base_url=red["url"], timeout=60)
+    codes = []
+    for i in range(30):
+        r = anon.post("/login", data={"username": USER, "password": f"guess-{i}"},
+                      headers={"X-Forwarded-For": f"198.51.100.{i + 1}"})
+        codes.append(r.status_code)
+    assert set(codes) <= {400, 429} and 429 in codes, codes
+    assert codes.count(400) <= 4 * 5, codes
+    raw = red["raw"]  # a session that logged in before still works
+    assert answer_of(raw.chat()).strip()
+
+
+def test_resume_rechecks_the_stored_recipe(red, tmp_path):
+    """Before: resume_build relaunched any job of runs/ as stored: a job the operator made on the command
+    line (trust_remote_code, a model folder outside models/) ran the model's code again on a stranger's
+    request. Now the stored recipe goes through the request policy first."""
+    from pipeline import jobs
+    from pipeline.events import EventLog
+    from pipeline.recipe import Recipe
+    from artifacts import Workspace
+    from test_security import evil_model
+    sentinel = tmp_path / "code-ran"
+    model = evil_model(tmp_path / "evil", sentinel, "config.json")
+    recipe = Recipe(base="", base_model=str(model), trust_remote_code=True, eval_file="",
+                    adapter_name="operator-job")
+    recipe.awq.enabled = False
+    job = jobs.create_job(recipe, Workspace(red["ws"]))  # the operator's own run (command line)
+    EventLog(job / "events.jsonl").emit("job_end", status="failed", error="stopped by the operator")
+    r = red["raw"].call("resume_build", [job.name])
+    assert r["ok"] and "cannot be resumed" in r["data"][0], r
+    s = red["raw"].call("job_summary", [job.name])["data"][0]
+    assert s["status"] == "failed", s
+    assert not sentinel.exists()
+    assert answer_of(red["raw"].chat()).strip()

@@ -1,0 +1,267 @@
+"""Serving core on the CPU: the plain-onnxruntime backend (CPU execution provider, I/O binding, the same
+static-buffer loop as on CUDA without the graph) against onnxruntime-genai, its continuous batch, the
+coalesced live stream and cancellation. Real models: the embedded default model with its adapters, and
+the scratch model of tests/engine_fixture.py (random weights: long answers, adapters of rank 8 and 4)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from conftest import ROOT
+from engine.chat import ChatEngine, SamplingParams
+from tests.engine_fixture import engine_scratch  # noqa: F401  (session fixture)
+
+MODEL, ADAPTERS = ROOT / "models" / "default", ROOT / "adapters"
+MSG = [{"role": "user", "content": "Plan a weekend in Lisbon"}]
+GREEDY = SamplingParams(max_new_tokens=48)
+
+
+@pytest.fixture(scope="module")
+def og_engine():
+    e = ChatEngine(MODEL, ADAPTERS, backend="og")
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module")
+def ort_engine():
+    e = ChatEngine(MODEL, ADAPTERS, backend="ort")
+    yield e
+    e.close()
+
+
+def test_backend_picked_and_named(og_engine, ort_engine, monkeypatch):
+    auto = ChatEngine(MODEL, ADAPTERS, provider="cpu")
+    assert auto.backend_name == "og" and auto.backend_why == "no CUDA"  # the CPU default stays og
+    monkeypatch.setenv("STUDIO_BACKEND", "ort")
+    forced = ChatEngine(MODEL, ADAPTERS, provider="cpu", max_rows=2)
+    assert forced.backend_name == "ort" and forced.backend_why == "forced"
+    forced.close()
+    assert ort_engine.generate(MSG, "travel", GREEDY)[1].backend == "ort"
+    assert og_engine.generate(MSG, "travel", GREEDY)[1].backend == "og"
+    with pytest.raises(ValueError, match="backend must be"):
+        ChatEngine(MODEL, ADAPTERS, backend="vllm")
+
+
+def test_ort_greedy_equals_og_base_adapters_and_compare(og_engine, ort_engine):
+    assert ort_engine.variants() == og_engine.variants() == ["base", "pirate", "travel"]
+    assert ort_engine.refused() == []
+    alone = {}
+    for v in og_engine.variants():
+        want, sw = og_engine.generate(MSG, v, GREEDY)
+        got, sg = ort_engine.generate(MSG, v, GREEDY)
+        assert got == want and sg.tokens == sw.tokens and sg.finish_reason == sw.finish_reason, v
+        alone[v] = want
+    assert len(set(alone.values())) == 3
+    for a, b in (("travel", "pirate"), ("base", "travel"), ("pirate", "base")):
+        ta, tb, sa, sb = list(ort_engine.compare(MSG, a, b, GREEDY))[-1]
+        assert (ta, tb) == (alone[a], alone[b]) and sa.finished and sb.finished
+    st = ort_engine.serving_stats()
+    assert st["backend"] == "ort" and st["max_batch"] >= 2 and not st["cuda_graph"]
+
+
+def test_ort_on_scratch_model_with_other_ranks(engine_scratch):
+    """Adapters of rank 8 and 4 padded into the slots; a repetition penalty and a long answer."""
+    og = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend="og")
+    ort = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend="ort", max_rows=4)
+    try:
+        for p in (SamplingParams(max_new_tokens=60), SamplingParams(max_new_tokens=30, repetition_penalty=1.5)):
+            for v in og.variants():
+                assert ort.generate(MSG, v, p)[0] == og.generate(MSG, v, p)[0], (v, p)
+        ta, tb, _, _ = list(ort.compare(MSG, "alpha", "beta", SamplingParams(max_new_tokens=60)))[-1]
+        assert (ta, tb) == (og.generate(MSG, "alpha", SamplingParams(max_new_tokens=60))[0],
+                            og.generate(MSG, "beta", SamplingParams(max_new_tokens=60))[0])
+        # a prompt longer than the context: cut from the left as on og, the answer fills the rest
+        long = [{"role": "user", "content": "hello world " * 500}]
+        p = SamplingParams(max_new_tokens=400)
+        (t1, s1), (t2, s2) = ort.generate(long, "alpha", p), og.generate(long, "alpha", p)
+        assert "cut from the left" in s1.note and t1 == t2 and s1.tokens == s2.tokens > 0
+        assert s1.prompt_tokens + s1.tokens <= ort.context_length == og.context_length
+    finally:
+        og.close()
+        ort.close()
+
+
+def test_continuous_batch_answers_equal_alone():
+    """12 requests over 3 variants in flight together (and one joining the running batch): each answer is
+    the one the request gives alone, none is another variant's. batch_invariant: every step runs all 8
+    rows, so an answer cannot depend on how many others run with it (see the next test for why)."""
+    eng = ChatEngine(MODEL, ADAPTERS, backend="ort", max_rows=8, batch_invariant=True)
+    try:
+        variants = eng.variants()
+        msgs = [[{"role": "user", "content": f"Tell me about trip number {i}"}] for i in range(4)]
+        jobs = [(variants[i % 3], msgs[i % 4], SamplingParams(max_new_tokens=40) if i % 5 else
+                 SamplingParams(max_new_tokens=40, temperature=0.8, top_k=20, top_p=0.9, seed=i))
+                for i in range(12)]
+        alone = [eng.generate(m, v, p)[0] for v, m, p in jobs]
+        assert eng.serving_stats()["max_batch"] == 1
+        by_prompt = {}
+        for (v, m, p), t in zip(jobs, alone):
+            by_prompt.setdefault((m[0]["content"], p.seed), {})[v] = t
+        streams = [eng.stream(m, v, p) for v, m, p in jobs]  # all queued before any is read
+        got = [None] * len(jobs)
+
+        def read(i):
+            for got[i], _ in streams[i]:
+                pass
+        threads = [threading.Thread(target=read, args=(i,)) for i in range(len(jobs))]
+        for t in threads:
+            t.start()
+        late = eng.stream(msgs[0], "travel", SamplingParams(max_new_tokens=40))
+        for t in threads:
+            t.join()
+        assert got == alone
+        assert list(late)[-1][0] == eng.generate(msgs[0], "travel", SamplingParams(max_new_tokens=40))[0]
+        for (v, m, p), t in zip(jobs, got):
+            assert all(t != x for w, x in by_prompt[(m[0]["content"], p.seed)].items() if w != v), (v, m)
+        assert eng.serving_stats()["max_batch"] == 8
+    finally:
+        eng.close()
+
+
+def test_bucketed_batch_rounds_like_og_batch(og_engine, ort_engine):
+    """Without batch_invariant a step runs the smallest bucket (1, 2, 4, 8) holding the live rows. The
+    CPU int4 MatMul rounds a batch of 2 slightly differently from a batch of 1, which flips a near-tie for
+    pirate on this prompt, in onnxruntime-genai's own batch of 2 as well: the ort loop's two rows equal
+    og's batch of 2 token for token."""
+    m = [{"role": "user", "content": "Tell me about trip number 0"}]
+    og_pair = list(og_engine.compare(m, "pirate", "travel", GREEDY))[-1][:2]
+    assert og_engine.compare_batched and og_pair[0] != og_engine.generate(m, "pirate", GREEDY)[0]
+    assert list(ort_engine.compare(m, "pirate", "travel", GREEDY))[-1][:2] == og_pair
+
+
+def test_adapter_budget_evicts_and_reloads(og_engine):
+    e = ChatEngine(MODEL, ADAPTERS, backend="ort", max_rows=2)
+    e.backend.budget = 1
+    try:
+        for v in ["travel", "pirate", "travel", "base", "pirate"]:
+            assert e.generate(MSG, v, GREEDY)[0] == og_engine.generate(MSG, v, GREEDY)[0], v
+        st = e.serving_stats()
+        assert st["evictions"] >= 2 and st["adapter_reads"] >= 3 and st["resident_adapters"] == 1
+    finally:
+        e.close()
+
+
+@pytest.mark.parametrize("backend", ["og", "ort"])
+def test_live_stream_is_coalesced(engine_scratch, backend):
+    e = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend=backend, max_rows=2)
+    p = SamplingParams(max_new_tokens=200)
+    try:
+        text, st = e.generate(MSG, "alpha", p)
+        assert st.tokens == 200  # random weights: no EOS
+        live = e.start(MSG, "alpha", p)
+        frames = list(live.frames(interval=0.05))
+        assert frames[-1][0] == text and frames[-1][1].finished and frames[-1][1].tokens == 200
+        assert live.produced_frames == 201 and len(frames) < 201  # the reader got the latest, not each
+        assert all(frames[i + 1][0].startswith(frames[i][0]) for i in range(len(frames) - 1))
+        for a, b in (("alpha", "beta"), ("beta", "beta")):
+            live = e.start_compare(MSG, a, b, p)
+            last = list(live.frames(interval=0.05))[-1]
+            assert last[:2] == (e.generate(MSG, a, p)[0], e.generate(MSG, b, p)[0])
+    finally:
+        e.close()
+
+
+@pytest.mark.parametrize("backend", ["og", "ort"])
+def test_cancelled_stream_stops_the_engine(engine_scratch, backend, monkeypatch):
+    """The reader takes one frame and goes away (Stop, closed tab): the engine makes at most one more
+    token. The decode is held after its first token until the reader has gone, so the check does not
+    depend on speed."""
+    e = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend=backend, max_rows=2)
+    go, made = threading.Event(), []
+    if backend == "og":
+        real = e.backend.run
+
+        def gated(*a, **k):
+            g = real(*a, **k)
+            try:
+                for x in g:
+                    made.append(x)
+                    yield x
+                    go.wait()
+            finally:
+                g.close()
+        monkeypatch.setattr(e.backend, "run", gated)
+    else:
+        real = e.backend._step
+
+        def gated():
+            go.wait()
+            made.append(1)
+            real()
+        monkeypatch.setattr(e.backend, "_step", gated)
+    try:
+        live = e.start(MSG, "alpha", SamplingParams(max_new_tokens=200))
+        it = live.frames(interval=0.0)
+        first = next(it)
+        assert first[1].tokens == 1 and not first[1].finished
+        it.close()  # the reader went away
+        go.set()
+        assert live.join(60)
+        assert len(made) <= 2 and live.produced_frames <= 3
+        if backend == "ort":
+            assert e.backend.wait_idle(60) and e.serving_stats()["ended"] == {"length": 1, "cancelled": 1}  # + self-test
+    finally:
+        go.set()
+        e.close()
+
+
+def test_chat_tab_stream_coalesced_and_stop_cancels_the_engine(engine_scratch, monkeypatch):
+    """The Chat tab's /chat handler: it sends fewer updates than tokens, and when Gradio closes it (Stop, a
+    closed tab) the engine's row ends as cancelled after at most one more step."""
+    import gradio as gr
+
+    from ui.chat_engine import ChatOnlyEngine
+    from ui.chat_tab import create_chat_tab
+    monkeypatch.setenv("STUDIO_BACKEND", "ort")
+    monkeypatch.setenv("STUDIO_MAX_ROWS", "2")
+    app = ChatOnlyEngine(engine_scratch["root"], provider="cpu")
+    with gr.Blocks():
+        tab = create_chat_tab(app)
+    base = engine_scratch["base_name"]
+    eng = app.chat(base)
+    assert eng.backend_name == "ort"
+    args = ([], [], base, "alpha", "base", False, 0.0, 1.0, 0, 200, 1.0, 0)
+    updates = list(tab.respond_fn("Hello", *args))
+    stats = updates[-1][3]
+    assert "backend ort" in stats and "200 tokens" in stats and "done (length)" in stats, stats
+    assert len(updates) < 100  # ~25 per second of decoding, not one per token
+    assert updates[-1][0][-1]["content"] == eng.generate([{"role": "user", "content": "Hello"}], "alpha",
+                                                         SamplingParams(max_new_tokens=200))[0]
+    go, steps = threading.Event(), []
+    real = eng.backend._step
+
+    def gated():
+        go.wait()
+        steps.append(1)
+        real()
+    monkeypatch.setattr(eng.backend, "_step", gated)
+    before = dict(eng.serving_stats()["ended"])
+    it = tab.respond_fn("Hello", *args)
+    next(it)  # "… alpha"
+    first = next(it)  # the first token (from the prompt's step)
+    assert "1 tokens" in first[3]
+    it.close()  # what Gradio does on Stop or a lost connection
+    go.set()
+    assert eng.backend.wait_idle(60)
+    after = eng.serving_stats()["ended"]
+    assert after.get("cancelled", 0) == before.get("cancelled", 0) + 1 and len(steps) <= 1
+    app.chat(base).close()
+
+
+def test_ort_adapter_file_gone_fails_that_request_only(tmp_path):
+    """An adapter deleted on disk after it was listed (before a refresh saw it): its request fails with a
+    clear message, the decode loop goes on serving the others."""
+    import shutil
+    ads = tmp_path / "adapters"
+    shutil.copytree(ADAPTERS, ads, ignore=shutil.ignore_patterns("peft"))
+    e = ChatEngine(MODEL, ads, backend="ort", max_rows=2)
+    try:
+        (ads / "pirate" / "adapter.onnx_adapter").unlink()
+        with pytest.raises(RuntimeError, match="adapter unreadable"):
+            e.generate(MSG, "pirate", GREEDY)
+        assert e.generate(MSG, "travel", GREEDY)[0] and e.generate(MSG, "base", GREEDY)[0]
+        assert e.serving_stats()["ended"]["error"] == 1
+    finally:
+        e.close()
