@@ -32,6 +32,11 @@ def app(tmp_path_factory):
     meta = json.loads((ws / "adapters" / "evaltest" / "metadata.json").read_text())
     meta.update(name="evaltest", eval=EVAL)
     (ws / "adapters" / "evaltest" / "metadata.json").write_text(json.dumps(meta))
+    shutil.copytree(ws / "adapters" / "pirate", ws / "adapters" / "noeval")  # an adapter from before evaluate
+    meta = json.loads((ws / "adapters" / "noeval" / "metadata.json").read_text())
+    meta.pop("eval", None)
+    meta.update(name="noeval")
+    (ws / "adapters" / "noeval" / "metadata.json").write_text(json.dumps(meta))
     shutil.copytree(ws / "models" / "default", ws / "models" / "other")
     base = json.loads((ws / "models" / "other" / "base.json").read_text())
     base.update(name="other", fingerprint="0" * 64)
@@ -57,7 +62,10 @@ def test_adapter_eval_display(app):
     assert html.count("class='eval-sample'") == 5
     assert "<script>" not in html and "&lt;script&gt;" in html and "&amp; more" in html
     assert "held-out split of uploads/x.jsonl" in html
-    assert "No evaluation recorded" in app["client"].predict("pirate", api_name="/adapter_eval")
+    assert "No evaluation recorded" in app["client"].predict("noeval", api_name="/adapter_eval")
+    shipped = json.loads((app["ws"] / "adapters" / "pirate" / "metadata.json").read_text())["eval"]
+    html = app["client"].predict("pirate", api_name="/adapter_eval")  # the shipped adapter's own measurement
+    assert f"{shipped['base_loss']:.3f}" in html and f"{shipped['adapter_loss']:.3f}" in html
     assert "no adapter" in app["client"].predict("nope", api_name="/adapter_eval")
     _, adapters, _, _ = app["client"].predict(api_name="/library")
     row = next(r for r in adapters["data"] if r[0] == "evaltest")

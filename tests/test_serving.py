@@ -55,8 +55,11 @@ def test_ort_greedy_equals_og_base_adapters_and_compare(og_engine, ort_engine):
         alone[v] = want
     assert len(set(alone.values())) == 3
     for a, b in (("travel", "pirate"), ("base", "travel"), ("pirate", "base")):
+        # a compare is a batch of 2 in both backends: equal to og's batch row for row (a batch of 2 may
+        # round a greedy near-tie differently from a single answer on the CPU int4 kernels, in og as well)
         ta, tb, sa, sb = list(ort_engine.compare(MSG, a, b, GREEDY))[-1]
-        assert (ta, tb) == (alone[a], alone[b]) and sa.finished and sb.finished
+        assert (ta, tb) == tuple(list(og_engine.compare(MSG, a, b, GREEDY))[-1][:2]) and sa.finished and sb.finished
+        assert sum(x != alone[v] for x, v in ((ta, a), (tb, b))) <= 1, (a, b)  # at most a near-tie flip
     st = ort_engine.serving_stats()
     assert st["backend"] == "ort" and st["max_batch"] >= 2 and not st["cuda_graph"]
 
@@ -125,10 +128,14 @@ def test_bucketed_batch_rounds_like_og_batch(og_engine, ort_engine):
     CPU int4 MatMul rounds a batch of 2 slightly differently from a batch of 1, which flips a near-tie for
     pirate on this prompt, in onnxruntime-genai's own batch of 2 as well: the ort loop's two rows equal
     og's batch of 2 token for token."""
-    m = [{"role": "user", "content": "Tell me about trip number 0"}]
-    og_pair = list(og_engine.compare(m, "pirate", "travel", GREEDY))[-1][:2]
-    assert og_engine.compare_batched and og_pair[0] != og_engine.generate(m, "pirate", GREEDY)[0]
-    assert list(ort_engine.compare(m, "pirate", "travel", GREEDY))[-1][:2] == og_pair
+    flips = 0
+    for text in (MSG[-1]["content"], "Tell me about trip number 0", "What should I pack for a trip?"):
+        m = [{"role": "user", "content": text}]
+        og_pair = list(og_engine.compare(m, "travel", "pirate", GREEDY))[-1][:2]
+        assert og_engine.compare_batched
+        flips += og_pair[1] != og_engine.generate(m, "pirate", GREEDY)[0]
+        assert list(ort_engine.compare(m, "travel", "pirate", GREEDY))[-1][:2] == og_pair, text
+    assert flips >= 1  # the prompts hold at least one such near-tie on the shipped adapters
 
 
 def test_adapter_budget_evicts_and_reloads(og_engine):
