@@ -215,22 +215,31 @@ class ChatEngine:
         t0 = time.perf_counter()
         held = self.registry.acquire(variant)
         try:
-            stream = self.tokenizer.create_stream()
-            st = self._stats(variant, ids, note)
-            text = ""
             limit = min(params.max_new_tokens, self.context_length - len(ids))
-            for tok, now in self.backend.run(ids, held and held.key, params, seed, self.eos_ids, limit):
-                if tok is None:
-                    st.finish_reason = "eos"
-                    break
-                count_token(st, now, t0)
-                text += stream.decode(tok)
-                yield text, replace(st)
-            finish(st, params)
-            st.seconds = time.perf_counter() - t0
-            yield text, st
+            tokens = ((tok, now, "eos") for tok, now in
+                      self.backend.run(ids, held and held.key, params, seed, self.eos_ids, limit))
+            yield from self._text_frames(tokens, variant, ids, note, params, t0)
         finally:
             self.registry.release(held)
+
+    def _text_frames(self, tokens, variant, ids, note, params, t0) -> Iterator[tuple[str, Stats]]:
+        """(text so far, Stats) per new token, then the final frame. `tokens` yields (token, time,
+        reason); a None token ends the answer with that reason ("error ..." raises)."""
+        stream = self.tokenizer.create_stream()
+        st = self._stats(variant, ids, note)
+        text = ""
+        for tok, now, reason in tokens:
+            if tok is None:
+                if reason.startswith("error"):
+                    raise RuntimeError(reason)
+                st.finish_reason = reason
+                break
+            count_token(st, now, t0)
+            text += stream.decode(tok)
+            yield text, replace(st)
+        finish(st, params)
+        st.seconds = time.perf_counter() - t0
+        yield text, st
 
     def _ort_frames(self, ids, note, variant, params, seed):
         from .ort_backend import Request
@@ -245,22 +254,8 @@ class ChatEngine:
 
         def frames():
             try:
-                stream = self.tokenizer.create_stream()
-                st = self._stats(variant, ids, note)
-                text = ""
-                while True:
-                    tok, now, reason = req.out.get()
-                    if tok is None:
-                        if reason.startswith("error"):
-                            raise RuntimeError(reason)
-                        st.finish_reason = reason
-                        break
-                    count_token(st, now, t0)
-                    text += stream.decode(tok)
-                    yield text, replace(st)
-                finish(st, params)
-                st.seconds = time.perf_counter() - t0
-                yield text, st
+                # the decode thread's queue: (token, time, reason), ending with a None token
+                yield from self._text_frames(iter(req.out.get, object()), variant, ids, note, params, t0)
             finally:
                 req.cancel()  # closed early: the row ends at the next step
                 self.registry.release(held)
