@@ -132,6 +132,26 @@ def decode_rest(gen) -> int:
     return k
 
 
+def og_timed_request(model, prompt: list[int], n: int, adapters=None, name: str | None = None
+                     ) -> tuple[float, float, int]:
+    """One greedy request of exactly n new tokens: (time to the first token in s, decode tokens/s after
+    the first, tokens made)."""
+    t0 = time.perf_counter()
+    gen = og_generator(model, prompt, n, adapters, name)
+    gen.generate_next_token()
+    t1 = time.perf_counter()
+    k = decode_rest(gen)
+    t2 = time.perf_counter()
+    del gen
+    return t1 - t0, k / (t2 - t1) if k else 0.0, k + 1
+
+
+def bench_prompts(model_dir: Path, long_n: int) -> tuple[list[int], list[int]]:
+    """The 16-token prompt and a long_n-token prompt spread over the model's vocabulary."""
+    vocab = json.loads((Path(model_dir) / "genai_config.json").read_text())["model"]["vocab_size"]
+    return list(range(100, 116)), [100 + (i * 7919) % (vocab - 200) for i in range(long_n)]
+
+
 # ------------------------------------------------------------------ device facts
 def gpu_used_mib() -> float | None:
     """Used memory of GPU 0 (MiB) from NVML, as nvidia-smi shows it."""

@@ -33,23 +33,14 @@ def _adapters_of(ws: Path, base_dir: Path) -> list[Path]:
 def og_rows(d: Path, ads: list[Path], device: str, tokens: int, reps: int, long_n: int) -> list[dict]:
     import onnxruntime_genai as og
     rows = []
-    prompt = list(range(100, 116))
-    vocab = json.loads((d / "genai_config.json").read_text())["model"]["vocab_size"]
-    long_prompt = [100 + (i * 7919) % (vocab - 200) for i in range(long_n)]
+    prompt, long_prompt = C.bench_prompts(d, long_n)
     for graph in ((False, True) if device == "cuda" else (False,)):
         model = C.og_model(d, device, graph)
         adapters = og.Adapters(model)
         adapters.load(str(ads[0] / "adapter.onnx_adapter"), "a")
         for name in (None, "a"):
             def once(p, n):
-                t0 = time.perf_counter()
-                gen = C.og_generator(model, p, n, adapters, name)
-                gen.generate_next_token()
-                t1 = time.perf_counter()
-                k = 1 + C.decode_rest(gen)
-                t2 = time.perf_counter()
-                del gen
-                return t1 - t0, (k - 1) / (t2 - t1), k
+                return C.og_timed_request(model, p, n, adapters, name)
             once(prompt, 32)
             once(long_prompt, 1)
             dec = [once(prompt, tokens) for _ in range(reps)]

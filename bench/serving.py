@@ -100,20 +100,11 @@ def part_og(a) -> dict:
     model = C.og_model(d, a.device, graph=a.device == "cuda")
     adapters = og.Adapters(model)
     adapters.load(str(a.ws / "adapters" / ads[0] / "adapter.onnx_adapter"), "a")
-    vocab = json.loads((d / "genai_config.json").read_text())["model"]["vocab_size"]
-    prompt = list(range(100, 116))
-    long_prompt = [100 + (i * 7919) % (vocab - 200) for i in range(a.long)]
+    prompt, long_prompt = C.bench_prompts(d, a.long)
     rows = {}
     for name in (None, "a"):
         def once(p, n):
-            t0 = time.perf_counter()
-            gen = C.og_generator(model, p, n, adapters, name)
-            gen.generate_next_token()
-            t1 = time.perf_counter()
-            k = C.decode_rest(gen)
-            t2 = time.perf_counter()
-            del gen
-            return t1 - t0, k / (t2 - t1) if k else 0.0
+            return C.og_timed_request(model, p, n, adapters, name)
         once(prompt, 32)
         once(long_prompt, 1)
         dec = [once(prompt, a.tokens)[1] for _ in range(a.reps)]
