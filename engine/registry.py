@@ -62,10 +62,20 @@ class Registry:
 
     def refresh(self) -> dict:
         """Load adapters that appeared or changed on disk, forget deleted ones. Stat-based:
-        an unchanged folder costs two stat() calls. Returns {added, removed, refused}."""
+        an unchanged folder costs two stat() calls. The folders (untrusted files) are listed and checked
+        outside the lock; the lock only guards applying the result. Returns {added, removed, refused}."""
         added, removed, refused = [], [], []
+        dirs = {d.name: d for d in lib.adapter_dirs(self.adapters_dir)} if self.adapters_dir else {}
+        sigs = {name: lib.stat_signature(d) for name, d in dirs.items()}
         with self.lock:
-            dirs = {d.name: d for d in lib.adapter_dirs(self.adapters_dir)} if self.adapters_dir else {}
+            changed = [name for name in dirs if self._seen_sig.get(name) != sigs[name]]
+        checked = {}
+        for name in changed:
+            if name == BASE or not lib.safe_name(name):
+                checked[name] = lib.AdapterInfo(name=name, dir=dirs[name], reason="reserved or unsafe name")
+            else:
+                checked[name] = lib.check_adapter(dirs[name], self.base)
+        with self.lock:
             for name in list(self._seen_sig):
                 if name not in dirs:
                     self._seen_sig.pop(name)
@@ -73,15 +83,10 @@ class Registry:
                     if name in self._loaded:
                         self._retire(self._loaded.pop(name))
                         removed.append(name)
-            for name, d in dirs.items():
-                sig = lib.stat_signature(d)
-                if self._seen_sig.get(name) == sig:
-                    continue
-                self._seen_sig[name] = sig
-                if name == BASE or not lib.safe_name(name):
-                    info = lib.AdapterInfo(name=name, dir=d, reason="reserved or unsafe name")
-                else:
-                    info = lib.check_adapter(d, self.base)
+            for name, info in checked.items():
+                if self._seen_sig.get(name) == sigs[name]:
+                    continue  # a concurrent refresh applied it already
+                self._seen_sig[name] = sigs[name]
                 old = self._loaded.pop(name, None)
                 if old is not None:
                     self._retire(old)
