@@ -399,6 +399,166 @@ def initial_recipe(app: AppEngine) -> tuple[list, str]:
     return form_values(r, app.default_base()), note
 
 
+class BuildService:
+    """The Build tab's handlers: every request goes through the AppEngine (policy, jobs)."""
+
+    def __init__(self, app: AppEngine):
+        self.app = app
+
+    def command_of(self, *values):
+        try:
+            r = recipe_from_form(*values)
+            if r.preset == "auto":  # the values shown are the resolved preset's: say which
+                r.preset = resolve_preset(r, self.app.models_dir)
+            return preview_command(r)
+        except (RecipeError, ValueError) as e:
+            return f"# error: {e}"
+
+    def fill_preset(self, *values):
+        """The LoRA fields from the preset of the chosen base / model (nothing changes for 'custom')."""
+        try:
+            r, note = preset_recipe(recipe_from_form(*values), self.app.models_dir)
+        except (RecipeError, ValueError) as e:
+            return [gr.update()] * len(PRESET_FIELDS) + [f"⚠ {e}"]
+        return [get_dotted(r, n) for n in PRESET_FIELDS] + [note]
+
+    def preset_note(self, *values):
+        try:
+            return preset_recipe(recipe_from_form(*values), self.app.models_dir)[1]
+        except (RecipeError, ValueError) as e:
+            return f"⚠ {e}"
+
+    def on_mode(self, mode):
+        new = mode == MODE_BASE
+        return (gr.update(visible=not new), gr.update(visible=new), gr.update(visible=new),
+                gr.update(visible=new))
+
+    def view(self, job_id, last):
+        """Status, stages, loss, log, evaluation (and runs when something changed) of the shown job."""
+        if not job_id:
+            cur = self.app.current_job()
+            if cur is None:  # said once: a message shown in the status line (e.g. cannot start) stays
+                return ((gr.update(),) * 9) if last == "none" else (("", "No build yet.") + (gr.update(),) * 6
+                                                                     + ("none",))
+            job_id = cur
+        try:
+            st = self.app.job_state(job_id)
+        except UIError as e:
+            return (job_id, f"⚠ {e}") + (gr.update(),) * 6 + (last,)
+        key = f"{job_id}:{st.status}:{len(st.lines)}"
+        if key == last:  # nothing new: leave the components alone (the running time is in the status line)
+            return (gr.update(),) * 8 + (last,)
+        runs, run_select = gr.update(), gr.update()
+        if key.rsplit(":", 1)[0] != last.rsplit(":", 1)[0]:  # another job or status: the runs changed
+            all_jobs = self.app.list_jobs()
+            runs = runs_frame(all_jobs)
+            run_select = gr.update(choices=[j.job_id for j in all_jobs], value=job_id)
+        return (job_id, status_text(job_id, st), stages_html(st), loss_frame(st),
+                "\n".join(st.lines[-LOG_LINES:]), job_eval_html(self.app, st), runs, run_select, key)
+
+    def launch(self, recipe: Recipe) -> str:
+        recipe = self.app.check_recipe(recipe)  # the request policy, before any file is read
+        recipe.validate()
+        _check_data(self.app, recipe)
+        return self.app.start(recipe)
+
+    def start(self, *values):
+        try:
+            job_id = self.launch(recipe_from_form(*values))
+        except (RecipeError, UIError, ValueError, RuntimeError) as e:
+            gr.Warning(str(e))
+            return gr.update(), f"⚠ cannot start: {html.escape(str(e))}", gr.update()
+        return job_id, f"**{job_id}**: started", ""
+
+    def cancel(self, job_id):
+        try:
+            secs = self.app.cancel(job_id)
+        except UIError as e:
+            gr.Warning(str(e))
+            return f"⚠ {e}"
+        return f"**{job_id}**: cancelled in {secs:.1f} s"
+
+    def resume(self, job_id):
+        try:
+            self.app.resume(job_id)
+        except (UIError, RuntimeError) as e:
+            gr.Warning(str(e))
+            return f"⚠ {e}"
+        return f"**{job_id}**: resumed"
+
+    def select_run(self, job_id):
+        return job_id or "", ""
+
+    def load_form(self, job_id):
+        try:
+            return form_values(self.app.recipe_of(job_id), self.app.default_base()) + [""]
+        except Exception as e:
+            gr.Warning(f"cannot load the recipe of {job_id!r}: {e}")
+            return [gr.update()] * (1 + len(FIELD_NAMES)) + [gr.update()]
+
+    def on_upload(self, file, fmt, template, base_model, trust, eval_file, eval_fraction, seed):
+        if not file:
+            return gr.update(), ""
+        path = file if isinstance(file, str) else getattr(file, "name", str(file))
+        try:
+            load_examples(path, fmt or "auto")
+        except DataError as e:
+            msg = str(e).replace(str(path), Path(path).name)
+            gr.Warning("bad data file: " + msg)
+            return gr.update(), f"⚠ **bad data file**: {html.escape(msg)}"
+        try:
+            dest = store_upload(self.app, path)
+        except UIError as e:
+            gr.Warning(str(e))
+            return gr.update(), f"⚠ {html.escape(str(e))}"
+        return dest, preview_data(self.app, dest, fmt, template, base_model, trust, eval_file=eval_file,
+                                  eval_fraction=eval_fraction, seed=seed)
+
+    def check_data(self, train_file, fmt, template, base_model, trust, eval_file="", eval_fraction=0.1, seed=0):
+        return preview_data(self.app, train_file, fmt, template, base_model, trust, eval_file=eval_file,
+                            eval_fraction=eval_fraction, seed=seed)
+
+    def build_recipe(self, overrides: dict) -> dict:
+        """Start a build: the default recipe with `overrides` (nested or dotted field names)."""
+        try:
+            recipe = apply_overrides(overrides or {}, self.app.models_dir)
+            job_id = self.launch(recipe)
+        except (RecipeError, UIError, ValueError, RuntimeError) as e:
+            return {"ok": False, "error": str(e)}
+        return {"ok": True, "job_id": job_id, "command": preview_command(recipe)}
+
+    def job_summary(self, job_id: str) -> dict:
+        """State of a job: status, error, result, stages, last steps, resumed step, evaluation."""
+        try:
+            st = self.app.job_state(job_id)
+        except UIError as e:
+            return {"job_id": job_id, "status": "unknown", "error": str(e)}
+        return {"job_id": job_id, "status": st.status, "error": st.error, "result": st.result,
+                "stages": st.stages, "steps": st.steps[-5:], "evals": st.evals[-5:],
+                "resumed_step": getattr(st, "resumed_step", None), "eval": getattr(st, "eval", None),
+                "log_tail": st.lines[-20:]}
+
+    def page_state(self):
+        """What a freshly loaded page needs: the job to show, the running job's recipe (the browser
+        decides whether it goes into the form), the published bases, the derived adapter name."""
+        running = self.app.running_job()
+        payload = None
+        if running:
+            try:
+                payload = {"job": running, "values": form_values(self.app.recipe_of(running), self.app.default_base())}
+            except (UIError, RecipeError, OSError):
+                payload = None
+        return running or self.app.current_job() or "", "", payload, gr.update(choices=self.app.base_names())
+
+    def job_recipe(self, job_id: str) -> dict:
+        """The recipe of a job, as the form shows it: {"mode", "fields": {dotted name: value}}."""
+        try:
+            values = form_values(self.app.recipe_of(job_id), self.app.default_base())
+        except (UIError, RecipeError, OSError) as e:
+            return {"error": str(e)}
+        return {"mode": values[0], "fields": dict(zip(FIELD_NAMES, values[1:]))}
+
+
 def create_build_tab(app: AppEngine) -> BuildTab:
     tab = BuildTab()
     comps = tab.fields
@@ -483,173 +643,21 @@ def create_build_tab(app: AppEngine) -> BuildTab:
     form = [tab.mode] + fields
     preset_outs = [comps[n] for n in PRESET_FIELDS]
 
-    # ------------------------------------------------------------ handlers
-    def command_of(*values):
-        try:
-            r = recipe_from_form(*values)
-            if r.preset == "auto":  # the values shown are the resolved preset's: say which
-                r.preset = resolve_preset(r, app.models_dir)
-            return preview_command(r)
-        except (RecipeError, ValueError) as e:
-            return f"# error: {e}"
-
-    def fill_preset(*values):
-        """The LoRA fields from the preset of the chosen base / model (nothing changes for 'custom')."""
-        try:
-            r, note = preset_recipe(recipe_from_form(*values), app.models_dir)
-        except (RecipeError, ValueError) as e:
-            return [gr.update()] * len(preset_outs) + [f"⚠ {e}"]
-        return [get_dotted(r, n) for n in PRESET_FIELDS] + [note]
-
-    def on_mode(mode):
-        new = mode == MODE_BASE
-        return (gr.update(visible=not new), gr.update(visible=new), gr.update(visible=new),
-                gr.update(visible=new))
-
-    def view(job_id, last):
-        """Status, stages, loss, log, evaluation (and runs when something changed) of the shown job."""
-        if not job_id:
-            cur = app.current_job()
-            if cur is None:  # said once: a message shown in the status line (e.g. cannot start) stays
-                return ((gr.update(),) * 9) if last == "none" else (("", "No build yet.") + (gr.update(),) * 6
-                                                                     + ("none",))
-            job_id = cur
-        try:
-            st = app.job_state(job_id)
-        except UIError as e:
-            return (job_id, f"⚠ {e}") + (gr.update(),) * 6 + (last,)
-        key = f"{job_id}:{st.status}:{len(st.lines)}"
-        if key == last:  # nothing new: leave the components alone (the running time is in the status line)
-            return (gr.update(),) * 8 + (last,)
-        runs, run_select = gr.update(), gr.update()
-        if key.rsplit(":", 1)[0] != last.rsplit(":", 1)[0]:  # another job or status: the runs changed
-            all_jobs = app.list_jobs()
-            runs = runs_frame(all_jobs)
-            run_select = gr.update(choices=[j.job_id for j in all_jobs], value=job_id)
-        return (job_id, status_text(job_id, st), stages_html(st), loss_frame(st),
-                "\n".join(st.lines[-LOG_LINES:]), job_eval_html(app, st), runs, run_select, key)
-
+    svc = BuildService(app)
     view_outputs = [tab.job_id, tab.status, tab.stages, tab.plot, tab.log, tab.evaluation, tab.runs,
                     tab.run_select, last_key]
 
-    def launch(recipe: Recipe) -> str:
-        recipe = app.check_recipe(recipe)  # the request policy, before any file is read
-        recipe.validate()
-        _check_data(app, recipe)
-        return app.start(recipe)
-
-    def start(*values):
-        try:
-            job_id = launch(recipe_from_form(*values))
-        except (RecipeError, UIError, ValueError, RuntimeError) as e:
-            gr.Warning(str(e))
-            return gr.update(), f"⚠ cannot start: {html.escape(str(e))}", gr.update()
-        return job_id, f"**{job_id}**: started", ""
-
-    def cancel(job_id):
-        try:
-            secs = app.cancel(job_id)
-        except UIError as e:
-            gr.Warning(str(e))
-            return f"⚠ {e}"
-        return f"**{job_id}**: cancelled in {secs:.1f} s"
-
-    def resume(job_id):
-        try:
-            app.resume(job_id)
-        except (UIError, RuntimeError) as e:
-            gr.Warning(str(e))
-            return f"⚠ {e}"
-        return f"**{job_id}**: resumed"
-
-    def select_run(job_id):
-        return job_id or "", ""
-
-    def load_form(job_id):
-        try:
-            return form_values(app.recipe_of(job_id), app.default_base()) + [""]
-        except Exception as e:
-            gr.Warning(f"cannot load the recipe of {job_id!r}: {e}")
-            return [gr.update()] * len(form) + [gr.update()]
-
-    def on_upload(file, fmt, template, base_model, trust, eval_file, eval_fraction, seed):
-        if not file:
-            return gr.update(), ""
-        path = file if isinstance(file, str) else getattr(file, "name", str(file))
-        try:
-            load_examples(path, fmt or "auto")
-        except DataError as e:
-            msg = str(e).replace(str(path), Path(path).name)
-            gr.Warning("bad data file: " + msg)
-            return gr.update(), f"⚠ **bad data file**: {html.escape(msg)}"
-        try:
-            dest = store_upload(app, path)
-        except UIError as e:
-            gr.Warning(str(e))
-            return gr.update(), f"⚠ {html.escape(str(e))}"
-        return dest, preview_data(app, dest, fmt, template, base_model, trust, eval_file=eval_file,
-                                  eval_fraction=eval_fraction, seed=seed)
-
-    def check_data(train_file, fmt, template, base_model, trust, eval_file="", eval_fraction=0.1, seed=0):
-        return preview_data(app, train_file, fmt, template, base_model, trust, eval_file=eval_file,
-                            eval_fraction=eval_fraction, seed=seed)
-
-    def build_recipe(overrides: dict) -> dict:
-        """Start a build: the default recipe with `overrides` (nested or dotted field names)."""
-        try:
-            recipe = apply_overrides(overrides or {}, app.models_dir)
-            job_id = launch(recipe)
-        except (RecipeError, UIError, ValueError, RuntimeError) as e:
-            return {"ok": False, "error": str(e)}
-        return {"ok": True, "job_id": job_id, "command": preview_command(recipe)}
-
-    def job_summary(job_id: str) -> dict:
-        """State of a job: status, error, result, stages, last steps, resumed step, evaluation."""
-        try:
-            st = app.job_state(job_id)
-        except UIError as e:
-            return {"job_id": job_id, "status": "unknown", "error": str(e)}
-        return {"job_id": job_id, "status": st.status, "error": st.error, "result": st.result,
-                "stages": st.stages, "steps": st.steps[-5:], "evals": st.evals[-5:],
-                "resumed_step": getattr(st, "resumed_step", None), "eval": getattr(st, "eval", None),
-                "log_tail": st.lines[-20:]}
-
-    def page_state():
-        """What a freshly loaded page needs: the job to show, the running job's recipe (the browser
-        decides whether it goes into the form), the published bases, the derived adapter name."""
-        running = app.running_job()
-        payload = None
-        if running:
-            try:
-                payload = {"job": running, "values": form_values(app.recipe_of(running), app.default_base())}
-            except (UIError, RecipeError, OSError):
-                payload = None
-        return running or app.current_job() or "", "", payload, gr.update(choices=app.base_names())
-
-    def job_recipe(job_id: str) -> dict:
-        """The recipe of a job, as the form shows it: {"mode", "fields": {dotted name: value}}."""
-        try:
-            values = form_values(app.recipe_of(job_id), app.default_base())
-        except (UIError, RecipeError, OSError) as e:
-            return {"error": str(e)}
-        return {"mode": values[0], "fields": dict(zip(FIELD_NAMES, values[1:]))}
-
     for c in form:
-        c.change(command_of, form, tab.command, api_visibility="private", queue=False,
+        c.change(svc.command_of, form, tab.command, api_visibility="private", queue=False,
                  trigger_mode="always_last")
-    tab.mode.change(on_mode, tab.mode, [base_group, new_base_group, awq_group, onnx_group],
+    tab.mode.change(svc.on_mode, tab.mode, [base_group, new_base_group, awq_group, onnx_group],
                     api_visibility="private", queue=False)
     # user choices only (.input): a restored recipe keeps its own values
     for c in (tab.mode, comps["base"], comps["preset"]):
-        c.input(fill_preset, form, preset_outs + [preset_note], api_visibility="private", queue=False)
-    comps["base_model"].blur(fill_preset, form, preset_outs + [preset_note], api_visibility="private",
+        c.input(svc.fill_preset, form, preset_outs + [preset_note], api_visibility="private", queue=False)
+    comps["base_model"].blur(svc.fill_preset, form, preset_outs + [preset_note], api_visibility="private",
                              queue=False)
-    def note_of(*values):
-        try:
-            return preset_recipe(recipe_from_form(*values), app.models_dir)[1]
-        except (RecipeError, ValueError) as e:
-            return f"⚠ {e}"
-    comps["preset"].change(note_of, form, preset_note, api_visibility="private", queue=False)  # also restored
+    comps["preset"].change(svc.preset_note, form, preset_note, api_visibility="private", queue=False)  # also restored
     for c in preset_outs:  # an edited preset value makes the preset custom
         c.input(lambda: ("custom", "preset **custom**: the values as you set them"), None,
                 [comps["preset"], preset_note], api_visibility="private", queue=False)
@@ -657,29 +665,29 @@ def create_build_tab(app: AppEngine) -> BuildTab:
                                comps["adapter_name"], api_visibility="private", queue=False)
     data_inputs = [comps["data_format"], comps["template"], comps["base_model"], comps["trust_remote_code"],
                    comps["eval_file"], comps["eval_fraction"], comps["lora.seed"]]
-    upload.upload(on_upload, [upload] + data_inputs, [comps["train_file"], data_preview],
+    upload.upload(svc.on_upload, [upload] + data_inputs, [comps["train_file"], data_preview],
                   api_visibility="private", concurrency_id="ui")
-    check.click(check_data, [comps["train_file"]] + data_inputs, data_preview, api_name="preview_data",
+    check.click(svc.check_data, [comps["train_file"]] + data_inputs, data_preview, api_name="preview_data",
                 concurrency_id="ui")
-    tab.start.click(start, form, [tab.job_id, tab.status, last_key], api_name="start_build",
+    tab.start.click(svc.start, form, [tab.job_id, tab.status, last_key], api_name="start_build",
                     concurrency_id="build", concurrency_limit=1)
-    tab.cancel.click(cancel, tab.job_id, tab.status, api_name="cancel_build", concurrency_id="build_ctl")
-    tab.resume.click(resume, tab.job_id, tab.status, api_name="resume_build", concurrency_id="build",
+    tab.cancel.click(svc.cancel, tab.job_id, tab.status, api_name="cancel_build", concurrency_id="build_ctl")
+    tab.resume.click(svc.resume, tab.job_id, tab.status, api_name="resume_build", concurrency_id="build",
                      concurrency_limit=1).then(lambda: "", None, last_key, queue=False,
                                                 api_visibility="private")
-    tab.run_select.input(select_run, tab.run_select, [tab.job_id, last_key], api_visibility="private",
+    tab.run_select.input(svc.select_run, tab.run_select, [tab.job_id, last_key], api_visibility="private",
                          queue=False)
-    load_recipe.click(load_form, tab.run_select, form + [restore_note], api_visibility="private", queue=False)
-    tab.timer.tick(view, [tab.job_id, last_key], view_outputs, api_visibility="private",
+    load_recipe.click(svc.load_form, tab.run_select, form + [restore_note], api_visibility="private", queue=False)
+    tab.timer.tick(svc.view, [tab.job_id, last_key], view_outputs, api_visibility="private",
                    concurrency_id="poll", concurrency_limit=None, show_progress="hidden")
-    gr.api(build_recipe, api_name="build_recipe", concurrency_id="build", concurrency_limit=1)
-    gr.api(job_summary, api_name="job_summary", concurrency_id="poll", concurrency_limit=None)
-    gr.api(job_recipe, api_name="job_recipe", concurrency_id="poll", concurrency_limit=None)
+    gr.api(svc.build_recipe, api_name="build_recipe", concurrency_id="build", concurrency_limit=1)
+    gr.api(svc.job_summary, api_name="job_summary", concurrency_id="poll", concurrency_limit=None)
+    gr.api(svc.job_recipe, api_name="job_recipe", concurrency_id="poll", concurrency_limit=None)
 
     tab.on_load = [
-        (page_state, None, [tab.job_id, last_key, restore, comps["base"]], None, "build_page_state"),
+        (svc.page_state, None, [tab.job_id, last_key, restore, comps["base"]], None, "build_page_state"),
         (None, [restore, upload] + form, form + [restore_note], RESTORE_JS % json.dumps(initial), None),
-        (command_of, form, [tab.command], None, None),
+        (svc.command_of, form, [tab.command], None, None),
     ]
     tab.follow_log_js = FOLLOW_LOG_JS
     tab.outputs = view_outputs
