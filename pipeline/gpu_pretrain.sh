@@ -13,16 +13,17 @@ shift
 drops=("${@:-0.1}")
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+py="${PYTHON:-python3}"  # the GPU image has python3 (with torch), not always python
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 pids=()
 for d in "${drops[@]}"; do
-  python -m pipeline.tiny --device cuda --steps 3200 ${MAX_TRAIN_SECONDS:+--max-train-seconds $MAX_TRAIN_SECONDS} --layers 6 --hidden 384 --heads 6 --intermediate 1024 \
+  "$py" -m pipeline.tiny --device cuda --steps 3200 ${MAX_TRAIN_SECONDS:+--max-train-seconds $MAX_TRAIN_SECONDS} --layers 6 --hidden 384 --heads 6 --intermediate 1024 \
     --dropout "$d" --eval-every 400 --out "$out/d$d" >"$out/d$d.log" 2>&1 &
   pids+=($!)
 done
 rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
-python - "$out" "${drops[@]}" <<'PY'
+"$py" - "$out" "${drops[@]}" <<'PY'
 import json, sys
 from pathlib import Path
 out, drops = Path(sys.argv[1]), sys.argv[2:]
@@ -40,6 +41,8 @@ for r in runs:
     for s in r["samples"]:
         print("  Q:", s["prompt"], "\n  A:", s["answer"])
 PY
+best=$("$py" -c 'import json,sys; r=json.load(open(sys.argv[1]))["runs"]; print(min(r, key=lambda x: x["final_eval_loss"])["dropout"] if r else "")' "$out/summary.json")
+echo "best (lowest held-out loss): dropout $best"; echo "$best" >"$out/best"
 for d in "${drops[@]}"; do
   [ -d "$out/d$d" ] && tar -C "$out" -cf - "d$d" | split -b 15000000 - "$out/d$d.tar.part-"
 done
