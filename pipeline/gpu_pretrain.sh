@@ -17,7 +17,7 @@ py="${PYTHON:-python3}"  # the GPU image has python3 (with torch), not always py
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 pids=()
 for d in "${drops[@]}"; do
-  "$py" -m pipeline.tiny --device cuda --steps 3200 ${MAX_TRAIN_SECONDS:+--max-train-seconds $MAX_TRAIN_SECONDS} --layers 6 --hidden 384 --heads 6 --intermediate 1024 \
+  "$py" -m pipeline.tiny --device cuda --steps "${STEPS:-3200}" ${WARMUP:+--warmup $WARMUP} ${MAX_TRAIN_SECONDS:+--max-train-seconds $MAX_TRAIN_SECONDS} --layers 6 --hidden 384 --heads 6 --intermediate 1024 \
     --dropout "$d" --eval-every 400 --out "$out/d$d" >"$out/d$d.log" 2>&1 &
   pids+=($!)
 done
