@@ -316,11 +316,18 @@ def part_app(a) -> dict:
             t0 = time.perf_counter()
             job = (c or client).submit(msg, [], [], a.base, variant, vb, cmp, 0.0, 1.0, 0, n, 1.0, 0,
                                        api_name="/chat")
+            # Not `for upd in job`: gradio_client 2.x's Job.__next__ sleeps 1 ms while it holds the
+            # communicator lock that its SSE reader thread needs to store each update, so the reader
+            # starves (on the GPU machine: 2-6 s added to a 256-token stream, 418 ms to a 1-token one).
+            # Polling job.outputs() takes the lock only to copy the list.
             first = None
-            for upd in job:
-                hist = upd[0]
-                if first is None and hist and hist[-1].get("role") == "assistant" and hist[-1].get("content"):
-                    first = time.perf_counter() - t0
+            while not job.done():
+                if first is None:
+                    outs = job.outputs()
+                    hist = outs[-1][0] if outs else None
+                    if hist and hist[-1].get("role") == "assistant" and hist[-1].get("content"):
+                        first = time.perf_counter() - t0
+                time.sleep(0.002)
             res = job.result()
             wall = time.perf_counter() - t0
             stats = res[3]

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Everything this project needs a GPU for, in one lease, ordered so that timed figures stay clean:
+#   1. side by side (nothing here is timed against the others):
+#      - pre-training variants of the default model (pipeline/gpu_pretrain.sh; STEPS, dropouts below)
+#      - the serving harness's untimed parts: the 3.82 B model and its pipeline build
+#      - the test suite on CUDA (the browser tests deselected by their marker: no chromium there)
+#   2. then alone on the machine: the serving harness's timed parts and its report.
+#
+#   PYTHONPATH=/tmp/site:$PYTHONPATH setsid nohup bash bench/gpu_session.sh /tmp/gs &
+#
+# Each step writes WORK/<step>.done; WORK/all.done at the end. Logs: WORK/{pre,tests,serving-build,serving}.log.
+# Environment: PYTHON (python3), PRE_STEPS (1000), PRE_DROPS ("0.3 0.4 0.5"), TEST_WORKERS (6, pytest-xdist).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+w=${1:-/tmp/gs}
+py=${PYTHON:-python3}
+mkdir -p "$w"
+export PYTHONUNBUFFERED=1
+(STEPS=${PRE_STEPS:-1000} PYTHON=$py bash pipeline/gpu_pretrain.sh "$w/pre" ${PRE_DROPS:-0.3 0.4 0.5} >"$w/pre.log" 2>&1
+ echo $? >"$w/pre.done") &
+(PYTHON=$py PARTS="model build" bash bench/serving_gpu.sh "$w/results" >"$w/serving-build.log" 2>&1
+ echo $? >"$w/build.done") &
+("$py" -m pytest -q -p no:cacheprovider tests -m "not browser" -n "${TEST_WORKERS:-6}" --dist loadfile \
+     --junitxml "$w/junit.xml" >"$w/tests.log" 2>&1
+ echo $? >"$w/tests.done") &
+wait
+PYTHON=$py PARTS="engine app og hf engine-og engine-nograph report" bash bench/serving_gpu.sh "$w/results" \
+    >"$w/serving.log" 2>&1
+echo $? >"$w/all.done"
