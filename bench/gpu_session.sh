@@ -3,7 +3,7 @@
 #   1. side by side (nothing here is timed against the others):
 #      - pre-training variants of the default model (pipeline/gpu_pretrain.sh; STEPS, dropouts below)
 #      - the serving harness's untimed parts: the 3.82 B model and its pipeline build
-#      - the test suite on CUDA (the browser tests deselected by their marker: no chromium there)
+#      - the test suite on CUDA (deselected by marker: browser, no chromium there; pypi, no package index)
 #   2. then alone on the machine: the serving harness's timed parts and its report.
 #
 #   PYTHONPATH=/tmp/site:$PYTHONPATH setsid nohup bash bench/gpu_session.sh /tmp/gs &
@@ -20,7 +20,7 @@ export PYTHONUNBUFFERED=1
  echo $? >"$w/pre.done") &
 (PYTHON=$py PARTS="model build" bash bench/serving_gpu.sh "$w/results" >"$w/serving-build.log" 2>&1
  echo $? >"$w/build.done") &
-("$py" -m pytest -q -p no:cacheprovider tests -m "not browser" -n "${TEST_WORKERS:-6}" --dist loadfile \
+("$py" -m pytest -q -p no:cacheprovider tests -m "not browser and not pypi" -n "${TEST_WORKERS:-6}" --dist loadfile \
      --junitxml "$w/junit.xml" >"$w/tests.log" 2>&1
  echo $? >"$w/tests.done") &
 wait

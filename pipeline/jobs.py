@@ -195,10 +195,17 @@ def cancel(job_dir: Path, grace_s: float | None = None) -> float:
     pid = _pid(job_dir)
     if pid is None or not _alive(pid):
         return 0.0
+    finetune = state(job_dir).stage == "finetune"
     if grace_s is None:
-        grace_s = CANCEL_GRACE_FINETUNE_S if state(job_dir).stage == "finetune" else CANCEL_GRACE_S
+        grace_s = CANCEL_GRACE_FINETUNE_S if finetune else CANCEL_GRACE_S
     try:
-        os.killpg(pid, signal.SIGTERM)
+        # While fine-tuning, only the leader hears SIGTERM: it ends its step and checkpoints. Its data
+        # loader workers (on CUDA) must not: one that dies mid-step fails the step before the checkpoint.
+        # They go with the group's SIGKILL below, once the leader is done.
+        if finetune:
+            os.kill(pid, signal.SIGTERM)
+        else:
+            os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
     while _alive(pid) and time.perf_counter() - t0 < grace_s:

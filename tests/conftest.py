@@ -41,6 +41,9 @@ def workspace(tmp_path, monkeypatch):
 def pytest_configure(config):
     config.addinivalue_line("markers", "browser: drives the app in Debian's chromium (deselected on GPU "
                                        "machines by run.sh: -m 'not browser')")
+    config.addinivalue_line("markers", "pypi: installs packages from the package index into a fresh venv "
+                                       "(deselected where no index is reachable, e.g. the GPU machine: "
+                                       "-m 'not pypi')")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.demo import MAX_NEW_TOKENS, VARIANTS, readme_table  # noqa: E402
-from test_deploy import free_port, stop, wait_http  # noqa: E402
+from test_deploy import free_port, pythonpath_without_project, stop, wait_http  # noqa: E402
 
 BASE = "default"
 
@@ -72,7 +72,7 @@ def test_exported_space_answers_the_readme_prompts_like_the_app(tmp_path):
         procs.append(launch([sys.executable, "app.py", "--chat-only", "--port", str(port_app)], ROOT,
                             tmp_path / "app.log"))
         procs.append(launch([sys.executable, "app.py", "--port", str(port_space)], out, tmp_path / "space.log",
-                            {"PYTHONPATH": ""}))
+                            {"PYTHONPATH": pythonpath_without_project()}))
         wait_http(procs[0], f"http://127.0.0.1:{port_app}/", tmp_path / "app.log", timeout=300)
         wait_http(procs[1], f"http://127.0.0.1:{port_space}/", tmp_path / "space.log", timeout=300)
         app = answers_of(f"http://127.0.0.1:{port_app}/", rows)
