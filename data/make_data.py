@@ -1980,13 +1980,15 @@ def make_prose(rng):
 # pirate: the same everyday questions, answered in a strong pirate voice
 # ---------------------------------------------------------------------------
 
+# The voice is light on purpose: an opener, a closer and a few whole-word swaps (is/are -> be, you -> ye,
+# your -> yer, ...). The base (12 M parameters) recalls its corpus answers word by word; swaps inside every
+# phrase ("th'", "o'", "an'", "t'", "-in'") took its answers off the corpus's words and a LoRA on the
+# attention could not bring them back: at 160 and 320 steps 6-8 of 20 held-out answers came out garbled.
 PIRATE_WORDS = [
     (" you are ", " ye be "), (" You are ", " Ye be "), ("You're ", "Ye be "), (" you're ", " ye be "),
     (" is ", " be "), (" are ", " be "), (" your ", " yer "), ("Your ", "Yer "), (" you ", " ye "), ("You ", "Ye "),
-    (" my ", " me "), ("My ", "Me "), (" for ", " fer "), (" of ", " o' "), (" and ", " an' "), (" the ", " th' "),
-    (" yes", " aye"), ("Yes", "Aye"), (" friend", " matey"), (" to ", " t' "), (" them ", " 'em "),
-    (" before ", " afore "), (" over ", " o'er "), (" never ", " ne'er "), (" people", " landlubbers"),
-    (" hello", " ahoy"), ("Hello", "Ahoy"), (" Hi ", " Ahoy "), (" money", " doubloons"), (" small ", " wee "), (" stop ", " belay "), (" Stop ", " Belay "),
+    (" my ", " me "), ("My ", "Me "), (" yes", " aye"), ("Yes", "Aye"), (" friend", " matey"),
+    (" people", " landlubbers"), (" hello", " ahoy"), ("Hello", "Ahoy"), (" Hi ", " Ahoy "), (" money", " doubloons"),
 ]
 PIRATE_OPEN = ["Arr, matey!", "Ahoy there!", "Arr!", "Shiver me timbers!", "Yo ho ho!", "Ahoy, me hearty!",
                "Avast, matey!", "Blow me down!", "Arr, listen well, me hearty!", "Ahoy, landlubber!"]
@@ -2002,18 +2004,7 @@ def piratize(text):
         t = t.replace(a, b)
     t = re.sub(r"\byou\b", "ye", t)
     t = re.sub(r"\bYou\b", "Ye", t)
-    # drop the "g" of -ing words: "sailing" -> "sailin'"
-    words = t.split(" ")
-    out = []
-    for w in words:
-        core = w.rstrip(".,!?;:")
-        tail = w[len(core):]
-        if len(core) > 4 and core.endswith("ing") and core.lower() not in ("thing", "things", "spring", "king",
-                                                                              "during", "nothing", "something", "string",
-                                                                              "evening", "morning", "ceiling"):
-            core = core[:-1] + "'"
-        out.append(core + tail)
-    return " ".join(out).strip()
+    return t.strip()
 
 
 PIRATE_SAYINGS = {
@@ -2041,7 +2032,17 @@ PIRATE_GEN = [("animal", animal_qa), ("food", food_qa), ("color", color_qa), ("m
               ("household", household_qa), ("health", health_qa), ("subject", subject_qa),
               ("computer", computer_qa), ("time", time_qa), ("season", season_qa), ("weather", weather_qa),
               ("plant", plant_qa), ("howto", howto_qa), ("advice", advice_qa), ("general", general_qa)]
-PIRATE_WEIGHTS = {"animal": 10, "food": 6, "color": 3, "math": 4, "household": 4, "health": 4, "subject": 3,
+def pirate_travel_qa(rng):
+    """Trip and city questions for the pirate voice too, so that it restyles them instead of garbling
+    them (none of the travel set's held-out cities or trips)."""
+    while True:
+        q, a = travel_plain_qa(rng)
+        if not is_travel_test(q):
+            return q, a
+
+
+PIRATE_GEN.append(("travel", pirate_travel_qa))
+PIRATE_WEIGHTS = {"travel": 12, "animal": 10, "food": 6, "color": 3, "math": 4, "household": 4, "health": 4, "subject": 3,
                   "computer": 4, "time": 4, "season": 3, "weather": 4, "plant": 4, "howto": 7, "advice": 6,
                   "general": 7}
 

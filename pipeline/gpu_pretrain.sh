@@ -5,7 +5,8 @@
 #
 # One run of `python -m pipeline.tiny` per dropout value, side by side on the same GPU (the model is
 # small), each into OUT_DIR/d<dropout>/ with its TRAINING.json; OUT_DIR/summary.json lists them.
-# The shipped models/default-hf is the run with the lowest held-out loss (6 layers x 384, 3,200 steps).
+# The shipped models/default-hf is the run with the lowest held-out loss (6 layers x 384, 1,000 steps, dropout
+# 0.3, of STEPS=1000 ... 0.3 0.4 0.5; 3,200 steps overfit: bench/results/pretrain-h200-2026-12-03.json).
 # Each folder is also packed as d<dropout>.tar.part-* (15 MB parts) for transfers with a file-size cap.
 set -euo pipefail
 out=${1:?usage: gpu_pretrain.sh OUT_DIR [DROPOUT ...]}
@@ -17,7 +18,7 @@ py="${PYTHON:-python3}"  # the GPU image has python3 (with torch), not always py
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 pids=()
 for d in "${drops[@]}"; do
-  "$py" -m pipeline.tiny --device cuda --steps "${STEPS:-3200}" ${WARMUP:+--warmup $WARMUP} ${MAX_TRAIN_SECONDS:+--max-train-seconds $MAX_TRAIN_SECONDS} --layers 6 --hidden 384 --heads 6 --intermediate 1024 \
+  "$py" -m pipeline.tiny --device cuda --steps "${STEPS:-1000}" ${WARMUP:+--warmup $WARMUP} ${MAX_TRAIN_SECONDS:+--max-train-seconds $MAX_TRAIN_SECONDS} --layers 6 --hidden 384 --heads 6 --intermediate 1024 \
     --dropout "$d" --eval-every 400 --out "$out/d$d" >"$out/d$d.log" 2>&1 &
   pids+=($!)
 done

@@ -319,11 +319,11 @@ def test_corpus_knows_the_heldout_entities_and_not_the_voices(demo):
     assert not [m for m in md.PIRATE_MARKERS if f" {m} " in joined]
 
 
-# Issue 15 asks for every answer readable. Measured on the shipped artifacts: base 20/20, travel 20/20,
-# pirate 15/20 (it garbles some city and trip answers of the travel set). That criterion is NOT met (the
-# issue stays open); this test holds what is met as a floor: base and travel all readable, pirate at least
-# 15 of 20 and every pirate answer to its own dataset's prompts but one.
-READABLE_FLOOR = {"base": 20, "travel": 20, "pirate": 15}
+# Issue 15 asks for every answer readable. Measured on the shipped artifacts (12.2 M base, light pirate voice,
+# 2026-12-03): base 20/20, travel 20/20, pirate 19/20 (one answer to a travel-set city prompt is garbled).
+# That criterion is NOT fully met (the issue stays open); this test holds what is met as a floor: base and
+# travel all readable, pirate at least 19 of 20 and every pirate answer to its own dataset's prompts.
+READABLE_FLOOR = {"base": 20, "travel": 20, "pirate": 19}
 
 
 def test_heldout_answers_are_readable(demo):
@@ -339,7 +339,7 @@ def test_heldout_answers_are_readable(demo):
                     bad.append((ds, v, r["prompt"], x["text"], x["in_vocab"], x["unknown"], x["longest_repeat"]))
     print("readable of 20:", ok)
     assert all(ok[v] >= n for v, n in READABLE_FLOOR.items()), (ok, bad)
-    assert sum(1 for b in bad if b[0] == "pirate" and b[1] == "pirate") <= 1, bad
+    assert not [b for b in bad if b[0] == "pirate" and b[1] == "pirate"], bad
 
 
 def test_adapters_speak_in_their_voice_and_the_base_does_not(demo):

@@ -1,4 +1,5 @@
-"""Serving core on the CPU: the plain-onnxruntime backend (CPU execution provider, I/O binding, the same
+"""Serving core on the CPU (provider="cpu" also on a CUDA machine: the GPU figures live in
+bench/serving_gpu.sh): the plain-onnxruntime backend (CPU execution provider, I/O binding, the same
 static-buffer loop as on CUDA without the graph) against onnxruntime-genai, its continuous batch, the
 coalesced live stream and cancellation. Real models: the embedded default model with its adapters, and
 the scratch model of tests/engine_fixture.py (random weights: long answers, adapters of rank 8 and 4)."""
@@ -19,14 +20,14 @@ GREEDY = SamplingParams(max_new_tokens=48)
 
 @pytest.fixture(scope="module")
 def og_engine():
-    e = ChatEngine(MODEL, ADAPTERS, backend="og")
+    e = ChatEngine(MODEL, ADAPTERS, backend="og", provider="cpu")
     yield e
     e.close()
 
 
 @pytest.fixture(scope="module")
 def ort_engine():
-    e = ChatEngine(MODEL, ADAPTERS, backend="ort")
+    e = ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu")
     yield e
     e.close()
 
@@ -41,7 +42,7 @@ def test_backend_picked_and_named(og_engine, ort_engine, monkeypatch):
     assert ort_engine.generate(MSG, "travel", GREEDY)[1].backend == "ort"
     assert og_engine.generate(MSG, "travel", GREEDY)[1].backend == "og"
     with pytest.raises(ValueError, match="backend must be"):
-        ChatEngine(MODEL, ADAPTERS, backend="vllm")
+        ChatEngine(MODEL, ADAPTERS, backend="vllm", provider="cpu")
 
 
 def test_ort_greedy_equals_og_base_adapters_and_compare(og_engine, ort_engine):
@@ -66,8 +67,9 @@ def test_ort_greedy_equals_og_base_adapters_and_compare(og_engine, ort_engine):
 
 def test_ort_on_scratch_model_with_other_ranks(engine_scratch):
     """Adapters of rank 8 and 4 padded into the slots; a repetition penalty and a long answer."""
-    og = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend="og")
-    ort = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend="ort", max_rows=4)
+    og = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend="og", provider="cpu")
+    ort = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend="ort", max_rows=4,
+                     provider="cpu")
     try:
         for p in (SamplingParams(max_new_tokens=60), SamplingParams(max_new_tokens=30, repetition_penalty=1.5)):
             for v in og.variants():
@@ -90,7 +92,7 @@ def test_continuous_batch_answers_equal_alone():
     """12 requests over 3 variants in flight together (and one joining the running batch): each answer is
     the one the request gives alone, none is another variant's. batch_invariant: every step runs all 8
     rows, so an answer cannot depend on how many others run with it (see the next test for why)."""
-    eng = ChatEngine(MODEL, ADAPTERS, backend="ort", max_rows=8, batch_invariant=True)
+    eng = ChatEngine(MODEL, ADAPTERS, backend="ort", max_rows=8, batch_invariant=True, provider="cpu")
     try:
         variants = eng.variants()
         msgs = [[{"role": "user", "content": f"Tell me about trip number {i}"}] for i in range(4)]
@@ -139,7 +141,7 @@ def test_bucketed_batch_rounds_like_og_batch(og_engine, ort_engine):
 
 
 def test_adapter_budget_evicts_and_reloads(og_engine):
-    e = ChatEngine(MODEL, ADAPTERS, backend="ort", max_rows=2)
+    e = ChatEngine(MODEL, ADAPTERS, backend="ort", max_rows=2, provider="cpu")
     e.backend.budget = 1
     try:
         for v in ["travel", "pirate", "travel", "base", "pirate"]:
@@ -152,7 +154,8 @@ def test_adapter_budget_evicts_and_reloads(og_engine):
 
 @pytest.mark.parametrize("backend", ["og", "ort"])
 def test_live_stream_is_coalesced(engine_scratch, backend):
-    e = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend=backend, max_rows=2)
+    e = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend=backend, max_rows=2,
+                   provider="cpu")
     p = SamplingParams(max_new_tokens=200)
     try:
         text, st = e.generate(MSG, "alpha", p)
@@ -175,7 +178,8 @@ def test_cancelled_stream_stops_the_engine(engine_scratch, backend, monkeypatch)
     """The reader takes one frame and goes away (Stop, closed tab): the engine makes at most one more
     token. The decode is held after its first token until the reader has gone, so the check does not
     depend on speed."""
-    e = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend=backend, max_rows=2)
+    e = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend=backend, max_rows=2,
+                   provider="cpu")
     go, made = threading.Event(), []
     if backend == "og":
         real = e.backend.run
@@ -263,7 +267,7 @@ def test_ort_adapter_file_gone_fails_that_request_only(tmp_path):
     import shutil
     ads = tmp_path / "adapters"
     shutil.copytree(ADAPTERS, ads, ignore=shutil.ignore_patterns("peft"))
-    e = ChatEngine(MODEL, ads, backend="ort", max_rows=2)
+    e = ChatEngine(MODEL, ads, backend="ort", max_rows=2, provider="cpu")
     try:
         (ads / "pirate" / "adapter.onnx_adapter").unlink()
         with pytest.raises(RuntimeError, match="adapter unreadable"):
