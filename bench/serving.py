@@ -398,6 +398,8 @@ def part_app(a) -> dict:
 
 
 # ------------------------------------------------------------------ report
+# lever rows: the engine part (--quick) under one environment change each (bench/serving_gpu.sh runs them)
+LEVERS = ("engine-og", "engine-nograph", "engine-len1024", "engine-rank16")
 SUMMARY_DOC = {
     "base_tok_s / adapter_tok_s": "the serving backend's own decode loop (token ids, no text), batch 1",
     "og_base_tok_s / og_adapter_tok_s": "the onnxruntime-genai loop (exactly N tokens), CUDA graph on CUDA",
@@ -429,6 +431,10 @@ def table(s: dict, L: int) -> str:
         ("the app, /chat via gradio_client", _f(s["app_base_tok_s"]), _f(s["app_adapter_tok_s"])),
         ("engine forced onto onnxruntime-genai", _f(s.get("engine_og_base_tok_s")), _f(s.get("engine_og_adapter_tok_s"))),
         ("ort backend without CUDA graph", _f(s.get("engine_nograph_base_tok_s")), _f(s.get("engine_nograph_adapter_tok_s"))),
+        ("ort backend, buffers of 1,024 tokens (not 4,096)", _f(s.get("engine_len1024_base_tok_s")),
+         _f(s.get("engine_len1024_adapter_tok_s"))),
+        ("ort backend, LoRA slots of rank 16 (not 64)", _f(s.get("engine_rank16_base_tok_s")),
+         _f(s.get("engine_rank16_adapter_tok_s"))),
     ]
     t = "\n".join("| " + " | ".join(r) + " |" for r in rows[:1] + [("---",) * 3] + rows[1:])
     targets = [
@@ -496,7 +502,7 @@ def part_report(a) -> dict:
         "date": date.today().isoformat(),
     }
     s.setdefault("ttft1024_adapter_ms", None)  # the key: only from a 1024-token prompt
-    for lever in ("engine-og", "engine-nograph"):
+    for lever in LEVERS:
         e = parts.get(lever) or {}
         s[f"{lever.replace('-', '_')}_base_tok_s"] = _get(e, "stream", "base", "engine_tok_s")
         s[f"{lever.replace('-', '_')}_adapter_tok_s"] = _get(e, "stream", "adapter", "engine_tok_s")
