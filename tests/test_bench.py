@@ -78,7 +78,8 @@ def test_serving_harness_cpu_path(tmp_path):
     p = subprocess.run(["bash", "bench/serving_gpu.sh", str(out)], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    for part in ("engine", "app", "og", "engine-og", "engine-nograph"):
+    levers = ("engine-og", "engine-nograph", "engine-len1024", "engine-rank16")
+    for part in ("engine", "app", "og", *levers):
         assert (work / "parts" / f"{part}.json").is_file(), (part, p.stdout[-3000:])
         assert (work / "logs" / f"{part}.log").is_file()
     (res,) = out.glob("serving-cpu-*.json")
@@ -88,6 +89,8 @@ def test_serving_harness_cpu_path(tmp_path):
             "engine_adapter_tok_s", "compare_over_one_graph", "users8_aggregate_over_one",
             "adapters100_switch_ms", "ttft96_adapter_ms", "og_base_tok_s", "og_adapter_tok_s")
     assert all(isinstance(s[k], (int, float)) for k in keys), {k: s.get(k) for k in keys}
+    lever_keys = [f"{lv.replace('-', '_')}_{v}_tok_s" for lv in levers for v in ("base", "adapter")]
+    assert all(isinstance(s[k], (int, float)) for k in lever_keys), {k: s.get(k) for k in lever_keys}
     assert "ttft1024_adapter_ms" in s and s["device"] and s["packages"]["onnxruntime"] and s["date"]
     assert s["backend"] == "og" and r["failed_parts"] == {}  # the CPU default: onnxruntime-genai
     assert r["parts"]["engine"]["switch100"]["adapters"] == 6 and "| the app" in r["table"]
@@ -95,4 +98,4 @@ def test_serving_harness_cpu_path(tmp_path):
     # resumable: a second run skips every part that has its JSON
     p = subprocess.run(["bash", "bench/serving_gpu.sh", str(out)], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=300)
-    assert p.returncode == 0 and p.stdout.count("done before, skipped") == 5, p.stdout[-2000:]
+    assert p.returncode == 0 and p.stdout.count("done before, skipped") == 3 + len(levers), p.stdout[-2000:]
