@@ -99,19 +99,16 @@ class OrtBackend:
             providers = [("CUDAExecutionProvider", opts)]
         else:
             providers = ["CPUExecutionProvider"]
-        self.graph_note = ""
         try:
             self.sess = ort.InferenceSession(str(self.model_dir / dec["filename"]), so, providers=providers)
         except Exception as e:  # noqa: BLE001
-            # CUDA graph needs every node on the CUDA provider; a model built for the CPU (the embedded
-            # default: int4 with accuracy level 4) leaves some on the CPU, and onnxruntime then refuses the
-            # session. Serve it on CUDA without the graph, and say so in the stats.
-            if not (self.graph and "graph capture" in str(e)):
-                raise
-            self.graph = False
-            self.graph_note = "CUDA graph off: not every node runs on CUDA"
-            providers = [("CUDAExecutionProvider", {"device_id": 0, "enable_cuda_graph": "0"})]
-            self.sess = ort.InferenceSession(str(self.model_dir / dec["filename"]), so, providers=providers)
+            # CUDA graph needs every node on the CUDA provider; a base built for the CPU (the embedded
+            # default: int4, accuracy level 4) leaves some on the CPU and onnxruntime refuses the session.
+            # The engine then serves with onnxruntime-genai (what the CUDA test run of 2026-12-03 checked).
+            if self.graph and "graph capture" in str(e):
+                raise RuntimeError("CUDA graph needs every node on CUDA, and this base leaves some on the CPU "
+                                   f"(built for {base.meta.get('execution_provider', '?')})") from e
+            raise
         if device == "cuda" and "CUDAExecutionProvider" not in self.sess.get_providers():
             raise RuntimeError(f"CUDA execution provider not usable: {self.sess.get_providers()}")
         self.tokenizer = og.Tokenizer(og.Config(str(self.model_dir)))
@@ -301,7 +298,7 @@ class OrtBackend:
         c = dict(self.counters)
         c["ended"] = dict(c["ended"])
         c.update(resident_adapters=len(self.resident), max_rows=self.B, buckets=self.buckets, max_length=self.T, rank=self.rank,
-                 cuda_graph=self.graph, graph_note=self.graph_note, resident_bytes=int(sum(t.numel() * t.element_size()
+                 cuda_graph=self.graph, resident_bytes=int(sum(t.numel() * t.element_size()
                                                             for d in list(self.resident.values())
                                                             for t in d.values())))
         return c
