@@ -399,7 +399,7 @@ def part_app(a) -> dict:
 
 # ------------------------------------------------------------------ report
 # lever rows: the engine part (--quick) under one environment change each (bench/serving_gpu.sh runs them)
-LEVERS = ("engine-og", "engine-nograph", "engine-len1024", "engine-rank16")
+LEVERS = ("engine-og", "engine-nograph", "engine-len1024", "engine-rank16", "engine-base0")
 SUMMARY_DOC = {
     "base_tok_s / adapter_tok_s": "the serving backend's own decode loop (token ids, no text), batch 1",
     "og_base_tok_s / og_adapter_tok_s": "the onnxruntime-genai loop (exactly N tokens), CUDA graph on CUDA",
@@ -435,6 +435,8 @@ def table(s: dict, L: int) -> str:
          _f(s.get("engine_len1024_adapter_tok_s"))),
         ("ort backend, LoRA slots of rank 16 (not 64)", _f(s.get("engine_rank16_base_tok_s")),
          _f(s.get("engine_rank16_adapter_tok_s"))),
+        ("ort backend, base-only steps with rank-0 LoRA inputs", _f(s.get("engine_base0_base_tok_s")),
+         _f(s.get("engine_base0_adapter_tok_s"))),
     ]
     t = "\n".join("| " + " | ".join(r) + " |" for r in rows[:1] + [("---",) * 3] + rows[1:])
     targets = [

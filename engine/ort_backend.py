@@ -76,7 +76,7 @@ class OrtBackend:
 
     def __init__(self, model_dir: Path, device: str = "cuda", graph: bool = True, max_rows: int = 8,
                  max_length: int | None = None, rank: int = 64, adapter_budget: int = 32,
-                 batch_invariant: bool = False):
+                 batch_invariant: bool = False, base_rank0: bool = False):
         import onnxruntime as ort
         import onnxruntime_genai as og
         import torch
@@ -178,11 +178,16 @@ class OrtBackend:
         self.host_ids, self.host_pos, self.host_mask = self._h_ids.numpy(), self._h_pos.numpy(), \
             self._h_mask.numpy()
         self.host_mask[:, 0] = 1
-        self._bindings: dict[int, object] = {}
+        self._bindings: dict[tuple, object] = {}
+        # base_rank0: a step whose rows all serve the base binds rank-0 LoRA inputs (its own binding and
+        # graph), as onnxruntime-genai does with no adapter active, so the base skips the LoRA MatMuls.
+        # Off by default until the GPU harness's engine-base0 row has measured it (bench/NOTES.md).
+        self.base_rank0 = bool(base_rank0)
+        self._rank0 = z((1,), self.kv_np)  # a valid address for the empty inputs
         self._run_opts: dict[int, object] = {}
         self.counters = {"steps": 0, "rows_stepped": 0, "prefills": 0, "slot_writes": 0, "slot_write_s": 0.0,
                          "adapter_reads": 0, "adapter_read_s": 0.0, "evictions": 0, "max_batch": 0,
-                         "ended": {}, "step_prep_s": 0.0, "step_run_s": 0.0, "step_pick_s": 0.0,
+                         "ended": {}, "rank0_steps": 0, "step_prep_s": 0.0, "step_run_s": 0.0, "step_pick_s": 0.0,
                          "step_emit_s": 0.0}
         self.rows: list[_Row | None] = [None] * B
         self.waiting: list[Request] = []
@@ -285,8 +290,9 @@ class OrtBackend:
         self.wait_idle()
         with self.cv:  # the loop is idle and waits on this lock for new requests
             for n in self.buckets:
-                for _ in range(2):
-                    self._run(self._binding(n), n)
+                for rank0 in (False, True) if self.base_rank0 else (False,):
+                    for _ in range(2):
+                        self._run(self._binding(n, rank0), n + 1000 if rank0 else n)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Blocks until the loop waits for requests, none queued or decoding (True), or the timeout
@@ -442,8 +448,8 @@ class OrtBackend:
         with self.cv:
             self.rows[row.slot] = row
 
-    def _binding(self, n: int):
-        b = self._bindings.get(n)
+    def _binding(self, n: int, rank0: bool = False):
+        b = self._bindings.get((n, rank0))
         if b is None:
             b = self.sess.io_binding()
             b.bind_input(self.ids_name, self.device, 0, self.ids_np, [n, 1], self.ids.data_ptr())
@@ -451,10 +457,15 @@ class OrtBackend:
             if self.has_pos:
                 b.bind_input(self.pos_name, self.device, 0, np.int64, [n, 1], self.pos.data_ptr())
             self._bind_kv(b, 0, n)
-            self._bind_slots(b, 0, n)
+            if rank0:
+                for k, t in self.slots.items():
+                    shape = [n, t.shape[1], 0] if ".lora_A." in k else [n, 0, t.shape[2]]
+                    b.bind_input(k, self.device, 0, self.kv_np, shape, self._rank0.data_ptr())
+            else:
+                self._bind_slots(b, 0, n)
             b.bind_output(self.logits_name, self.device, 0, self.logits_np, [n, 1, self.vocab],
                           self.logits.data_ptr())
-            self._bindings[n] = b
+            self._bindings[(n, rank0)] = b
         return b
 
     def _step(self) -> None:
@@ -473,7 +484,9 @@ class OrtBackend:
         if self.has_pos:
             self.pos[:n].copy_(self._h_pos[:n], non_blocking=nb)
         t1 = time.perf_counter()
-        self._run(self._binding(n), n)
+        rank0 = self.base_rank0 and all(r.req.key is None for r in live)
+        self.counters["rank0_steps"] += rank0
+        self._run(self._binding(n, rank0), n + 1000 if rank0 else n)
         t2 = time.perf_counter()
         if all(r.sampler.plain_greedy for r in live):  # argmax on the device: n ids come back, not n x vocab
             toks = self.logits[:n, 0].argmax(-1).cpu().numpy()

@@ -276,3 +276,27 @@ def test_ort_adapter_file_gone_fails_that_request_only(tmp_path):
         assert e.serving_stats()["ended"]["error"] == 1
     finally:
         e.close()
+
+
+def test_base_rank0_steps_equal_og_and_leave_adapter_rows_alone(og_engine, ort_engine, monkeypatch):
+    """STUDIO_BASE_RANK0=1: a step whose rows all serve the base binds rank-0 LoRA inputs (as
+    onnxruntime-genai does with no adapter active). The base's answers stay og's token for token, an
+    adapter's are untouched, and a mixed batch (compare base vs adapter) runs the full slots."""
+    monkeypatch.setenv("STUDIO_BASE_RANK0", "1")
+    e = ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu")
+    try:
+        assert e.backend.base_rank0
+        before = e.serving_stats()["rank0_steps"]
+        for text in (MSG[-1]["content"], "What should I pack for a trip?", "What kind of animal is a bee?"):
+            m = [{"role": "user", "content": text}]
+            assert e.generate(m, "base", GREEDY)[0] == og_engine.generate(m, "base", GREEDY)[0], text
+        used = e.serving_stats()["rank0_steps"] - before
+        assert used >= 3 * 8, used  # the base's decode steps ran the rank-0 binding
+        for v in ("travel", "pirate"):
+            assert e.generate(MSG, v, GREEDY)[0] == ort_engine.generate(MSG, v, GREEDY)[0], v
+        n = e.serving_stats()["rank0_steps"]
+        assert list(e.compare(MSG, "base", "pirate", GREEDY))[-1][:2] == \
+            list(ort_engine.compare(MSG, "base", "pirate", GREEDY))[-1][:2]
+        assert e.serving_stats()["rank0_steps"] == n, "a batch with an adapter row never drops the slots"
+    finally:
+        e.close()
