@@ -399,7 +399,11 @@ def part_app(a) -> dict:
 
 # ------------------------------------------------------------------ report
 # lever rows: the engine part (--quick) under one environment change each (bench/serving_gpu.sh runs them)
-LEVERS = ("engine-og", "engine-nograph", "engine-len1024", "engine-rank16", "engine-base0")
+LEVERS = {"engine-og": "engine forced onto onnxruntime-genai",
+          "engine-nograph": "ort backend without CUDA graph",
+          "engine-len1024": "ort backend, buffers of 1,024 tokens (not 4,096)",
+          "engine-rank16": "ort backend, LoRA slots of rank 16 (not 64)",
+          "engine-base0": "ort backend, base-only steps with rank-0 LoRA inputs"}
 SUMMARY_DOC = {
     "base_tok_s / adapter_tok_s": "the serving backend's own decode loop (token ids, no text), batch 1",
     "og_base_tok_s / og_adapter_tok_s": "the onnxruntime-genai loop (exactly N tokens), CUDA graph on CUDA",
@@ -429,15 +433,8 @@ def table(s: dict, L: int) -> str:
         (f"serving backend loop ({s.get('backend')})", _f(s["base_tok_s"]), _f(s["adapter_tok_s"])),
         ("ChatEngine.stream (stats line)", _f(s["engine_base_tok_s"]), _f(s["engine_adapter_tok_s"])),
         ("the app, /chat via gradio_client", _f(s["app_base_tok_s"]), _f(s["app_adapter_tok_s"])),
-        ("engine forced onto onnxruntime-genai", _f(s.get("engine_og_base_tok_s")), _f(s.get("engine_og_adapter_tok_s"))),
-        ("ort backend without CUDA graph", _f(s.get("engine_nograph_base_tok_s")), _f(s.get("engine_nograph_adapter_tok_s"))),
-        ("ort backend, buffers of 1,024 tokens (not 4,096)", _f(s.get("engine_len1024_base_tok_s")),
-         _f(s.get("engine_len1024_adapter_tok_s"))),
-        ("ort backend, LoRA slots of rank 16 (not 64)", _f(s.get("engine_rank16_base_tok_s")),
-         _f(s.get("engine_rank16_adapter_tok_s"))),
-        ("ort backend, base-only steps with rank-0 LoRA inputs", _f(s.get("engine_base0_base_tok_s")),
-         _f(s.get("engine_base0_adapter_tok_s"))),
-    ]
+    ] + [(label, *(_f(s.get(f"{lever.replace('-', '_')}_{v}_tok_s")) for v in ("base", "adapter")))
+         for lever, label in LEVERS.items()]
     t = "\n".join("| " + " | ".join(r) + " |" for r in rows[:1] + [("---",) * 3] + rows[1:])
     targets = [
         ("figure", "target", "measured"),

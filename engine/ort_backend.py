@@ -154,7 +154,6 @@ class OrtBackend:
         self.kv = [z((B, self.kvh, T, self.hs), self.kv_np) for _ in self.past]
         self.ids = z((B, 1), self.ids_np)
         self.mask = z((B, T), self.mask_np)
-        self.mask[:, 0] = 1  # a free row attends to one position (its output is ignored)
         self.pos = z((B, 1), np.int64)
         self.logits = z((B, 1, self.vocab), self.logits_np)
         self.slots: dict[str, object] = {}
@@ -177,7 +176,8 @@ class OrtBackend:
             hz((B, T), self.mask_np)
         self.host_ids, self.host_pos, self.host_mask = self._h_ids.numpy(), self._h_pos.numpy(), \
             self._h_mask.numpy()
-        self.host_mask[:, 0] = 1
+        self.host_mask[:, 0] = 1  # a free row attends to one position (its output is ignored)
+        self.mask.copy_(self._h_mask)
         self._bindings: dict[tuple, object] = {}
         # base_rank0: a step whose rows all serve the base binds rank-0 LoRA inputs (its own binding and
         # graph), as onnxruntime-genai does with no adapter active, so the base skips the LoRA MatMuls.
@@ -292,7 +292,7 @@ class OrtBackend:
             for n in self.buckets:
                 for rank0 in (False, True) if self.base_rank0 else (False,):
                     for _ in range(2):
-                        self._run(self._binding(n, rank0), n + 1000 if rank0 else n)
+                        self._run(self._binding(n, rank0), self._graph_id(n, rank0))
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Blocks until the loop waits for requests, none queued or decoding (True), or the timeout
@@ -358,11 +358,19 @@ class OrtBackend:
                     self.pinned.pop(req.key)
                     if req.key not in self.paths:  # retired while in use
                         self.resident.pop(req.key, None)
+        self._set_mask(slot, 1)
+
+    def _set_mask(self, slot: int, P: int, device: bool = False) -> None:
+        """Row `slot` of the static mask: ones on its first P positions. The host row is the truth (each
+        step copies rows [:n] over); `device` also writes the device row now (a prefill binds it)."""
         self.host_mask[slot] = 0
-        self.host_mask[slot, 0] = 1
-        m = self.mask[slot]
-        m.zero_()
-        m[0] = 1
+        self.host_mask[slot, :P] = 1
+        if device:
+            self.mask[slot].copy_(self._h_mask[slot])
+
+    @staticmethod
+    def _graph_id(n: int, rank0: bool) -> int:
+        return n + 1000 if rank0 else n  # one CUDA graph per bucket, and per bucket with rank-0 slots
 
     def _bind_kv(self, b, slot: int, n: int) -> None:
         item = self.kv[0].element_size()
@@ -409,11 +417,7 @@ class OrtBackend:
             self._end(slot, None, req, f"error: adapter unreadable: {str(e)[:200]}")
             return
         P = len(req.ids)
-        self.host_mask[slot] = 0
-        self.host_mask[slot, :P] = 1
-        m = self.mask[slot]
-        m.zero_()
-        m[:P] = 1
+        self._set_mask(slot, P, device=True)
         b = self.sess.io_binding()
         ids = torch.tensor([req.ids], dtype=self.ids.dtype, device=self.tdev)
         b.bind_input(self.ids_name, self.device, 0, self.ids_np, [1, P], ids.data_ptr())
@@ -486,7 +490,7 @@ class OrtBackend:
         t1 = time.perf_counter()
         rank0 = self.base_rank0 and all(r.req.key is None for r in live)
         self.counters["rank0_steps"] += rank0
-        self._run(self._binding(n, rank0), n + 1000 if rank0 else n)
+        self._run(self._binding(n, rank0), self._graph_id(n, rank0))
         t2 = time.perf_counter()
         if all(r.sampler.plain_greedy for r in live):  # argmax on the device: n ids come back, not n x vocab
             toks = self.logits[:n, 0].argmax(-1).cpu().numpy()

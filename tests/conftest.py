@@ -30,6 +30,17 @@ def make_workspace(root: Path) -> Path:
     return root
 
 
+def run_job(recipe, ws, timeout: float = 900) -> Path:
+    """A pipeline job created, launched and waited for; asserts that it ended ok (with its log's tail)."""
+    from pipeline import jobs
+    job = jobs.create_job(recipe, ws)
+    jobs.launch(job, ws)
+    st = jobs.wait(job, timeout_s=timeout)
+    assert st.status == "ok", f"{st.status}: {st.error}\n" + "\n".join(st.lines[-30:]) + \
+        (job / "process.log").read_text()[-3000:]
+    return job
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     from artifacts import Workspace

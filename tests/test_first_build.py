@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, make_workspace
+from conftest import ROOT, make_workspace, run_job
 from pipeline import data, jobs
 from pipeline.events import read_events
 from pipeline.recipe import AWQConfig, LoRAConfig, OnnxConfig, Recipe, RecipeError
@@ -57,15 +57,6 @@ def _onto(train: str, name: str = "", steps: int = 16, replace: bool = False, **
                   replace=replace, lora=_lora(steps, **lora))
 
 
-def _run(recipe: Recipe, ws: Workspace, timeout: float = 900) -> Path:
-    job = jobs.create_job(recipe, ws)
-    jobs.launch(job, ws)
-    st = jobs.wait(job, timeout_s=timeout)
-    assert st.status == "ok", f"{st.status}: {st.error}\n" + "\n".join(st.lines[-20:]) + \
-        (job / "process.log").read_text()[-3000:]
-    return job
-
-
 def _events(job: Path) -> list[dict]:
     return read_events(job / "events.jsonl")[0]
 
@@ -93,7 +84,7 @@ def base(ws):
                train_file="data/travel/train.jsonl", eval_file="data/travel/test.jsonl", adapter_name="first",
                awq=AWQConfig(enabled=False), lora=_lora(4, target_modules=["qkv_proj", "o_proj"]),
                onnx=OnnxConfig(precision="int4", execution_provider="cpu"))
-    job = _run(r, ws)
+    job = run_job(r, ws)
     return job
 
 
@@ -101,7 +92,7 @@ def base(ws):
 def onto(ws, base):
     """The newcomer's build: their own data (uploads/forecast.jsonl), no adapter name, onto base tb."""
     before = _tree_digest(ws.adapters / "first")
-    job = _run(_onto("uploads/forecast.jsonl", steps=16), ws)
+    job = run_job(_onto("uploads/forecast.jsonl", steps=16), ws)
     return {"job": job, "first_before": before}
 
 
@@ -190,7 +181,7 @@ def test_replace_needs_the_flag_and_keeps_previous(ws, onto):
     # without a name, a new unique one
     assert Recipe.load(jobs.create_job(_onto("uploads/forecast.jsonl"), ws) / "recipe.yaml").adapter_name \
         == "forecast-2"
-    job = _run(_onto("uploads/forecast.jsonl", name="forecast", steps=2, replace=True), ws)
+    job = run_job(_onto("uploads/forecast.jsonl", name="forecast", steps=2, replace=True), ws)
     assert _tree_digest(ws.adapters / "forecast.previous") == before
     assert json.loads((ws.adapters / "forecast" / "metadata.json").read_text())["job"] == job.name
     assert not list(ws.adapters.glob("*.tmp-*"))
@@ -290,7 +281,7 @@ def test_resume_after_cancel_continues_at_the_checkpoint(ws, base):
     assert st.stages["finetune"]["seconds"] >= spent > 0, "stage time adds up across attempts"
     assert "resumed at step" in "\n".join(st.lines)
     # the same recipe without interruption ends at the same loss
-    ref = _run(_onto("data/pirate/train.jsonl", name="straight", steps=steps), ws)
+    ref = run_job(_onto("data/pirate/train.jsonl", name="straight", steps=steps), ws)
     a, b = _final_loss(job, steps), _final_loss(ref, steps)
     print(f"final loss resumed {a:.5f} vs uninterrupted {b:.5f}")
     assert abs(a - b) <= 1e-3 * abs(b), (a, b)  # seeded LoRA init + the checkpoint's RNG and data position

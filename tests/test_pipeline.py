@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, make_workspace
+from conftest import ROOT, make_workspace, run_job
 from pipeline import jobs
 from pipeline.events import read_events
 from pipeline.recipe import Recipe
@@ -37,15 +37,6 @@ def _recipe(name: str, data: str, precision: str = "fp32", steps: int = 30, **lo
     for k, v in lora.items():
         setattr(r.lora, k, v)
     return r
-
-
-def _build(recipe: Recipe, ws: Workspace, timeout: float = 900) -> Path:
-    job = jobs.create_job(recipe, ws)
-    jobs.launch(job, ws)
-    st = jobs.wait(job, timeout_s=timeout)
-    assert st.status == "ok", f"{st.status}: {st.error}\n" + "\n".join(st.lines[-30:]) + \
-        (job / "process.log").read_text()[-3000:]
-    return job
 
 
 def _cuda() -> bool:
@@ -72,8 +63,8 @@ def ws(tmp_path_factory):
 @pytest.fixture(scope="module")
 def built(ws):
     """Two adapters on one fp32 base: travel (r 16) then pirate (r 8, same target modules)."""
-    travel = _build(_recipe("travel", "travel", r=16, alpha=32), ws)
-    pirate = _build(_recipe("pirate", "pirate", r=8, alpha=16), ws)
+    travel = run_job(_recipe("travel", "travel", r=16, alpha=32), ws)
+    pirate = run_job(_recipe("pirate", "pirate", r=8, alpha=16), ws)
     return {"travel": travel, "pirate": pirate}
 
 
@@ -201,7 +192,7 @@ def test_fp32_onnx_matches_pytorch_and_peft(built, ws, default_hf):
 def test_int4_build_with_adapters(ws, built, default_hf):
     import onnxruntime_genai as og
     from transformers import AutoTokenizer
-    job = _build(_recipe("travel-int4", "travel", precision="int4", steps=30, r=16, alpha=32), ws)
+    job = run_job(_recipe("travel-int4", "travel", precision="int4", steps=30, r=16, alpha=32), ws)
     ev = _events(job)
     assert any(e["type"] == "stage_skip" and e["stage"] == "awq" for e in ev)  # cached from the fp32 runs
     tok = AutoTokenizer.from_pretrained(default_hf)

@@ -18,6 +18,17 @@ MSG = [{"role": "user", "content": "Plan a weekend in Lisbon"}]
 GREEDY = SamplingParams(max_new_tokens=48)
 
 
+def _gate_steps(monkeypatch, backend, go, made: list) -> None:
+    """Each decode step of the ort backend waits for `go`, then is counted in `made`."""
+    real = backend._step
+
+    def gated():
+        go.wait()
+        made.append(1)
+        real()
+    monkeypatch.setattr(backend, "_step", gated)
+
+
 @pytest.fixture(scope="module")
 def og_engine():
     e = ChatEngine(MODEL, ADAPTERS, backend="og", provider="cpu")
@@ -195,13 +206,7 @@ def test_cancelled_stream_stops_the_engine(engine_scratch, backend, monkeypatch)
                 g.close()
         monkeypatch.setattr(e.backend, "run", gated)
     else:
-        real = e.backend._step
-
-        def gated():
-            go.wait()
-            made.append(1)
-            real()
-        monkeypatch.setattr(e.backend, "_step", gated)
+        _gate_steps(monkeypatch, e.backend, go, made)
     try:
         live = e.start(MSG, "alpha", SamplingParams(max_new_tokens=200))
         it = live.frames(interval=0.0)
@@ -241,13 +246,7 @@ def test_chat_tab_stream_coalesced_and_stop_cancels_the_engine(engine_scratch, m
     assert updates[-1][0][-1]["content"] == eng.generate([{"role": "user", "content": "Hello"}], "alpha",
                                                          SamplingParams(max_new_tokens=200))[0]
     go, steps = threading.Event(), []
-    real = eng.backend._step
-
-    def gated():
-        go.wait()
-        steps.append(1)
-        real()
-    monkeypatch.setattr(eng.backend, "_step", gated)
+    _gate_steps(monkeypatch, eng.backend, go, steps)
     before = dict(eng.serving_stats()["ended"])
     it = tab.respond_fn("Hello", *args)
     next(it)  # "… alpha"
