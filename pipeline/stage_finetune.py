@@ -151,7 +151,10 @@ def olive_config(model_dir, train_file, eval_file, cfg, out_dir, cuda: bool,
     # model, batch 8): 0.164 s/step with 4 workers + pinned memory vs 0.232 s with the default 0 (+41 %
     # samples/s); persistent, so the small data sets' many epochs do not respawn them. On the CPU the
     # workers would take cores from the training itself. STUDIO_DATALOADER_WORKERS sets the number.
-    workers = int(os.environ.get("STUDIO_DATALOADER_WORKERS", min(4, os.cpu_count() or 1) if cuda else 0))
+    raw = os.environ.get("STUDIO_DATALOADER_WORKERS", "").strip()
+    if raw and not raw.isdigit():
+        raise FinetuneError(f"STUDIO_DATALOADER_WORKERS={raw!r}: expected a whole number of data loader workers")
+    workers = int(raw) if raw else (min(4, os.cpu_count() or 1) if cuda else 0)
     if workers > 0:
         training_args.update({"dataloader_num_workers": workers, "dataloader_pin_memory": cuda,
                               "dataloader_persistent_workers": True})

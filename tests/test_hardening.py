@@ -369,6 +369,25 @@ def test_trust_remote_code_off_by_default(tmp_path):
     assert "trust_remote_code=r.trust_remote_code" in src
 
 
+def test_dataloader_workers_setting(tmp_path, monkeypatch):
+    """STUDIO_DATALOADER_WORKERS: a number reaches the Trainer's arguments; anything else is refused
+    with what was expected, before any training starts. Unset on the CPU: no workers."""
+    from pipeline.recipe import LoRAConfig
+    from pipeline.stage_finetune import FinetuneError, olive_config
+
+    def args():
+        cfg = olive_config(ROOT / "models" / "default-hf", tmp_path / "t.jsonl", None, LoRAConfig(), tmp_path,
+                           False)
+        return json.dumps(cfg)
+    monkeypatch.delenv("STUDIO_DATALOADER_WORKERS", raising=False)
+    assert '"dataloader_num_workers"' not in args()
+    monkeypatch.setenv("STUDIO_DATALOADER_WORKERS", "2")
+    assert '"dataloader_num_workers": 2' in args()
+    monkeypatch.setenv("STUDIO_DATALOADER_WORKERS", "four")
+    with pytest.raises(FinetuneError, match="STUDIO_DATALOADER_WORKERS='four': expected a whole number"):
+        args()
+
+
 @pytest.mark.parametrize("trust", [False, True])
 def test_awq_load_passes_trust_remote_code(tmp_path, monkeypatch, trust):
     """autoawq loads models with trust_remote_code=True unless told otherwise: the AWQ stage passes the
