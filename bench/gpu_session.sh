@@ -22,7 +22,7 @@ if [ "${PRE_STEPS:-1000}" != 0 ]; then  # PRE_STEPS=0: no pre-training this time
 fi
 (PART_TIMEOUT_S=${PART_TIMEOUT_S:-450} BUDGET_S=${BUDGET_S:-900} HARD_S=${HARD_S:-1000} PYTHON=$py PARTS="model build" bash bench/serving_gpu.sh "$w/results" >"$w/serving-build.log" 2>&1
  echo $? >"$w/build.done") &
-("$py" -m pytest -q -p no:cacheprovider tests -m "not browser and not pypi" -n "${TEST_WORKERS:-6}" --dist loadfile \
+("$py" -m pytest -v -rfE -p no:cacheprovider tests -m "not browser and not pypi" -n "${TEST_WORKERS:-6}" --dist loadfile \
      --junitxml "$w/junit.xml" >"$w/tests.log" 2>&1
  echo $? >"$w/tests.done") &
 wait
