@@ -61,7 +61,22 @@ class Workspace:
         p = Path(path).expanduser()
         if p.is_absolute():
             return p
-        for base in (Path.cwd(), self.root, PROJECT_ROOT):
+        return self._resolve_from(p, Path.cwd())
+
+    def _resolve_from(self, p: Path, cwd: Path) -> Path:
+        for base in (cwd, self.root, PROJECT_ROOT):
             if (base / p).exists():
                 return (base / p).resolve()
-        return (Path.cwd() / p).resolve()
+        return (cwd / p).resolve()
+
+    def pin_input(self, path: str) -> str:
+        """A path for a job's recipe: unchanged when the job (which runs in the project folder) resolves it
+        to the same file as this process does, else the absolute path this process resolved. Without it,
+        `data/x.jsonl` given with another working directory or $STUDIO_HOME trained on the project's file."""
+        if not path:
+            return path
+        here = self.resolve_input(path)
+        p = Path(path).expanduser()
+        if p.is_absolute() or self._resolve_from(p, PROJECT_ROOT) == here:
+            return path
+        return str(here)

@@ -192,6 +192,32 @@ def test_replace_needs_the_flag_and_keeps_previous(ws, onto):
         publish_adapter(ws.adapters / "forecast", ws.adapters, "first", replace=False)
 
 
+def test_relative_data_path_trains_on_the_file_the_cli_found(ws, base, tmp_path, monkeypatch):
+    """A relative train_file is the file the submitting process found (its working directory first), not a
+    file of the same name in the project folder where the job runs (the sweep that trained on the
+    project's data/pirate/train.jsonl instead of its own, 2026-12-03)."""
+    mine = tmp_path / "mine"
+    (mine / "data" / "travel").mkdir(parents=True)
+    own = mine / "data" / "travel" / "train.jsonl"
+    own.write_text("".join(json.dumps(r) + "\n" for r in forecast_examples(60, seed=7)))
+    assert (ROOT / "data" / "travel" / "train.jsonl").exists()  # the same relative name in the project
+    monkeypatch.chdir(mine)
+    job = run_job(_onto("data/travel/train.jsonl", name="pinned", steps=2), ws)
+    try:
+        assert Recipe.load(job / "recipe.yaml").train_file == str(own.resolve())
+        done = json.loads((job / "stages" / "prepare" / "DONE.json").read_text())["outputs"]
+        assert done["train_file"] == str(own.resolve())
+        assert done["train_sha256"] == hashlib.sha256(own.read_bytes()).hexdigest()
+        # a workspace file that the job resolves the same way keeps its relative name in the recipe
+        monkeypatch.chdir(ROOT)
+        kept = jobs.create_job(_onto("uploads/forecast.jsonl", name="kept"), ws)
+        assert Recipe.load(kept / "recipe.yaml").train_file == "uploads/forecast.jsonl"
+    finally:
+        import shutil
+        for d in (ws.adapters / "pinned", *ws.runs.glob("*-kept")):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def test_refusals_onto_a_base(ws, base, tmp_path):
     # a base without the record of its prepared weights (built before this), a missing one
     old = ws.models / "old"
