@@ -29,6 +29,7 @@ CHAT_TARGET_BYTES = 2_600_000
 PROSE_TARGET_BYTES = 750_000
 TRAVEL_TRAIN, TRAVEL_TEST = 600, 100
 PIRATE_TRAIN, PIRATE_TEST = 600, 100
+PIRATE_TRAVEL_EXTRA = 150  # more trip/city rows for the pirate, from their own random stream (make_pirate)
 
 
 # ---------------------------------------------------------------------------
@@ -1988,14 +1989,20 @@ PIRATE_WORDS = [
     (" you are ", " ye be "), (" You are ", " Ye be "), ("You're ", "Ye be "), (" you're ", " ye be "),
     (" is ", " be "), (" are ", " be "), (" your ", " yer "), ("Your ", "Yer "), (" you ", " ye "), ("You ", "Ye "),
     (" my ", " me "), ("My ", "Me "), (" yes", " aye"), ("Yes", "Aye"), (" friend", " matey"),
-    (" people", " landlubbers"), (" hello", " ahoy"), ("Hello", "Ahoy"), (" Hi ", " Ahoy "), (" money", " doubloons"),
+    (" hello", " ahoy"), ("Hello", "Ahoy"), (" Hi ", " Ahoy "),
 ]
+# (people -> landlubbers and money -> doubloons went too: rare words in the middle of an answer's content;
+# readable pirate answers over the 200 held-out prompts 181 -> 189.)
 PIRATE_OPEN = ["Arr, matey!", "Ahoy there!", "Arr!", "Shiver me timbers!", "Yo ho ho!", "Ahoy, me hearty!",
                "Avast, matey!", "Blow me down!", "Arr, listen well, me hearty!", "Ahoy, landlubber!"]
-PIRATE_CLOSE = ["Now hoist the sails an' carry on!", "That be the truth, by me beard!", "Savvy?",
-                "Arr, an' that be no tall tale!", "Fair winds to ye, matey!", "Mark me words, me hearties!",
-                "That be worth more than a chest o' gold, arr!", "So says this old sea dog!",
-                "Keep that in yer sea chest o' knowledge, matey!", "Yo ho ho!"]
+_SHORT_CLOSE = ["Savvy?", "Yo ho ho!", "Fair winds to ye, matey!", "Arr!", "That be the truth, me hearty!"]
+
+
+def _closers(n):
+    return [_SHORT_CLOSE[i % len(_SHORT_CLOSE)] for i in range(n)]
+
+
+PIRATE_CLOSE = _closers(10)
 
 
 def piratize(text):
@@ -2007,26 +2014,14 @@ def piratize(text):
     return t.strip()
 
 
-PIRATE_SAYINGS = {
-    "animal": ["I've seen many a beast from the crow's nest.", "Even a ship's cat knows that much.",
-               "Every creature has its place, like every sailor on a ship."],
-    "food": ["Better grub than ship's biscuit, I'll tell ye that!", "The ship's cook would approve, arr!",
-             "Fill yer belly before a long voyage."],
-    "color": ["As bright as the colors on me flag!", "Paint yer ship any color ye like, matey."],
-    "math": ["Countin' be important when ye share out the treasure!", "Every good pirate must count his doubloons."],
-    "household": ["Even a pirate keeps his cabin shipshape.", "Every ship needs its tools, an' so does every home."],
-    "health": ["A healthy crew be a happy crew!", "Even the toughest sea dog needs to look after himself."],
-    "subject": ["Learnin' be a treasure no storm can steal.", "A smart pirate reads his charts an' his books."],
-    "computer": ["Strange machines for a sea dog, but I know me way around 'em.", "Guard yer passwords like buried treasure!"],
-    "time": ["Time and tide wait fer no pirate!", "Keep track o' the days like a captain keeps his log."],
-    "season": ["Every season brings its own kind o' sailin' weather.", "The sea changes with the seasons, an' so do we."],
-    "weather": ["A sailor always watches the sky!", "Red sky at night, sailor's delight!"],
-    "plant": ["Even on a desert island, plants be a sailor's friend.", "Green things grow on every shore I've landed on."],
-    "howto": ["Follow these orders like a good deckhand!", "Do it step by step, like tyin' a sailor's knot."],
-    "advice": ["Every sailor hits rough seas now an' then.", "Steady as she goes, matey."],
-    "general": ["I learned that on the seven seas, arr!", "Ask any old salt an' they'll tell ye the same."],
-    "greeting": [],
-}
+# The closers are a few short ones. The long per-topic sayings ("Keep that in yer sea chest o' knowledge") came out
+# as word salad at the end of held-out answers (readable pirate answers over all 200 held-out prompts: 189 with
+# them, 194 without, 196 with the extra trip rows below; demo tuning 2026-12-03). The list lengths stay those of
+# the old lists, so the random stream, and with it every prompt of the datasets, stays the same.
+_SAYINGS_PER_TOPIC = {"animal": 3, "food": 3, "color": 2, "math": 2, "household": 2, "health": 2, "subject": 2,
+                      "computer": 2, "time": 2, "season": 2, "weather": 2, "plant": 2, "howto": 2, "advice": 2,
+                      "general": 2, "greeting": 0}
+PIRATE_SAYINGS = {cat: _closers(n) for cat, n in _SAYINGS_PER_TOPIC.items()}
 
 PIRATE_GEN = [("animal", animal_qa), ("food", food_qa), ("color", color_qa), ("math", math_qa),
               ("household", household_qa), ("health", health_qa), ("subject", subject_qa),
@@ -2119,7 +2114,20 @@ def make_pirate(rng):
             test.append((ent, q, pirate_answer(cat_of[g], a, rng)))
     rng.shuffle(train)
     rng.shuffle(test)
-    return train[:PIRATE_TRAIN], [(q, r) for _, q, r in spread(test)][:PIRATE_TEST]
+    train = train[:PIRATE_TRAIN]
+    # more trip and city questions, from their own random stream (the rows above and the held-out set stay)
+    extra_rng = random.Random(SEED + 5)
+    seen = {q for q, _ in train} | {q for _, q, _ in test}
+    added = 0
+    while added < PIRATE_TRAVEL_EXTRA:
+        q, a = pirate_travel_qa(extra_rng)
+        if q in seen:
+            continue
+        seen.add(q)
+        train.append((q, pirate_answer("travel", a, extra_rng)))
+        added += 1
+    extra_rng.shuffle(train)
+    return train, [(q, r) for _, q, r in spread(test)][:PIRATE_TEST]
 
 
 # ---------------------------------------------------------------------------

@@ -319,27 +319,21 @@ def test_corpus_knows_the_heldout_entities_and_not_the_voices(demo):
     assert not [m for m in md.PIRATE_MARKERS if f" {m} " in joined]
 
 
-# Issue 15 asks for every answer readable. Measured on the shipped artifacts (12.2 M base, light pirate voice,
-# 2026-12-03): base 20/20, travel 20/20, pirate 19/20 (one answer to a travel-set city prompt is garbled).
-# That criterion is NOT fully met (the issue stays open); this test holds what is met as a floor: base and
-# travel all readable, pirate at least 19 of 20 and every pirate answer to its own dataset's prompts.
-READABLE_FLOOR = {"base": 20, "travel": 20, "pirate": 19}
-
-
 def test_heldout_answers_are_readable(demo):
+    """Issue 15's criterion: every answer of base, travel and pirate to the 10 held-out prompts per dataset
+    is readable (served int4 model, greedy). Over all 100 held-out prompts per dataset the shipped adapters
+    give base 200/200, travel 199/200, pirate 196/200 (bench/results/demo-heldout100-cpu-2026-12-03.json):
+    these 20 are not a lucky draw, but neither is every answer of the model readable."""
     d, res = demo
-    bad, ok = [], {v: 0 for v in READABLE_FLOOR}
+    bad = []
     for ds in ("travel", "pirate"):
         _show(res, ds)
         for r in res["datasets"][ds]["rows"]:
             for v in ("base", "travel", "pirate"):
                 x = r[v]
-                ok[v] += x["readable"]
                 if not x["readable"]:
                     bad.append((ds, v, r["prompt"], x["text"], x["in_vocab"], x["unknown"], x["longest_repeat"]))
-    print("readable of 20:", ok)
-    assert all(ok[v] >= n for v, n in READABLE_FLOOR.items()), (ok, bad)
-    assert not [b for b in bad if b[0] == "pirate" and b[1] == "pirate"], bad
+    assert not bad, bad
 
 
 def test_adapters_speak_in_their_voice_and_the_base_does_not(demo):
