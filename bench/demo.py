@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import re
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -77,12 +79,12 @@ def has_voice(text: str, dataset: str) -> bool:
     return any(f" {m} " in joined for m in MD.PIRATE_MARKERS)
 
 
-def answer(engine, prompt: str, variant: str) -> tuple[str, list[int], float]:
+def answer(engine, prompt: str, variant: str) -> tuple[str, list[int], float, float]:
     from engine.chat import SamplingParams
     text, st = engine.generate([{"role": "user", "content": prompt}], variant,
                                SamplingParams(temperature=0.0, max_new_tokens=MAX_NEW_TOKENS))
     ids = [int(t) for t in engine.tokenizer.encode(text)]
-    return text.strip(), ids, st.ttft_s
+    return text.strip(), ids, st.ttft_s, st.tokens_per_s
 
 
 def run(models: Path, adapters: Path, base: str = "default", n: int = N_PROMPTS) -> dict:
@@ -99,8 +101,9 @@ def run(models: Path, adapters: Path, base: str = "default", n: int = N_PROMPTS)
             for p in heldout_prompts(ds, n):
                 row = {"prompt": p}
                 for v in VARIANTS:
-                    text, ids, ttft = answer(engine, p, v)
+                    text, ids, ttft, rate = answer(engine, p, v)
                     row[v] = {"text": text, "voice": has_voice(text, ds), "ttft_s": round(ttft, 4),
+                              "decode_tok_s": round(rate, 1),
                               **readability(text, ids, vocab)}
                 rows.append(row)
             out["datasets"][ds] = {
@@ -108,6 +111,13 @@ def run(models: Path, adapters: Path, base: str = "default", n: int = N_PROMPTS)
                 "voice": {v: sum(r[v]["voice"] for r in rows) for v in VARIANTS},
                 "readable": {v: sum(r[v]["readable"] for r in rows) for v in VARIANTS},
             }
+        every = [r[v] for d in out["datasets"].values() for r in d["rows"] for v in VARIANTS]
+        out["speed"] = {"what": "CPU chat through the engine (in-process, greedy, the first request warms up)",
+                        "median_ttft_ms": round(1000 * statistics.median(x["ttft_s"] for x in every), 1),
+                        "max_ttft_ms": round(1000 * max(x["ttft_s"] for x in every), 1),
+                        "median_decode_tok_s": round(statistics.median(x["decode_tok_s"] for x in every
+                                                                       if x["decode_tok_s"] > 0), 1),
+                        "cpus": os.cpu_count()}
         for name in VARIANTS[1:]:
             meta = json.loads((adapters / name / "metadata.json").read_text())
             out.setdefault("metadata_eval", {})[name] = {k: meta.get("eval", {}).get(k)
@@ -180,6 +190,7 @@ def main(argv=None) -> int:
                 flag = "" if x["readable"] else f"  [NOT READABLE: {x['in_vocab']:.0%} {x['unknown']} run {x['longest_repeat']}]"
                 print(f"  {v:6s}{'*' if x['voice'] else ' '} {x['text']}{flag}")
     print("metadata eval:", res.get("metadata_eval"))
+    print("speed:", res.get("speed"))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
     return 0

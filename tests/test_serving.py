@@ -138,11 +138,13 @@ def test_continuous_batch_answers_equal_alone():
 
 def test_bucketed_batch_rounds_like_og_batch(og_engine, ort_engine):
     """Without batch_invariant a step runs the smallest bucket (1, 2, 4, 8) holding the live rows. The
-    CPU int4 MatMul rounds a batch of 2 slightly differently from a batch of 1, which flips a near-tie for
-    pirate on this prompt, in onnxruntime-genai's own batch of 2 as well: the ort loop's two rows equal
+    CPU int4 MatMul rounds a batch of 2 slightly differently from a batch of 1, which flips near-ties for
+    pirate on some prompts, in onnxruntime-genai's own batch of 2 as well: the ort loop's two rows equal
     og's batch of 2 token for token."""
     flips = 0
-    for text in (MSG[-1]["content"], "Tell me about trip number 0", "What should I pack for a trip?"):
+    # prompts found by search to hold such a near-tie for the shipped pirate (re-search when it is rebuilt)
+    for text in (MSG[-1]["content"], "Can you give me examples of blue things?", "What is a toaster for?",
+                 "Tell me a fun fact about bees."):
         m = [{"role": "user", "content": text}]
         og_pair = list(og_engine.compare(m, "travel", "pirate", GREEDY))[-1][:2]
         assert og_engine.compare_batched
