@@ -164,7 +164,11 @@ class Policy:
                 raise PolicyError(f"{what} {value!r}: exports go to exports/<name> of the workspace; give a name")
         if not safe_name(name):
             raise PolicyError(f"{what} name {name!r} is not allowed: use {NAME_RULE}")
-        return self.ws.exports / name
+        d = self.ws.exports / name
+        if os.path.islink(d):  # written through or replaced, a planted link would reach outside the workspace
+            raise PolicyError(f"{what} {value!r}: exports/{name} is a link, not a folder of the workspace: "
+                              "the operator must remove it")
+        return d
 
     def new_export(self, value, what: str = "export") -> Path:
         """export_dir, and a NEW export only while exports/ holds fewer than limits.max_exports() folders

@@ -185,6 +185,11 @@ def sec(tmp_path_factory):
     (ws / "exports").mkdir()
     (ws / "exports" / "notmine").mkdir()                               # not an export: never replaced
     (ws / "exports" / "notmine" / "file.txt").write_text("someone's folder")
+    (outside / "marked").mkdir()                                       # a marked export outside, linked in
+    (outside / "marked" / ".studio-export").write_text("")
+    (outside / "marked" / "file.txt").write_text("outside")
+    os.symlink(outside / "marked", ws / "exports" / "linked-export")
+    os.symlink(outside / "newdir", ws / "exports" / "dangling-export")  # a link to a folder not there yet
     port = free_port()
     hub = FakeHub({SERVER_TOKEN: "server", USER_TOKEN: "alice"})
     with hub:
@@ -256,12 +261,16 @@ def test_model_code_never_runs_from_a_request(guard, model):
 
 # ---------------------------------------------------------------------------- 2. writes and deletes
 @pytest.mark.parametrize("out", ["../../x", "{outside}/keep", "{ws}/adapters/" + ADAPTERS[-1], "{ws}/runs",
-                                 "{ws}", "/tmp", "exports/../adapters", "notmine", "a\x00b", "x" * 300])
+                                 "{ws}", "/tmp", "exports/../adapters", "notmine", "a\x00b", "x" * 300,
+                                 "linked-export", "dangling-export"])
 def test_export_writes_only_exports_and_replaces_only_exports(guard, out):
     raw = guard["raw"]
     out = out.format(outside=guard["outside"], ws=guard["ws"])
-    r = raw.call("export_space", [BASE, [], "cpu-basic", out, True])
-    refused(r)
+    for replace in (True, False):
+        refused(raw.call("export_space", [BASE, [], "cpu-basic", out, replace]))
+    # links planted in exports/ are neither written through nor replaced (red team, 2026-12-03)
+    assert sorted(p.name for p in (guard["outside"] / "marked").iterdir()) == [".studio-export", "file.txt"]
+    assert not (guard["outside"] / "newdir").exists() and not (guard["outside"] / "marked.previous").exists()
     assert (guard["outside"] / "keep" / "precious.txt").exists()
     assert (guard["ws"] / "adapters" / ADAPTERS[-1] / "metadata.json").exists()
     assert (guard["ws"] / "exports" / "notmine" / "file.txt").exists()
@@ -578,9 +587,13 @@ def test_policy_paths_in_process(tmp_path):
             p.base_model(bad)
     assert Policy(ws, model_roots=(tmp_path,)).base_model(str(tmp_path / "extra")) == str(tmp_path / "extra")
     assert p.export_dir("e") == ws.root / "exports" / "e" == p.published_export(str(ws.root / "exports" / "e"))
-    for bad in ("../e", "/tmp/e", "exports/../models/m", ".hidden", "e.previous"):
+    os.symlink(tmp_path / "extra", ws.root / "exports" / "link")
+    os.symlink(tmp_path / "nothing-yet", ws.root / "exports" / "dangling")
+    for bad in ("../e", "/tmp/e", "exports/../models/m", ".hidden", "e.previous", "link", "dangling"):
         with pytest.raises(PolicyError):
             p.export_dir(bad)
+        with pytest.raises(PolicyError):
+            p.new_export(bad)
     with pytest.raises(PolicyError, match="--allow-remote-code"):
         p.trust_remote_code(True)
     assert Policy(ws, allow_remote_code=True).trust_remote_code(True)

@@ -92,7 +92,7 @@ class AppEngine(ChatEngineSide):
             raise UIError(f"no job {shown!r}: a job id is up to {JOB_ID_MAX} letters, digits, '.', '_' or '-'")
         d = self.ws.runs / job_id
         if not (d / "recipe.yaml").exists():
-            raise UIError(f"no job {job_id!r} in {self.ws.runs}")
+            raise UIError(f"no job {job_id!r} in runs/ of the workspace")
         return d
 
     def start(self, recipe: Recipe) -> str:
