@@ -123,6 +123,9 @@ def launch(job_dir: Path, ws: Workspace | None = None, lend_token: bool = True) 
         raise RuntimeError(f"job {job_dir.name} is already running")
     env = dict(os.environ, STUDIO_HOME=str(ws.root), PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # the datasets library copies the training data into its cache: keep that copy with the job (deleted with
+    # it), not in the server user's ~/.cache, unless the operator chose a datasets cache
+    env.setdefault("HF_DATASETS_CACHE", str(job_dir / "cache" / "datasets"))
     if not lend_token:
         for k in TOKEN_ENV:
             env.pop(k, None)

@@ -169,6 +169,15 @@ def test_heldout_split_sizes_and_determinism(tmp_path):
     assert "held-out: 29 of 290 examples carved from the train file (10 %, seed 0)" in data.preview(f)
 
 
+def test_training_data_copies_stay_with_the_job(ws, onto):
+    """The datasets library's copy of the user's data goes to the job's folder, not ~/.cache."""
+    if "HF_DATASETS_CACHE" in os.environ:
+        pytest.fail("run the suite without HF_DATASETS_CACHE set: the operator's choice wins over the job's")
+    cache = onto["job"] / "cache" / "datasets"
+    arrows = list(cache.rglob("*.arrow"))
+    assert arrows, sorted(str(p.relative_to(onto["job"])) for p in onto["job"].rglob("*"))[:40]
+
+
 def test_replace_needs_the_flag_and_keeps_previous(ws, onto):
     before = _tree_digest(ws.adapters / "forecast")
     with pytest.raises(RecipeError, match="adapter 'forecast' exists: tick 'Replace existing adapter'"):
