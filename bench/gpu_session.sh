@@ -26,7 +26,7 @@ fi
      --junitxml "$w/junit.xml" >"$w/tests.log" 2>&1
  echo $? >"$w/tests.done") &
 wait
-PYTHON=$py PARTS="engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-base0 report" bash bench/serving_gpu.sh "$w/results" \
+PYTHON=$py PARTS="engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-slots report" bash bench/serving_gpu.sh "$w/results" \
     >"$w/serving.log" 2>&1
 echo $? >"$w/all.done"
 # Seen on 2026-12-03: the CUDA tests beside the serving build slowed it past its 300 s part limit (the build

@@ -403,7 +403,7 @@ LEVERS = {"engine-og": "engine forced onto onnxruntime-genai",
           "engine-nograph": "ort backend without CUDA graph",
           "engine-len1024": "ort backend, buffers of 1,024 tokens (not 4,096)",
           "engine-rank16": "ort backend, LoRA slots of rank 16 (not 64)",
-          "engine-base0": "ort backend, base-only steps with rank-0 LoRA inputs"}
+          "engine-slots": "ort backend, base-only steps run the full LoRA slots (rank-0 binding off)"}
 SUMMARY_DOC = {
     "base_tok_s / adapter_tok_s": "the serving backend's own decode loop (token ids, no text), batch 1",
     "og_base_tok_s / og_adapter_tok_s": "the onnxruntime-genai loop (exactly N tokens), CUDA graph on CUDA",

@@ -18,7 +18,8 @@
 #   engine-nograph  lever row: the ort backend without CUDA graph (STUDIO_CUDA_GRAPH=0)
 #   engine-len1024  lever row: static buffers of 1,024 tokens instead of the 4,096 context (STUDIO_MAX_LENGTH)
 #   engine-rank16   lever row: LoRA slots of rank 16 instead of 64 (STUDIO_LORA_RANK; the adapters are r16)
-#   engine-base0    lever row: steps with only base rows bind rank-0 LoRA inputs (STUDIO_BASE_RANK0=1)
+#   engine-slots    lever row: base-only steps run the full LoRA slots (STUDIO_BASE_RANK0=0; the default binds
+#                   rank-0 LoRA inputs for them since 2026-12-03, when this row was engine-base0 and measured +25 %)
 #   report          merges the parts into RESULTS_DIR/serving-<device>-<date>.json (`summary`) - always runs
 # Each part writes $WORK/parts/<part>.json and $WORK/logs/<part>.log; a failed part does not stop the
 # others (its log tail goes into the report); a part whose JSON exists is skipped, so a second run resumes.
@@ -35,7 +36,7 @@ device="${DEVICE:-cuda}"
 hf="$work/hf"
 ws="${WS:-$work/ws}"
 base="${BASE:-phi35}"
-parts="${PARTS:-model build engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-base0 report}"
+parts="${PARTS:-model build engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-slots report}"
 budget="${BUDGET_S:-440}"
 hard="${HARD_S:-520}"
 part_timeout="${PART_TIMEOUT_S:-300}"
@@ -94,7 +95,7 @@ want engine-len1024 && run engine-len1024 env STUDIO_MAX_LENGTH=1024 "$py" bench
     "${common[@]}" --out "$work/parts/engine-len1024.json"
 want engine-rank16 && run engine-rank16 env STUDIO_LORA_RANK=16 "$py" bench/serving.py engine --quick \
     "${common[@]}" --out "$work/parts/engine-rank16.json"
-want engine-base0 && run engine-base0 env STUDIO_BASE_RANK0=1 "$py" bench/serving.py engine --quick \
-    "${common[@]}" --out "$work/parts/engine-base0.json"
+want engine-slots && run engine-slots env STUDIO_BASE_RANK0=0 "$py" bench/serving.py engine --quick \
+    "${common[@]}" --out "$work/parts/engine-slots.json"
 "$py" bench/serving.py report --parts "$work/parts" --logs "$work/logs" --device "$device" --long "${LONG:-1024}" \
     --out-dir "$out" 2>&1 | tee "$work/logs/report.log"

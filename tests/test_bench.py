@@ -78,7 +78,7 @@ def test_serving_harness_cpu_path(tmp_path):
     p = subprocess.run(["bash", "bench/serving_gpu.sh", str(out)], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    levers = ("engine-og", "engine-nograph", "engine-len1024", "engine-rank16", "engine-base0")
+    levers = ("engine-og", "engine-nograph", "engine-len1024", "engine-rank16", "engine-slots")
     for part in ("engine", "app", "og", *levers):
         assert (work / "parts" / f"{part}.json").is_file(), (part, p.stdout[-3000:])
         assert (work / "logs" / f"{part}.log").is_file()
