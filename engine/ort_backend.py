@@ -181,7 +181,7 @@ class OrtBackend:
         self._bindings: dict[tuple, object] = {}
         # base_rank0: a step whose rows all serve the base binds rank-0 LoRA inputs (its own binding and
         # graph), as onnxruntime-genai does with no adapter active, so the base skips the LoRA MatMuls.
-        # Off by default until the GPU harness's engine-base0 row has measured it (bench/NOTES.md).
+        # The engine turns it on (STUDIO_BASE_RANK0=0: off): base 299 -> 393 tok/s on the H200 (bench/NOTES.md).
         self.base_rank0 = bool(base_rank0)
         self._rank0 = z((1,), self.kv_np)  # a valid address for the empty inputs
         self._run_opts: dict[int, object] = {}
