@@ -80,3 +80,13 @@ class Workspace:
         if p.is_absolute() or self._resolve_from(p, PROJECT_ROOT) == here:
             return path
         return str(here)
+
+    def pin_model(self, name: str) -> str:
+        """pin_input's rule for a local base_model folder, which jobs look up in the workspace first, then in
+        the working directory (pipeline.hub.resolve_model): absolute when only this process's working
+        directory has it; unchanged otherwise (a Hub id, a workspace folder, the project's own)."""
+        p = Path(name).expanduser() if name else None
+        if p is None or p.is_absolute() or (self.root / p).is_dir() or not p.is_dir() \
+                or p.resolve() == (PROJECT_ROOT / p).resolve():
+            return name
+        return str(p.resolve())

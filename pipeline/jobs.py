@@ -93,10 +93,8 @@ def create_job(recipe: Recipe, ws: Workspace | None = None, lend_token: bool = T
     preflight(recipe, ws, lend_token)
     # the job runs in the project folder: pin what this process found elsewhere (its working directory)
     recipe.train_file, recipe.eval_file = ws.pin_input(recipe.train_file), ws.pin_input(recipe.eval_file)
-    bm = Path(recipe.base_model).expanduser() if recipe.base_model and not recipe.base else None
-    if bm is not None and not bm.is_absolute() and not (ws.root / bm).is_dir() and bm.is_dir() \
-            and bm.resolve() != (PROJECT_ROOT / bm).resolve():
-        recipe.base_model = str(bm.resolve())
+    if not recipe.base:
+        recipe.base_model = ws.pin_model(recipe.base_model)
     ws.runs.mkdir(parents=True, exist_ok=True)
     job_id = new_job_id(recipe)
     job_dir = ws.runs / job_id

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -222,7 +223,6 @@ def test_relative_data_path_trains_on_the_file_the_cli_found(ws, base, tmp_path,
         kept = jobs.create_job(_onto("uploads/forecast.jsonl", name="kept"), ws)
         assert Recipe.load(kept / "recipe.yaml").train_file == "uploads/forecast.jsonl"
     finally:
-        import shutil
         for d in (ws.adapters / "pinned", *ws.runs.glob("*-kept")):
             shutil.rmtree(d, ignore_errors=True)
 
