@@ -227,6 +227,26 @@ def test_relative_data_path_trains_on_the_file_the_cli_found(ws, base, tmp_path,
             shutil.rmtree(d, ignore_errors=True)
 
 
+def test_relative_base_model_folder_is_the_one_the_cli_found(ws, tmp_path, monkeypatch):
+    """A new base from a model folder named relative to the user's working directory: the job (which runs in
+    the project folder) gets that folder's absolute path; a folder of the workspace keeps its name."""
+    mine = tmp_path / "cwd"
+    shutil.copytree(ROOT / "models" / "default-hf", mine / "my-model")
+    monkeypatch.chdir(mine)
+
+    def new_base(model: str) -> Recipe:
+        return Recipe(base="", base_model=model, base_name="nb", preset="custom", train_file="uploads/forecast.jsonl",
+                      eval_file="", adapter_name="nb-first", awq=AWQConfig(enabled=False), lora=_lora(2))
+    job = jobs.create_job(new_base("my-model"), ws)
+    kept = jobs.create_job(new_base("models/default-hf"), ws)  # linked into the workspace's models/
+    try:
+        assert Recipe.load(job / "recipe.yaml").base_model == str((mine / "my-model").resolve())
+        assert Recipe.load(kept / "recipe.yaml").base_model == "models/default-hf"
+    finally:
+        for d in (job, kept):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def test_refusals_onto_a_base(ws, base, tmp_path):
     # a base without the record of its prepared weights (built before this), a missing one
     old = ws.models / "old"
