@@ -22,11 +22,14 @@ import re
 import statistics
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from bench.common import device_info  # noqa: E402
 
 N_PROMPTS = 10
 MAX_NEW_TOKENS = 128
@@ -118,6 +121,7 @@ def run(models: Path, adapters: Path, base: str = "default", n: int = N_PROMPTS)
                         "median_decode_tok_s": round(statistics.median(x["decode_tok_s"] for x in every
                                                                        if x["decode_tok_s"] > 0), 1),
                         "cpus": os.cpu_count()}
+        out["info"] = {**device_info("cpu"), "date": date.today().isoformat()}
         for name in VARIANTS[1:]:
             meta = json.loads((adapters / name / "metadata.json").read_text())
             out.setdefault("metadata_eval", {})[name] = {k: meta.get("eval", {}).get(k)
