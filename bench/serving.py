@@ -207,7 +207,7 @@ def part_engine(a) -> dict:
     eng = ChatEngine(d, a.ws / "adapters", provider=a.device)
     out = {"backend": eng.backend_name, "why": eng.backend_why, "provider": eng.provider,
            "cuda_graph": eng.cuda_graph, "adapter": ads[0], "tokens": a.tokens,
-           "load_s": round(time.perf_counter() - t0, 2), "fpa_intb": eng.serving_stats().get("fpa_intb")}
+           "load_s": round(time.perf_counter() - t0, 2)}
     print(out, flush=True)
     ids, _ = eng.encode(_msgs(), 1)
     n = a.tokens
@@ -409,9 +409,7 @@ LEVERS = {"engine-og": "engine forced onto onnxruntime-genai",
           "engine-nograph": "ort backend without CUDA graph",
           "engine-len1024": "ort backend, buffers of 1,024 tokens (not 4,096)",
           "engine-rank16": "ort backend, LoRA slots of rank 16 (not 64)",
-          "engine-slots": "ort backend, base-only steps run the full LoRA slots (rank-0 binding off)",
-          "engine-fpa": "ort backend, fpA_intB int4 kernels (STUDIO_FPA_INTB=1)",
-          "engine-nofpa": "ort backend, onnxruntime's own int4 kernels (STUDIO_FPA_INTB=0)"}
+          "engine-slots": "ort backend, base-only steps run the full LoRA slots (rank-0 binding off)"}
 SUMMARY_DOC = {
     "base_tok_s / adapter_tok_s": "the serving backend's own decode loop (token ids, no text), batch 1",
     "og_base_tok_s / og_adapter_tok_s": "the onnxruntime-genai loop (exactly N tokens), CUDA graph on CUDA",
@@ -518,8 +516,6 @@ def part_report(a) -> dict:
             s[f"{k}_users8_aggregate_tok_s"] = _get(e, "users", "aggregate_tok_s")
             s[f"{k}_users8_aggregate_over_one"] = _get(e, "users", "aggregate_over_one")
     s["users8_aggregate_tok_s"] = _get(eng, "users", "aggregate_tok_s")
-    s["fpa_intb"] = eng.get("fpa_intb")
-    s["fpa_pick"] = parts.get("pick")
     for r in hf.get("rows") or []:  # bench/run.py --parts hf: transformers (+ PEFT)
         if isinstance(r, dict) and "decode_tok_s" in r:
             s["hf_adapter_tok_s" if "PEFT" in str(r.get("path")) else "hf_base_tok_s"] = r["decode_tok_s"]
@@ -537,40 +533,7 @@ def part_report(a) -> dict:
     return out
 
 
-def _prefix(x: list, y: list) -> int:
-    return next((i for i, (u, v) in enumerate(zip(x, y)) if u != v), min(len(x), len(y)))
-
-
-def part_pick(a) -> dict:
-    """Which int4 kernels serve the rest of the run: the engine part (onnxruntime's own MatMulNBits
-    kernels) against the engine-fpa part (fpA_intB). The score is the geometric mean of four ratios, fpa over
-    own: batch-1 decode base and adapter (backend loop), 8 users' aggregate tokens/s, and compare's wall time
-    (inverted). fpa wins above 1.02; then its part becomes the engine part and the other the engine-nofpa
-    lever row (files renamed). Also reports how many greedy tokens the two agree on (fp16 near-ties on
-    random weights diverge; a wrong kernel diverges at once)."""
-    pdir = Path(a.parts)
-    own, fpa = (json.loads((pdir / f).read_text()) for f in ("engine.json", "engine-fpa.json"))
-    ratios = {"base": _get(fpa, "backend_loop", "base", "decode_tok_s") / _get(own, "backend_loop", "base", "decode_tok_s"),
-              "adapter": _get(fpa, "backend_loop", "adapter", "decode_tok_s")
-              / _get(own, "backend_loop", "adapter", "decode_tok_s"),
-              "users8": _get(fpa, "users", "aggregate_tok_s") / _get(own, "users", "aggregate_tok_s"),
-              "compare": _get(own, "compare", "wall_s") / _get(fpa, "compare", "wall_s")}
-    score = statistics.geometric_mean(ratios.values())
-    agree = {v: _prefix(_get(own, "backend_loop", v, "ids") or [], _get(fpa, "backend_loop", v, "ids") or [])
-             for v in ("base", "adapter")}
-    win = score > 1.02 and fpa.get("fpa_intb") is True
-    out = {"ratios": {k: round(v, 3) for k, v in ratios.items()}, "score": round(score, 3),
-           "greedy_agree_tokens": agree, "fpa_wins": win}
-    if win:
-        (pdir / "engine.json").rename(pdir / "engine-nofpa.json")
-        (pdir / "engine-fpa.json").rename(pdir / "engine.json")
-    print(json.dumps(out), flush=True)
-    print("STUDIO_FPA_INTB=" + ("1" if win else "0"))
-    return out
-
-
-PARTS = {"build": part_build, "og": part_og, "engine": part_engine, "app": part_app, "report": part_report,
-         "pick": part_pick}
+PARTS = {"build": part_build, "og": part_og, "engine": part_engine, "app": part_app, "report": part_report}
 
 
 def main() -> int:
@@ -596,9 +559,7 @@ def main() -> int:
         a.ws = a.ws.resolve()
     t0 = time.perf_counter()
     res = PARTS[a.part](a)
-    if a.part == "pick":
-        C.write_json(Path(a.parts) / "pick.json", res)
-    elif a.out and a.part != "report":
+    if a.out and a.part != "report":
         C.write_json(a.out, {"part": a.part, "seconds": round(time.perf_counter() - t0, 1),
                              "info": C.device_info(a.device), **res})
     return 0

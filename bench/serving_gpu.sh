@@ -20,8 +20,6 @@
 #   engine-rank16   lever row: LoRA slots of rank 16 instead of 64 (STUDIO_LORA_RANK; the adapters are r16)
 #   engine-slots    lever row: base-only steps run the full LoRA slots (STUDIO_BASE_RANK0=0; the default binds
 #                   rank-0 LoRA inputs for them since 2026-12-03, when this row was engine-base0 and measured +25 %)
-#   engine-fpa      lever row, the full engine part: int4 MatMulNBits on onnxruntime's fpA_intB kernels
-#                   (STUDIO_FPA_INTB=1); `serving.py pick` then keeps the faster as the engine part (bench/fpa_gpu.sh)
 #   report          merges the parts into RESULTS_DIR/serving-<device>-<date>.json (`summary`) - always runs
 # Each part writes $WORK/parts/<part>.json and $WORK/logs/<part>.log; a failed part does not stop the
 # others (its log tail goes into the report); a part whose JSON exists is skipped, so a second run resumes.
@@ -97,8 +95,6 @@ want engine-len1024 && run engine-len1024 env STUDIO_MAX_LENGTH=1024 "$py" bench
     "${common[@]}" --out "$work/parts/engine-len1024.json"
 want engine-rank16 && run engine-rank16 env STUDIO_LORA_RANK=16 "$py" bench/serving.py engine --quick \
     "${common[@]}" --out "$work/parts/engine-rank16.json"
-want engine-fpa && run engine-fpa env STUDIO_FPA_INTB=1 "$py" bench/serving.py engine \
-    "${common[@]}" --out "$work/parts/engine-fpa.json"
 want engine-slots && run engine-slots env STUDIO_BASE_RANK0=0 "$py" bench/serving.py engine --quick \
     "${common[@]}" --out "$work/parts/engine-slots.json"
 "$py" bench/serving.py report --parts "$work/parts" --logs "$work/logs" --device "$device" --long "${LONG:-1024}" \

@@ -144,8 +144,7 @@ class ChatEngine:
                        adapter_budget=int(env("STUDIO_ADAPTER_BUDGET", "32")),
                        batch_invariant=bool(int(env("STUDIO_BATCH_INVARIANT", "0")))
                        if batch_invariant is None else batch_invariant,
-                       base_rank0=env("STUDIO_BASE_RANK0", "1") != "0",
-                       fpa_intb=env("STUDIO_FPA_INTB", "0") == "1")
+                       base_rank0=env("STUDIO_BASE_RANK0", "1") != "0")
         try:  # a few tokens through prefill and decode (on CUDA: the batch-1 graph captured and replayed)
             b.selftest()
         except Exception:

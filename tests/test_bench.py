@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 from conftest import ROOT
 
 PY = sys.executable
@@ -101,42 +100,3 @@ def test_serving_harness_cpu_path(tmp_path):
                        text=True, timeout=300)
     assert p.returncode == 0 and p.stdout.count("done before, skipped") == 3 + len(levers), p.stdout[-2000:]
 
-
-def _engine_part(base, adapter, users, compare_s, ids, fpa):
-    return {"fpa_intb": fpa, "compare": {"wall_s": compare_s, "over_one": 1.4},
-            "users": {"aggregate_tok_s": users, "aggregate_over_one": 2.5},
-            "backend_loop": {"base": {"decode_tok_s": base, "ids": ids},
-                             "adapter": {"decode_tok_s": adapter, "ids": ids[::-1]}},
-            "stream": {"base": {"engine_tok_s": base}, "adapter": {"engine_tok_s": adapter}}}
-
-
-@pytest.mark.parametrize("case", ["fpa-faster", "fpa-slower", "fpa-not-engaged"])
-def test_pick_keeps_the_faster_int4_kernels(tmp_path, case):
-    """`serving.py pick` (bench/fpa_gpu.sh): fpA_intB becomes the engine part only when it is faster overall
-    and actually engaged (the backend reports it); the other part is kept as a lever row, and the report
-    carries both, with the pick."""
-    parts = tmp_path / "parts"
-    parts.mkdir()
-    own = _engine_part(300.0, 250.0, 800.0, 1.2, [1, 2, 3, 4], False)
-    fast = {"fpa-faster": (330.0, 280.0, 1600.0, 0.9), "fpa-slower": (290.0, 240.0, 780.0, 1.3),
-            "fpa-not-engaged": (330.0, 280.0, 1600.0, 0.9)}[case]
-    fpa = _engine_part(*fast, [1, 2, 9, 9], case != "fpa-not-engaged")
-    (parts / "engine.json").write_text(json.dumps(own))
-    (parts / "engine-fpa.json").write_text(json.dumps(fpa))
-    p = _run(["bench/serving.py", "pick", "--parts", str(parts)], tmp_path)
-    pick = json.loads((parts / "pick.json").read_text())
-    win = case == "fpa-faster"
-    assert pick["fpa_wins"] is win and f"STUDIO_FPA_INTB={int(win)}" in p.stdout
-    assert pick["greedy_agree_tokens"] == {"base": 2, "adapter": 0}
-    assert pick["ratios"]["users8"] == round(fast[2] / 800.0, 3)
-    engine = json.loads((parts / "engine.json").read_text())
-    assert engine["backend_loop"]["base"]["decode_tok_s"] == (330.0 if win else 300.0)
-    lever = "engine-nofpa" if win else "engine-fpa"
-    assert (parts / f"{lever}.json").is_file() and len(list(parts.glob("engine*.json"))) == 2
-    _run(["bench/serving.py", "report", "--parts", str(parts), "--out-dir", str(tmp_path / "out"), "--device", "cpu"],
-         tmp_path)
-    (res,) = (tmp_path / "out").glob("serving-*.json")
-    s = json.loads(res.read_text())["summary"]
-    k = lever.replace("-", "_")
-    assert s[f"{k}_base_tok_s"] == (300.0 if win else fast[0]) and s[f"{k}_users8_aggregate_tok_s"] is not None
-    assert s["fpa_pick"]["fpa_wins"] is win and s["fpa_intb"] is win
