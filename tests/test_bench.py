@@ -100,3 +100,13 @@ def test_serving_harness_cpu_path(tmp_path):
                        text=True, timeout=300)
     assert p.returncode == 0 and p.stdout.count("done before, skipped") == 3 + len(levers), p.stdout[-2000:]
 
+
+
+def test_int4_kernel_probe_cpu_dry_run(tmp_path):
+    """bench/int4_kernels.py on the CPU (float32, 3 nodes): both weight formats build and run at every batch size."""
+    out = tmp_path / "ik.json"
+    _run(["bench/int4_kernels.py", str(out), "cpu", "3"], tmp_path)
+    r = json.loads(out.read_text())
+    for fmt in ("block128-zp/own", "block32-sym/own"):
+        assert sorted(r[fmt]["rows"], key=int) == ["1", "2", "4", "8"]
+        assert all(row["ms"] > 0 for row in r[fmt]["rows"].values())
