@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import statistics
 import sys
@@ -76,7 +77,7 @@ def part_build(a) -> dict:
         common = ["--adapter_name", f"{a.base}-{name}", "--train_file", str(ROOT / "data" / name / "train.jsonl"),
                   "--eval_file", str(ROOT / "data" / name / "test.jsonl"), "--lora.max_steps", str(a.steps)]
         new_base = ["--base_model", str(a.hf), "--base_name", a.base, "--awq.enabled", "false",
-                    "--onnx.execution_provider", ep]
+                    "--onnx.execution_provider", ep, *shlex.split(a.build_args)]
         if not onto:
             args = common + new_base
         elif name == "travel":
@@ -409,7 +410,8 @@ LEVERS = {"engine-og": "engine forced onto onnxruntime-genai",
           "engine-nograph": "ort backend without CUDA graph",
           "engine-len1024": "ort backend, buffers of 1,024 tokens (not 4,096)",
           "engine-rank16": "ort backend, LoRA slots of rank 16 (not 64)",
-          "engine-slots": "ort backend, base-only steps run the full LoRA slots (rank-0 binding off)"}
+          "engine-slots": "ort backend, base-only steps run the full LoRA slots (rank-0 binding off)",
+          "engine-nofpa": "ort backend, onnxruntime's own int4 kernels on a base built for fpA_intB (STUDIO_FPA_INTB=0)"}
 SUMMARY_DOC = {
     "base_tok_s / adapter_tok_s": "the serving backend's own decode loop (token ids, no text), batch 1",
     "og_base_tok_s / og_adapter_tok_s": "the onnxruntime-genai loop (exactly N tokens), CUDA graph on CUDA",
@@ -543,6 +545,8 @@ def main() -> int:
     ap.add_argument("--base", default="phi35")
     ap.add_argument("--hf", type=Path, help="build: the HF model folder (bench/make_model.py)")
     ap.add_argument("--steps", type=int, default=10, help="build: LoRA steps")
+    ap.add_argument("--build-args", default="", help="build: more recipe options for the base, e.g. "
+                    "'--onnx.block_size 32 --onnx.symmetric true' (the format fpA_intB takes)")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--long", type=int, default=1024, help="prompt tokens of the time-to-first-token rows")

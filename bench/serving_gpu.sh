@@ -20,13 +20,16 @@
 #   engine-rank16   lever row: LoRA slots of rank 16 instead of 64 (STUDIO_LORA_RANK; the adapters are r16)
 #   engine-slots    lever row: base-only steps run the full LoRA slots (STUDIO_BASE_RANK0=0; the default binds
 #                   rank-0 LoRA inputs for them since 2026-12-03, when this row was engine-base0 and measured +25 %)
+#   engine-nofpa    (not in the default list) the full engine part with STUDIO_FPA_INTB=0: on a base built with
+#                   BUILD_ARGS="--onnx.block_size 32 --onnx.symmetric true" the engine uses onnxruntime's fpA_intB
+#                   int4 kernels by itself (bench/NOTES.md); this row is the same base on its own kernels
 #   report          merges the parts into RESULTS_DIR/serving-<device>-<date>.json (`summary`) - always runs
 # Each part writes $WORK/parts/<part>.json and $WORK/logs/<part>.log; a failed part does not stop the
 # others (its log tail goes into the report); a part whose JSON exists is skipped, so a second run resumes.
 # Time: a part is not started once BUDGET_S seconds (default 440) have passed; each is killed after
 # PART_TIMEOUT_S (default 300) or at HARD_S (default 520) seconds into the run, whichever comes first.
 # Environment: WORK (/tmp/studio-serving), DEVICE (cuda | cpu), WS + BASE (an existing workspace and base:
-# no model/build), TOKENS (256), REPS (3), LONG (1024), USERS (8), MANY (100), STEPS (10), SHAPE (phi35;
+# no model/build), BUILD_ARGS (more recipe options for the base), TOKENS (256), REPS (3), LONG (1024), USERS (8), MANY (100), STEPS (10), SHAPE (phi35;
 # "default": a tiny model, for a dry run of every part on the CPU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -78,7 +81,7 @@ if [ -z "${WS:-}" ]; then
     fi
     want model && run model "$py" bench/make_model.py --shape "${SHAPE:-phi35}" --out "$hf" --device "$device"
     want build && run build "$py" bench/serving.py build --hf "$hf" --steps "${STEPS:-10}" "${common[@]}" \
-        --out "$work/parts/build.json"
+        --build-args "${BUILD_ARGS:-}" --out "$work/parts/build.json"
 fi
 want engine && run engine "$py" bench/serving.py engine "${common[@]}" --out "$work/parts/engine.json"
 want app && run app "$py" bench/serving.py app "${common[@]}" --out "$work/parts/app.json"
@@ -95,6 +98,8 @@ want engine-len1024 && run engine-len1024 env STUDIO_MAX_LENGTH=1024 "$py" bench
     "${common[@]}" --out "$work/parts/engine-len1024.json"
 want engine-rank16 && run engine-rank16 env STUDIO_LORA_RANK=16 "$py" bench/serving.py engine --quick \
     "${common[@]}" --out "$work/parts/engine-rank16.json"
+want engine-nofpa && run engine-nofpa env STUDIO_FPA_INTB=0 "$py" bench/serving.py engine \
+    "${common[@]}" --out "$work/parts/engine-nofpa.json"
 want engine-slots && run engine-slots env STUDIO_BASE_RANK0=0 "$py" bench/serving.py engine --quick \
     "${common[@]}" --out "$work/parts/engine-slots.json"
 "$py" bench/serving.py report --parts "$work/parts" --logs "$work/logs" --device "$device" --long "${LONG:-1024}" \

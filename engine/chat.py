@@ -81,6 +81,13 @@ def pick_backend(backend: str, provider: str, base: lib.BaseInfo) -> tuple[str, 
     return "ort", "CUDA + rows layout"
 
 
+def _fpa_choice(want: str, meta: dict) -> bool:
+    from .ort_backend import fpa_intb_eligible
+    if want not in ("auto", "0", "1"):
+        raise ValueError(f"STUDIO_FPA_INTB must be auto, 0 or 1, not {want!r}")
+    return want == "1" or (want == "auto" and fpa_intb_eligible(meta))
+
+
 class ChatEngine:
     def __init__(self, model_dir: str | os.PathLike, adapters_dir: str | os.PathLike | None,
                  provider: str = "auto", cuda_graph: bool | None = None, backend: str | None = None,
@@ -144,7 +151,9 @@ class ChatEngine:
                        adapter_budget=int(env("STUDIO_ADAPTER_BUDGET", "32")),
                        batch_invariant=bool(int(env("STUDIO_BATCH_INVARIANT", "0")))
                        if batch_invariant is None else batch_invariant,
-                       base_rank0=env("STUDIO_BASE_RANK0", "1") != "0")
+                       base_rank0=env("STUDIO_BASE_RANK0", "1") != "0",
+                       # fpA_intB int4 kernels: auto = for bases built for them (fpa_intb_eligible); 1 / 0 force
+                       fpa_intb=_fpa_choice(env("STUDIO_FPA_INTB", "auto"), self.base.meta))
         try:  # a few tokens through prefill and decode (on CUDA: the batch-1 graph captured and replayed)
             b.selftest()
         except Exception:

@@ -22,10 +22,12 @@ On the CPU the same loop runs with the CPU execution provider and no graph (test
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,37 @@ _NP = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64
 
 
 _DEVICE_LOCK = threading.Lock()
+_ENV_LOCK = threading.Lock()
+
+
+def fpa_intb_eligible(meta: dict) -> bool:
+    """Whether onnxruntime's fpA_intB int4 kernels can serve this base: the compact kernel set of the pip
+    build takes fp16 weights in blocks of 32 without zero points only (a base built with onnx.symmetric and
+    onnx.block_size 32 for CUDA). Measured: bench/results/int4-kernels-h200-2026-12-03.json."""
+    return (meta.get("precision") == "int4" and meta.get("block_size") == 32 and bool(meta.get("symmetric"))
+            and meta.get("execution_provider") == "cuda")
+
+
+@contextmanager
+def _ort_env(values: dict):
+    """Environment variables set while a session loads, then restored: onnxruntime releases before the
+    session config key ep.cuda.fpa_intb_gemm read only the process-wide ORT_FPA_INTB_GEMM, when each
+    MatMulNBits kernel is created; setting it for the load alone keeps it from other sessions (the og
+    backend in the same process)."""
+    if not values:
+        yield
+        return
+    with _ENV_LOCK:
+        old = {k: os.environ.get(k) for k in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def is_lora(name: str) -> bool:
@@ -76,7 +109,7 @@ class OrtBackend:
 
     def __init__(self, model_dir: Path, device: str = "cuda", graph: bool = True, max_rows: int = 8,
                  max_length: int | None = None, rank: int = 64, adapter_budget: int = 32,
-                 batch_invariant: bool = False, base_rank0: bool = False):
+                 batch_invariant: bool = False, base_rank0: bool = False, fpa_intb: bool = False):
         import onnxruntime as ort
         import onnxruntime_genai as og
         import torch
@@ -94,13 +127,20 @@ class OrtBackend:
         self.provider = device
         so = ort.SessionOptions()
         so.log_severity_level = 3  # the "initializer appears in graph inputs" warnings of the LoRA slots
+        # fpa_intb: the int4 MatMulNBits on onnxruntime's fpA_intB kernels (TensorRT-LLM's weight-only GEMV,
+        # tactics profiled per batch size while the session loads) instead of its own; they scale better
+        # over batched rows. Only eligible bases (fpa_intb_eligible) use them; others keep their kernels.
+        self.fpa_intb = bool(fpa_intb) and device == "cuda"
+        if self.fpa_intb:
+            so.add_session_config_entry("ep.cuda.fpa_intb_gemm", "1")
         if device == "cuda":
             opts = {"device_id": 0, "enable_cuda_graph": "1" if self.graph else "0"}
             providers = [("CUDAExecutionProvider", opts)]
         else:
             providers = ["CPUExecutionProvider"]
         try:
-            self.sess = ort.InferenceSession(str(self.model_dir / dec["filename"]), so, providers=providers)
+            with _ort_env({"ORT_FPA_INTB_GEMM": "1"} if self.fpa_intb else {}):
+                self.sess = ort.InferenceSession(str(self.model_dir / dec["filename"]), so, providers=providers)
         except Exception as e:  # noqa: BLE001
             # CUDA graph needs every node on the CUDA provider; a base built for the CPU (the embedded
             # default: int4, accuracy level 4) leaves some on the CPU and onnxruntime refuses the session.
@@ -304,7 +344,7 @@ class OrtBackend:
         c = dict(self.counters)
         c["ended"] = dict(c["ended"])
         c.update(resident_adapters=len(self.resident), max_rows=self.B, buckets=self.buckets, max_length=self.T, rank=self.rank,
-                 cuda_graph=self.graph, resident_bytes=int(sum(t.numel() * t.element_size()
+                 cuda_graph=self.graph, fpa_intb=self.fpa_intb, resident_bytes=int(sum(t.numel() * t.element_size()
                                                             for d in list(self.resident.values())
                                                             for t in d.values())))
         return c

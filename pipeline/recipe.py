@@ -75,6 +75,9 @@ class OnnxConfig:
     block_size: int = opt(128, "int4 block size.", choices=[16, 32, 64, 128, 256])
     accuracy_level: int = opt(4, "int4 MatMulNBits accuracy level (4 = int8 activations on CPU, "
                                  "0 = float).", choices=[0, 1, 2, 3, 4])
+    symmetric: bool = opt(False, "int4 without zero points. Off: asymmetric, the AWQ scheme. On, with block_size "
+                                 "32: the weights onnxruntime's fpA_intB CUDA kernels take (the engine then uses "
+                                 "them by itself), which scale better over batched rows (bench/NOTES.md).")
     execution_provider: str = opt("auto", "Execution provider the model is built for ('auto': cuda when "
                                           "a GPU is present, else cpu).", choices=["auto", "cuda", "cpu"])
 

@@ -146,7 +146,7 @@ class JobRunner:
         from pipeline.data import file_sha256
         r = self.recipe
         fp = self.out["awq"]["fingerprint"]
-        name = r.base_name or _derive_base_name(r.base_model, r.onnx.precision, ep, fp)
+        name = r.base_name or _derive_base_name(r.base_model, r.onnx.precision, ep, fp, _int4_tag(r.onnx))
         final = self.ws.models / name
         meta_path = final / "base.json"
         if os.path.lexists(final) and (final.is_symlink() or not meta_path.is_file()):
@@ -157,6 +157,11 @@ class JobRunner:
             meta = json.loads(meta_path.read_text())
             if meta.get("fingerprint") == fp and meta.get("precision") == r.onnx.precision \
                     and meta.get("execution_provider") == ep:
+                if _int4_settings(meta) != _int4_settings(r.onnx):
+                    raise StageError(
+                        f"models/{name} holds this base with other int4 settings ({_int4_text(_int4_settings(meta))}, "
+                        f"asked: {_int4_text(_int4_settings(r.onnx))}); choose another base_name (or leave it "
+                        "empty: the derived name tells the settings apart)")
                 if meta.get("lora_inputs") != info.get("lora_inputs"):
                     raise StageError(
                         f"models/{name} holds an older build of this base with other LoRA slots "
@@ -179,7 +184,7 @@ class JobRunner:
             "name": name, "fingerprint": fp, "source_model": r.base_model,
             "source_fingerprint": self.out["prepare"]["model_fingerprint"],
             "precision": r.onnx.precision, "block_size": r.onnx.block_size,
-            "accuracy_level": r.onnx.accuracy_level, "execution_provider": ep,
+            "accuracy_level": r.onnx.accuracy_level, "symmetric": bool(r.onnx.symmetric), "execution_provider": ep,
             "target_modules": sorted(r.lora.target_modules), "lora_inputs": info.get("lora_inputs", {}),
             "lora_layout": info.get("lora_layout", "builder"), "lora_rows": bool(info.get("lora_rows")),
             "awq": {**r.to_dict()["awq"], "applied": applied, "note": awq_info.get("skipped", "")},
@@ -238,7 +243,29 @@ def user_message(e: BaseException) -> str:
     return f"{type(e).__name__}: {e} (details in traceback.txt of the job)"
 
 
-def _derive_base_name(base_model: str, precision: str, ep: str, fp: str) -> str:
+def _derive_base_name(base_model: str, precision: str, ep: str, fp: str, tag: str = "") -> str:
     stem = Path(base_model.rstrip("/")).name or "model"
     stem = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem)[:40].strip("-.") or "model"
-    return f"{stem}-{precision}-{ep}-{fp[:8]}"
+    return f"{stem}-{precision}{tag}-{ep}-{fp[:8]}"
+
+
+def _int4_settings(x) -> tuple | None:
+    """(block_size, accuracy_level, symmetric) of an int4 base (a recipe's onnx section or a base.json);
+    None for other precisions. Bases published before the symmetric option are asymmetric."""
+    g = (lambda k, d=None: x.get(k, d)) if isinstance(x, dict) else (lambda k, d=None: getattr(x, k, d))
+    if g("precision") != "int4":
+        return None
+    return int(g("block_size", 128)), int(g("accuracy_level", 4)), bool(g("symmetric", False))
+
+
+def _int4_text(t: tuple | None) -> str:
+    return "not int4" if t is None else f"block_size {t[0]}, accuracy_level {t[1]}, " + \
+        ("symmetric" if t[2] else "asymmetric")
+
+
+def _int4_tag(onnx) -> str:
+    """The derived base name's mark of non-default int4 settings ('' for the defaults: names stay as before)."""
+    t = _int4_settings(onnx)
+    if t is None:
+        return ""
+    return (f"-b{t[0]}" if t[0] != 128 else "") + (f"-a{t[1]}" if t[1] != 4 else "") + ("-sym" if t[2] else "")

@@ -215,6 +215,49 @@ def test_int4_build_with_adapters(ws, built, default_hf):
     assert (ws.models / "default-int4" / "base.json").exists()
 
 
+
+def test_int4_symmetric_block32_base(ws, built, default_hf):
+    """onnx.symmetric + block_size 32 (the weights onnxruntime's fpA_intB CUDA kernels take): its own base
+    (the derived name tells the settings apart), int4 weights without zero points, base.json says so, the
+    adapter works on it; a build asking other int4 settings under that name fails with what to do and
+    publishes nothing (before: it was silently served the existing base)."""
+    import onnx
+    import onnxruntime_genai as og
+    from transformers import AutoTokenizer
+    r = _recipe("travel-sym", "travel", precision="int4", steps=30, r=16, alpha=32)
+    r.base_name, r.onnx.symmetric, r.onnx.block_size = "", True, 32
+    job = run_job(r, ws)
+    name = json.loads((job / "stages/onnx/DONE.json").read_text())["outputs"]["base_name"]
+    assert name.startswith("default-hf-int4-b32-sym-cpu-"), name
+    base = ws.models / name
+    meta = json.loads((base / "base.json").read_text())
+    assert (meta["symmetric"], meta["block_size"], meta["precision"]) == (True, 32, "int4")
+    g = onnx.load(str(base / "model.onnx"), load_external_data=False)
+    nbits = [n for n in g.graph.node if n.op_type == "MatMulNBits"]
+    assert nbits and all(len(n.input) < 4 or not n.input[3] for n in nbits)  # no zero points
+    asym = onnx.load(str(ws.models / "default-int4" / "model.onnx"), load_external_data=False)
+    assert all(len(n.input) >= 4 and n.input[3] for n in asym.graph.node if n.op_type == "MatMulNBits")
+    tok = AutoTokenizer.from_pretrained(default_hf)
+    m, m32 = og.Model(str(base)), og.Model(str(ws.models / "default-fp32"))
+    ad = og.Adapters(m)
+    ad.load(str(ws.adapters / "travel-sym" / "adapter.onnx_adapter"), "t")
+    match, changed = 0, False
+    for p in PROMPTS:
+        b, b32 = _greedy_og(m, tok, p, 16), _greedy_og(m32, tok, p, 16)
+        match += next((i for i, (x, y) in enumerate(zip(b, b32)) if x != y), 16)
+        changed |= _greedy_og(m, tok, p, 16, ad, "t") != b
+    print(f"int4 symmetric block 32 vs fp32 greedy: {match}/{16 * len(PROMPTS)} leading tokens identical")
+    assert changed and match >= 8, match
+    # the same name asked with the default int4 settings: refused, nothing replaced or added
+    before = (base / "base.json").read_text()
+    r2 = _recipe("late-asym", "travel", precision="int4", steps=3)
+    r2.base_name = name
+    j2 = jobs.create_job(r2, ws)
+    jobs.launch(j2, ws)
+    st = jobs.wait(j2, timeout_s=600)
+    assert st.status == "failed" and "other int4 settings" in st.error and "block_size 32" in st.error, st.error
+    assert (base / "base.json").read_text() == before and not (ws.adapters / "late-asym").exists()
+
 def _start_long_job(ws: Workspace, name: str) -> Path:
     job = jobs.create_job(_recipe(name, "pirate", steps=5000), ws)
     jobs.launch(job, ws)

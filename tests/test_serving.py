@@ -301,3 +301,35 @@ def test_base_rank0_steps_equal_og_and_leave_adapter_rows_alone(og_engine, ort_e
         assert e.serving_stats()["rank0_steps"] == n, "a batch with an adapter row never drops the slots"
     finally:
         e.close()
+
+
+@pytest.mark.parametrize("meta, want, on", [
+    ({"precision": "int4", "block_size": 32, "symmetric": True, "execution_provider": "cuda"}, "auto", True),
+    ({"precision": "int4", "block_size": 128, "symmetric": False, "execution_provider": "cuda"}, "auto", False),
+    ({"precision": "int4", "block_size": 32, "symmetric": False, "execution_provider": "cuda"}, "auto", False),
+    ({"precision": "int4", "block_size": 32, "symmetric": True, "execution_provider": "cpu"}, "auto", False),
+    ({"precision": "fp16", "execution_provider": "cuda"}, "auto", False),
+    ({"precision": "int4", "block_size": 32, "symmetric": True, "execution_provider": "cuda"}, "0", False),
+    ({"precision": "int4", "block_size": 128, "execution_provider": "cuda"}, "1", True),
+])
+def test_fpa_intb_choice(meta, want, on):
+    """STUDIO_FPA_INTB=auto asks onnxruntime for its fpA_intB int4 kernels only for bases they can serve
+    (int4, block 32, no zero points, built for CUDA: what the compact pip build takes; a probe on the H200
+    showed them engaged there and not on the pipeline's default format); 0 / 1 force."""
+    from engine.chat import _fpa_choice
+    assert _fpa_choice(want, meta) is on
+
+
+def test_fpa_intb_request_is_inert_on_the_cpu(monkeypatch):
+    """Forced on, the CPU backend still serves (the option is for the CUDA provider) and says it is off; a bad
+    value is refused with the accepted ones named."""
+    from engine.chat import _fpa_choice
+    monkeypatch.setenv("STUDIO_FPA_INTB", "1")
+    e = ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu", max_rows=2)
+    try:
+        assert e.serving_stats()["fpa_intb"] is False
+        assert e.generate(MSG, "travel", SamplingParams(max_new_tokens=4))[1].tokens == 4
+    finally:
+        e.close()
+    with pytest.raises(ValueError, match="auto, 0 or 1"):
+        _fpa_choice("yes", {})
