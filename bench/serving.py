@@ -411,6 +411,7 @@ LEVERS = {"engine-og": "engine forced onto onnxruntime-genai",
           "engine-len1024": "ort backend, buffers of 1,024 tokens (not 4,096)",
           "engine-rank16": "ort backend, LoRA slots of rank 16 (not 64)",
           "engine-slots": "ort backend, base-only steps run the full LoRA slots (rank-0 binding off)",
+          "engine-buckets2": "ort backend, 2 rows in a 2-row graph (STUDIO_BUCKETS=1,2,4,8; CUDA default 1,4,8)",
           "engine-nofpa": "ort backend, onnxruntime's own int4 kernels on a base built for fpA_intB (STUDIO_FPA_INTB=0)"}
 SUMMARY_DOC = {
     "base_tok_s / adapter_tok_s": "the serving backend's own decode loop (token ids, no text), batch 1",

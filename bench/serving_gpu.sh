@@ -20,6 +20,8 @@
 #   engine-rank16   lever row: LoRA slots of rank 16 instead of 64 (STUDIO_LORA_RANK; the adapters are r16)
 #   engine-slots    lever row: base-only steps run the full LoRA slots (STUDIO_BASE_RANK0=0; the default binds
 #                   rank-0 LoRA inputs for them since 2026-12-03, when this row was engine-base0 and measured +25 %)
+#   engine-buckets2 lever row, the full engine part: two rows decode in a 2-row graph (STUDIO_BUCKETS=1,2,4,8);
+#                   the CUDA default since 2026-12-03 runs them in the 4-row graph (cheaper on the int4 kernels)
 #   engine-nofpa    (not in the default list) the full engine part with STUDIO_FPA_INTB=0: on a base built with
 #                   BUILD_ARGS="--onnx.block_size 32 --onnx.symmetric true" the engine uses onnxruntime's fpA_intB
 #                   int4 kernels by itself (bench/NOTES.md); this row is the same base on its own kernels
@@ -39,7 +41,7 @@ device="${DEVICE:-cuda}"
 hf="$work/hf"
 ws="${WS:-$work/ws}"
 base="${BASE:-phi35}"
-parts="${PARTS:-model build engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-slots report}"
+parts="${PARTS:-model build engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-slots engine-buckets2 report}"
 budget="${BUDGET_S:-440}"
 hard="${HARD_S:-520}"
 part_timeout="${PART_TIMEOUT_S:-300}"
@@ -98,6 +100,8 @@ want engine-len1024 && run engine-len1024 env STUDIO_MAX_LENGTH=1024 "$py" bench
     "${common[@]}" --out "$work/parts/engine-len1024.json"
 want engine-rank16 && run engine-rank16 env STUDIO_LORA_RANK=16 "$py" bench/serving.py engine --quick \
     "${common[@]}" --out "$work/parts/engine-rank16.json"
+want engine-buckets2 && run engine-buckets2 env STUDIO_BUCKETS=1,2,4,8 "$py" bench/serving.py engine \
+    "${common[@]}" --out "$work/parts/engine-buckets2.json"
 want engine-nofpa && run engine-nofpa env STUDIO_FPA_INTB=0 "$py" bench/serving.py engine \
     "${common[@]}" --out "$work/parts/engine-nofpa.json"
 want engine-slots && run engine-slots env STUDIO_BASE_RANK0=0 "$py" bench/serving.py engine --quick \

@@ -52,6 +52,26 @@ def fpa_intb_eligible(meta: dict) -> bool:
             and meta.get("execution_provider") == "cuda")
 
 
+def default_buckets(max_rows: int, device: str) -> list[int]:
+    """Decode batch sizes: powers of two up to max_rows. On CUDA without 2 (when 4 fits): onnxruntime's int4
+    MatMulNBits kernels make a 2-row step cost more than a 4-row one (H200, 3.82 B: 3.7 vs 3.4 ms with base
+    rows, 4.2 vs 4.0 with adapters; bench/results/raw/serving-2026-12-03-run5/batch-steps-*.json), so two
+    rows (compare, two users) run in the 4-row graph."""
+    b = sorted({min(2 ** i, max_rows) for i in range(max_rows.bit_length() + 1)})
+    return [x for x in b if x != 2] if device == "cuda" and max_rows >= 4 else b
+
+
+def check_buckets(buckets, max_rows: int) -> list[int]:
+    """A bucket list as given (STUDIO_BUCKETS), sorted, with max_rows added so every batch fits one."""
+    try:
+        b = sorted({int(x) for x in buckets})
+    except (TypeError, ValueError):
+        raise ValueError(f"decode buckets must be whole numbers, not {buckets!r}") from None
+    if not b or b[0] < 1 or b[-1] > max_rows:
+        raise ValueError(f"decode buckets must lie in 1..{max_rows} (max rows), not {b}")
+    return sorted(set(b) | {max_rows})
+
+
 @contextmanager
 def _ort_env(values: dict):
     """Environment variables set while a session loads, then restored: onnxruntime releases before the
@@ -109,7 +129,8 @@ class OrtBackend:
 
     def __init__(self, model_dir: Path, device: str = "cuda", graph: bool = True, max_rows: int = 8,
                  max_length: int | None = None, rank: int = 64, adapter_budget: int = 32,
-                 batch_invariant: bool = False, base_rank0: bool = False, fpa_intb: bool = False):
+                 batch_invariant: bool = False, base_rank0: bool = False, fpa_intb: bool = False,
+                 buckets: list[int] | None = None):
         import onnxruntime as ort
         import onnxruntime_genai as og
         import torch
@@ -178,11 +199,11 @@ class OrtBackend:
         self.context_length = min(ctx, int(max_length or 4096))
         self.B, self.T = int(max_rows), self.context_length
         self.rank = int(rank)
-        # decode batch sizes: powers of two up to max_rows; batch_invariant: always max_rows, so an answer
-        # does not depend on how many others run with it (int4 kernels round a batch of 1 and of n
-        # slightly differently, which flips near-ties)
+        # decode batch sizes (default_buckets); batch_invariant: always max_rows, so an answer does not depend
+        # on how many others run with it (int4 kernels round a batch of 1 and of n slightly differently,
+        # which flips near-ties)
         self.buckets = [self.B] if batch_invariant else \
-            sorted({min(2 ** i, self.B) for i in range(self.B.bit_length() + 1)})
+            (default_buckets(self.B, device) if buckets is None else check_buckets(buckets, self.B))
         self.lora_dims = {k: v for k, v in (base.meta.get("lora_inputs") or {}).items()}
         self.budget = max(1, int(adapter_budget))
 
@@ -227,7 +248,7 @@ class OrtBackend:
         self._run_opts: dict[int, object] = {}
         self.counters = {"steps": 0, "rows_stepped": 0, "prefills": 0, "slot_writes": 0, "slot_write_s": 0.0,
                          "adapter_reads": 0, "adapter_read_s": 0.0, "evictions": 0, "max_batch": 0,
-                         "ended": {}, "rank0_steps": 0, "step_prep_s": 0.0, "step_run_s": 0.0, "step_pick_s": 0.0,
+                         "ended": {}, "bucket_steps": {}, "rank0_steps": 0, "step_prep_s": 0.0, "step_run_s": 0.0, "step_pick_s": 0.0,
                          "step_emit_s": 0.0}
         self.rows: list[_Row | None] = [None] * B
         self.waiting: list[Request] = []
@@ -343,6 +364,7 @@ class OrtBackend:
     def stats(self) -> dict:
         c = dict(self.counters)
         c["ended"] = dict(c["ended"])
+        c["bucket_steps"] = dict(c["bucket_steps"])
         c.update(resident_adapters=len(self.resident), max_rows=self.B, buckets=self.buckets, max_length=self.T, rank=self.rank,
                  cuda_graph=self.graph, fpa_intb=self.fpa_intb, resident_bytes=int(sum(t.numel() * t.element_size()
                                                             for d in list(self.resident.values())
@@ -530,6 +552,7 @@ class OrtBackend:
         t1 = time.perf_counter()
         rank0 = self.base_rank0 and all(r.req.key is None for r in live)
         self.counters["rank0_steps"] += rank0
+        self.counters["bucket_steps"][n] = self.counters["bucket_steps"].get(n, 0) + 1
         self._run(self._binding(n, rank0), self._graph_id(n, rank0))
         t2 = time.perf_counter()
         if all(r.sampler.plain_greedy for r in live):  # argmax on the device: n ids come back, not n x vocab

@@ -78,7 +78,7 @@ def test_serving_harness_cpu_path(tmp_path):
     p = subprocess.run(["bash", "bench/serving_gpu.sh", str(out)], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    levers = ("engine-og", "engine-nograph", "engine-len1024", "engine-rank16", "engine-slots")
+    levers = ("engine-og", "engine-nograph", "engine-len1024", "engine-rank16", "engine-slots", "engine-buckets2")
     for part in ("engine", "app", "og", *levers):
         assert (work / "parts" / f"{part}.json").is_file(), (part, p.stdout[-3000:])
         assert (work / "logs" / f"{part}.log").is_file()
@@ -91,6 +91,7 @@ def test_serving_harness_cpu_path(tmp_path):
     assert all(isinstance(s[k], (int, float)) for k in keys), {k: s.get(k) for k in keys}
     lever_keys = [f"{lv.replace('-', '_')}_{v}_tok_s" for lv in levers for v in ("base", "adapter")]
     assert all(isinstance(s[k], (int, float)) for k in lever_keys), {k: s.get(k) for k in lever_keys}
+    assert isinstance(s["engine_buckets2_compare_over_one"], float)  # a lever run as the full engine part
     assert "ttft1024_adapter_ms" in s and s["device"] and s["packages"]["onnxruntime"] and s["date"]
     assert s["backend"] == "og" and r["failed_parts"] == {}  # the CPU default: onnxruntime-genai
     assert r["parts"]["engine"]["switch100"]["adapters"] == 6 and "| the app" in r["table"]

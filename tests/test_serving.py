@@ -333,3 +333,35 @@ def test_fpa_intb_request_is_inert_on_the_cpu(monkeypatch):
         e.close()
     with pytest.raises(ValueError, match="auto, 0 or 1"):
         _fpa_choice("yes", {})
+
+
+def test_decode_buckets():
+    """Default decode batch sizes: powers of two; on CUDA without 2 (a 2-row step costs more than a 4-row one
+    on onnxruntime's int4 kernels, measured on the H200); STUDIO_BUCKETS as given, max rows always added."""
+    from engine.ort_backend import check_buckets, default_buckets
+    assert default_buckets(8, "cpu") == [1, 2, 4, 8] and default_buckets(8, "cuda") == [1, 4, 8]
+    assert default_buckets(2, "cuda") == [1, 2] and default_buckets(3, "cuda") == [1, 2, 3]
+    assert check_buckets(["1", "4"], 8) == [1, 4, 8] and check_buckets([2, 2, 1], 2) == [1, 2]
+    for bad, why in ((["x"], "whole numbers"), (["0", "4"], "1..8"), (["16"], "1..8"), ([], "1..8")):
+        with pytest.raises(ValueError, match=why):
+            check_buckets(bad, 8)
+
+
+def test_compare_runs_in_the_bucket_given(monkeypatch):
+    """STUDIO_BUCKETS=1,4,8 (the CUDA default): compare's two rows decode in the 4-row binding, each answer
+    whole; the CPU default runs them in the 2-row one."""
+    for env, want, not_want in (("1,4,8", 4, 2), (None, 2, 4)):
+        if env:
+            monkeypatch.setenv("STUDIO_BUCKETS", env)
+        else:
+            monkeypatch.delenv("STUDIO_BUCKETS", raising=False)
+        e = ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu")
+        try:
+            assert e.serving_stats()["buckets"] == ([1, 4, 8] if env else [1, 2, 4, 8])
+            before = dict(e.serving_stats()["bucket_steps"])
+            ta, tb, sa, sb = list(e.compare(MSG, "travel", "pirate", SamplingParams(max_new_tokens=12)))[-1]
+            after = e.serving_stats()["bucket_steps"]
+            assert after.get(want, 0) > before.get(want, 0) and after.get(not_want, 0) == before.get(not_want, 0)
+            assert ta and tb and sa.tokens > 0 and sb.tokens > 0
+        finally:
+            e.close()
