@@ -193,3 +193,14 @@ def test_data_preview_validates_files(app):
     msg = app["client"].predict("data/travel/train.jsonl", "auto", "{prompt} only", "models/default-hf", False,
                                 api_name="/preview_data")
     assert "⚠" in msg and "{response}" in msg, msg
+
+
+def test_page_names_no_server_path(app):
+    """The page goes to whoever has the link: its config (raw HTTP, what a browser loads) names the workspace
+    folders relative to it, never the server's absolute paths; the operator's terminal gets those."""
+    import httpx
+    cfg = httpx.get(f"http://127.0.0.1:{app['port']}/config", timeout=60).text
+    ws = app["ws"].resolve()
+    assert str(ws) not in cfg and str(ROOT) not in cfg
+    assert f"workspace `{ws.name}` · models `models` · adapters `adapters`" in cfg
+    assert f"workspace {ws}, models {ws / 'models'}" in app["log"].read_text()

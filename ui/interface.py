@@ -6,6 +6,9 @@ Build and Deploy tabs are imported inside create_ui only). Both return a queued 
 as demo.app_engine."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import gradio as gr
 
 from ui.chat_tab import create_chat_tab
@@ -49,12 +52,30 @@ def _finish(demo: gr.Blocks, app, tabs: dict) -> gr.Blocks:
     return demo
 
 
+def _shown(path, root: Path) -> str:
+    """A folder as the page shows it: relative to the workspace, or only its name when outside it."""
+    p, r = Path(path).resolve(), Path(root).resolve()
+    try:
+        return p.relative_to(r).as_posix() or "."
+    except ValueError:
+        return f"{p.name} (outside the workspace)"
+
+
+def folders_line(app) -> str:
+    """The header's folders. The page is served to whoever has the link, so it names no server path (the
+    operator's terminal gets the full ones)."""
+    root = Path(app.ws.root)
+    print(f"LoRA studio: workspace {root.resolve()}, models {Path(app.models_dir).resolve()}, "
+          f"adapters {Path(app.adapters_dir).resolve()}", file=sys.stderr, flush=True)
+    return (f"workspace `{root.resolve().name}` · models `{_shown(app.models_dir, root)}` · "
+            f"adapters `{_shown(app.adapters_dir, root)}`")
+
+
 def create_ui(app, warning: str | None = None) -> gr.Blocks:
     from ui.build_tab import create_build_tab
     from ui.deploy_tab import create_deploy_tab
     with gr.Blocks(title="LoRA studio", delete_cache=UPLOAD_CACHE) as demo:
-        gr.Markdown(f"## {TITLE}\nworkspace `{app.ws.root}` · models `{app.models_dir}` · "
-                    f"adapters `{app.adapters_dir}`", elem_id="header")
+        gr.Markdown(f"## {TITLE}\n{folders_line(app)}", elem_id="header")
         _banner(demo, warning)
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab("Chat", id="chat", elem_id="tab-chat"):
