@@ -111,3 +111,20 @@ def test_preview_names_the_held_out_split(app):
     msg = client.predict("data/pirate/train.jsonl", "auto", "", "models/default-hf", False, "data/pirate/test.jsonl",
                          0.1, 0, api_name="/preview_data")
     assert "held-out: " in msg and "examples from test.jsonl" in msg, msg[:300]
+
+
+def test_form_shows_workspace_paths_relative(tmp_path):
+    """A job's recipe holds the absolute paths its files were pinned to; the form (and /job_recipe, /load_form,
+    the page state), which whoever has the link sees, shows the ones inside the workspace relative to it. A path
+    outside stays as it is (only the operator can allow such a root), a Hub id too."""
+    from pipeline.recipe import Recipe
+    from ui.build_tab import FIELD_NAMES, form_values
+    ws = tmp_path / "ws"
+    r = Recipe(base="", base_model=str(ws / "models" / "mine"), train_file=str(ws / "uploads" / "x-1.jsonl"),
+               eval_file=str(tmp_path / "elsewhere" / "t.jsonl"))
+    got = dict(zip(FIELD_NAMES, form_values(r, "default", ws)[1:]))
+    assert (got["base_model"], got["train_file"]) == ("models/mine", "uploads/x-1.jsonl")
+    assert got["eval_file"] == str(tmp_path / "elsewhere" / "t.jsonl")
+    assert dict(zip(FIELD_NAMES, form_values(r, "default")[1:]))["train_file"] == str(ws / "uploads" / "x-1.jsonl")
+    hub = Recipe(base="", base_model="microsoft/Phi-3.5-mini-instruct")
+    assert dict(zip(FIELD_NAMES, form_values(hub, "default", ws)[1:]))["base_model"] == "microsoft/Phi-3.5-mini-instruct"
