@@ -55,6 +55,14 @@ class Workspace:
     def exports(self) -> Path:
         return self.root / "exports"
 
+    def relative(self, path) -> str | None:
+        """`path` relative to the workspace root (posix, '.' for the root) when it lies inside it, else None:
+        how a path is shown or recorded without naming the server's folders."""
+        try:
+            return Path(path).resolve().relative_to(self.root.resolve()).as_posix() or "."
+        except ValueError:
+            return None
+
     def resolve_input(self, path: str) -> Path:
         """A path given on the command line: absolute, else relative to the working directory, else to the
         workspace, else to the project. (Requests from the app go through artifacts.policy instead.)"""

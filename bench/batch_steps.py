@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import common as C  # noqa: E402
 from engine.chat import ChatEngine, SamplingParams  # noqa: E402
-from engine.ort_backend import Request  # noqa: E402
 
 STEP_KEYS = ("steps", "rows_stepped", "step_prep_s", "step_run_s", "step_pick_s", "step_emit_s")
 
@@ -29,27 +29,14 @@ def _delta(before: dict, after: dict) -> dict:
 
 
 def direct(eng, variants, ids, n_tok) -> dict:
-    b = eng.backend
-    held = [eng.registry.acquire(v) for v in variants]
-    try:
-        st0 = dict(b.stats())
-        t0 = time.perf_counter()
-        reqs = [b.submit(Request(ids, h and h.key, h and h.info.path, SamplingParams(max_new_tokens=n_tok), 1,
-                                 n_tok, ignore_eos=True)) for h in held]
-        b.wait_idle()
-        wall = time.perf_counter() - t0
-        toks = 0
-        for r in reqs:
-            while True:
-                tok, _, _ = r.out.get()
-                if tok is None:
-                    break
-                toks += 1
-        return {"tokens": toks, "wall_s": round(wall, 3), "aggregate_tok_s": round(toks / wall, 1),
-                **_delta(st0, b.stats())}
-    finally:
-        for h in held:
-            eng.registry.release(h)
+    st0 = dict(eng.backend.stats())
+    reqs, wall = C.run_rows(eng, variants, ids, n_tok)
+    toks = 0
+    for r in reqs:
+        while r.out.get()[0] is not None:
+            toks += 1
+    return {"tokens": toks, "wall_s": round(wall, 3), "aggregate_tok_s": round(toks / wall, 1),
+            **_delta(st0, eng.backend.stats())}
 
 
 def threaded(eng, variants, msgs, n_tok) -> dict:

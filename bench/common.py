@@ -31,6 +31,34 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+def time_reps(fn, reps: int) -> list[float]:
+    """Seconds of each of `reps` calls of fn (warm it up first)."""
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def run_rows(eng, variants: list[str], ids: list[int], n: int) -> tuple[list, float]:
+    """One greedy request of exactly n new tokens per variant, submitted at once straight to the engine's ort
+    backend (no consumer threads); waits until the backend is idle. Returns the requests (their tokens wait
+    in `out`) and the wall seconds from submit to idle."""
+    from engine.ort_backend import Request
+    from engine.sampling import SamplingParams
+    held = [eng.registry.acquire(v) for v in variants]
+    try:
+        t0 = time.perf_counter()
+        reqs = [eng.backend.submit(Request(ids, h and h.key, h and h.info.path, SamplingParams(max_new_tokens=n),
+                                           1, n, ignore_eos=True)) for h in held]
+        eng.backend.wait_idle()
+        return reqs, time.perf_counter() - t0
+    finally:
+        for h in held:
+            eng.registry.release(h)
+
+
 def build_base(hf: Path, out: Path, ep: str, block_size: int, accuracy_level: int, log: Log) -> dict:
     """int4 model WITHOUT LoRA slots (builder defaults otherwise, asymmetric like the pipeline)."""
     if (out / "genai_config.json").is_file():

@@ -14,8 +14,12 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import common as C  # noqa: E402
 
 
 NS = (9216, 3072, 16384)  # qkv, o and gate_up of Phi-3.5-mini (K = 3072 for all three)
@@ -82,23 +86,16 @@ def run_case(model: bytes, device: str, fpa: bool, Ms, reps: int, dtype):
                 torch.cuda.synchronize()
             for _ in range(3):
                 once()
-            ts = []
-            for _ in range(reps):
-                t = time.perf_counter()
-                once()
-                ts.append(time.perf_counter() - t)
+            ts = C.time_reps(once, reps)
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as p:
                 once()
             kern = sorted({e.key[:90] for e in p.key_averages() if e.device_time_total > 0})
             outs[M] = np.concatenate([o.numpy().astype(np.float32).ravel() for o in b.get_outputs()[:3]])
         else:
-            once = lambda: sess.run(None, {"x": x})  # noqa: E731
+            def once():
+                outs[M] = np.concatenate([o.astype(np.float32).ravel() for o in sess.run(None, {"x": x})[:3]])
             once()
-            ts = []
-            for _ in range(reps):
-                t = time.perf_counter()
-                outs[M] = np.concatenate([o.astype(np.float32).ravel() for o in once()[:3]])
-                ts.append(time.perf_counter() - t)
+            ts = C.time_reps(once, reps)
             kern = []
         rows[M] = {"ms": round(1000 * statistics.median(ts), 3), "kernels": kern}
     return {"load_s": round(load_s, 2), "rows": rows}, outs

@@ -155,12 +155,7 @@ def og_compare(d: Path, ads: list[Path], device: str, tokens: int, reps: int) ->
         for name, fn in (("one_answer", one), ("interleaved", interleaved), ("batch2_pair", batched)):
             try:
                 fn()
-                ts = []
-                for _ in range(reps):
-                    t0 = time.perf_counter()
-                    fn()
-                    ts.append(time.perf_counter() - t0)
-                row[f"{name}_s"] = round(st.median(ts), 4)
+                row[f"{name}_s"] = round(st.median(C.time_reps(fn, reps)), 4)
             except Exception as e:  # noqa: BLE001 - e.g. an EP that refuses a batch of 2 here
                 row[f"{name}_error"] = f"{type(e).__name__}: {str(e)[:300]}"
         for name in ("interleaved", "batch2_pair"):

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from engine.chat import ChatEngine, SamplingParams  # noqa: E402
-from engine.ort_backend import Request  # noqa: E402
+from bench import common as C  # noqa: E402
+from engine.chat import ChatEngine  # noqa: E402
 
 STEPS = 64
 
@@ -25,19 +25,12 @@ STEPS = 64
 def main() -> None:
     ws, base = Path(sys.argv[1]), sys.argv[2]
     eng = ChatEngine(ws / "models" / base, ws / "adapters", provider="cuda")
-    b = eng.backend
     assert eng.backend_name == "ort", eng.backend_why
     ads = sorted(v for v in eng.variants() if v != "base")
     ids, _ = eng.encode([{"role": "user", "content": "Plan a trip to Lisbon."}], 1)
 
     def go(vs, n=STEPS):
-        hs = [eng.registry.acquire(v) for v in vs]
-        for h in hs:
-            b.submit(Request(ids, h and h.key, h and h.info.path, SamplingParams(max_new_tokens=n), 1, n,
-                             ignore_eos=True))
-        b.wait_idle()
-        for h in hs:
-            eng.registry.release(h)
+        C.run_rows(eng, vs, ids, n)
 
     out = {}
     go(["base", ads[0]], 8)

@@ -155,7 +155,7 @@ class ChatEngine:
                        # fpA_intB int4 kernels: auto = for bases built for them (fpa_intb_eligible); 1 / 0 force
                        fpa_intb=_fpa_choice(env("STUDIO_FPA_INTB", "auto"), self.base.meta),
                        # decode batch sizes, e.g. "1,2,4,8" (default: ort_backend.default_buckets)
-                       buckets=env("STUDIO_BUCKETS", "").replace(" ", "").split(",") if env("STUDIO_BUCKETS") else None)
+                       buckets=env("STUDIO_BUCKETS", "").split(",") if env("STUDIO_BUCKETS") else None)
         try:  # a few tokens through prefill and decode (on CUDA: the batch-1 graph captured and replayed)
             b.selftest()
         except Exception:

@@ -12,6 +12,7 @@ import shutil
 import signal
 import time
 import traceback
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -136,17 +137,15 @@ class JobRunner:
         given = Path(self.recipe.base_model).expanduser()
         if not given.is_absolute() and (self.ws.root / given).resolve() == model_dir.resolve():
             return given.as_posix()
-        try:
-            return model_dir.resolve().relative_to(self.ws.root.resolve()).as_posix()
-        except ValueError:
-            return str(model_dir.resolve())
+        return self.ws.relative(model_dir) or str(model_dir.resolve())
 
     def publish_base(self, onnx_dir: Path, info: dict, ep: str) -> Path:
         """A new ONNX base is published once into models/<base_name>/ with base.json."""
         from pipeline.data import file_sha256
         r = self.recipe
         fp = self.out["awq"]["fingerprint"]
-        name = r.base_name or _derive_base_name(r.base_model, r.onnx.precision, ep, fp, _int4_tag(r.onnx))
+        asked = _int4_settings(asdict(r.onnx))
+        name = r.base_name or _derive_base_name(r.base_model, r.onnx.precision, ep, fp, _int4_tag(asked))
         final = self.ws.models / name
         meta_path = final / "base.json"
         if os.path.lexists(final) and (final.is_symlink() or not meta_path.is_file()):
@@ -157,10 +156,10 @@ class JobRunner:
             meta = json.loads(meta_path.read_text())
             if meta.get("fingerprint") == fp and meta.get("precision") == r.onnx.precision \
                     and meta.get("execution_provider") == ep:
-                if _int4_settings(meta) != _int4_settings(r.onnx):
+                if _int4_settings(meta) != asked:
                     raise StageError(
                         f"models/{name} holds this base with other int4 settings ({_int4_text(_int4_settings(meta))}, "
-                        f"asked: {_int4_text(_int4_settings(r.onnx))}); choose another base_name (or leave it "
+                        f"asked: {_int4_text(asked)}); choose another base_name (or leave it "
                         "empty: the derived name tells the settings apart)")
                 if meta.get("lora_inputs") != info.get("lora_inputs"):
                     raise StageError(
@@ -249,13 +248,12 @@ def _derive_base_name(base_model: str, precision: str, ep: str, fp: str, tag: st
     return f"{stem}-{precision}{tag}-{ep}-{fp[:8]}"
 
 
-def _int4_settings(x) -> tuple | None:
-    """(block_size, accuracy_level, symmetric) of an int4 base (a recipe's onnx section or a base.json);
-    None for other precisions. Bases published before the symmetric option are asymmetric."""
-    g = (lambda k, d=None: x.get(k, d)) if isinstance(x, dict) else (lambda k, d=None: getattr(x, k, d))
-    if g("precision") != "int4":
+def _int4_settings(d: dict) -> tuple | None:
+    """(block_size, accuracy_level, symmetric) of an int4 base (a recipe's onnx section as a dict, or a
+    base.json); None for other precisions. Bases published before the symmetric option are asymmetric."""
+    if d.get("precision") != "int4":
         return None
-    return int(g("block_size", 128)), int(g("accuracy_level", 4)), bool(g("symmetric", False))
+    return int(d.get("block_size", 128)), int(d.get("accuracy_level", 4)), bool(d.get("symmetric"))
 
 
 def _int4_text(t: tuple | None) -> str:
@@ -263,9 +261,9 @@ def _int4_text(t: tuple | None) -> str:
         ("symmetric" if t[2] else "asymmetric")
 
 
-def _int4_tag(onnx) -> str:
-    """The derived base name's mark of non-default int4 settings ('' for the defaults: names stay as before)."""
-    t = _int4_settings(onnx)
+def _int4_tag(t: tuple | None) -> str:
+    """The derived base name's mark of non-default int4 settings (_int4_settings; '' for the defaults: names
+    stay as before)."""
     if t is None:
         return ""
     return (f"-b{t[0]}" if t[0] != 128 else "") + (f"-a{t[1]}" if t[1] != 4 else "") + ("-sym" if t[2] else "")

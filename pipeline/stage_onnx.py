@@ -53,7 +53,7 @@ def _run_builder(model_dir: Path, peft_dir: Path, precision: str, ep: str, out: 
     if precision == "int4":
         extra += [f"block_size={cfg.block_size}", f"accuracy_level={cfg.accuracy_level}",
                   # asymmetric with zero points: the AWQ scheme (default); symmetric: what fpA_intB takes
-                  f"is_symmetric={'true' if getattr(cfg, 'symmetric', False) else 'false'}",
+                  f"is_symmetric={'true' if cfg.symmetric else 'false'}",
                   # builder 0.18 bug: with is_symmetric=false a tied LM head/embedding is wired to the
                   # float lm_head weight (GatherBlockQuantized without scales: the model fails to load),
                   # so tied models get a separate embedding; untied models (Phi-3.5-mini) are unaffected
@@ -217,7 +217,7 @@ def build_onnx(model_dir, peft_dir, cfg, ep, out_dir, log, lora_layout: str = "a
     return {"lora_inputs": inputs, "lora_layout": layout, "lora_rows": rows, "files": files, "precision": precision, "execution_provider": ep,
             "block_size": cfg.block_size if precision == "int4" else None,
             "accuracy_level": cfg.accuracy_level if precision == "int4" else None,
-            "symmetric": bool(getattr(cfg, "symmetric", False)) if precision == "int4" else None,
+            "symmetric": cfg.symmetric if precision == "int4" else None,
             "timings": timings, "size_bytes": size}
 
 

@@ -122,9 +122,10 @@ def test_form_shows_workspace_paths_relative(tmp_path):
     ws = tmp_path / "ws"
     r = Recipe(base="", base_model=str(ws / "models" / "mine"), train_file=str(ws / "uploads" / "x-1.jsonl"),
                eval_file=str(tmp_path / "elsewhere" / "t.jsonl"))
-    got = dict(zip(FIELD_NAMES, form_values(r, "default", ws)[1:]))
+    from artifacts import Workspace
+    got = dict(zip(FIELD_NAMES, form_values(r, "default", Workspace(ws))[1:]))
     assert (got["base_model"], got["train_file"]) == ("models/mine", "uploads/x-1.jsonl")
     assert got["eval_file"] == str(tmp_path / "elsewhere" / "t.jsonl")
     assert dict(zip(FIELD_NAMES, form_values(r, "default")[1:]))["train_file"] == str(ws / "uploads" / "x-1.jsonl")
     hub = Recipe(base="", base_model="microsoft/Phi-3.5-mini-instruct")
-    assert dict(zip(FIELD_NAMES, form_values(hub, "default", ws)[1:]))["base_model"] == "microsoft/Phi-3.5-mini-instruct"
+    assert dict(zip(FIELD_NAMES, form_values(hub, "default", Workspace(ws))[1:]))["base_model"] == "microsoft/Phi-3.5-mini-instruct"

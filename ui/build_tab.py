@@ -22,7 +22,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from artifacts import LimitError, check_uploads_room
+from artifacts import LimitError, Workspace, check_uploads_room
 from pipeline import data as pdata
 from pipeline.command import preview_command
 from pipeline.data import DataError, load_examples, render_text
@@ -120,24 +120,18 @@ def values_of(recipe: Recipe) -> list:
 PATH_FIELDS = ("train_file", "eval_file", "base_model")
 
 
-def form_values(recipe: Recipe, fallback_base: str | None, root: Path | None = None) -> list:
+def form_values(recipe: Recipe, fallback_base: str | None, ws: Workspace | None = None) -> list:
     """[mode] + field values of a recipe; a new-base recipe keeps the base picker on `fallback_base`. A job's
     recipe holds the absolute paths its files were pinned to (Workspace.pin_input); the form, which whoever
-    has the link sees, shows those inside the workspace `root` relative to it (what an upload gives, and what
+    has the link sees, shows those inside the workspace `ws` relative to it (what an upload gives, and what
     a request may name), never the server's absolute path."""
     values = values_of(recipe)
     if not recipe.base:
         values[FIELD_NAMES.index("base")] = fallback_base or ""
-    if root is not None:
-        r = Path(root).resolve()
-        for name in PATH_FIELDS:
-            i = FIELD_NAMES.index(name)
-            v = values[i]
-            if isinstance(v, str) and v and Path(v).is_absolute():
-                try:
-                    values[i] = Path(v).resolve().relative_to(r).as_posix()
-                except ValueError:
-                    pass
+    if ws is not None:
+        for i in map(FIELD_NAMES.index, PATH_FIELDS):
+            if isinstance(values[i], str) and Path(values[i]).is_absolute():
+                values[i] = ws.relative(values[i]) or values[i]
     return [MODE_BASE if not recipe.base else MODE_ADAPTER] + values
 
 
@@ -412,7 +406,7 @@ def initial_recipe(app: AppEngine) -> tuple[list, str]:
     elif r.base not in bases:
         r.base = app.default_base()
     r, note = preset_recipe(r, app.models_dir)
-    return form_values(r, app.default_base(), app.ws.root), note
+    return form_values(r, app.default_base(), app.ws), note
 
 
 class BuildService:
@@ -507,7 +501,7 @@ class BuildService:
 
     def load_form(self, job_id):
         try:
-            return form_values(self.app.recipe_of(job_id), self.app.default_base(), self.app.ws.root) + [""]
+            return form_values(self.app.recipe_of(job_id), self.app.default_base(), self.app.ws) + [""]
         except Exception as e:
             gr.Warning(f"cannot load the recipe of {job_id!r}: {e}")
             return [gr.update()] * (1 + len(FIELD_NAMES)) + [gr.update()]
@@ -562,7 +556,7 @@ class BuildService:
         if running:
             try:
                 payload = {"job": running, "values": form_values(self.app.recipe_of(running), self.app.default_base(),
-                                                                 self.app.ws.root)}
+                                                                 self.app.ws)}
             except (UIError, RecipeError, OSError):
                 payload = None
         return running or self.app.current_job() or "", "", payload, gr.update(choices=self.app.base_names())
@@ -570,7 +564,7 @@ class BuildService:
     def job_recipe(self, job_id: str) -> dict:
         """The recipe of a job, as the form shows it: {"mode", "fields": {dotted name: value}}."""
         try:
-            values = form_values(self.app.recipe_of(job_id), self.app.default_base(), self.app.ws.root)
+            values = form_values(self.app.recipe_of(job_id), self.app.default_base(), self.app.ws)
         except (UIError, RecipeError, OSError) as e:
             return {"error": str(e)}
         return {"mode": values[0], "fields": dict(zip(FIELD_NAMES, values[1:]))}

@@ -52,28 +52,20 @@ def _finish(demo: gr.Blocks, app, tabs: dict) -> gr.Blocks:
     return demo
 
 
-def _shown(path, root: Path) -> str:
-    """A folder as the page shows it: relative to the workspace, or only its name when outside it."""
-    p, r = Path(path).resolve(), Path(root).resolve()
-    try:
-        return p.relative_to(r).as_posix() or "."
-    except ValueError:
-        return f"{p.name} (outside the workspace)"
-
-
 def folders_line(app) -> str:
-    """The header's folders. The page is served to whoever has the link, so it names no server path (the
-    operator's terminal gets the full ones)."""
-    root = Path(app.ws.root)
-    print(f"LoRA studio: workspace {root.resolve()}, models {Path(app.models_dir).resolve()}, "
-          f"adapters {Path(app.adapters_dir).resolve()}", file=sys.stderr, flush=True)
-    return (f"workspace `{root.resolve().name}` · models `{_shown(app.models_dir, root)}` · "
-            f"adapters `{_shown(app.adapters_dir, root)}`")
+    """The header's folders. The page is served to whoever has the link, so it names no server path: folders
+    relative to the workspace, or only their name when outside it (the operator's terminal gets full paths)."""
+    def shown(path) -> str:
+        return app.ws.relative(path) or f"{Path(path).name} (outside the workspace)"
+    return (f"workspace `{Path(app.ws.root).resolve().name}` · models `{shown(app.models_dir)}` · "
+            f"adapters `{shown(app.adapters_dir)}`")
 
 
 def create_ui(app, warning: str | None = None) -> gr.Blocks:
     from ui.build_tab import create_build_tab
     from ui.deploy_tab import create_deploy_tab
+    print(f"LoRA studio: workspace {Path(app.ws.root).resolve()}, models {Path(app.models_dir).resolve()}, "
+          f"adapters {Path(app.adapters_dir).resolve()}", file=sys.stderr, flush=True)
     with gr.Blocks(title="LoRA studio", delete_cache=UPLOAD_CACHE) as demo:
         gr.Markdown(f"## {TITLE}\n{folders_line(app)}", elem_id="header")
         _banner(demo, warning)
