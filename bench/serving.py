@@ -412,7 +412,8 @@ LEVERS = {"engine-og": "engine forced onto onnxruntime-genai",
           "engine-rank16": "ort backend, LoRA slots of rank 16 (not 64)",
           "engine-slots": "ort backend, base-only steps run the full LoRA slots (rank-0 binding off)",
           "engine-buckets2": "ort backend, 2 rows in a 2-row graph (STUDIO_BUCKETS=1,2,4,8; CUDA default 1,4,8)",
-          "engine-nofpa": "ort backend, onnxruntime's own int4 kernels on a base built for fpA_intB (STUDIO_FPA_INTB=0)"}
+          "engine-nofpa": "ort backend, onnxruntime's own int4 kernels on a base built for fpA_intB (STUDIO_FPA_INTB=0)",
+          "engine-fpaall": "ort backend, fpA_intB for every run, one session (STUDIO_FPA_INTB=1; default: 2+ rows)"}
 SUMMARY_DOC = {
     "base_tok_s / adapter_tok_s": "the serving backend's own decode loop (token ids, no text), batch 1",
     "og_base_tok_s / og_adapter_tok_s": "the onnxruntime-genai loop (exactly N tokens), CUDA graph on CUDA",
@@ -498,6 +499,9 @@ def part_report(a) -> dict:
         "adapters2_switch_ms": _get(eng, "switch2", "switch_ms"),
         "adapter_device_mib": _get(eng, "adapter_memory", "device_mib_each"),
         "adapter_file_mib": _get(eng, "adapter_memory", "file_mib"),
+        "fpa_intb": _get(eng, "serving_stats", "fpa_intb"),
+        "batch_session_mib": None if _get(eng, "serving_stats", "batch_session_bytes") is None
+        else round(_get(eng, "serving_stats", "batch_session_bytes") / 2**20, 1),
         "app_one_token_ms": _get(app, "one_token", "wall_ms"),
         "app_raw_http_adapter_tok_s": _get(app, "raw_http", "adapter_tok_s"),
         "app_raw_http_one_token_ms": _get(app, "raw_http", "one_token_ms"),

@@ -24,7 +24,9 @@
 #                   the CUDA default since 2026-12-03 runs them in the 4-row graph (cheaper on the int4 kernels)
 #   engine-nofpa    (not in the default list) the full engine part with STUDIO_FPA_INTB=0: on a base built with
 #                   BUILD_ARGS="--onnx.block_size 32 --onnx.symmetric true" the engine uses onnxruntime's fpA_intB
-#                   int4 kernels by itself (bench/NOTES.md); this row is the same base on its own kernels
+#                   int4 kernels by itself for steps of 2+ rows (bench/NOTES.md, run 6); this row is the same base
+#                   on its own kernels only
+#   engine-fpaall   (not in the default list) the same with STUDIO_FPA_INTB=1: fpA_intB for every run (one session)
 #   report          merges the parts into RESULTS_DIR/serving-<device>-<date>.json (`summary`) - always runs
 # Each part writes $WORK/parts/<part>.json and $WORK/logs/<part>.log; a failed part does not stop the
 # others (its log tail goes into the report); a part whose JSON exists is skipped, so a second run resumes.
@@ -104,6 +106,8 @@ want engine-buckets2 && run engine-buckets2 env STUDIO_BUCKETS=1,2,4,8 "$py" ben
     "${common[@]}" --out "$work/parts/engine-buckets2.json"
 want engine-nofpa && run engine-nofpa env STUDIO_FPA_INTB=0 "$py" bench/serving.py engine \
     "${common[@]}" --out "$work/parts/engine-nofpa.json"
+want engine-fpaall && run engine-fpaall env STUDIO_FPA_INTB=1 "$py" bench/serving.py engine \
+    "${common[@]}" --out "$work/parts/engine-fpaall.json"
 want engine-slots && run engine-slots env STUDIO_BASE_RANK0=0 "$py" bench/serving.py engine --quick \
     "${common[@]}" --out "$work/parts/engine-slots.json"
 "$py" bench/serving.py report --parts "$work/parts" --logs "$work/logs" --device "$device" --long "${LONG:-1024}" \

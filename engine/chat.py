@@ -81,11 +81,19 @@ def pick_backend(backend: str, provider: str, base: lib.BaseInfo) -> tuple[str, 
     return "ort", "CUDA + rows layout"
 
 
-def _fpa_choice(want: str, meta: dict) -> bool:
+FPA_CHOICES = {"auto": None, "0": "off", "1": "all", "batched": "batched"}
+
+
+def _fpa_choice(want: str, meta: dict, device: str = "cuda") -> str:
+    """STUDIO_FPA_INTB -> the ort backend's int4 kernel mode. auto: "batched" for bases built for onnxruntime's
+    fpA_intB kernels (fpa_intb_eligible: one-row steps and the prefill on its own kernels, steps of 2+ rows on
+    fpA_intB; H200 run 6 in bench/NOTES.md), else "off". 0: off. 1: fpA_intB for every run. batched: forced."""
     from .ort_backend import fpa_intb_eligible
-    if want not in ("auto", "0", "1"):
-        raise ValueError(f"STUDIO_FPA_INTB must be auto, 0 or 1, not {want!r}")
-    return want == "1" or (want == "auto" and fpa_intb_eligible(meta))
+    if want not in FPA_CHOICES:
+        raise ValueError(f"STUDIO_FPA_INTB must be one of {', '.join(FPA_CHOICES)}, not {want!r}")
+    if want == "auto":
+        return "batched" if device == "cuda" and fpa_intb_eligible(meta) else "off"
+    return FPA_CHOICES[want]
 
 
 class ChatEngine:
@@ -152,8 +160,8 @@ class ChatEngine:
                        batch_invariant=bool(int(env("STUDIO_BATCH_INVARIANT", "0")))
                        if batch_invariant is None else batch_invariant,
                        base_rank0=env("STUDIO_BASE_RANK0", "1") != "0",
-                       # fpA_intB int4 kernels: auto = for bases built for them (fpa_intb_eligible); 1 / 0 force
-                       fpa_intb=_fpa_choice(env("STUDIO_FPA_INTB", "auto"), self.base.meta),
+                       # fpA_intB int4 kernels (_fpa_choice): auto = for the batched steps of bases built for them
+                       fpa_intb=_fpa_choice(env("STUDIO_FPA_INTB", "auto"), self.base.meta, device),
                        # decode batch sizes, e.g. "1,2,4,8" (default: ort_backend.default_buckets)
                        buckets=env("STUDIO_BUCKETS", "").split(",") if env("STUDIO_BUCKETS") else None)
         try:  # a few tokens through prefill and decode (on CUDA: the batch-1 graph captured and replayed)

@@ -15,6 +15,11 @@ own thread serving every request as a row of one continuous batch, each row with
 - Decode: one step for all rows, batch padded to a bucket (1, 2, 4, 8, ...) that binds the first rows
   of the same buffers; on CUDA each bucket is one CUDA graph (enable_cuda_graph, gpu_graph_id=bucket),
   valid across adapter switches because the slots never move.
+- int4 kernels (fpa_intb): onnxruntime's own MatMulNBits kernels, or its fpA_intB ones (bases built with
+  onnx.symmetric + block_size 32). Measured on the H200 (3.82 B, bench/NOTES.md run 6), fpA_intB is slower
+  for one row (3.04 vs 2.47 ms a step) and for the prefill, and much faster for batched rows (8 rows 3.77 vs
+  5.03 ms). "batched" loads the model twice: the plain session runs the prefill and one-row steps, a second
+  one with fpA_intB runs the steps of 2+ rows, on the same buffers (each session its own CUDA graphs).
 - New requests join between steps (continuous batching); a finished or cancelled row frees its slot at
   once. Sampling per row with engine.sampling.Sampler (greedy equals onnxruntime-genai).
 On the CPU the same loop runs with the CPU execution provider and no graph (tests/test_serving.py).
@@ -42,6 +47,9 @@ _NP = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64
 
 _DEVICE_LOCK = threading.Lock()
 _ENV_LOCK = threading.Lock()
+
+
+FPA_MODES = ("off", "all", "batched")
 
 
 def fpa_intb_eligible(meta: dict) -> bool:
@@ -129,7 +137,7 @@ class OrtBackend:
 
     def __init__(self, model_dir: Path, device: str = "cuda", graph: bool = True, max_rows: int = 8,
                  max_length: int | None = None, rank: int = 64, adapter_budget: int = 32,
-                 batch_invariant: bool = False, base_rank0: bool = False, fpa_intb: bool = False,
+                 batch_invariant: bool = False, base_rank0: bool = False, fpa_intb: str = "off",
                  buckets: list[int] | None = None):
         import onnxruntime as ort
         import onnxruntime_genai as og
@@ -146,32 +154,25 @@ class OrtBackend:
         self.device = device
         self.graph = bool(graph) and device == "cuda"
         self.provider = device
-        so = ort.SessionOptions()
-        so.log_severity_level = 3  # the "initializer appears in graph inputs" warnings of the LoRA slots
-        # fpa_intb: the int4 MatMulNBits on onnxruntime's fpA_intB kernels (TensorRT-LLM's weight-only GEMV,
-        # tactics profiled per batch size while the session loads) instead of its own; they scale better
-        # over batched rows. Only eligible bases (fpa_intb_eligible) use them; others keep their kernels.
-        self.fpa_intb = bool(fpa_intb) and device == "cuda"
-        if self.fpa_intb:
-            so.add_session_config_entry("ep.cuda.fpa_intb_gemm", "1")
+        if fpa_intb not in FPA_MODES:
+            raise ValueError(f"fpa_intb must be one of {FPA_MODES}, not {fpa_intb!r}")
+        # fpa_intb (module doc): "off"; "all": every run on onnxruntime's fpA_intB int4 kernels (TensorRT-LLM's
+        # weight-only GEMV, tactics profiled per batch size while the session loads); "batched": a second
+        # session with them for decode steps of 2+ rows. The kernels exist on CUDA only; on the CPU
+        # "batched" still loads two (plain) sessions, which is how the tests check the routing.
+        self.fpa_intb = fpa_intb if device == "cuda" else "off"  # what the stats line says
         if device == "cuda":
-            opts = {"device_id": 0, "enable_cuda_graph": "1" if self.graph else "0"}
-            providers = [("CUDAExecutionProvider", opts)]
+            providers = [("CUDAExecutionProvider", {"device_id": 0, "enable_cuda_graph": "1" if self.graph else "0"})]
         else:
             providers = ["CPUExecutionProvider"]
-        try:
-            with _ort_env({"ORT_FPA_INTB_GEMM": "1"} if self.fpa_intb else {}):
-                self.sess = ort.InferenceSession(str(self.model_dir / dec["filename"]), so, providers=providers)
-        except Exception as e:  # noqa: BLE001
-            # CUDA graph needs every node on the CUDA provider; a base built for the CPU (the embedded
-            # default: int4, accuracy level 4) leaves some on the CPU and onnxruntime refuses the session.
-            # The engine then serves with onnxruntime-genai (what the CUDA test run of 2026-12-03 checked).
-            if self.graph and "graph capture" in str(e):
-                raise RuntimeError("CUDA graph needs every node on CUDA, and this base leaves some on the CPU "
-                                   f"(built for {base.meta.get('execution_provider', '?')})") from e
-            raise
-        if device == "cuda" and "CUDAExecutionProvider" not in self.sess.get_providers():
-            raise RuntimeError(f"CUDA execution provider not usable: {self.sess.get_providers()}")
+        path = str(self.model_dir / dec["filename"])
+        self.sess = self._session(ort, path, providers, fpa=self.fpa_intb == "all", base=base)
+        self.sess_batch, self.batch_session_bytes = self.sess, 0
+        if fpa_intb == "batched":
+            free0 = torch.cuda.mem_get_info()[0] if device == "cuda" else 0
+            self.sess_batch = self._session(ort, path, providers, fpa=device == "cuda", base=base)
+            if device == "cuda":
+                self.batch_session_bytes = max(0, free0 - torch.cuda.mem_get_info()[0])
         self.tokenizer = og.Tokenizer(og.Config(str(self.model_dir)))
         self.eos = {int(x) for x in self.tokenizer.eos_token_ids}
         names, onames = dec["inputs"], dec["outputs"]
@@ -248,7 +249,7 @@ class OrtBackend:
         self._run_opts: dict[int, object] = {}
         self.counters = {"steps": 0, "rows_stepped": 0, "prefills": 0, "slot_writes": 0, "slot_write_s": 0.0,
                          "adapter_reads": 0, "adapter_read_s": 0.0, "evictions": 0, "max_batch": 0,
-                         "ended": {}, "bucket_steps": {}, "rank0_steps": 0, "step_prep_s": 0.0, "step_run_s": 0.0, "step_pick_s": 0.0,
+                         "ended": {}, "bucket_steps": {}, "rank0_steps": 0, "batch_session_steps": 0, "step_prep_s": 0.0, "step_run_s": 0.0, "step_pick_s": 0.0,
                          "step_emit_s": 0.0}
         self.rows: list[_Row | None] = [None] * B
         self.waiting: list[Request] = []
@@ -258,6 +259,30 @@ class OrtBackend:
         self.error: str | None = None
         self.thread = threading.Thread(target=self._loop, name="ort-decode", daemon=True)
         self.thread.start()
+
+    def _session(self, ort, path: str, providers, fpa: bool, base):
+        so = ort.SessionOptions()
+        so.log_severity_level = 3  # the "initializer appears in graph inputs" warnings of the LoRA slots
+        if fpa:
+            so.add_session_config_entry("ep.cuda.fpa_intb_gemm", "1")
+        try:
+            with _ort_env({"ORT_FPA_INTB_GEMM": "1"} if fpa else {}):
+                sess = ort.InferenceSession(path, so, providers=providers)
+        except Exception as e:  # noqa: BLE001
+            # CUDA graph needs every node on the CUDA provider; a base built for the CPU (the embedded
+            # default: int4, accuracy level 4) leaves some on the CPU and onnxruntime refuses the session.
+            # The engine then serves with onnxruntime-genai (what the CUDA test run of 2026-12-03 checked).
+            if self.graph and "graph capture" in str(e):
+                raise RuntimeError("CUDA graph needs every node on CUDA, and this base leaves some on the CPU "
+                                   f"(built for {base.meta.get('execution_provider', '?')})") from e
+            raise
+        if self.device == "cuda" and "CUDAExecutionProvider" not in sess.get_providers():
+            raise RuntimeError(f"CUDA execution provider not usable: {sess.get_providers()}")
+        return sess
+
+    def _sess_for(self, n: int):
+        """The session of a decode step of n rows (bucket): the fpA_intB one for 2+ rows when "batched"."""
+        return self.sess_batch if n >= 2 else self.sess
 
     # ------------------------------------------------------------ adapters (the registry calls these)
     def load_adapter(self, path: Path, key: str) -> None:
@@ -353,7 +378,7 @@ class OrtBackend:
             for n in self.buckets:
                 for rank0 in (False, True) if self.base_rank0 else (False,):
                     for _ in range(2):
-                        self._run(self._binding(n, rank0), self._graph_id(n, rank0))
+                        self._run(self._sess_for(n), self._binding(n, rank0), self._graph_id(n, rank0))
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Blocks until the loop waits for requests, none queued or decoding (True), or the timeout
@@ -366,7 +391,9 @@ class OrtBackend:
         c["ended"] = dict(c["ended"])
         c["bucket_steps"] = dict(c["bucket_steps"])
         c.update(resident_adapters=len(self.resident), max_rows=self.B, buckets=self.buckets, max_length=self.T, rank=self.rank,
-                 cuda_graph=self.graph, fpa_intb=self.fpa_intb, resident_bytes=int(sum(t.numel() * t.element_size()
+                 cuda_graph=self.graph, fpa_intb=self.fpa_intb,
+                 sessions=1 + (self.sess_batch is not self.sess), batch_session_bytes=self.batch_session_bytes,
+                 resident_bytes=int(sum(t.numel() * t.element_size()
                                                             for d in list(self.resident.values())
                                                             for t in d.values())))
         return c
@@ -451,7 +478,9 @@ class OrtBackend:
         for k, t in self.slots.items():
             self._bind_rows(b, k, t, slot, n, self.kv_np)
 
-    def _run(self, b, graph_id: int) -> None:
+    def _run(self, sess, b, graph_id: int) -> None:
+        """One run of `sess` on binding `b` (made by that session) under CUDA graph `graph_id` (-1: none;
+        graph ids are per session)."""
         opts = self._run_opts.get(graph_id)
         if opts is None:
             opts = self.ort.RunOptions()
@@ -459,13 +488,13 @@ class OrtBackend:
                 opts.add_run_config_entry("gpu_graph_id", str(graph_id))
             self._run_opts[graph_id] = opts
         if self.device != "cuda":
-            self.sess.run_with_iobinding(b, opts)
+            sess.run_with_iobinding(b, opts)
             return
         # one run on the device at a time in this process: a CUDA graph capture in one engine's loop must
         # not meet another engine's synchronize (two bases served at once)
         with _DEVICE_LOCK:
             self.torch.cuda.synchronize()  # torch's writes (ids, mask, slots) are done
-            self.sess.run_with_iobinding(b, opts)
+            sess.run_with_iobinding(b, opts)
             self.torch.cuda.synchronize()  # the outputs (written on onnxruntime's stream) are ready
 
     def _prefill(self, slot: int, req: Request) -> None:
@@ -491,7 +520,7 @@ class OrtBackend:
         self._bind_slots(b, slot, 1)
         logits = torch.empty((1, P, self.vocab), dtype=self.logits.dtype, device=self.tdev)
         b.bind_output(self.logits_name, self.device, 0, self.logits_np, [1, P, self.vocab], logits.data_ptr())
-        self._run(b, -1)
+        self._run(self.sess, b, -1)
         self.counters["prefills"] += 1
         last = logits[0, -1].float().cpu().numpy()
         del ids, logits
@@ -517,7 +546,7 @@ class OrtBackend:
     def _binding(self, n: int, rank0: bool = False):
         b = self._bindings.get((n, rank0))
         if b is None:
-            b = self.sess.io_binding()
+            b = self._sess_for(n).io_binding()
             b.bind_input(self.ids_name, self.device, 0, self.ids_np, [n, 1], self.ids.data_ptr())
             b.bind_input(self.mask_name, self.device, 0, self.mask_np, [n, self.T], self.mask.data_ptr())
             if self.has_pos:
@@ -553,7 +582,9 @@ class OrtBackend:
         rank0 = self.base_rank0 and all(r.req.key is None for r in live)
         self.counters["rank0_steps"] += rank0
         self.counters["bucket_steps"][n] = self.counters["bucket_steps"].get(n, 0) + 1
-        self._run(self._binding(n, rank0), self._graph_id(n, rank0))
+        sess = self._sess_for(n)
+        self.counters["batch_session_steps"] += sess is not self.sess
+        self._run(sess, self._binding(n, rank0), self._graph_id(n, rank0))
         t2 = time.perf_counter()
         if all(r.sampler.plain_greedy for r in live):  # argmax on the device: n ids come back, not n x vocab
             toks = self.logits[:n, 0].argmax(-1).cpu().numpy()

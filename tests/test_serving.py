@@ -303,21 +303,29 @@ def test_base_rank0_steps_equal_og_and_leave_adapter_rows_alone(og_engine, ort_e
         e.close()
 
 
-@pytest.mark.parametrize("meta, want, on", [
-    ({"precision": "int4", "block_size": 32, "symmetric": True, "execution_provider": "cuda"}, "auto", True),
-    ({"precision": "int4", "block_size": 128, "symmetric": False, "execution_provider": "cuda"}, "auto", False),
-    ({"precision": "int4", "block_size": 32, "symmetric": False, "execution_provider": "cuda"}, "auto", False),
-    ({"precision": "int4", "block_size": 32, "symmetric": True, "execution_provider": "cpu"}, "auto", False),
-    ({"precision": "fp16", "execution_provider": "cuda"}, "auto", False),
-    ({"precision": "int4", "block_size": 32, "symmetric": True, "execution_provider": "cuda"}, "0", False),
-    ({"precision": "int4", "block_size": 128, "execution_provider": "cuda"}, "1", True),
+ELIGIBLE = {"precision": "int4", "block_size": 32, "symmetric": True, "execution_provider": "cuda"}
+
+
+@pytest.mark.parametrize("meta, want, device, mode", [
+    (ELIGIBLE, "auto", "cuda", "batched"),
+    (ELIGIBLE, "auto", "cpu", "off"),
+    ({"precision": "int4", "block_size": 128, "symmetric": False, "execution_provider": "cuda"}, "auto", "cuda", "off"),
+    ({"precision": "int4", "block_size": 32, "symmetric": False, "execution_provider": "cuda"}, "auto", "cuda", "off"),
+    ({**ELIGIBLE, "execution_provider": "cpu"}, "auto", "cuda", "off"),
+    ({"precision": "fp16", "execution_provider": "cuda"}, "auto", "cuda", "off"),
+    (ELIGIBLE, "0", "cuda", "off"),
+    (ELIGIBLE, "1", "cuda", "all"),
+    ({"precision": "int4", "block_size": 128, "execution_provider": "cuda"}, "1", "cuda", "all"),
+    ({"precision": "int4", "block_size": 128, "execution_provider": "cuda"}, "batched", "cpu", "batched"),
 ])
-def test_fpa_intb_choice(meta, want, on):
+def test_fpa_intb_choice(meta, want, device, mode):
     """STUDIO_FPA_INTB=auto asks onnxruntime for its fpA_intB int4 kernels only for bases they can serve
     (int4, block 32, no zero points, built for CUDA: what the compact pip build takes; a probe on the H200
-    showed them engaged there and not on the pipeline's default format); 0 / 1 force."""
+    showed them engaged there and not on the pipeline's default format), and only for steps of 2+ rows
+    ("batched": slower than onnxruntime's own kernels for one row, faster for several: run 6); 0 / 1 /
+    batched force."""
     from engine.chat import _fpa_choice
-    assert _fpa_choice(want, meta) is on
+    assert _fpa_choice(want, meta, device) == mode
 
 
 def test_fpa_intb_request_is_inert_on_the_cpu(monkeypatch):
@@ -327,12 +335,45 @@ def test_fpa_intb_request_is_inert_on_the_cpu(monkeypatch):
     monkeypatch.setenv("STUDIO_FPA_INTB", "1")
     e = ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu", max_rows=2)
     try:
-        assert e.serving_stats()["fpa_intb"] is False
+        assert e.serving_stats()["fpa_intb"] == "off" and e.serving_stats()["sessions"] == 1
         assert e.generate(MSG, "travel", SamplingParams(max_new_tokens=4))[1].tokens == 4
     finally:
         e.close()
-    with pytest.raises(ValueError, match="auto, 0 or 1"):
+    with pytest.raises(ValueError, match="auto, 0, 1, batched"):
         _fpa_choice("yes", {})
+
+
+def test_batched_mode_two_sessions_share_the_buffers(og_engine, ort_engine, monkeypatch):
+    """STUDIO_FPA_INTB=batched: a second session serves the decode steps of 2+ rows (on CUDA with fpA_intB; on
+    the CPU a plain one, which checks the routing). Both run on the same KV cache, mask and LoRA slots: single
+    answers (prefill + one-row steps, first session) equal onnxruntime-genai's; compares (two-row steps on the
+    second session, then one-row steps on the first reading the KV the second wrote, when the other answer
+    ended first) equal the one-session backend's row for row."""
+    monkeypatch.setenv("STUDIO_FPA_INTB", "batched")
+    e = ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu")
+    try:
+        st = e.serving_stats()
+        assert (st["sessions"], st["fpa_intb"]) == (2, "off")  # two sessions; no fpA_intB kernels on the CPU
+        for v in ("base", "travel", "pirate"):
+            assert e.generate(MSG, v, GREEDY)[0] == og_engine.generate(MSG, v, GREEDY)[0], v
+        assert e.serving_stats()["batch_session_steps"] == 0  # one-row steps stay on the first session
+        handover = 0
+        for text in (MSG[-1]["content"], "What is a toaster for?", "Hi"):
+            m = [{"role": "user", "content": text}]
+            for a, b in (("pirate", "base"), ("travel", "pirate"), ("base", "travel")):
+                before = e.serving_stats()
+                got = list(e.compare(m, a, b, GREEDY))[-1]
+                after = e.serving_stats()
+                want = list(ort_engine.compare(m, a, b, GREEDY))[-1]
+                assert got[:2] == want[:2] and got[2].tokens == want[2].tokens, (text, a, b)
+                assert after["batch_session_steps"] - before["batch_session_steps"] == \
+                    after["bucket_steps"].get(2, 0) - before["bucket_steps"].get(2, 0) > 0
+                # the first row (slot 0) outlived the second: its last steps ran alone on the first session
+                handover += got[2].tokens > got[3].tokens and \
+                    after["bucket_steps"].get(1, 0) > before["bucket_steps"].get(1, 0)
+        assert handover >= 2, handover
+    finally:
+        e.close()
 
 
 def test_decode_buckets():
