@@ -12,7 +12,8 @@
 # run (today's STUDIO_FPA_INTB=1); its "engine" row is today's engine-fpaall.
 #
 #   PYTHONPATH=/tmp/site:$PYTHONPATH setsid nohup bash bench/sym_gpu.sh /tmp/sg &
-# Each step writes W/<step>.done; W/all.done at the end. Environment: PYTHON (python3), TEST_WORKERS (6).
+# Each step writes W/<step>.done; W/all.done at the end. Environment: PYTHON (python3), TEST_WORKERS (6),
+# ASYM_PARTS / SYM_PARTS (the timed rows of each base), STEPS=0 (skip part 3).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 w=${1:-/tmp/sg}
@@ -32,12 +33,13 @@ ln -sfn "$w/sym/hf" "$w/asym/hf"   # the same weights: serving_gpu.sh marks the 
      --junitxml "$w/junit.xml" >"$w/tests.log" 2>&1; echo $? >"$w/tests.done") &
 wait
 
-WORK=$w/asym PARTS="engine engine-buckets2" bash bench/serving_gpu.sh "$w/out/asym" >"$w/serving-asym.log" 2>&1
+WORK=$w/asym PARTS="${ASYM_PARTS:-engine engine-buckets2}" bash bench/serving_gpu.sh "$w/out/asym" >"$w/serving-asym.log" 2>&1
 echo $? >"$w/serving-asym.done"
-WORK=$w/sym PARTS="engine engine-fpaall engine-nofpa engine-buckets2 app" bash bench/serving_gpu.sh "$w/out/sym" \
+WORK=$w/sym PARTS="${SYM_PARTS:-engine engine-fpaall engine-nofpa engine-buckets2 app}" bash bench/serving_gpu.sh "$w/out/sym" \
     >"$w/serving-sym.log" 2>&1
 echo $? >"$w/serving-sym.done"
 
+[ "${STEPS:-1}" = 1 ] || { echo done >"$w/all.done"; exit 0; }
 for b in asym sym; do
   timeout 200 "$py" bench/batch_steps.py "$w/$b/ws" phi35 "$w/steps/batch-steps-$b.json" cuda >"$w/steps/batch-steps-$b.log" 2>&1
 done
