@@ -13,7 +13,7 @@
 #
 #   PYTHONPATH=/tmp/site:$PYTHONPATH setsid nohup bash bench/sym_gpu.sh /tmp/sg &
 # Each step writes W/<step>.done; W/all.done at the end. Environment: PYTHON (python3), TEST_WORKERS (6),
-# ASYM_PARTS / SYM_PARTS (the timed rows of each base), STEPS=0 (skip part 3).
+# ASYM_PARTS / SYM_PARTS (the timed rows of each base), STEP_REPLAY=0 (skip part 3; STEPS is serving_gpu.sh's LoRA steps).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 w=${1:-/tmp/sg}
@@ -39,7 +39,7 @@ WORK=$w/sym PARTS="${SYM_PARTS:-engine engine-fpaall engine-nofpa engine-buckets
     >"$w/serving-sym.log" 2>&1
 echo $? >"$w/serving-sym.done"
 
-[ "${STEPS:-1}" = 1 ] || { echo done >"$w/all.done"; exit 0; }
+[ "${STEP_REPLAY:-1}" = 1 ] || { echo done >"$w/all.done"; exit 0; }
 for b in asym sym; do
   timeout 200 "$py" bench/batch_steps.py "$w/$b/ws" phi35 "$w/steps/batch-steps-$b.json" cuda >"$w/steps/batch-steps-$b.log" 2>&1
 done
