@@ -27,6 +27,7 @@ On the CPU the same loop runs with the CPU execution provider and no graph (test
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import threading
@@ -45,6 +46,7 @@ _NP = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64
        "tensor(int32)": np.int32}
 
 
+log = logging.getLogger(__name__)
 _DEVICE_LOCK = threading.Lock()
 _ENV_LOCK = threading.Lock()
 
@@ -168,10 +170,16 @@ class OrtBackend:
         path = str(self.model_dir / dec["filename"])
         self.sess = self._session(ort, path, providers, fpa=self.fpa_intb == "all", base=base)
         self.sess_batch, self.batch_session_bytes = self.sess, 0
+        self.fpa_note = ""
         if fpa_intb == "batched":
             free0 = torch.cuda.mem_get_info()[0] if device == "cuda" else 0
-            self.sess_batch = self._session(ort, path, providers, fpa=device == "cuda", base=base)
-            if device == "cuda":
+            try:
+                self.sess_batch = self._session(ort, path, providers, fpa=device == "cuda", base=base)
+            except Exception as e:  # most often out of device memory: the second copy of the weights does not fit
+                # serve on the one session (own kernels for every run) rather than not at all; the stats say why
+                self.fpa_intb, self.fpa_note = "off", f"batch session not loaded: {str(e).splitlines()[0][:200]}"
+                log.warning("fpA_intB batch session not loaded, serving on one session: %s", e)
+            if device == "cuda" and self.sess_batch is not self.sess:
                 self.batch_session_bytes = max(0, free0 - torch.cuda.mem_get_info()[0])
         self.tokenizer = og.Tokenizer(og.Config(str(self.model_dir)))
         self.eos = {int(x) for x in self.tokenizer.eos_token_ids}
@@ -391,7 +399,7 @@ class OrtBackend:
         c["ended"] = dict(c["ended"])
         c["bucket_steps"] = dict(c["bucket_steps"])
         c.update(resident_adapters=len(self.resident), max_rows=self.B, buckets=self.buckets, max_length=self.T, rank=self.rank,
-                 cuda_graph=self.graph, fpa_intb=self.fpa_intb,
+                 cuda_graph=self.graph, fpa_intb=self.fpa_intb, fpa_note=self.fpa_note,
                  sessions=1 + (self.sess_batch is not self.sess), batch_session_bytes=self.batch_session_bytes,
                  resident_bytes=int(sum(t.numel() * t.element_size()
                                                             for d in list(self.resident.values())

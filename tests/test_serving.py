@@ -376,6 +376,31 @@ def test_batched_mode_two_sessions_share_the_buffers(og_engine, ort_engine, monk
         e.close()
 
 
+def test_batched_mode_falls_back_to_one_session_when_the_second_does_not_load(og_engine, monkeypatch):
+    """The batch session is a second copy of the weights; where it cannot load (on a GPU: out of device
+    memory) the engine serves on the one session instead of failing, and its stats say why."""
+    from engine import ort_backend
+    real, calls = ort_backend.OrtBackend._session, []
+
+    def second_fails(self, *a, **k):
+        calls.append(k.get("fpa"))
+        if len(calls) == 2:
+            raise RuntimeError("CUDA failure 2: out of memory\n(allocating 2 GiB)")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(ort_backend.OrtBackend, "_session", second_fails)
+    monkeypatch.setenv("STUDIO_FPA_INTB", "batched")
+    e = ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu")
+    try:
+        st = e.serving_stats()
+        assert len(calls) == 2 and st["sessions"] == 1 and st["fpa_intb"] == "off"
+        assert st["fpa_note"] == "batch session not loaded: CUDA failure 2: out of memory"
+        got = list(e.compare(MSG, "travel", "base", GREEDY))[-1]
+        assert got[0] == og_engine.generate(MSG, "travel", GREEDY)[0] and e.serving_stats()["batch_session_steps"] == 0
+    finally:
+        e.close()
+
+
 def test_decode_buckets():
     """Default decode batch sizes: powers of two; on CUDA without 2 (a 2-row step costs more than a 4-row one
     on onnxruntime's int4 kernels, measured on the H200); STUDIO_BUCKETS as given, max rows always added."""
