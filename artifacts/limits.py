@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import string
 from typing import Mapping
 
@@ -50,6 +51,24 @@ def check_uploads_room(folder, new_bytes: int, env: Mapping[str, str] | None = N
     if used + new_bytes > limit:
         raise LimitError(f"the uploads folder is full ({used / 1e6:.0f} MB of {limit / 1e6:g} MB): the operator "
                          f"can remove old uploads or raise {UPLOADS_ENV}")
+
+
+FREE_DISK_ENV = "STUDIO_MIN_FREE_GB"
+MIN_FREE_GB_DEFAULT = 5.0       # a build from the app starts only with this much free disk under the workspace
+
+
+def check_build_room(folder, env: Mapping[str, str] | None = None) -> None:
+    """LimitError when the disk holding `folder` has less than $STUDIO_MIN_FREE_GB (default 5) free: builds
+    started from the app write runs, caches, bases and adapters (tens of MB for the default model, GBs for
+    a 3-4 B one), and a link holder starting one after another must not fill the server's disk."""
+    need = _env_number(env, FREE_DISK_ENV, MIN_FREE_GB_DEFAULT) * 1e9
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < need:
+        raise LimitError(f"not enough free disk for a build: {free / 1e9:.1f} GB free, {need / 1e9:g} GB needed; "
+                         f"the operator can remove old runs (runs/), bases or adapters, or lower {FREE_DISK_ENV}")
 
 
 UPLOAD_BUDGET_ENV = "STUDIO_UPLOAD_BUDGET_MB"

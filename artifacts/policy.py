@@ -9,11 +9,13 @@ request goes through a Policy before anything is opened, read, run or written:
 - trust_remote_code: never from a request, unless the operator started the app with --allow-remote-code;
 - exports: <ws>/exports/<name>/ only (artifacts.names rule for <name>); replacing or publishing needs the
   export marker file that export_space writes;
-- the server's HF_TOKEN serves browser requests only with --allow-server-token.
+- the server's HF_TOKEN serves browser requests only with --allow-server-token;
+- adapters whose metadata.json says `"protected": true` (the shipped ones) are never replaced or deleted.
 
 The command line (python -m pipeline / -m deploy) is the operator: it does not go through here."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -133,6 +135,24 @@ class Policy:
             raise PolicyError(f"{what} {value!r}: models/{value} exists and is not an ONNX base built here; "
                               "choose another name")
         return value
+
+    # ------------------------------------------------------------------ adapters
+    def adapter_change(self, name, what: str = "adapter", adapters_dir: Path | None = None) -> None:
+        """Replacing or deleting adapters/<name>: refused for a protected adapter (metadata.json
+        `"protected": true`, as the shipped ones are), so that a stranger on a shared link cannot swap
+        what everyone chats with; the operator changes those from the command line."""
+        if not isinstance(name, str) or not safe_name(name.strip()):
+            return  # not a name: the library and the pipeline refuse it with their own message
+        d = Path(adapters_dir or self.ws.adapters) / name.strip()
+        if d.is_symlink():
+            return
+        try:
+            protected = json.loads((d / "metadata.json").read_text(encoding="utf-8")).get("protected") is True
+        except (OSError, ValueError, AttributeError):
+            return
+        if protected:
+            raise PolicyError(f"{what} '{name.strip()}' is protected (it ships with the studio): build under "
+                              "another name; the operator can replace or delete it from the command line")
 
     # ------------------------------------------------------------------ remote code, tokens
     def trust_remote_code(self, requested) -> bool:

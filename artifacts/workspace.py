@@ -63,6 +63,20 @@ class Workspace:
         except ValueError:
             return None
 
+    def shown(self, path) -> str:
+        """How a file is named in what a build records and shows (metadata, job results, messages): relative
+        to the workspace, else to the project (a linked data/), else its name alone; never the server's
+        folders. Empty stays empty."""
+        if not path:
+            return ""
+        rel = self.relative(path)
+        if rel is None:
+            try:
+                rel = Path(path).resolve().relative_to(PROJECT_ROOT.resolve()).as_posix()
+            except ValueError:
+                rel = Path(path).name
+        return rel
+
     def resolve_input(self, path: str) -> Path:
         """A path given on the command line: absolute, else relative to the working directory, else to the
         workspace, else to the project. (Requests from the app go through artifacts.policy instead.)"""

@@ -10,7 +10,12 @@ RequestGuard (an ASGI middleware, given to Gradio through launch's app_kwargs by
 request body over the upload limit with 413 before any route (login included) runs, and slows down
 failed logins per client: after FAILS_FREE wrong passwords, that client's next attempts are answered
 429 until a wait that doubles with each failure (at most MAX_WAIT_S) has passed; all clients together
-likewise after ALL_FACTOR x FAILS_FREE (a client address can be forged through X-Forwarded-For).
+likewise after ALL_FACTOR x FAILS_FREE (a client address can be forged through X-Forwarded-For), except
+clients that logged in before (so strangers guessing cannot lock the owner out). A login attempt counts as a
+failure from the moment it arrives (undone when it succeeds), and an upload's declared size counts against
+the hourly budget from the moment it arrives: requests sent all at once, their bodies held back, cannot get
+around either. Other POST bodies (the API's JSON) are capped at max_request bytes, and a browser request that
+says it comes from another site (Sec-Fetch-Site: cross-site) may change nothing (403).
 Standard library only: exported Spaces ship this file as deploy/launch.py."""
 from __future__ import annotations
 
@@ -133,6 +138,8 @@ ALL = "*"             # the key of all clients' failed logins together
 ALL_FACTOR = 4        # ... which may fail ALL_FACTOR x FAILS_FREE times before everyone has to wait
 ALL_RESET_S = 600.0   # ... and start again from 0 after ten minutes without a failure
 UPLOAD_WINDOW_S = 3600.0  # Gradio's upload cache keeps a file one hour (ui.interface.UPLOAD_CACHE)
+MAX_REQUEST = 512 * 1024  # other POST bodies: the API's JSON (a chat's two panes at the prompt limit: < 400 kB)
+KNOWN_CLIENTS = 1000      # clients remembered as having logged in (exempt from the all-clients wait)
 
 
 class RequestGuard:
@@ -141,8 +148,10 @@ class RequestGuard:
     Gradio keeps every upload an hour, so without it requests could fill the disk)."""
 
     def __init__(self, app, max_body: int, fails_free: int = FAILS_FREE, max_wait_s: float = MAX_WAIT_S,
-                 clock=time.monotonic, upload_budget: int | None = None):
+                 clock=time.monotonic, upload_budget: int | None = None, max_request: int | None = None):
         self.app, self.max_body = app, int(max_body)
+        self.max_request = int(max_request if max_request is not None else min(MAX_REQUEST, self.max_body))
+        self._known: dict[str, float] = {}  # clients that logged in (insertion order: oldest first)
         self.fails_free, self.max_wait_s, self.clock = fails_free, max_wait_s, clock
         self.upload_budget = int(upload_budget if upload_budget is not None else 20 * self.max_body)
         self._fails: dict[str, tuple[int, float]] = {}   # client -> (failures, time of the last one)
@@ -168,12 +177,25 @@ class RequestGuard:
         failures, and all clients' together (ALL). The client is what the server reports, and uvicorn takes
         it from X-Forwarded-For when the peer is loopback (a share tunnel, a local proxy): an attacker
         who sends a new X-Forwarded-For each time is still slowed by ALL."""
-        return max(self._wait(client, self.fails_free), self._wait(ALL, self.fails_free * ALL_FACTOR))
+        own = self._wait(client, self.fails_free)
+        with self._lock:
+            known = client in self._known
+        return own if known else max(own, self._wait(ALL, self.fails_free * ALL_FACTOR))
 
     def _record(self, client: str, ok: bool) -> None:
+        """ok=False: one more failure of client (and of ALL). ok=True: the attempt that was counted as a
+        failure when it arrived succeeded: client's failures are forgotten, ALL's count goes back by one,
+        and client is remembered as known."""
         with self._lock:
             if ok:
                 self._fails.pop(client, None)
+                n, last = self._fails.get(ALL, (0, 0.0))
+                if n > 0:
+                    self._fails[ALL] = (n - 1, last)
+                self._known.pop(client, None)
+                self._known[client] = self.clock()
+                while len(self._known) > KNOWN_CLIENTS:
+                    self._known.pop(next(iter(self._known)))
                 return
             now = self.clock()
             n, _ = self._fails.get(client, (0, 0.0))
@@ -195,26 +217,50 @@ class RequestGuard:
     async def __call__(self, scope, receive, send):
         if scope.get("type") != "http":
             return await self.app(scope, receive, send)
-        too_big = f"request body over the {self.max_body / 1e6:g} MB limit"
+        method, path = scope.get("method"), scope.get("path", "").rstrip("/")
+        upload = method == "POST" and path.endswith("/upload")
+        login = method == "POST" and path.endswith("/login")
+        # uploads may be as big as an upload; other bodies (the API's JSON, the login form) far smaller
+        limit = self.max_body if upload else self.max_request
+        too_big = f"request body over the {limit / 1e6:g} MB limit" if upload else \
+            f"request body over the {limit / 1e3:g} kB limit for this route"
+        declared, cross_site = None, False
         for k, v in scope.get("headers") or []:
             if k == b"content-length":
                 try:
-                    if int(v) > self.max_body + BODY_SLACK:
-                        return await self._answer(send, 413, too_big)
+                    declared = int(v)
                 except ValueError:
                     return await self._answer(send, 400, "bad content-length")
+                if declared > limit + BODY_SLACK * upload:
+                    return await self._answer(send, 413, too_big)
+            elif k == b"sec-fetch-site" and v == b"cross-site":
+                cross_site = True
+        if cross_site and method not in ("GET", "HEAD", "OPTIONS"):
+            # a page on another site, in a browser that holds this app's login cookie (SameSite=none)
+            return await self._answer(send, 403, "requests from other sites are refused")
         client = (scope.get("client") or ("?",))[0]
-        login = scope.get("method") == "POST" and scope.get("path", "").rstrip("/").endswith("/login")
         if login:
             wait = self.wait_s(client)
             if wait > 0:
                 return await self._answer(send, 429, f"too many failed logins: try again in {wait:.0f} s",
                                           [(b"retry-after", str(int(wait) + 1).encode())])
-        upload = scope.get("method") == "POST" and scope.get("path", "").rstrip("/").endswith("/upload")
-        if upload and self.uploaded_recently() >= self.upload_budget:
-            return await self._answer(send, 429, f"this server took its upload budget of "
-                                      f"{self.upload_budget / 1e6:g} MB for the hour: try again later",
-                                      [(b"retry-after", b"600")])
+            self._record(client, ok=False)  # counted now; undone below if it succeeds
+        reserved = 0
+        if upload:
+            if declared is None:
+                return await self._answer(send, 411, "uploads need a content-length")
+            with self._lock:
+                cut = self.clock() - UPLOAD_WINDOW_S
+                self._uploads = [(t, n) for t, n in self._uploads if t >= cut]
+                if sum(n for _, n in self._uploads) + declared > self.upload_budget:
+                    refused = True
+                else:  # at least 4 kB a request: the list stays short (budget / 4 kB entries at most)
+                    refused, reserved = False, max(declared, 4096)
+                    self._uploads.append((self.clock(), reserved))
+            if refused:
+                return await self._answer(send, 429, f"this server took its upload budget of "
+                                          f"{self.upload_budget / 1e6:g} MB for the hour: try again later",
+                                          [(b"retry-after", b"600")])
         received = 0
         started = False
         status = 0
@@ -224,7 +270,7 @@ class RequestGuard:
             msg = await receive()
             if msg.get("type") == "http.request":
                 received += len(msg.get("body") or b"")
-                if received > self.max_body + BODY_SLACK:
+                if received > limit + BODY_SLACK * upload:
                     raise _TooBig()
             return msg
 
@@ -241,11 +287,11 @@ class RequestGuard:
                 raise
             return await self._answer(send, 413, too_big)
         finally:
-            if upload:  # at least 4 kB a request: the list stays short (budget / 4 kB entries at most)
+            if upload and received > reserved:  # a body longer than declared (the limit above still holds)
                 with self._lock:
-                    self._uploads.append((self.clock(), max(received, 4096)))
-        if login and status:
-            self._record(client, ok=status < 400)
+                    self._uploads.append((self.clock(), received - reserved))
+        if login and status and status < 400:
+            self._record(client, ok=True)
 
 
 def guard_kwargs(max_body: int, upload_budget: int | None = None) -> dict:

@@ -211,6 +211,22 @@ def model_fingerprint(model_dir, memo: Path | None = None) -> str:
     return digest
 
 
+def _shown_model(ws, model: str) -> str:
+    """A Hub id as it is; a local folder as ws.shown names it."""
+    return ws.shown(model) if model and Path(model).is_absolute() else model
+
+
+def _recorded_recipe(ws, r) -> dict:
+    """The recipe as the adapter's metadata records it: file paths named as ws.shown names them (the app
+    resolves a request's paths to absolute ones; metadata travels to everyone who opens the Library and to
+    exported Spaces)."""
+    d = r.to_dict()
+    for key in ("train_file", "eval_file"):
+        d[key] = ws.shown(d.get(key))
+    d["base_model"] = _shown_model(ws, d.get("base_model"))
+    return d
+
+
 def run(job, d: Path) -> dict:
     """Stage `adapter`: the PEFT LoRA as .onnx_adapter for the base, with peft/ and metadata.json, in
     <stage>/built/<name>/ (the evaluate stage serves it from there, publish copies it into adapters/)."""
@@ -227,12 +243,12 @@ def run(job, d: Path) -> dict:
     meta = {
         "name": r.adapter_name, "format": "onnx_adapter",
         "base_fingerprint": job.out["awq"]["fingerprint"], "base_name": onnx["base_name"],
-        "base_model": prep.get("source_model", r.base_model),
-        "dataset": {"train_file": r.train_file, "sha256": prep["train_sha256"],
-                    "examples": prep["train_examples"], "eval_file": r.eval_file,
+        "base_model": _shown_model(job.ws, prep.get("source_model", r.base_model)),
+        "dataset": {"train_file": job.ws.shown(r.train_file), "sha256": prep["train_sha256"],
+                    "examples": prep["train_examples"], "eval_file": job.ws.shown(r.eval_file),
                     "eval_sha256": prep["eval_sha256"], "eval_examples": prep["eval_examples"],
-                    "eval_source": prep.get("eval_source", r.eval_file)},
-        "recipe": r.to_dict(), "rank": r.lora.r, "alpha": r.lora.alpha,
+                    "eval_source": prep.get("eval_source", job.ws.shown(r.eval_file))},
+        "recipe": _recorded_recipe(job.ws, r), "rank": r.lora.r, "alpha": r.lora.alpha,
         "target_modules": r.lora.target_modules, "steps": ft.get("steps"),
         "train_loss": ft.get("train_loss"), "eval_loss": ft.get("eval_loss"),
         "timings": dict(job.timings), "size_bytes": size,

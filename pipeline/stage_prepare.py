@@ -107,11 +107,11 @@ def run(job, d: Path) -> dict:
     if r.eval_file:
         eval_path = job.ws.resolve_input(r.eval_file)
         train, held = examples, data.load_examples(eval_path, r.data_format)
-        source = r.eval_file
+        source = job.ws.shown(r.eval_file)
     else:
         eval_path = None
         train, held = data.split_heldout(examples, r.eval_fraction, r.lora.seed)
-        source = f"held-out split of {r.train_file}"
+        source = f"held-out split of {job.ws.shown(r.train_file)}"
     texts = [data.render_text(ex, tok, r.template) for ex in train]
     eval_texts = [data.render_text(ex, tok, r.template) for ex in held]
     for name, rows in (("train.jsonl", texts), ("eval.jsonl", eval_texts)):

@@ -40,4 +40,4 @@ def run(job, d: Path) -> dict:
     final, previous = publish_adapter(src, job.ws.adapters, r.adapter_name, r.replace)
     job.log.log(f"published adapter adapters/{r.adapter_name} onto base '{job.out['onnx']['base_name']}'"
                 + (f"; the one it replaced is kept as adapters/{previous.name}" if previous else ""))
-    return {"adapter_dir": str(final), "previous": str(previous or ""), "size_bytes": meta.get("size_bytes")}
+    return {"adapter_dir": str(final), "previous": job.ws.shown(previous), "size_bytes": meta.get("size_bytes")}

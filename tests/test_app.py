@@ -6,6 +6,7 @@ the workspace, start/stop, the `app` fixture; environment overrides APP_TEST_SOU
 APP_TEST_ADAPTERS)."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -149,6 +150,12 @@ def test_build_from_api_then_chat_without_restart(app):
     base, adapter = s["result"]["base"], s["result"]["adapter"]
     assert adapter == name
     assert (ws / "adapters" / name / "metadata.json").exists()
+    # what the build records and shows names no server folder (red team 2026-12-06: the eval source, the
+    # recipe's data files and the replaced adapter's path named the server's workspace)
+    meta = (ws / "adapters" / name / "metadata.json").read_text()
+    shown = json.dumps(s) + meta + str(client.predict(name, api_name="/adapter_eval"))
+    assert str(ws.resolve()) not in shown and str(ROOT) not in shown, shown[:3000]
+    assert json.loads(meta)["dataset"]["eval_source"] == "data/travel/test.jsonl"
     assert not (ROOT / "adapters" / name).exists()
     assert (set(os.listdir(ROOT / "adapters")) if (ROOT / "adapters").exists() else set()) == repo_adapters
     # the pickers see it without a restart

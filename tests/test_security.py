@@ -353,6 +353,11 @@ def test_uploaded_data_is_previewed(sec):
     assert (sec["ws"] / stored).parent == sec["ws"] / "uploads" and "✓" in preview and "Best month" in preview
     r = raw.preview(f"uploads/{Path(stored).name}")
     assert "✓" in r["data"][0]
+    # a file that is not JSONL: the message names it as the workspace does, not by the server's folders
+    r = raw.preview("data/make_data.py")
+    msg = r["data"][0]
+    assert "bad data file" in msg and "data/make_data.py" in msg, msg
+    assert str(sec["ws"].resolve()) not in msg and str(Path(__file__).resolve().parents[1]) not in msg, msg
 
 
 def test_gradio_refuses_files_it_did_not_receive(guard):
@@ -632,3 +637,48 @@ def test_library_listing_uses_lstat(tmp_path):
     assert "not followed" in infos["linked"].reason and "not a regular file" in infos["fifo"].reason
     artifacts.delete_adapter(ads, "linked")  # the link goes, its target stays
     assert not os.path.lexists(ads / "linked") and (ROOT / "adapters" / ADAPTERS[0] / "metadata.json").exists()
+
+
+def test_builds_need_free_disk_and_protected_adapters_stay(tmp_path, monkeypatch):
+    """Red team 2026-12-06: back-to-back builds from a shared link filled the disk (~56 MB each on the default
+    model, nothing capped), and a build with replace or a delete swapped the shipped adapters. In process:
+    a build (and a resume) is refused with what to do when the disk has less than $STUDIO_MIN_FREE_GB free;
+    protected adapters refuse replace and delete; others do not."""
+    from artifacts import LimitError, Policy, PolicyError, Workspace, check_build_room
+    from pipeline.recipe import Recipe
+    from ui.chat_engine import UIError
+    from ui.engine import AppEngine
+    ws = Workspace(tmp_path / "ws")
+    (ws.root / "data").mkdir(parents=True)
+    (ws.root / "data" / "t.jsonl").write_text('{"prompt": "a", "response": "b"}\n')
+    (ws.models / "default").mkdir(parents=True)
+    (ws.models / "default" / "base.json").write_text("{}")
+    for name, protected in (("shipped", True), ("mine", False)):
+        (ws.adapters / name).mkdir(parents=True)
+        (ws.adapters / name / "metadata.json").write_text(json.dumps({"name": name, "protected": protected}))
+    p = Policy(ws)
+    with pytest.raises(PolicyError, match="protected"):
+        p.adapter_change("shipped")
+    p.adapter_change("mine")
+    p.adapter_change("../x")  # not a name: left to the library's own refusal
+    with pytest.raises(LimitError, match="STUDIO_MIN_FREE_GB"):
+        check_build_room(ws.root, {"STUDIO_MIN_FREE_GB": str(shutil.disk_usage(ws.root).free / 1e9 + 1)})
+    check_build_room(ws.root, {"STUDIO_MIN_FREE_GB": "0"})
+    eng = AppEngine(ws)
+    try:
+        r = Recipe()
+        r.train_file, r.adapter_name, r.replace, r.base_model = "data/t.jsonl", "shipped", True, ""
+        with pytest.raises(UIError, match="protected"):
+            eng.start(r)
+        with pytest.raises(UIError, match="protected"):
+            eng.delete_adapter("shipped")
+        assert (ws.adapters / "shipped" / "metadata.json").exists()
+        monkeypatch.setenv("STUDIO_MIN_FREE_GB", "1e9")
+        r.adapter_name, r.replace = "new-one", False
+        with pytest.raises(UIError, match="not enough free disk"):
+            eng.start(r)
+        assert not ws.runs.exists() or not any(ws.runs.iterdir())
+        eng.delete_adapter("mine")
+        assert not (ws.adapters / "mine").exists()
+    finally:
+        eng.close() if hasattr(eng, "close") else None

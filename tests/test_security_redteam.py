@@ -135,6 +135,24 @@ def test_base_name_never_replaces_what_is_not_a_base(red, via):
     serves(red)
 
 
+def test_shipped_adapters_are_neither_replaced_nor_deleted(red):
+    """Before (red team, 2026-12-06): a build with adapter_name 'travel' and replace: true put a pirate-trained
+    adapter where everyone chats with 'travel' (twice, and the original was gone), and /delete_adapter
+    removed 'pirate'. Adapters whose metadata says protected (the shipped ones) now refuse both."""
+    raw, ws = red["raw"], red["ws"]
+    before = snapshot(ws / "adapters")
+    for name in ("travel", "pirate"):
+        assert json.loads((ws / "adapters" / name / "metadata.json").read_text())["protected"] is True
+        r = raw.call("build_recipe", [{"base": "default", "adapter_name": name, "replace": True,
+                                       "train_file": "data/pirate/train.jsonl", "lora": {"max_steps": 1}}])
+        assert r["ok"] and not r["data"][0]["ok"] and "protected" in r["data"][0]["error"], r
+        r = raw.call("delete_adapter", [name, True])
+        assert r["ok"] and "protected" in r["data"][-1], r
+    assert snapshot(ws / "adapters") == before
+    assert not (ws / "runs").exists() or not any((ws / "runs").iterdir())
+    serves(red)
+
+
 def test_hub_ids_are_looked_up_and_downloaded_without_the_server_token(red):
     """Before: base_model 'operator/private-model' made the app ask the Hub with the server's HF_TOKEN
     (and the build job inherited it to download): a request could probe and pull private models."""

@@ -282,16 +282,24 @@ def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_
     rendered as the model will see them."""
     if not (train_file or "").strip():
         return "⚠ no training file"
+    path = eval_path = None
+
+    def shown(msg: str) -> str:  # texts that name the resolved files name them as the workspace does
+        for p in (eval_path, path):
+            if p:
+                msg = msg.replace(str(p), app.ws.shown(p))
+        return msg
+
     try:
         path = app.data_file(train_file)
         examples = load_examples(path, fmt or "auto")
         eval_path = str(app.data_file(eval_file, "eval_file")) if (eval_file or "").strip() else ""
-        split = pdata.preview(path, fmt or "auto", eval_path,
-                              float(eval_fraction if eval_fraction is not None else 0.1), int(seed or 0))
+        split = shown(pdata.preview(path, fmt or "auto", eval_path,
+                                    float(eval_fraction if eval_fraction is not None else 0.1), int(seed or 0)))
     except UIError as e:
         return f"⚠ {html.escape(str(e))}"
     except DataError as e:
-        return f"⚠ **bad data file**: {html.escape(str(e))}"
+        return f"⚠ **bad data file**: {html.escape(shown(str(e)))}"
     head = f"✓ {html.escape(split)}\n\nFirst {min(rows, len(examples))} rendered"
     note = ""
     try:

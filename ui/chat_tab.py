@@ -200,8 +200,9 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
             yield hist_a, hist_b, "", "⚠ error: empty message"
             return
         try:
+            # both panes, compare or not: the right one is sent back with every frame either way
             check_conversation(msg, *(text_of(m.get("content") if isinstance(m, dict) else None)
-                                      for m in hist_a + (hist_b if cmp else [])))
+                                      for m in hist_a + hist_b))
             eng = app.chat(base_name)
             err = _variant_error(app, base_name, *((va, vb) if cmp else (va,)))
             if err:

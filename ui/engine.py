@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import artifacts
 from artifacts import JOB_ID_MAX, Policy, PolicyError, Workspace, safe_name
 from pipeline import jobs
 from pipeline.events import JobState, read_events
@@ -68,9 +69,18 @@ class AppEngine(ChatEngineSide):
                 r.base_model = self.policy.base_model(r.base_model)
             self.policy.trust_remote_code(r.trust_remote_code)
             self.policy.base_output(r.base_name)
+            if r.replace:
+                self.policy.adapter_change(r.adapter_name, "adapter_name")
         except PolicyError as e:
             raise UIError(str(e)) from None
         return r
+
+    def delete_adapter(self, name: str) -> None:
+        try:
+            self.policy.adapter_change(name, adapters_dir=self.adapters_dir)
+        except PolicyError as e:
+            raise UIError(str(e)) from None
+        super().delete_adapter(name)
 
     def data_file(self, value, what: str = "train_file") -> Path:
         try:
@@ -98,6 +108,7 @@ class AppEngine(ChatEngineSide):
     def start(self, recipe: Recipe) -> str:
         """Validate, create and launch a job; returns its id. One build at a time per workspace."""
         recipe = self.check_recipe(recipe)
+        self._check_room()
         with self._job_lock:
             running = self.running_job()
             if running is not None:
@@ -106,6 +117,12 @@ class AppEngine(ChatEngineSide):
             job_dir = jobs.create_job(recipe, self.ws, lend_token=lend)  # raises RecipeError
             jobs.launch(job_dir, self.ws, lend_token=lend)
             return job_dir.name
+
+    def _check_room(self) -> None:
+        try:
+            artifacts.check_build_room(self.ws.root)
+        except artifacts.LimitError as e:
+            raise UIError(str(e)) from None
 
     def cancel(self, job_id: str) -> float:
         d = self.job_dir(job_id)
@@ -119,6 +136,7 @@ class AppEngine(ChatEngineSide):
             self.check_recipe(Recipe.load(d / "recipe.yaml"))
         except (UIError, RecipeError) as e:
             raise UIError(f"job {job_id} cannot be resumed from this page: {e}") from None
+        self._check_room()
         with self._job_lock:
             if jobs.is_running(d):
                 raise UIError(f"job {job_id} is already running")

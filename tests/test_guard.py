@@ -1,0 +1,139 @@
+"""deploy/launch.py RequestGuard in process, against the attacks of the 2026-12-06 red-team pass (requests
+sent all at once, their bodies held back, to get around the login slowing and the upload budget; strangers
+locking the owner out; cross-site posts; big JSON bodies). The app behind it is a stand-in that reads the
+whole body before it answers, as Gradio does; the launched app's own tests are in test_security*.py."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from deploy.launch import FAILS_FREE, RequestGuard
+
+PASSWORD = b"password=right"
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+async def _inner(scope, receive, send):
+    """Reads the body to its end, then answers: /login 200 for PASSWORD else 400, anything else 200."""
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body") or b""
+        if not msg.get("more_body"):
+            break
+    ok = not scope["path"].endswith("/login") or body == PASSWORD
+    await send({"type": "http.response.start", "status": 200 if ok else 400, "headers": []})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+def _request(guard, path, body=b"", client="203.0.113.9", headers=(), gate: asyncio.Event | None = None,
+             declare=True):
+    """One request through the guard; with gate, the body arrives only once gate is set. Gives the status."""
+    hs = [(b"content-length", str(len(body)).encode())] if declare else []
+    scope = {"type": "http", "method": "POST", "path": path, "client": (client, 5000),
+             "headers": hs + [(k.encode(), v.encode()) for k, v in headers]}
+    status = []
+
+    async def receive():
+        if gate is not None:
+            await gate.wait()
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(msg):
+        if msg["type"] == "http.response.start":
+            status.append(msg["status"])
+
+    async def run():
+        await guard(scope, receive, send)
+        return status[0]
+    return run()
+
+
+def _guard(**kw):
+    clock = Clock()
+    return RequestGuard(_inner, max_body=1_000_000, clock=clock, **kw), clock
+
+
+def test_login_burst_with_held_bodies_is_slowed_like_a_sequence():
+    """Before: 300 logins whose headers arrived together all passed the wait check (it ran before any of them
+    had failed), and one guessed the password. Now each attempt counts as a failure when it arrives."""
+    guard, _ = _guard()
+
+    async def burst():
+        gate = asyncio.Event()
+        tasks = [asyncio.create_task(_request(guard, "/login", b"password=guess-%d" % i, gate=gate))
+                 for i in range(50)]
+        tasks.append(asyncio.create_task(_request(guard, "/login", PASSWORD, gate=gate)))
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(*tasks)
+
+    codes = asyncio.run(burst())
+    assert codes.count(400) == FAILS_FREE and codes[-1] == 429 and codes.count(429) == 51 - FAILS_FREE, codes
+
+
+def test_strangers_cannot_lock_the_owner_out():
+    """Failures of all clients together slow every client that never logged in (forged addresses are new
+    clients), but not one that logged in before: the owner still gets in while strangers guess."""
+    guard, clock = _guard()
+    assert asyncio.run(_request(guard, "/login", PASSWORD, client="198.51.100.7")) == 200  # the owner, once
+    codes = [asyncio.run(_request(guard, "/login", b"password=x%d" % i, client=f"192.0.2.{i}")) for i in range(40)]
+    assert codes.count(400) <= 4 * FAILS_FREE and codes[-1] == 429, codes
+    clock.t += 0.5  # within the wait the strangers' failures set
+    assert asyncio.run(_request(guard, "/login", PASSWORD, client="192.0.2.200")) == 429  # a new client waits
+    assert asyncio.run(_request(guard, "/login", PASSWORD, client="198.51.100.7")) == 200  # the owner does not
+    # the owner's own wrong passwords still slow the owner
+    own = [asyncio.run(_request(guard, "/login", b"password=typo", client="198.51.100.7")) for _ in range(7)]
+    assert own[:FAILS_FREE] == [400] * FAILS_FREE and own[-1] == 429, own
+
+
+def test_upload_burst_with_held_bodies_stays_within_the_budget():
+    """Before: uploads were counted when they ended, so 40 sent together were all taken (316 MB against a
+    160 MB budget). Now the declared size is reserved when a request arrives."""
+    guard, _ = _guard(upload_budget=1_000_000)
+    chunk = b"x" * 200_000
+
+    async def burst():
+        gate = asyncio.Event()
+        tasks = [asyncio.create_task(_request(guard, "/gradio_api/upload", chunk, gate=gate)) for _ in range(20)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(*tasks)
+
+    codes = asyncio.run(burst())
+    assert codes.count(200) == 5 and codes.count(429) == 15, codes
+    assert guard.uploaded_recently() == 1_000_000
+    assert asyncio.run(_request(guard, "/gradio_api/upload", b"x", declare=False)) == 411  # size unknown
+
+
+@pytest.mark.parametrize("path, size, want", [
+    ("/gradio_api/queue/join", 400_000, 200),      # a long chat (two panes at the prompt limit) fits
+    ("/gradio_api/queue/join", 600_000, 413),      # a 5 MB chat history is refused before Gradio parses it
+    ("/gradio_api/upload", 900_000, 200),          # uploads keep the upload limit
+    ("/login", 600_000, 413),
+])
+def test_json_bodies_have_their_own_smaller_limit(path, size, want):
+    guard, _ = _guard()
+    assert asyncio.run(_request(guard, path, b"0" * size)) == want
+    # a body that does not declare its length is cut off as it arrives
+    if want == 413:
+        assert asyncio.run(_request(guard, path, b"0" * size, declare=False)) == 413
+
+
+def test_cross_site_posts_refused():
+    """A page on another site posting with the user's cookie (the browser says Sec-Fetch-Site: cross-site)
+    changes nothing; same-site requests and clients that do not say (gradio_client, curl) go through."""
+    guard, _ = _guard()
+    up = "/gradio_api/upload"
+    assert asyncio.run(_request(guard, up, b"{}", headers=[("sec-fetch-site", "cross-site")])) == 403
+    assert asyncio.run(_request(guard, "/gradio_api/queue/join", b"{}", headers=[("sec-fetch-site", "cross-site")])) == 403
+    assert asyncio.run(_request(guard, up, b"{}", headers=[("sec-fetch-site", "same-origin")])) == 200
+    assert asyncio.run(_request(guard, up, b"{}")) == 200
