@@ -13,9 +13,10 @@ failed logins per client: after FAILS_FREE wrong passwords, that client's next a
 likewise after ALL_FACTOR x FAILS_FREE (a client address can be forged through X-Forwarded-For), except
 clients that logged in before (so strangers guessing cannot lock the owner out). A login attempt counts as a
 failure from the moment it arrives (undone when it succeeds), and an upload's declared size counts against
-the hourly budget from the moment it arrives: requests sent all at once, their bodies held back, cannot get
-around either. Other POST bodies (the API's JSON) are capped at max_request bytes, and a browser request that
-says it comes from another site (Sec-Fetch-Site: cross-site) may change nothing (403).
+the hourly budget from the moment it arrives (and may not send more; no transfer-encoding): requests sent all
+at once, their bodies held back, cannot get around either. Other POST bodies (the API's JSON) are capped at
+max_request bytes, and a browser request that says it comes from another page (Sec-Fetch-Site other than
+same-origin) may change nothing (403).
 Standard library only: exported Spaces ship this file as deploy/launch.py."""
 from __future__ import annotations
 
@@ -139,7 +140,7 @@ ALL_FACTOR = 4        # ... which may fail ALL_FACTOR x FAILS_FREE times before 
 ALL_RESET_S = 600.0   # ... and start again from 0 after ten minutes without a failure
 UPLOAD_WINDOW_S = 3600.0  # Gradio's upload cache keeps a file one hour (ui.interface.UPLOAD_CACHE)
 MAX_REQUEST = 512 * 1024  # other POST bodies: the API's JSON (a chat's two panes at the prompt limit: < 400 kB)
-KNOWN_CLIENTS = 1000      # clients remembered as having logged in (exempt from the all-clients wait)
+KNOWN_CLIENTS = 1000      # clients remembered as having logged in (exempt from the all-clients wait), first come
 
 
 class RequestGuard:
@@ -192,10 +193,10 @@ class RequestGuard:
                 n, last = self._fails.get(ALL, (0, 0.0))
                 if n > 0:
                     self._fails[ALL] = (n - 1, last)
-                self._known.pop(client, None)
-                self._known[client] = self.clock()
-                while len(self._known) > KNOWN_CLIENTS:
-                    self._known.pop(next(iter(self._known)))
+                if client in self._known or len(self._known) < KNOWN_CLIENTS:
+                    # never evicted: a flood of logins with the password cannot push the owner, who logs
+                    # in first, out of the list (later clients are just not added once it is full)
+                    self._known[client] = self.clock()
                 return
             now = self.clock()
             n, _ = self._fails.get(client, (0, 0.0))
@@ -224,7 +225,7 @@ class RequestGuard:
         limit = self.max_body if upload else self.max_request
         too_big = f"request body over the {limit / 1e6:g} MB limit" if upload else \
             f"request body over the {limit / 1e3:g} kB limit for this route"
-        declared, cross_site = None, False
+        declared, chunked, fetch_site = None, False, None
         for k, v in scope.get("headers") or []:
             if k == b"content-length":
                 try:
@@ -233,11 +234,21 @@ class RequestGuard:
                     return await self._answer(send, 400, "bad content-length")
                 if declared > limit + BODY_SLACK * upload:
                     return await self._answer(send, 413, too_big)
-            elif k == b"sec-fetch-site" and v == b"cross-site":
-                cross_site = True
-        if cross_site and method not in ("GET", "HEAD", "OPTIONS"):
-            # a page on another site, in a browser that holds this app's login cookie (SameSite=none)
-            return await self._answer(send, 403, "requests from other sites are refused")
+            elif k == b"transfer-encoding":
+                chunked = True
+            elif k == b"sec-fetch-site":
+                fetch_site = v
+        # A browser says where a request comes from (Fetch Metadata). This app's page and API share one origin
+        # (localhost, the share link, the Space), so any other value on a request that changes something is
+        # another page using the login cookie (SameSite=none): another site, or another subdomain of the same
+        # site (*.gradio.live, *.hf.space) or port. A GET /logout would end every session of the shared user.
+        # Browsers without Fetch Metadata are not covered (no Origin fallback: behind the share tunnel or the
+        # Space's proxy the Host the app sees need not be the page's).
+        if fetch_site not in (None, b"same-origin", b"none") and \
+                (method not in ("GET", "HEAD", "OPTIONS") or path.endswith("/logout")):
+            return await self._answer(send, 403, "requests from other pages are refused")
+        if upload and chunked:  # its real size would be known only after it was taken
+            return await self._answer(send, 411, "uploads need a content-length and no transfer-encoding")
         client = (scope.get("client") or ("?",))[0]
         if login:
             wait = self.wait_s(client)
@@ -270,8 +281,8 @@ class RequestGuard:
             msg = await receive()
             if msg.get("type") == "http.request":
                 received += len(msg.get("body") or b"")
-                if received > limit + BODY_SLACK * upload:
-                    raise _TooBig()
+                if received > limit + BODY_SLACK * upload or (upload and received > reserved):
+                    raise _TooBig()  # (an upload may not send more than it declared and reserved)
             return msg
 
         async def watched_send(msg):
@@ -282,14 +293,10 @@ class RequestGuard:
 
         try:
             await self.app(scope, limited_receive, watched_send)
-        except _TooBig:
+        except _TooBig:  # (an upload is counted as what it reserved: it is cut off before it takes more)
             if started:
                 raise
             return await self._answer(send, 413, too_big)
-        finally:
-            if upload and received > reserved:  # a body longer than declared (the limit above still holds)
-                with self._lock:
-                    self._uploads.append((self.clock(), received - reserved))
         if login and status and status < 400:
             self._record(client, ok=True)
 

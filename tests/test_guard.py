@@ -35,10 +35,10 @@ async def _inner(scope, receive, send):
 
 
 def _request(guard, path, body=b"", client="203.0.113.9", headers=(), gate: asyncio.Event | None = None,
-             declare=True):
+             declare=True, method="POST"):
     """One request through the guard; with gate, the body arrives only once gate is set. Gives the status."""
-    hs = [(b"content-length", str(len(body)).encode())] if declare else []
-    scope = {"type": "http", "method": "POST", "path": path, "client": (client, 5000),
+    hs = [(b"content-length", str(len(body) if declare is True else declare).encode())] if declare else []
+    scope = {"type": "http", "method": method, "path": path, "client": (client, 5000),
              "headers": hs + [(k.encode(), v.encode()) for k, v in headers]}
     status = []
 
@@ -128,12 +128,43 @@ def test_json_bodies_have_their_own_smaller_limit(path, size, want):
         assert asyncio.run(_request(guard, path, b"0" * size, declare=False)) == 413
 
 
+def test_upload_cannot_send_more_than_it_declared():
+    """Re-attack 2026-12-06: Content-Length 100 plus Transfer-Encoding: chunked and a 7.5 MB body; the guard
+    reserved 4 kB and the server read the chunked body, so 30 at once took 214 MB against a 160 MB budget.
+    Now an upload with a transfer-encoding is refused, and one sending more than it declared is cut off."""
+    guard, _ = _guard(upload_budget=1_000_000)
+    up = "/gradio_api/upload"
+    assert asyncio.run(_request(guard, up, b"x" * 500_000, declare=100,
+                                headers=[("transfer-encoding", "chunked")])) == 411
+    assert asyncio.run(_request(guard, up, b"x" * 500_000, declare=100)) == 413
+    assert guard.uploaded_recently() == 4096  # only what it declared (at least 4 kB) was ever counted
+
+
+def test_owner_stays_known_when_others_log_in_many_times():
+    """Re-attack: 1,001 logins with the password from forged addresses pushed the owner out of the list of
+    known clients; the list is now first come, never evicted."""
+    guard, _ = _guard()
+    assert asyncio.run(_request(guard, "/login", PASSWORD, client="198.51.100.7")) == 200
+    for i in range(1100):
+        assert asyncio.run(_request(guard, "/login", PASSWORD, client=f"10.{i // 250}.{i % 250}.1")) == 200
+    codes = [asyncio.run(_request(guard, "/login", b"password=x%d" % i, client=f"192.0.2.{i}")) for i in range(30)]
+    assert codes[-1] == 429
+    assert asyncio.run(_request(guard, "/login", PASSWORD, client="198.51.100.7")) == 200
+
+
 def test_cross_site_posts_refused():
     """A page on another site posting with the user's cookie (the browser says Sec-Fetch-Site: cross-site)
-    changes nothing; same-site requests and clients that do not say (gradio_client, curl) go through."""
+    changes nothing; same-origin requests and clients that do not say (gradio_client, curl) go through."""
     guard, _ = _guard()
     up = "/gradio_api/upload"
     assert asyncio.run(_request(guard, up, b"{}", headers=[("sec-fetch-site", "cross-site")])) == 403
     assert asyncio.run(_request(guard, "/gradio_api/queue/join", b"{}", headers=[("sec-fetch-site", "cross-site")])) == 403
     assert asyncio.run(_request(guard, up, b"{}", headers=[("sec-fetch-site", "same-origin")])) == 200
     assert asyncio.run(_request(guard, up, b"{}")) == 200
+    # another subdomain of the same site (*.gradio.live, *.hf.space) or another port: not this page either
+    assert asyncio.run(_request(guard, up, b"{}", headers=[("sec-fetch-site", "same-site")])) == 403
+    assert asyncio.run(_request(guard, "/login", PASSWORD, headers=[("sec-fetch-site", "same-site")])) == 403
+    # an <img src=".../logout"> on another page would end every session of the shared user
+    assert asyncio.run(_request(guard, "/logout", method="GET", headers=[("sec-fetch-site", "cross-site")])) == 403
+    # following a link to the app from elsewhere (a chat message, a search result) still opens it
+    assert asyncio.run(_request(guard, "/", method="GET", headers=[("sec-fetch-site", "cross-site")])) == 200
