@@ -154,6 +154,23 @@ class Policy:
             raise PolicyError(f"{what} '{name.strip()}' is protected (it ships with the studio): build under "
                               "another name; the operator can replace or delete it from the command line")
 
+    def adapter_lookalike(self, name, what: str = "adapter_name") -> None:
+        """A new adapter's name that differs from a protected one only in case ('Travel' beside the shipped
+        'travel') is refused: in the pickers it would pass for the shipped adapter."""
+        if not isinstance(name, str) or not safe_name(name.strip()):
+            return
+        name = name.strip()
+        try:
+            entries = [e for e in os.scandir(self.ws.adapters) if e.name != name and e.name.casefold() == name.casefold()]
+        except OSError:
+            return
+        for e in entries:
+            try:
+                self.adapter_change(e.name, what)
+            except PolicyError:
+                raise PolicyError(f"{what} '{name}' differs only in case from the protected adapter '{e.name}': "
+                                  "choose another name") from None
+
     # ------------------------------------------------------------------ remote code, tokens
     def trust_remote_code(self, requested) -> bool:
         if requested and not self.allow_remote_code:

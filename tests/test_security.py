@@ -661,6 +661,10 @@ def test_builds_need_free_disk_and_protected_adapters_stay(tmp_path, monkeypatch
         p.adapter_change("shipped")
     p.adapter_change("mine")
     p.adapter_change("../x")  # not a name: left to the library's own refusal
+    with pytest.raises(PolicyError, match="differs only in case from the protected adapter 'shipped'"):
+        p.adapter_lookalike("Shipped")
+    p.adapter_lookalike("MINE")  # not protected: a user's own names are theirs
+    p.adapter_lookalike("shipped")  # the name itself: left to adapter_change / the pipeline's exists check
     with pytest.raises(LimitError, match="STUDIO_MIN_FREE_GB"):
         check_build_room(ws.root, {"STUDIO_MIN_FREE_GB": str(shutil.disk_usage(ws.root).free / 1e9 + 1)})
     check_build_room(ws.root, {"STUDIO_MIN_FREE_GB": "0"})
