@@ -51,25 +51,12 @@ def _held(tok, name: str, n: int) -> list[tuple[list[int], int]]:
 
 
 def _loss(model, adapters, name: str | None, seqs) -> float:
-    import numpy as np
-    import onnxruntime_genai as og
+    """Mean cross-entropy of the answer tokens, as the pipeline's evaluate stage computes it."""
+    from pipeline.stage_evaluate import nll
     total = count = 0.0
     for ids, n_prompt in seqs:
-        gp = og.GeneratorParams(model)
-        gp.set_search_options(max_length=len(ids) + 1, do_sample=False)
-        gen = og.Generator(model, gp)
-        if name:
-            gen.set_active_adapter(adapters, name)
-        gen.append_tokens(ids)
-        z = np.asarray(gen.get_output("logits"), dtype=np.float32)[0]
-        del gen
-        start = max(1, n_prompt)
-        z = z[start - 1:len(ids) - 1]
-        z = z - z.max(axis=-1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-        t = np.asarray(ids[start:])
-        total += float(-logp[np.arange(len(t)), t].sum())
-        count += len(t)
+        t, n = nll(model, adapters, ids, n_prompt, name)
+        total, count = total + t, count + n
     return total / count
 
 

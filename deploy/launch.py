@@ -152,19 +152,23 @@ class RequestGuard:
                  clock=time.monotonic, upload_budget: int | None = None, max_request: int | None = None):
         self.app, self.max_body = app, int(max_body)
         self.max_request = int(max_request if max_request is not None else min(MAX_REQUEST, self.max_body))
-        self._known: dict[str, float] = {}  # clients that logged in (insertion order: oldest first)
+        self._known: set[str] = set()  # clients that logged in (the first KNOWN_CLIENTS)
         self.fails_free, self.max_wait_s, self.clock = fails_free, max_wait_s, clock
         self.upload_budget = int(upload_budget if upload_budget is not None else 20 * self.max_body)
         self._fails: dict[str, tuple[int, float]] = {}   # client -> (failures, time of the last one)
         self._uploads: list[tuple[float, int]] = []      # (time, bytes) of recent upload bodies
         self._lock = threading.Lock()
 
+    def _recent_locked(self) -> int:
+        """(self._lock held) Bytes of upload bodies taken in the last UPLOAD_WINDOW_S; older ones forgotten."""
+        cut = self.clock() - UPLOAD_WINDOW_S
+        self._uploads = [(t, n) for t, n in self._uploads if t >= cut]
+        return sum(n for _, n in self._uploads)
+
     def uploaded_recently(self) -> int:
         """Bytes of upload bodies received in the last UPLOAD_WINDOW_S."""
         with self._lock:
-            cut = self.clock() - UPLOAD_WINDOW_S
-            self._uploads = [(t, n) for t, n in self._uploads if t >= cut]
-            return sum(n for _, n in self._uploads)
+            return self._recent_locked()
 
     def _wait(self, key: str, free: int) -> float:
         with self._lock:
@@ -193,10 +197,10 @@ class RequestGuard:
                 n, last = self._fails.get(ALL, (0, 0.0))
                 if n > 0:
                     self._fails[ALL] = (n - 1, last)
-                if client in self._known or len(self._known) < KNOWN_CLIENTS:
+                if len(self._known) < KNOWN_CLIENTS:
                     # never evicted: a flood of logins with the password cannot push the owner, who logs
                     # in first, out of the list (later clients are just not added once it is full)
-                    self._known[client] = self.clock()
+                    self._known.add(client)
                 return
             now = self.clock()
             n, _ = self._fails.get(client, (0, 0.0))
@@ -261,9 +265,7 @@ class RequestGuard:
             if declared is None:
                 return await self._answer(send, 411, "uploads need a content-length")
             with self._lock:
-                cut = self.clock() - UPLOAD_WINDOW_S
-                self._uploads = [(t, n) for t, n in self._uploads if t >= cut]
-                if sum(n for _, n in self._uploads) + declared > self.upload_budget:
+                if self._recent_locked() + declared > self.upload_budget:
                     refused = True
                 else:  # at least 4 kB a request: the list stays short (budget / 4 kB entries at most)
                     refused, reserved = False, max(declared, 4096)

@@ -21,16 +21,16 @@ SAMPLES = 5               # greedy answers shown
 MAX_NEW_TOKENS = 64
 
 
-def _nll(engine, ids: list[int], n_prompt: int, adapter: str | None) -> tuple[float, int]:
-    """Summed negative log-likelihood of ids[n_prompt:] given what precedes, and the token count."""
+def nll(model, adapters, ids: list[int], n_prompt: int, adapter: str | None) -> tuple[float, int]:
+    """Summed negative log-likelihood of ids[n_prompt:] given what precedes, and the token count, from an
+    onnxruntime-genai Model (adapter: a name loaded into `adapters`, or None for the base)."""
     import onnxruntime_genai as og
-    og_backend = engine.backend  # the onnxruntime-genai backend (evaluate() asks for it)
-    gp = og.GeneratorParams(og_backend.model)
+    gp = og.GeneratorParams(model)
     gp.set_search_options(max_length=len(ids) + 1, do_sample=False)
-    gen = og.Generator(og_backend.model, gp)
+    gen = og.Generator(model, gp)
     try:
         if adapter:
-            gen.set_active_adapter(og_backend.adapters, adapter)
+            gen.set_active_adapter(adapters, adapter)
         gen.append_tokens(ids)
         logits = np.asarray(gen.get_output("logits"), dtype=np.float32)[0]  # [len(ids), vocab]
     finally:
@@ -41,6 +41,11 @@ def _nll(engine, ids: list[int], n_prompt: int, adapter: str | None) -> tuple[fl
     logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
     targets = np.asarray(ids[start:], dtype=np.int64)
     return float(-logp[np.arange(len(targets)), targets].sum()), len(targets)
+
+
+def _nll(engine, ids: list[int], n_prompt: int, adapter: str | None) -> tuple[float, int]:
+    """nll() on the chat engine's onnxruntime-genai backend (evaluate() asks for it)."""
+    return nll(engine.backend.model, engine.backend.adapters, ids, n_prompt, adapter)
 
 
 def _tokens(engine, held: list[dict]) -> list[tuple[list[int], int]]:
