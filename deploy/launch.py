@@ -141,6 +141,28 @@ ALL_RESET_S = 600.0   # ... and start again from 0 after ten minutes without a f
 UPLOAD_WINDOW_S = 3600.0  # Gradio's upload cache keeps a file one hour (ui.interface.UPLOAD_CACHE)
 MAX_REQUEST = 512 * 1024  # other POST bodies: the API's JSON (a chat's two panes at the prompt limit: < 400 kB)
 KNOWN_CLIENTS = 1000      # clients remembered as having logged in (exempt from the all-clients wait), first come
+MAX_JSON_ITEMS = 5000     # objects and arrays in one JSON body: Gradio's parsing of a chat history costs ~0.2 ms
+                          # a message (red team: ~7,800 one-character messages in 503 kB took 1.6 CPU-s, 16x a
+                          # normal chat); a chat at the prompt limit has far fewer (3 items a message at most)
+
+
+def json_items(body: bytes) -> int | None:
+    """Objects and arrays in a JSON body, or None when it is not JSON (a login form, say)."""
+    import json
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    n, todo = 0, [doc]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, dict):
+            n += 1
+            todo.extend(x.values())
+        elif isinstance(x, list):
+            n += 1
+            todo.extend(x)
+    return n
 
 
 class RequestGuard:
@@ -293,8 +315,28 @@ class RequestGuard:
                 started, status = True, int(msg.get("status", 0))
             await send(msg)
 
+        app_receive = limited_receive
+        if method == "POST" and not upload and not login:
+            # the whole body first (at most max_request), so that a JSON one with too many items is refused
+            # before Gradio parses it; then handed on as it came
+            try:
+                msgs = []
+                while True:
+                    msg = await limited_receive()
+                    msgs.append(msg)
+                    if msg.get("type") != "http.request" or not msg.get("more_body"):
+                        break
+            except _TooBig:
+                return await self._answer(send, 413, too_big)
+            items = json_items(b"".join(m.get("body") or b"" for m in msgs))
+            if items is not None and items > MAX_JSON_ITEMS:
+                return await self._answer(send, 413, f"request with {items:,} JSON items; at most "
+                                          f"{MAX_JSON_ITEMS:,} are accepted (clear the chat)")
+
+            async def app_receive():
+                return msgs.pop(0) if msgs else await receive()
         try:
-            await self.app(scope, limited_receive, watched_send)
+            await self.app(scope, app_receive, watched_send)
         except _TooBig:  # (an upload is counted as what it reserved: it is cut off before it takes more)
             if started:
                 raise

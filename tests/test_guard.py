@@ -128,6 +128,58 @@ def test_json_bodies_have_their_own_smaller_limit(path, size, want):
         assert asyncio.run(_request(guard, path, b"0" * size, declare=False)) == 413
 
 
+def test_chat_with_thousands_of_tiny_messages_is_refused_before_gradio_parses_it():
+    """Re-attack 2026-12-06: ~7,800 one-character messages in a 503 kB /queue/join body cost ~1.6 CPU-s of
+    Gradio's parsing (16x a normal chat). JSON bodies with more than MAX_JSON_ITEMS objects and arrays are now
+    refused; a long real chat passes, and the app behind gets the body byte for byte (sent in pieces)."""
+    import json
+
+    from deploy.launch import MAX_JSON_ITEMS, json_items
+    got = []
+
+    async def app(scope, receive, send):
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body") or b""
+            if not msg.get("more_body"):
+                break
+        got.append(body)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    guard = RequestGuard(app, max_body=1_000_000)
+
+    def post(body: bytes, pieces: int = 3) -> int:
+        n = -(-len(body) // pieces)
+        parts = [body[i:i + n] for i in range(0, len(body), n)]
+        scope = {"type": "http", "method": "POST", "path": "/gradio_api/queue/join", "client": ("192.0.2.1", 1),
+                 "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]}
+        status = []
+
+        async def receive():
+            return {"type": "http.request", "body": parts.pop(0), "more_body": bool(parts)}
+
+        async def send(msg):
+            if msg["type"] == "http.response.start":
+                status.append(msg["status"])
+        asyncio.run(guard(scope, receive, send))
+        return status[0]
+
+    def chat(n: int, text: str, panes: int = 2) -> bytes:
+        hist = [{"role": "user" if i % 2 == 0 else "assistant", "content": text} for i in range(n)]
+        return json.dumps({"data": [hist, hist if panes == 2 else [], "travel", ""], "fn_index": 3,
+                           "session_hash": "x"}, separators=(",", ":")).encode()
+
+    attack = chat(7_800, "a", panes=1)
+    assert len(attack) < guard.max_request and json_items(attack) > MAX_JSON_ITEMS
+    assert post(attack) == 413 and got == []
+    normal = chat(200, "Tell me about the ski trip. " * 5)  # 400 messages over both panes
+    assert json_items(normal) <= MAX_JSON_ITEMS
+    assert post(normal) == 200 and got == [normal]
+    assert post(b"password=x&user=y") == 200 and got[-1] == b"password=x&user=y"  # not JSON: passed on
+
+
 def test_upload_cannot_send_more_than_it_declared():
     """Re-attack 2026-12-06: Content-Length 100 plus Transfer-Encoding: chunked and a 7.5 MB body; the guard
     reserved 4 kB and the server read the chunked body, so 30 at once took 214 MB against a 160 MB budget.

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from app_helpers import free_port, make_workspace, start_app, stop_app
-from test_security import PASSWORD, SERVER_TOKEN, USER, Raw, answer_of, snapshot, text
+from test_security import BASE, PASSWORD, SERVER_TOKEN, USER, Raw, answer_of, snapshot, text
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -228,6 +228,21 @@ def test_hostile_json_gets_a_message(red, content):
     r = raw.preview("", file=f)
     assert r["ok"], text(r)[:500]
     assert "bad data file" in r["data"][1] and ("nested too deeply" in r["data"][1] or "digits" in r["data"][1])
+    serves(red)
+
+
+def test_chat_history_of_thousands_of_tiny_messages_is_refused(red):
+    """Re-attack 2026-12-06: a /queue/join body under the 512 kB cap carrying ~7,800 one-character messages
+    cost ~1.6 CPU-s of Gradio's parsing (16x a normal chat). Now 413 before Gradio parses it; a chat with
+    a real history (both panes) still answers."""
+    raw = red["raw"]
+    tiny = [{"role": "user" if i % 2 == 0 else "assistant", "content": "a"} for i in range(7_800)]
+    r = raw.call("chat", ["hi", tiny, [], BASE, "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0])
+    assert not r["ok"] and r["status"] == 413 and "JSON items" in r["error"], text(r)[:300]
+    hist = [{"role": "user" if i % 2 == 0 else "assistant",
+             "content": [{"type": "text", "text": "Tell me about the ski trip."}]} for i in range(60)]
+    r = raw.call("chat", ["And in May?", hist, hist, BASE, "base", "base", True, 0.0, 1.0, 0, 4, 1.0, 0])
+    assert r["ok"], text(r)[:500]
     serves(red)
 
 
