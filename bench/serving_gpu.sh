@@ -22,6 +22,8 @@
 #                   rank-0 LoRA inputs for them since 2026-12-03, when this row was engine-base0 and measured +25 %)
 #   engine-buckets2 lever row, the full engine part: two rows decode in a 2-row graph (STUDIO_BUCKETS=1,2,4,8);
 #                   the CUDA default since 2026-12-03 runs them in the 4-row graph (cheaper on the int4 kernels)
+#   engine-at       (not in the default list) the full engine part with STUDIO_LORA_A_T=1: the LoRA-A products
+#                   read A transposed (FusedMatMul transB=1), which may spare cuBLAS's split-K pair (lora_gemm.py)
 #   engine-nofpa    (not in the default list) the full engine part with STUDIO_FPA_INTB=0: on a base built with
 #                   BUILD_ARGS="--onnx.block_size 32 --onnx.symmetric true" the engine uses onnxruntime's fpA_intB
 #                   int4 kernels by itself for steps of 2+ rows (bench/NOTES.md, run 6); this row is the same base
@@ -104,6 +106,8 @@ want engine-rank16 && run engine-rank16 env STUDIO_LORA_RANK=16 "$py" bench/serv
     "${common[@]}" --out "$work/parts/engine-rank16.json"
 want engine-buckets2 && run engine-buckets2 env STUDIO_BUCKETS=1,2,4,8 "$py" bench/serving.py engine \
     "${common[@]}" --out "$work/parts/engine-buckets2.json"
+want engine-at && run engine-at env STUDIO_LORA_A_T=1 "$py" bench/serving.py engine \
+    "${common[@]}" --out "$work/parts/engine-at.json"
 want engine-nofpa && run engine-nofpa env STUDIO_FPA_INTB=0 "$py" bench/serving.py engine \
     "${common[@]}" --out "$work/parts/engine-nofpa.json"
 want engine-fpaall && run engine-fpaall env STUDIO_FPA_INTB=1 "$py" bench/serving.py engine \

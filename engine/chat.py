@@ -163,7 +163,8 @@ class ChatEngine:
                        # fpA_intB int4 kernels (_fpa_choice): auto = for the batched steps of bases built for them
                        fpa_intb=_fpa_choice(env("STUDIO_FPA_INTB", "auto"), self.base.meta, device),
                        # decode batch sizes, e.g. "1,2,4,8" (default: ort_backend.default_buckets)
-                       buckets=env("STUDIO_BUCKETS", "").split(",") if env("STUDIO_BUCKETS") else None)
+                       buckets=env("STUDIO_BUCKETS", "").split(",") if env("STUDIO_BUCKETS") else None,
+                       lora_a_t=env("STUDIO_LORA_A_T", "0") == "1")
         try:  # a few tokens through prefill and decode (on CUDA: the batch-1 graph captured and replayed)
             b.selftest()
         except Exception:

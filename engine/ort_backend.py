@@ -20,6 +20,11 @@ own thread serving every request as a row of one continuous batch, each row with
   for one row (3.04 vs 2.47 ms a step) and for the prefill, and much faster for batched rows (8 rows 3.77 vs
   5.03 ms). "batched" loads the model twice: the plain session runs the prefill and one-row steps, a second
   one with fpA_intB runs the steps of 2+ rows, on the same buffers (each session its own CUDA graphs).
+- lora_a_t (STUDIO_LORA_A_T): the session runs a copy of the graph whose LoRA-A products read A transposed,
+  [rows, r, K] (com.microsoft FusedMatMul, transB=1), and the A slots are laid out that way. Same arithmetic;
+  on the GPU cuBLAS then gets a "T" weight operand for the [1, K] x [K, 16] product, which it may serve
+  without the split-K pair of kernels it picks for the stored layout (bench/lora_gemm.py measures it). The
+  files on disk are unchanged (the rewritten graph lives in memory; its weights are read from the folder).
 - New requests join between steps (continuous batching); a finished or cancelled row frees its slot at
   once. Sampling per row with engine.sampling.Sampler (greedy equals onnxruntime-genai).
 On the CPU the same loop runs with the CPU execution provider and no graph (tests/test_serving.py).
@@ -108,6 +113,48 @@ def is_lora(name: str) -> bool:
     return ".lora_A." in name or ".lora_B." in name
 
 
+def graph_with_a_transposed(path: Path) -> bytes:
+    """The model at `path` (graph only; its weights stay in their external file) with every LoRA-A input
+    [rows, K, r] taken as [rows, r, K]: each MatMul(x, A) becomes FusedMatMul(x, A, transB=1), and the
+    rank-0 default initializers are reshaped. Raises ValueError when an A input feeds anything else."""
+    import onnx
+    from onnx import helper, numpy_helper
+    m = onnx.load(str(path), load_external_data=False)
+    g = m.graph
+    names = {i.name for i in g.input if ".lora_A." in i.name}
+    if not names:
+        raise ValueError("the graph has no LoRA-A inputs")
+    done = 0
+    for n in g.node:
+        hits = [j for j, x in enumerate(n.input) if x in names]
+        if not hits:
+            continue
+        if n.op_type != "MatMul" or hits != [1]:
+            raise ValueError(f"LoRA-A input {n.input[hits[0]]} feeds {n.op_type} {n.name}: expected a MatMul weight")
+        new = helper.make_node("FusedMatMul", list(n.input), list(n.output), name=n.name, domain="com.microsoft",
+                               transB=1)
+        n.CopyFrom(new)
+        done += 1
+    for i in g.input:
+        if i.name in names:
+            d = i.type.tensor_type.shape.dim
+            if len(d) != 3:
+                raise ValueError(f"LoRA-A input {i.name} has rank {len(d)}, expected 3 (the rows layout)")
+            k, r = onnx.TensorShapeProto.Dimension(), onnx.TensorShapeProto.Dimension()
+            k.CopyFrom(d[1])
+            r.CopyFrom(d[2])
+            d[1].CopyFrom(r)
+            d[2].CopyFrom(k)
+    for t in g.initializer:
+        if t.name in names:
+            a = numpy_helper.to_array(t)
+            t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(np.swapaxes(a, 1, 2)), t.name))
+    if not any(o.domain == "com.microsoft" for o in m.opset_import):
+        m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    log.info("LoRA-A transposed in %d MatMul nodes", done)
+    return m.SerializeToString()
+
+
 @dataclass
 class Request:
     ids: list[int]
@@ -140,7 +187,7 @@ class OrtBackend:
     def __init__(self, model_dir: Path, device: str = "cuda", graph: bool = True, max_rows: int = 8,
                  max_length: int | None = None, rank: int = 64, adapter_budget: int = 32,
                  batch_invariant: bool = False, base_rank0: bool = False, fpa_intb: str = "off",
-                 buckets: list[int] | None = None):
+                 buckets: list[int] | None = None, lora_a_t: bool = False):
         import onnxruntime as ort
         import onnxruntime_genai as og
         import torch
@@ -168,6 +215,8 @@ class OrtBackend:
         else:
             providers = ["CPUExecutionProvider"]
         path = str(self.model_dir / dec["filename"])
+        self.lora_a_t = bool(lora_a_t)
+        self._graph_bytes = graph_with_a_transposed(Path(path)) if self.lora_a_t else None
         self.sess = self._session(ort, path, providers, fpa=self.fpa_intb == "all", base=base)
         self.sess_batch, self.batch_session_bytes = self.sess, 0
         self.fpa_note = ""
@@ -229,7 +278,8 @@ class OrtBackend:
         self.slots: dict[str, object] = {}
         for k, dims in self.lora_dims.items():
             a = ".lora_A." in k
-            shape = (B, int(dims[1]), self.rank) if a else (B, self.rank, int(dims[2]))
+            shape = ((B, self.rank, int(dims[1])) if self.lora_a_t else (B, int(dims[1]), self.rank)) if a \
+                else (B, self.rank, int(dims[2]))
             self.slots[k] = z(shape, self.kv_np)
         self.slot_owner: list[str | None] = [None] * B   # adapter key held by each row's slots
         self.slot_ranks: list[dict] = [{} for _ in range(B)]
@@ -275,7 +325,12 @@ class OrtBackend:
             so.add_session_config_entry("ep.cuda.fpa_intb_gemm", "1")
         try:
             with _ort_env({"ORT_FPA_INTB_GEMM": "1"} if fpa else {}):
-                sess = ort.InferenceSession(path, so, providers=providers)
+                if self._graph_bytes is not None:  # the rewritten graph; its weights from the model folder
+                    so.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                                str(Path(path).parent))
+                    sess = ort.InferenceSession(self._graph_bytes, so, providers=providers)
+                else:
+                    sess = ort.InferenceSession(path, so, providers=providers)
         except Exception as e:  # noqa: BLE001
             # CUDA graph needs every node on the CUDA provider; a base built for the CPU (the embedded
             # default: int4, accuracy level 4) leaves some on the CPU and onnxruntime refuses the session.
@@ -344,7 +399,7 @@ class OrtBackend:
         held = self.slot_ranks[slot]  # {input: rank of what the row holds}; beyond it the row is zero
         for k, t in self.slots.items():
             a = ".lora_A." in k
-            row = t[slot] if not a else t[slot].T  # rank first: [r, N] for B, [r, K] for A
+            row = t[slot] if not a or self.lora_a_t else t[slot].T  # rank first: [r, N] for B, [r, K] for A
             w = src.get(k)
             r = 0 if w is None else (w.shape[1] if a else w.shape[0])
             if w is not None:
@@ -398,7 +453,7 @@ class OrtBackend:
         c = dict(self.counters)
         c["ended"] = dict(c["ended"])
         c["bucket_steps"] = dict(c["bucket_steps"])
-        c.update(resident_adapters=len(self.resident), max_rows=self.B, buckets=self.buckets, max_length=self.T, rank=self.rank,
+        c.update(resident_adapters=len(self.resident), max_rows=self.B, lora_a_t=self.lora_a_t, buckets=self.buckets, max_length=self.T, rank=self.rank,
                  cuda_graph=self.graph, fpa_intb=self.fpa_intb, fpa_note=self.fpa_note,
                  sessions=1 + (self.sess_batch is not self.sess), batch_session_bytes=self.batch_session_bytes,
                  resident_bytes=int(sum(t.numel() * t.element_size()
@@ -562,7 +617,8 @@ class OrtBackend:
             self._bind_kv(b, 0, n)
             if rank0:
                 for k, t in self.slots.items():
-                    shape = [n, t.shape[1], 0] if ".lora_A." in k else [n, 0, t.shape[2]]
+                    a = ".lora_A." in k and not self.lora_a_t
+                    shape = [n, t.shape[1], 0] if a else [n, 0, t.shape[2]]
                     b.bind_input(k, self.device, 0, self.kv_np, shape, self._rank0.data_ptr())
             else:
                 self._bind_slots(b, 0, n)

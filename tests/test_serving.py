@@ -303,6 +303,44 @@ def test_base_rank0_steps_equal_og_and_leave_adapter_rows_alone(og_engine, ort_e
         e.close()
 
 
+def test_lora_a_transposed_graph_answers_as_og(og_engine, engine_scratch, monkeypatch):
+    """STUDIO_LORA_A_T=1: the ort backend runs an in-memory copy of the graph whose LoRA-A products read A
+    as [rows, r, K] (FusedMatMul transB=1) with slots laid out so. Greedy answers equal og's for the base,
+    every adapter (also ranks 8 and 4 padded into the slots) and compare rows; the model folder is untouched."""
+    import onnx
+
+    from engine.ort_backend import graph_with_a_transposed
+    before = {p.name: p.stat().st_mtime_ns for p in MODEL.iterdir()}
+    m = onnx.load_from_string(graph_with_a_transposed(MODEL / "model.onnx"))
+    fused = [n for n in m.graph.node if n.op_type == "FusedMatMul"]
+    a_in = [i for i in m.graph.input if ".lora_A." in i.name]
+    assert fused and len(fused) == len(a_in) and all(n.input[1] in {i.name for i in a_in} for n in fused)
+    assert not [n for n in m.graph.node if n.op_type == "MatMul" and ".lora_A." in n.input[1]]
+    monkeypatch.setenv("STUDIO_LORA_A_T", "1")
+    e = ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu")
+    try:
+        assert e.backend.lora_a_t and e.serving_stats()["lora_a_t"]
+        k = next(n for n in e.backend.slots if ".lora_A." in n)
+        assert e.backend.slots[k].shape[1] == e.backend.rank  # [rows, r, K]
+        for v in og_engine.variants():
+            assert e.generate(MSG, v, GREEDY)[0] == og_engine.generate(MSG, v, GREEDY)[0], v
+        for a, b in (("travel", "pirate"), ("base", "travel")):
+            assert list(e.compare(MSG, a, b, GREEDY))[-1][:2] == list(og_engine.compare(MSG, a, b, GREEDY))[-1][:2]
+    finally:
+        e.close()
+    og = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend="og", provider="cpu")
+    ort = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend="ort", max_rows=4,
+                     provider="cpu")
+    try:
+        p = SamplingParams(max_new_tokens=40)
+        for v in og.variants():
+            assert ort.generate(MSG, v, p)[0] == og.generate(MSG, v, p)[0], v
+    finally:
+        og.close()
+        ort.close()
+    assert {p.name: p.stat().st_mtime_ns for p in MODEL.iterdir()} == before
+
+
 ELIGIBLE = {"precision": "int4", "block_size": 32, "symmetric": True, "execution_provider": "cuda"}
 
 
