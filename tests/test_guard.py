@@ -21,14 +21,18 @@ class Clock:
         return self.t
 
 
-async def _inner(scope, receive, send):
-    """Reads the body to its end, then answers: /login 200 for PASSWORD else 400, anything else 200."""
+async def _body(receive) -> bytes:
     body = b""
     while True:
         msg = await receive()
         body += msg.get("body") or b""
         if not msg.get("more_body"):
-            break
+            return body
+
+
+async def _inner(scope, receive, send):
+    """Reads the body to its end, then answers: /login 200 for PASSWORD else 400, anything else 200."""
+    body = await _body(receive)
     ok = not scope["path"].endswith("/login") or body == PASSWORD
     await send({"type": "http.response.start", "status": 200 if ok else 400, "headers": []})
     await send({"type": "http.response.body", "body": b"{}"})
@@ -138,13 +142,7 @@ def test_chat_with_thousands_of_tiny_messages_is_refused_before_gradio_parses_it
     got = []
 
     async def app(scope, receive, send):
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body") or b""
-            if not msg.get("more_body"):
-                break
-        got.append(body)
+        got.append(await _body(receive))
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
