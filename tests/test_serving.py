@@ -303,7 +303,7 @@ def test_base_rank0_steps_equal_og_and_leave_adapter_rows_alone(og_engine, ort_e
         e.close()
 
 
-def test_lora_a_transposed_graph_answers_as_og(og_engine, engine_scratch, monkeypatch):
+def test_lora_a_transposed_graph_answers_as_og(og_engine, engine_scratch, monkeypatch, tmp_path):
     """STUDIO_LORA_A_T=1: the ort backend runs an in-memory copy of the graph whose LoRA-A products read A
     as [rows, r, K] (FusedMatMul transB=1) with slots laid out so. Greedy answers equal og's for the base,
     every adapter (also ranks 8 and 4 padded into the slots) and compare rows; the model folder is untouched."""
@@ -339,6 +339,22 @@ def test_lora_a_transposed_graph_answers_as_og(og_engine, engine_scratch, monkey
         og.close()
         ort.close()
     assert {p.name: p.stat().st_mtime_ns for p in MODEL.iterdir()} == before
+    # weights in an external file, as in real builds (model.onnx.data): the in-memory graph reads them from
+    # the model's folder, whatever the working directory
+    import shutil
+    ext = tmp_path / "ext"
+    shutil.copytree(MODEL, ext)
+    m = onnx.load(str(ext / "model.onnx"))
+    onnx.save(m, str(ext / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
+    assert (ext / "model.onnx.data").stat().st_size > 10_000_000 and (ext / "model.onnx").stat().st_size < 1_000_000
+    monkeypatch.chdir(tmp_path)
+    e = ChatEngine(ext, ADAPTERS, backend="ort", provider="cpu")
+    try:
+        assert e.backend.lora_a_t
+        for v in ("base", "travel"):
+            assert e.generate(MSG, v, GREEDY)[0] == og_engine.generate(MSG, v, GREEDY)[0], v
+    finally:
+        e.close()
 
 
 ELIGIBLE = {"precision": "int4", "block_size": 32, "symmetric": True, "execution_provider": "cuda"}
