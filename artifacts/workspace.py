@@ -58,10 +58,15 @@ class Workspace:
     def relative(self, path) -> str | None:
         """`path` relative to the workspace root (posix, '.' for the root) when it lies inside it, else None:
         how a path is shown or recorded without naming the server's folders."""
-        try:
-            return Path(path).resolve().relative_to(self.root.resolve()).as_posix() or "."
-        except ValueError:
-            return None
+        # as named first (models/<x> or data/ may be links to elsewhere: still shown inside the workspace),
+        # then with links resolved. For showing and recording only: what a request may touch is artifacts.policy's
+        for p, root in ((Path(os.path.abspath(path)), Path(os.path.abspath(self.root))),
+                        (Path(path).resolve(), self.root.resolve())):
+            try:
+                return p.relative_to(root).as_posix() or "."
+            except ValueError:
+                pass
+        return None
 
     def shown(self, path) -> str:
         """How a file is named in what a build records and shows (metadata, job results, messages): relative

@@ -21,6 +21,7 @@ Standard library only: exported Spaces ship this file as deploy/launch.py."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -144,11 +145,20 @@ KNOWN_CLIENTS = 1000      # clients remembered as having logged in (exempt from 
 MAX_JSON_ITEMS = 5000     # objects and arrays in one JSON body: Gradio's parsing of a chat history costs ~0.2 ms
                           # a message (red team: ~7,800 one-character messages in 503 kB took 1.6 CPU-s, 16x a
                           # normal chat); a chat at the prompt limit has far fewer (3 items a message at most)
+BODY_DEADLINE_S = 30.0    # a JSON body (<= 512 kB) not received in this time: 408 (slow-body connections)
+BUFFER_CAP = 64 * 2**20   # bytes of JSON bodies held at once for the item check, all requests together: 503 beyond
+LOGIN_ROUTES = ("/login",)                 # Gradio's routes, exactly (rstrip("/")): a suffix match let
+UPLOAD_ROUTES = ("/gradio_api/upload",)    # /gradio_api/run/login or .../run/upload skip the JSON check
 
 
 def json_items(body: bytes) -> int | None:
-    """Objects and arrays in a JSON body, or None when it is not JSON (a login form, say)."""
+    """Objects and arrays in a JSON body (None: more than MAX_JSON_ITEMS brackets but not JSON). Cheap for
+    the usual body: one with at most MAX_JSON_ITEMS brackets in all (strings included) gives that count, an
+    upper bound, unparsed; only bodies with more brackets are parsed and their items counted."""
     import json
+    brackets = body.count(b"{") + body.count(b"[")
+    if brackets <= MAX_JSON_ITEMS:
+        return brackets
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -180,6 +190,8 @@ class RequestGuard:
         self._fails: dict[str, tuple[int, float]] = {}   # client -> (failures, time of the last one)
         self._uploads: list[tuple[float, int]] = []      # (time, bytes) of recent upload bodies
         self._lock = threading.Lock()
+        self._buffered = 0                                # bytes of JSON bodies held for the item check
+        self._check = None                                # asyncio.Semaphore: one parse at a time, off the loop
 
     def _recent_locked(self) -> int:
         """(self._lock held) Bytes of upload bodies taken in the last UPLOAD_WINDOW_S; older ones forgotten."""
@@ -234,6 +246,23 @@ class RequestGuard:
                 self._fails.pop(oldest, None)
 
     @staticmethod
+    async def _read_all(receive) -> list:
+        msgs = []
+        while True:
+            msg = await receive()
+            msgs.append(msg)
+            if msg.get("type") != "http.request" or not msg.get("more_body"):
+                return msgs
+
+    async def _items_off_loop(self, body: bytes) -> int | None:
+        """json_items of a body with many brackets, in a worker thread, one at a time: the event loop keeps
+        serving while it is parsed, and a flood of such bodies costs one parse at a time."""
+        if self._check is None:
+            self._check = asyncio.Semaphore(1)
+        async with self._check:
+            return await asyncio.to_thread(json_items, body)
+
+    @staticmethod
     async def _answer(send, status: int, text: str, headers: list | None = None) -> None:
         body = ('{"detail": "%s"}' % text.replace('"', "'")).encode()
         await send({"type": "http.response.start", "status": status,
@@ -245,8 +274,8 @@ class RequestGuard:
         if scope.get("type") != "http":
             return await self.app(scope, receive, send)
         method, path = scope.get("method"), scope.get("path", "").rstrip("/")
-        upload = method == "POST" and path.endswith("/upload")
-        login = method == "POST" and path.endswith("/login")
+        upload = method == "POST" and path in UPLOAD_ROUTES
+        login = method == "POST" and path in LOGIN_ROUTES
         # uploads may be as big as an upload; other bodies (the API's JSON, the login form) far smaller
         limit = self.max_body if upload else self.max_request
         too_big = f"request body over the {limit / 1e6:g} MB limit" if upload else \
@@ -317,18 +346,27 @@ class RequestGuard:
 
         app_receive = limited_receive
         if method == "POST" and not upload and not login:
-            # the whole body first (at most max_request), so that a JSON one with too many items is refused
-            # before Gradio parses it; then handed on as it came
+            # the whole body first (at most max_request, within BODY_DEADLINE_S, BUFFER_CAP for all requests),
+            # so that a JSON one with too many items is refused before Gradio parses it; then handed on as it came
+            hold = declared if declared is not None else limit
+            with self._lock:
+                full = self._buffered + hold > BUFFER_CAP
+                if not full:
+                    self._buffered += hold
+            if full:
+                return await self._answer(send, 503, "server busy: try again", [(b"retry-after", b"5")])
             try:
-                msgs = []
-                while True:
-                    msg = await limited_receive()
-                    msgs.append(msg)
-                    if msg.get("type") != "http.request" or not msg.get("more_body"):
-                        break
+                msgs = await asyncio.wait_for(self._read_all(limited_receive), BODY_DEADLINE_S)
+                body = b"".join(m.get("body") or b"" for m in msgs)
+                brackets = body.count(b"{") + body.count(b"[")  # an upper bound on the items, at C speed
+                items = brackets if brackets <= MAX_JSON_ITEMS else await self._items_off_loop(body)
             except _TooBig:
                 return await self._answer(send, 413, too_big)
-            items = json_items(b"".join(m.get("body") or b"" for m in msgs))
+            except asyncio.TimeoutError:
+                return await self._answer(send, 408, f"request body not received within {BODY_DEADLINE_S:g} s")
+            finally:
+                with self._lock:
+                    self._buffered -= hold
             if items is not None and items > MAX_JSON_ITEMS:
                 return await self._answer(send, 413, f"request with {items:,} JSON items; at most "
                                           f"{MAX_JSON_ITEMS:,} are accepted (clear the chat)")

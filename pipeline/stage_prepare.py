@@ -127,7 +127,7 @@ def run(job, d: Path) -> dict:
             ep = "cuda" if _has_cuda() else "cpu"
     else:
         ep = meta.get("execution_provider", "cpu")
-    job.log.log(f"model {model_dir}; {len(train)} training examples; "
+    job.log.log(f"model {job.ws.shown(model_dir)}; {len(train)} training examples; "  # the page shows the log
                 + data.heldout_note(len(examples), r.eval_file, len(held), r.eval_fraction, r.lora.seed)
                 + f"; ONNX for {ep}")
     return {"model_dir": str(model_dir), "model_fingerprint": job.fingerprint(model_dir),

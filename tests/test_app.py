@@ -105,12 +105,13 @@ def test_sampling_with_seed_is_reproducible(app):
     ("hello", "no-such-adapter", BASE, "unknown adapter 'no-such-adapter'"),
     ("   ", "base", BASE, "empty message"),
     ("hello", "base", "no-such-base", "unknown base model 'no-such-base'"),
+    ("hello", "base", "", "no ONNX base model in models"),  # named relative to the workspace (red team)
 ])
 def test_bad_requests_give_readable_errors(app, message, variant, base, expect):
     hist, other, box, stats = chat(app["client"], message, variant, base=base)
     assert hist == [] and other == []
     assert stats.startswith("⚠ error:") and expect in stats, stats
-    assert "Traceback" not in stats
+    assert "Traceback" not in stats and str(app["ws"].resolve()) not in stats
 
 
 def test_library_lists_base_and_adapters(app):
@@ -156,6 +157,15 @@ def test_build_from_api_then_chat_without_restart(app):
     shown = json.dumps(s) + meta + str(client.predict(name, api_name="/adapter_eval"))
     assert str(ws.resolve()) not in shown and str(ROOT) not in shown, shown[:3000]
     assert json.loads(meta)["dataset"]["eval_source"] == "data/travel/test.jsonl"
+    # ... nor does the log every open page polls, nor the recipe the form is filled from (third red-team pass:
+    # "model <workspace>/models/default-hf" in the log; the recipe's paths absolute because models/default-hf
+    # and data/ are links here)
+    events = [json.loads(x) for x in (ws / "runs" / job / "events.jsonl").read_text().splitlines() if x.strip()]
+    logged = "\n".join(e.get("message", "") for e in events if e.get("type") == "log")
+    assert "model models/default-hf;" in logged and str(ws.resolve()) not in logged, logged[:2000]
+    recipe = client.predict(job, api_name="/job_recipe")
+    assert recipe["fields"]["base_model"] == "models/default-hf", recipe
+    assert recipe["fields"]["train_file"] == "data/travel/train.jsonl", recipe
     assert not (ROOT / "adapters" / name).exists()
     assert (set(os.listdir(ROOT / "adapters")) if (ROOT / "adapters").exists() else set()) == repo_adapters
     # the pickers see it without a restart
@@ -175,6 +185,10 @@ def test_build_from_api_then_chat_without_restart(app):
 
 
 def test_build_with_bad_recipe_is_refused(app):
+    bad = app["ws"] / "data" / "README.md"  # a file that is not training data, inside the linked data/
+    r = app["client"].predict({"train_file": "data/README.md"}, api_name="/build_recipe")
+    assert not r["ok"] and "bad data file: data/README.md:1" in r["error"], r
+    assert str(bad.resolve().parent) not in r["error"] and str(app["ws"].resolve()) not in r["error"], r
     r = app["client"].predict({"lora": {"r": 0}}, api_name="/build_recipe")
     assert not r["ok"] and "lora.r" in r["error"]
     r = app["client"].predict({"no_such_field": 1}, api_name="/build_recipe")

@@ -127,5 +127,14 @@ def test_form_shows_workspace_paths_relative(tmp_path):
     assert (got["base_model"], got["train_file"]) == ("models/mine", "uploads/x-1.jsonl")
     assert got["eval_file"] == str(tmp_path / "elsewhere" / "t.jsonl")
     assert dict(zip(FIELD_NAMES, form_values(r, "default")[1:]))["train_file"] == str(ws / "uploads" / "x-1.jsonl")
+    # models/<x> or data/ may be links to elsewhere (as in the tests' workspaces): still named inside it
+    import os
+    (tmp_path / "real" / "mine").mkdir(parents=True)
+    (ws / "models").mkdir(parents=True)
+    os.symlink(tmp_path / "real", ws / "data")
+    os.symlink(tmp_path / "real" / "mine", ws / "models" / "mine")
+    linked = Recipe(base="", base_model=str(ws / "models" / "mine"), train_file=str(ws / "data" / "t.jsonl"))
+    got = dict(zip(FIELD_NAMES, form_values(linked, "default", Workspace(ws))[1:]))
+    assert (got["base_model"], got["train_file"]) == ("models/mine", "data/t.jsonl")
     hub = Recipe(base="", base_model="microsoft/Phi-3.5-mini-instruct")
     assert dict(zip(FIELD_NAMES, form_values(hub, "default", Workspace(ws))[1:]))["base_model"] == "microsoft/Phi-3.5-mini-instruct"

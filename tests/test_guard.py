@@ -178,6 +178,42 @@ def test_chat_with_thousands_of_tiny_messages_is_refused_before_gradio_parses_it
     assert post(b"password=x&user=y") == 200 and got[-1] == b"password=x&user=y"  # not JSON: passed on
 
 
+def test_json_check_routes_are_exact_and_bodies_are_bounded(monkeypatch):
+    """Re-attack 2026-12-06 (third pass): /gradio_api/run/login and /gradio_api/run/upload (Gradio's direct-call
+    route, which takes fn_index whatever the name) were taken for the login and upload routes by a suffix
+    match and skipped the JSON check; bodies were buffered without a deadline or a bound over all requests."""
+    import json
+
+    import deploy.launch as L
+    many = json.dumps([[] for _ in range(6_000)]).encode()
+    guard, _ = _guard()
+    for path in ("/gradio_api/run/login", "/gradio_api/api/login/", "/gradio_api/run/upload", "/x/login",
+                 "/gradio_api/queue/join", "/gradio_api/queue/join/"):
+        assert asyncio.run(_request(guard, path, many)) == 413, path
+    assert asyncio.run(_request(guard, "/gradio_api/upload", many)) == 200  # the upload route keeps its own limits
+    # a body that does not arrive in time: 408
+    monkeypatch.setattr(L, "BODY_DEADLINE_S", 0.2)
+
+    async def slow():
+        gate = asyncio.Event()  # never set
+        return await _request(guard, "/gradio_api/queue/join", b"{}", gate=gate)
+    assert asyncio.run(slow()) == 408
+    # bodies held at once are bounded over all requests: 503 beyond, and the reservation is given back
+    monkeypatch.setattr(L, "BODY_DEADLINE_S", 30.0)
+    monkeypatch.setattr(L, "BUFFER_CAP", 3 * 1000)
+
+    async def held():
+        gate = asyncio.Event()
+        tasks = [asyncio.create_task(_request(guard, "/gradio_api/queue/join", b"0" * 1000, gate=gate))
+                 for _ in range(5)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(*tasks)
+    codes = asyncio.run(held())
+    assert codes.count(200) == 3 and codes.count(503) == 2, codes
+    assert guard._buffered == 0 and asyncio.run(_request(guard, "/gradio_api/queue/join", b"{}")) == 200
+
+
 def test_upload_cannot_send_more_than_it_declared():
     """Re-attack 2026-12-06: Content-Length 100 plus Transfer-Encoding: chunked and a 7.5 MB body; the guard
     reserved 4 kB and the server read the chunked body, so 30 at once took 214 MB against a 160 MB budget.

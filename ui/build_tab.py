@@ -131,7 +131,7 @@ def form_values(recipe: Recipe, fallback_base: str | None, ws: Workspace | None 
     if ws is not None:
         for i in map(FIELD_NAMES.index, PATH_FIELDS):
             if isinstance(values[i], str) and Path(values[i]).is_absolute():
-                values[i] = ws.relative(values[i]) or values[i]
+                values[i] = ws.relative(values[i]) or values[i]  # outside: a root the operator allowed
     return [MODE_BASE if not recipe.base else MODE_ADAPTER] + values
 
 
@@ -716,7 +716,8 @@ def create_build_tab(app: AppEngine) -> BuildTab:
 def _check_data(app: AppEngine, recipe: Recipe) -> None:
     for f in (recipe.train_file, recipe.eval_file):
         if f and f.strip():
+            path = app.ws.resolve_input(f)
             try:
-                load_examples(app.ws.resolve_input(f), recipe.data_format)
-            except DataError as e:
-                raise UIError(f"bad data file: {e}") from None
+                load_examples(path, recipe.data_format)
+            except DataError as e:  # named as the workspace names it, never the server's folders
+                raise UIError(f"bad data file: {str(e).replace(str(path), app.ws.shown(path))}") from None

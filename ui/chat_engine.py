@@ -93,10 +93,20 @@ class ChatEngineSide:
         return (isinstance(base, str) and artifacts.safe_name(base) and d.name == base
                 and artifacts.is_real_dir(d) and artifacts.is_regular(d / "genai_config.json"))
 
+    def _shown(self, path) -> str:
+        """A folder as the page may name it: relative to the workspace (never the server's folders)."""
+        shown = getattr(self.ws, "shown", None)
+        if shown is not None:
+            return shown(path)
+        try:
+            return Path(path).resolve().relative_to(Path(self.ws.root).resolve()).as_posix() or "."
+        except ValueError:
+            return Path(path).name
+
     def chat(self, base: str | None):
         """The ChatEngine of models/<base>/ (created on first use, then kept)."""
         if not base:
-            raise UIError(f"no ONNX base model in {self.models_dir}{self.no_base_hint}")
+            raise UIError(f"no ONNX base model in {self._shown(self.models_dir)}{self.no_base_hint}")
         if not self._is_base(base):
             raise UIError(f"unknown base model {base!r}; available: {', '.join(self.base_names()) or 'none'}")
         with self._chat_lock:
