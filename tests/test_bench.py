@@ -126,3 +126,29 @@ def test_int4_quality_on_the_default_model(tmp_path):
         for f in ("fp32", "sym32"):
             assert r[f][f"{k}_adapter_loss"] < 0.3 * r[f][f"{k}_base_loss"], (f, k, r[f])
         assert 0.97 < r["sym32"][f"{k}_adapter_ppl_over_fp32"] < 1.05, r["sym32"]
+
+
+def test_lora_gemm_graphs_compute_the_lora_chain(tmp_path):
+    """bench/lora_gemm.py's onnxruntime chains (timed on the GPU) compute base + x A B in every layout:
+    run here on the CPU provider against numpy, with A (and B) given transposed where the layout reads them so."""
+    import numpy as np
+    import onnxruntime as ort
+    sys.path.insert(0, str(ROOT / "bench"))
+    import lora_gemm as L
+    rng = np.random.default_rng(0)
+    M, N = 2, L.NS[0]
+    x = rng.standard_normal((M, 1, L.K)).astype(np.float16)
+    bases = {n: rng.standard_normal((M, 1, n)).astype(np.float16) for n in L.NS}
+    shapes = dict(L.ort_graph("rows", M, str(tmp_path / "rows.onnx")))
+    w = {n: (rng.standard_normal(s) * 0.05).astype(np.float16) for n, s in shapes.items()}
+    f32 = lambda a: a.astype(np.float32)  # noqa: E731
+    lora = f32(bases[N]) + f32(x) @ f32(w["A0"]) @ f32(w["B0"])
+    t = lambda a: np.ascontiguousarray(np.swapaxes(a, 1, 2))  # noqa: E731
+    for v in ("rows", "at", "at_bt", "none"):
+        L.ort_graph(v, M, str(tmp_path / f"{v}.onnx"))
+        given = {n: t(a) if (n[0] == "A" and v in ("at", "at_bt")) or (n[0] == "B" and v == "at_bt") else a
+                 for n, a in w.items()}
+        sess = ort.InferenceSession(str(tmp_path / f"{v}.onnx"), providers=["CPUExecutionProvider"])
+        out = f32(sess.run(["y0"], {"x": x, **{f"base{n}": b for n, b in bases.items()}, **given})[0])
+        want = 2 * f32(bases[N]) if v == "none" else lora
+        assert np.abs(out - want).max() <= 2e-2 * np.abs(want).max(), v
