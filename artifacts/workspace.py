@@ -74,12 +74,17 @@ class Workspace:
         folders. Empty stays empty."""
         if not path:
             return ""
+        return self.named(path) or Path(path).name
+
+    def named(self, path) -> str | None:
+        """`path` relative to the workspace, else to the project (data/ linked into the workspace resolves
+        there), else None."""
         rel = self.relative(path)
         if rel is None:
             try:
                 rel = Path(path).resolve().relative_to(PROJECT_ROOT.resolve()).as_posix()
             except ValueError:
-                rel = Path(path).name
+                return None
         return rel
 
     def resolve_input(self, path: str) -> Path:

@@ -136,6 +136,10 @@ class _TooBig(Exception):
     pass
 
 
+class _Busy(Exception):
+    pass
+
+
 ALL = "*"             # the key of all clients' failed logins together
 ALL_FACTOR = 4        # ... which may fail ALL_FACTOR x FAILS_FREE times before everyone has to wait
 ALL_RESET_S = 600.0   # ... and start again from 0 after ten minutes without a failure
@@ -146,7 +150,10 @@ MAX_JSON_ITEMS = 5000     # objects and arrays in one JSON body: Gradio's parsin
                           # a message (red team: ~7,800 one-character messages in 503 kB took 1.6 CPU-s, 16x a
                           # normal chat); a chat at the prompt limit has far fewer (3 items a message at most)
 BODY_DEADLINE_S = 30.0    # a JSON body (<= 512 kB) not received in this time: 408 (slow-body connections)
-BUFFER_CAP = 64 * 2**20   # bytes of JSON bodies held at once for the item check, all requests together: 503 beyond
+BUFFER_CAP = 64 * 2**20   # bytes of bodies held at once for the item check, all requests together, counted as they
+                          # arrive (headers declaring big bodies hold nothing): 503 beyond
+MAX_BRACKETS = 50_000     # more brackets than any chat within the prompt limit (32,000 characters) has: 413 unparsed
+PARSE_WAIT_S = 10.0       # the longest wait for the one parse at a time (bodies between the two limits): 503
 LOGIN_ROUTES = ("/login",)                 # Gradio's routes, exactly (rstrip("/")): a suffix match let
 UPLOAD_ROUTES = ("/gradio_api/upload",)    # /gradio_api/run/login or .../run/upload skip the JSON check
 
@@ -188,7 +195,7 @@ class RequestGuard:
         self.fails_free, self.max_wait_s, self.clock = fails_free, max_wait_s, clock
         self.upload_budget = int(upload_budget if upload_budget is not None else 20 * self.max_body)
         self._fails: dict[str, tuple[int, float]] = {}   # client -> (failures, time of the last one)
-        self._uploads: list[tuple[float, int]] = []      # (time, bytes) of recent upload bodies
+        self._uploads: list[list] = []                   # [time, bytes] of recent upload bodies
         self._lock = threading.Lock()
         self._buffered = 0                                # bytes of JSON bodies held for the item check
         self._check = None                                # asyncio.Semaphore: one parse at a time, off the loop
@@ -196,8 +203,8 @@ class RequestGuard:
     def _recent_locked(self) -> int:
         """(self._lock held) Bytes of upload bodies taken in the last UPLOAD_WINDOW_S; older ones forgotten."""
         cut = self.clock() - UPLOAD_WINDOW_S
-        self._uploads = [(t, n) for t, n in self._uploads if t >= cut]
-        return sum(n for _, n in self._uploads)
+        self._uploads = [e for e in self._uploads if e[0] >= cut]
+        return sum(e[1] for e in self._uploads)
 
     def uploaded_recently(self) -> int:
         """Bytes of upload bodies received in the last UPLOAD_WINDOW_S."""
@@ -254,13 +261,25 @@ class RequestGuard:
             if msg.get("type") != "http.request" or not msg.get("more_body"):
                 return msgs
 
-    async def _items_off_loop(self, body: bytes) -> int | None:
-        """json_items of a body with many brackets, in a worker thread, one at a time: the event loop keeps
-        serving while it is parsed, and a flood of such bodies costs one parse at a time."""
+    async def _items(self, body: bytes) -> int | None:
+        """The JSON items of a body, as json_items, for the check. Most bodies have at most MAX_JSON_ITEMS
+        brackets: that count (an upper bound, at C speed) is the answer. More than MAX_BRACKETS: refused as
+        they are (no chat within the prompt limit has that many, strings included). Between the two: parsed
+        in a worker thread, one at a time, so the event loop keeps serving; a request that cannot start its
+        parse within PARSE_WAIT_S (a flood of such bodies) gets 503."""
+        brackets = body.count(b"{") + body.count(b"[")
+        if brackets <= MAX_JSON_ITEMS or brackets > MAX_BRACKETS:
+            return brackets
         if self._check is None:
             self._check = asyncio.Semaphore(1)
-        async with self._check:
+        try:
+            await asyncio.wait_for(self._check.acquire(), PARSE_WAIT_S)
+        except asyncio.TimeoutError:
+            raise _Busy() from None
+        try:
             return await asyncio.to_thread(json_items, body)
+        finally:
+            self._check.release()
 
     @staticmethod
     async def _answer(send, status: int, text: str, headers: list | None = None) -> None:
@@ -311,7 +330,7 @@ class RequestGuard:
                 return await self._answer(send, 429, f"too many failed logins: try again in {wait:.0f} s",
                                           [(b"retry-after", str(int(wait) + 1).encode())])
             self._record(client, ok=False)  # counted now; undone below if it succeeds
-        reserved = 0
+        reserved, entry = 0, None
         if upload:
             if declared is None:
                 return await self._answer(send, 411, "uploads need a content-length")
@@ -320,7 +339,8 @@ class RequestGuard:
                     refused = True
                 else:  # at least 4 kB a request: the list stays short (budget / 4 kB entries at most)
                     refused, reserved = False, max(declared, 4096)
-                    self._uploads.append((self.clock(), reserved))
+                    entry = [self.clock(), reserved]  # what it declared, until it ends: then what arrived
+                    self._uploads.append(entry)
             if refused:
                 return await self._answer(send, 429, f"this server took its upload budget of "
                                           f"{self.upload_budget / 1e6:g} MB for the hour: try again later",
@@ -345,28 +365,36 @@ class RequestGuard:
             await send(msg)
 
         app_receive = limited_receive
-        if method == "POST" and not upload and not login:
-            # the whole body first (at most max_request, within BODY_DEADLINE_S, BUFFER_CAP for all requests),
-            # so that a JSON one with too many items is refused before Gradio parses it; then handed on as it came
-            hold = declared if declared is not None else limit
-            with self._lock:
-                full = self._buffered + hold > BUFFER_CAP
-                if not full:
-                    self._buffered += hold
-            if full:
-                return await self._answer(send, 503, "server busy: try again", [(b"retry-after", b"5")])
+        if method == "POST" and not upload:
+            # the whole body first (at most max_request, within BODY_DEADLINE_S; the bytes held by all requests
+            # together at most BUFFER_CAP, counted as they arrive), so that a JSON one with too many items is
+            # refused before Gradio parses it (login forms too, for the deadline); then handed on as it came
+            held = 0
+
+            async def holding_receive():
+                nonlocal held
+                msg = await limited_receive()
+                n = len(msg.get("body") or b"")
+                with self._lock:
+                    full = self._buffered + n > BUFFER_CAP
+                    if not full:
+                        self._buffered += n
+                        held += n
+                if full:
+                    raise _Busy()
+                return msg
             try:
-                msgs = await asyncio.wait_for(self._read_all(limited_receive), BODY_DEADLINE_S)
-                body = b"".join(m.get("body") or b"" for m in msgs)
-                brackets = body.count(b"{") + body.count(b"[")  # an upper bound on the items, at C speed
-                items = brackets if brackets <= MAX_JSON_ITEMS else await self._items_off_loop(body)
+                msgs = await asyncio.wait_for(self._read_all(holding_receive), BODY_DEADLINE_S)
+                items = None if login else await self._items(b"".join(m.get("body") or b"" for m in msgs))
             except _TooBig:
                 return await self._answer(send, 413, too_big)
+            except _Busy:
+                return await self._answer(send, 503, "server busy: try again", [(b"retry-after", b"5")])
             except asyncio.TimeoutError:
                 return await self._answer(send, 408, f"request body not received within {BODY_DEADLINE_S:g} s")
             finally:
                 with self._lock:
-                    self._buffered -= hold
+                    self._buffered -= held
             if items is not None and items > MAX_JSON_ITEMS:
                 return await self._answer(send, 413, f"request with {items:,} JSON items; at most "
                                           f"{MAX_JSON_ITEMS:,} are accepted (clear the chat)")
@@ -379,6 +407,10 @@ class RequestGuard:
             if started:
                 raise
             return await self._answer(send, 413, too_big)
+        finally:
+            if entry is not None:  # the budget counts what arrived (a request refused before its body, e.g.
+                with self._lock:   # without login, costs nothing), not what was declared
+                    entry[1] = min(received, reserved)  # (what went past the reservation was never handed on)
         if login and status and status < 400:
             self._record(client, ok=True)
 

@@ -136,5 +136,11 @@ def test_form_shows_workspace_paths_relative(tmp_path):
     linked = Recipe(base="", base_model=str(ws / "models" / "mine"), train_file=str(ws / "data" / "t.jsonl"))
     got = dict(zip(FIELD_NAMES, form_values(linked, "default", Workspace(ws))[1:]))
     assert (got["base_model"], got["train_file"]) == ("models/mine", "data/t.jsonl")
+    # a data file pinned with its links resolved (into the project's data/, which the workspace links):
+    # named relative to the project, as a request names it (re-attack: the server path showed)
+    from conftest import ROOT
+    pinned = Recipe(base="", base_model="x/y", train_file=str((ROOT / "data" / "travel" / "train.jsonl").resolve()))
+    got = dict(zip(FIELD_NAMES, form_values(pinned, "default", Workspace(ws))[1:]))
+    assert got["train_file"] == "data/travel/train.jsonl"
     hub = Recipe(base="", base_model="microsoft/Phi-3.5-mini-instruct")
     assert dict(zip(FIELD_NAMES, form_values(hub, "default", Workspace(ws))[1:]))["base_model"] == "microsoft/Phi-3.5-mini-instruct"

@@ -198,20 +198,96 @@ def test_json_check_routes_are_exact_and_bodies_are_bounded(monkeypatch):
         gate = asyncio.Event()  # never set
         return await _request(guard, "/gradio_api/queue/join", b"{}", gate=gate)
     assert asyncio.run(slow()) == 408
-    # bodies held at once are bounded over all requests: 503 beyond, and the reservation is given back
+    # a slow login form too (it was not held before: one byte every 20 s stayed open)
+    assert asyncio.run(_request(guard, "/login", PASSWORD, gate=asyncio.Event())) == 408
     monkeypatch.setattr(L, "BODY_DEADLINE_S", 30.0)
-    monkeypatch.setattr(L, "BUFFER_CAP", 3 * 1000)
 
-    async def held():
+
+def _two_part_request(guard, path, first: bytes, second: bytes, gate: asyncio.Event, declare: int | None = None):
+    """A request whose body arrives in two parts, the second once `gate` is set. Gives the status."""
+    size = declare if declare is not None else len(first) + len(second)
+    scope = {"type": "http", "method": "POST", "path": path, "client": ("192.0.2.7", 1),
+             "headers": [(b"content-length", str(size).encode())]}
+    parts, status = [first, second], []
+
+    async def receive():
+        if len(parts) == 1:
+            await gate.wait()
+        return {"type": "http.request", "body": parts.pop(0), "more_body": bool(parts)}
+
+    async def send(msg):
+        if msg["type"] == "http.response.start":
+            status.append(msg["status"])
+
+    async def run():
+        await guard(scope, receive, send)
+        return status[0]
+    return run()
+
+
+def test_held_bodies_count_what_arrived(monkeypatch):
+    """Re-attack (fourth pass): the bound on bodies held for the JSON check counted each request's declared
+    size, so 128 connections that sent headers only (Content-Length 512 kB) made every chat 503 for 30 s,
+    again and again. Now it counts the bytes that arrived: idle connections hold nothing; bodies that arrive
+    in part and stall hold what they sent, up to BUFFER_CAP in all (503 beyond); all is given back."""
+    import deploy.launch as L
+    monkeypatch.setattr(L, "BUFFER_CAP", 3 * 1000 + 100)  # three stalled bodies fit, a fourth does not
+    guard, _ = _guard()
+
+    async def scenario():
         gate = asyncio.Event()
-        tasks = [asyncio.create_task(_request(guard, "/gradio_api/queue/join", b"0" * 1000, gate=gate))
-                 for _ in range(5)]
+        idle = [asyncio.create_task(_two_part_request(guard, "/gradio_api/queue/join", b"", b"{}", gate,
+                                                      declare=500_000)) for _ in range(20)]
         await asyncio.sleep(0.05)
+        alone = await _request(guard, "/gradio_api/queue/join", b"{}")  # not blocked by headers alone
+        stalled = [asyncio.create_task(_two_part_request(guard, "/gradio_api/queue/join", b"0" * 1000, b"0",
+                                                         gate)) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        held = guard._buffered
         gate.set()
-        return await asyncio.gather(*tasks)
-    codes = asyncio.run(held())
-    assert codes.count(200) == 3 and codes.count(503) == 2, codes
-    assert guard._buffered == 0 and asyncio.run(_request(guard, "/gradio_api/queue/join", b"{}")) == 200
+        return alone, held, await asyncio.gather(*stalled), await asyncio.gather(*idle)
+    alone, held, codes, idle = asyncio.run(scenario())
+    assert alone == 200 and held == 3000 and sorted(codes) == [200, 200, 200, 503, 503], (alone, held, codes)
+    assert set(idle) == {200} and guard._buffered == 0
+
+
+def test_upload_budget_counts_what_arrived():
+    """Re-attack (fourth pass): the declared size was charged to the hourly upload budget before Gradio's login
+    check, so 20 header-only requests without login (401) used up the owner's budget for an hour. Now an
+    upload costs what arrived (at most what it declared)."""
+    async def gradio(scope, receive, send):  # Gradio: 401 before reading an upload without login
+        if dict(scope["headers"]).get(b"cookie") != b"access-token=ok":
+            await send({"type": "http.response.start", "status": 401, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}"})
+            return
+        await _inner(scope, receive, send)
+    guard = RequestGuard(gradio, max_body=1_000_000, upload_budget=1_000_000)
+    for _ in range(20):
+        assert asyncio.run(_request(guard, "/gradio_api/upload", b"x" * 10, declare=900_000)) == 401
+    assert guard.uploaded_recently() == 0
+    ok = asyncio.run(_request(guard, "/gradio_api/upload", b"x" * 600_000, headers=[("cookie", "access-token=ok")]))
+    assert ok == 200 and guard.uploaded_recently() == 600_000
+
+
+def test_bracket_heavy_bodies_parse_one_at_a_time_and_never_wait_long(monkeypatch):
+    """Bodies with more than MAX_JSON_ITEMS brackets are parsed (one at a time, off the event loop); a text
+    with brackets inside strings passes; over MAX_BRACKETS is refused unparsed; a request that cannot start
+    its parse within PARSE_WAIT_S gets 503 instead of waiting behind a flood."""
+    import json
+
+    import deploy.launch as L
+    guard, _ = _guard()
+    pasted = json.dumps({"data": ["[" * 6_000 + "{" * 100]}).encode()  # brackets inside one string: 3 items
+    assert asyncio.run(_request(guard, "/gradio_api/queue/join", pasted)) == 200
+    assert asyncio.run(_request(guard, "/gradio_api/queue/join", b"[" * 60_000 + b"]" * 60_000)) == 413
+    monkeypatch.setattr(L, "PARSE_WAIT_S", 0.1)
+
+    async def behind_a_parse():
+        guard._check = asyncio.Semaphore(1)
+        await guard._check.acquire()  # a parse in progress that does not end in time
+        return await _request(guard, "/gradio_api/queue/join", pasted)
+    assert asyncio.run(behind_a_parse()) == 503
+    assert guard._buffered == 0
 
 
 def test_upload_cannot_send_more_than_it_declared():

@@ -131,7 +131,7 @@ def form_values(recipe: Recipe, fallback_base: str | None, ws: Workspace | None 
     if ws is not None:
         for i in map(FIELD_NAMES.index, PATH_FIELDS):
             if isinstance(values[i], str) and Path(values[i]).is_absolute():
-                values[i] = ws.relative(values[i]) or values[i]  # outside: a root the operator allowed
+                values[i] = ws.named(values[i]) or values[i]  # outside both: a root the operator allowed
     return [MODE_BASE if not recipe.base else MODE_ADAPTER] + values
 
 
