@@ -152,6 +152,9 @@ MAX_JSON_ITEMS = 5000     # objects and arrays in one JSON body: Gradio's parsin
 BODY_DEADLINE_S = 30.0    # a JSON body (<= 512 kB) not received in this time: 408 (slow-body connections)
 BUFFER_CAP = 64 * 2**20   # bytes of bodies held at once for the item check, all requests together, counted as they
                           # arrive (headers declaring big bodies hold nothing): 503 beyond
+ANON_MAX = 16 * 1024      # POST bodies of clients not signed in (auth on): the login form, Gradio's few open routes
+ANON_BUFFER_CAP = 16 * 2**20  # ... and what they may hold at once, all together (signed-in bodies have their own)
+ANON_DEADLINE_S = 10.0    # ... and how long their body may take
 MAX_BRACKETS = 50_000     # more brackets than any chat within the prompt limit (32,000 characters) has: 413 unparsed
 PARSE_WAIT_S = 10.0       # the longest wait for the one parse at a time (bodies between the two limits): 503
 LOGIN_ROUTES = ("/login",)                 # Gradio's routes, exactly (rstrip("/")): a suffix match let
@@ -197,7 +200,7 @@ class RequestGuard:
         self._fails: dict[str, tuple[int, float]] = {}   # client -> (failures, time of the last one)
         self._uploads: list[list] = []                   # [time, bytes] of recent upload bodies
         self._lock = threading.Lock()
-        self._buffered = 0                                # bytes of JSON bodies held for the item check
+        self._buffered_in = {"user": 0, "anon": 0}        # bytes of bodies held for the item check, per pool
         self._check = None                                # asyncio.Semaphore: one parse at a time, off the loop
 
     def _recent_locked(self) -> int:
@@ -253,6 +256,34 @@ class RequestGuard:
                 self._fails.pop(oldest, None)
 
     @staticmethod
+    def signed_in(scope) -> bool | None:
+        """Whether the request carries a live Gradio session (True also when the app has no login), from the
+        app Starlette puts in the scope: its session cookie and token table (gradio 6's `get_current_user`).
+        None when that cannot be told (another app, a custom auth dependency)."""
+        app = scope.get("app")
+        tokens, cookie_id = getattr(app, "tokens", None), getattr(app, "cookie_id", None)
+        if not isinstance(tokens, dict) or not cookie_id or getattr(app, "auth_dependency", None) is not None:
+            return None
+        if getattr(app, "auth", None) is None:
+            return True
+        from starlette.requests import cookie_parser
+        cookies = {}
+        for k, v in scope.get("headers") or []:
+            if k == b"cookie":
+                cookies.update(cookie_parser(v.decode("latin-1")))
+        token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
+        return token is not None and token in tokens
+
+    def _unrecord(self, client: str) -> None:
+        """A login attempt counted as failed on arrival that never reached the password check (the guard
+        answered it: busy, too slow, too big): not a guess, so not counted."""
+        with self._lock:
+            for key in (client, ALL):
+                n, last = self._fails.get(key, (0, 0.0))
+                if n > 0:
+                    self._fails[key] = (n - 1, last)
+
+    @staticmethod
     async def _read_all(receive) -> list:
         msgs = []
         while True:
@@ -295,10 +326,15 @@ class RequestGuard:
         method, path = scope.get("method"), scope.get("path", "").rstrip("/")
         upload = method == "POST" and path in UPLOAD_ROUTES
         login = method == "POST" and path in LOGIN_ROUTES
-        # uploads may be as big as an upload; other bodies (the API's JSON, the login form) far smaller
+        # uploads may be as big as an upload; other bodies (the API's JSON) far smaller; the login form and any
+        # body of a client not signed in (Gradio answers those 401, but FastAPI parses a JSON body first) tiny
+        anon = method == "POST" and self.signed_in(scope) is False
         limit = self.max_body if upload else self.max_request
+        if login or anon:
+            limit = min(limit, ANON_MAX)
+            upload = False
         too_big = f"request body over the {limit / 1e6:g} MB limit" if upload else \
-            f"request body over the {limit / 1e3:g} kB limit for this route"
+            f"request body over the {limit / 1e3:g} kB limit for this route" + (" without login" if anon else "")
         declared, chunked, fetch_site = None, False, None
         for k, v in scope.get("headers") or []:
             if k == b"content-length":
@@ -369,32 +405,39 @@ class RequestGuard:
             # the whole body first (at most max_request, within BODY_DEADLINE_S; the bytes held by all requests
             # together at most BUFFER_CAP, counted as they arrive), so that a JSON one with too many items is
             # refused before Gradio parses it (login forms too, for the deadline); then handed on as it came
-            held = 0
+            # (two pools: bodies of clients not signed in, and the login form, cannot fill the signed-in one)
+            held, pool = 0, ("anon" if anon or login else "user")
+            cap, deadline = (ANON_BUFFER_CAP, ANON_DEADLINE_S) if pool == "anon" else (BUFFER_CAP, BODY_DEADLINE_S)
 
             async def holding_receive():
                 nonlocal held
                 msg = await limited_receive()
                 n = len(msg.get("body") or b"")
                 with self._lock:
-                    full = self._buffered + n > BUFFER_CAP
+                    full = self._buffered_in[pool] + n > cap
                     if not full:
-                        self._buffered += n
+                        self._buffered_in[pool] += n
                         held += n
                 if full:
                     raise _Busy()
                 return msg
+            refused = None
             try:
-                msgs = await asyncio.wait_for(self._read_all(holding_receive), BODY_DEADLINE_S)
+                msgs = await asyncio.wait_for(self._read_all(holding_receive), deadline)
                 items = None if login else await self._items(b"".join(m.get("body") or b"" for m in msgs))
             except _TooBig:
-                return await self._answer(send, 413, too_big)
+                refused = (413, too_big, [])
             except _Busy:
-                return await self._answer(send, 503, "server busy: try again", [(b"retry-after", b"5")])
+                refused = (503, "server busy: try again", [(b"retry-after", b"5")])
             except asyncio.TimeoutError:
-                return await self._answer(send, 408, f"request body not received within {BODY_DEADLINE_S:g} s")
+                refused = (408, f"request body not received within {deadline:g} s", [])
             finally:
                 with self._lock:
-                    self._buffered -= held
+                    self._buffered_in[pool] -= held
+            if refused:
+                if login:
+                    self._unrecord(client)
+                return await self._answer(send, *refused)
             if items is not None and items > MAX_JSON_ITEMS:
                 return await self._answer(send, 413, f"request with {items:,} JSON items; at most "
                                           f"{MAX_JSON_ITEMS:,} are accepted (clear the chat)")

@@ -39,13 +39,13 @@ async def _inner(scope, receive, send):
 
 
 def _request(guard, path, body=b"", client="203.0.113.9", headers=(), gate: asyncio.Event | None = None,
-             declare=True, method="POST", first: bytes | None = None):
+             declare=True, method="POST", first: bytes | None = None, app=None):
     """One request through the guard; with gate, the body arrives only once gate is set (with `first`, that
     part arrives at once and `body` after the gate). Gives the status."""
     size = len(body) + len(first or b"")
     hs = [(b"content-length", str(size if declare is True else declare).encode())] if declare else []
     scope = {"type": "http", "method": method, "path": path, "client": (client, 5000),
-             "headers": hs + [(k.encode(), v.encode()) for k, v in headers]}
+             "headers": hs + [(k.encode(), v.encode()) for k, v in headers], "app": app}
     status, parts = [], ([first] if first is not None else []) + [body]
 
     async def receive():
@@ -201,6 +201,7 @@ def test_json_check_routes_are_exact_and_bodies_are_bounded(monkeypatch):
         return await _request(guard, "/gradio_api/queue/join", b"{}", gate=gate)
     assert asyncio.run(slow()) == 408
     # a slow login form too (it was not held before: one byte every 20 s stayed open)
+    monkeypatch.setattr(L, "ANON_DEADLINE_S", 0.2)
     assert asyncio.run(_request(guard, "/login", PASSWORD, gate=asyncio.Event())) == 408
     monkeypatch.setattr(L, "BODY_DEADLINE_S", 30.0)
 
@@ -223,12 +224,12 @@ def test_held_bodies_count_what_arrived(monkeypatch):
         stalled = [asyncio.create_task(_request(guard, "/gradio_api/queue/join", b"0", first=b"0" * 1000,
                                                 gate=gate)) for _ in range(5)]
         await asyncio.sleep(0.05)
-        held = guard._buffered
+        held = guard._buffered_in["user"]
         gate.set()
         return alone, held, await asyncio.gather(*stalled), await asyncio.gather(*idle)
     alone, held, codes, idle = asyncio.run(scenario())
     assert alone == 200 and held == 3000 and sorted(codes) == [200, 200, 200, 503, 503], (alone, held, codes)
-    assert set(idle) == {200} and guard._buffered == 0
+    assert set(idle) == {200} and sum(guard._buffered_in.values()) == 0
 
 
 def test_upload_budget_counts_what_arrived():
@@ -267,7 +268,58 @@ def test_bracket_heavy_bodies_parse_one_at_a_time_and_never_wait_long(monkeypatc
         await guard._check.acquire()  # a parse in progress that does not end in time
         return await _request(guard, "/gradio_api/queue/join", pasted)
     assert asyncio.run(behind_a_parse()) == 503
-    assert guard._buffered == 0
+    assert sum(guard._buffered_in.values()) == 0
+
+
+class GradioApp:
+    """What RequestGuard.signed_in reads of gradio's App: login on, one live session token."""
+    auth, auth_dependency, cookie_id, tokens = {"u": "p"}, None, "cid", {"tok": "u"}
+
+
+SIGNED_IN = [("cookie", "other=1; access-token-cid=tok")]
+
+
+def test_clients_not_signed_in_send_tiny_bodies_from_their_own_pool(monkeypatch):
+    """Fifth pass: without a login, the 64 MB bound on held bodies could still be filled at ~2.2 MB/s (every
+    chat 503), a flood of parse-range bodies kept bracket-heavy chats waiting 10 s, and header-only uploads
+    held the upload budget while they lasted. Now a client not signed in (login on) may send 16 kB bodies at
+    most (uploads too), held in their own pool; the login form likewise; and a login the guard itself refused
+    (busy, too slow, too big) is not counted as a wrong password."""
+    import json
+
+    import deploy.launch as L
+    app = GradioApp()
+    assert RequestGuard.signed_in({"app": app, "headers": [(b"cookie", b"access-token-cid=tok")]}) is True
+    assert RequestGuard.signed_in({"app": app, "headers": [(b"cookie", b"access-token-cid=forged")]}) is False
+    assert RequestGuard.signed_in({"app": app, "headers": []}) is False
+    assert RequestGuard.signed_in({"app": object(), "headers": []}) is None  # cannot tell: as before
+    open_app = GradioApp()
+    open_app.auth = None
+    assert RequestGuard.signed_in({"app": open_app, "headers": []}) is True
+    guard, _ = _guard(upload_budget=10_000_000)
+    chat = json.dumps({"data": ["x" * 100_000]}).encode()
+    assert asyncio.run(_request(guard, "/gradio_api/queue/join", chat, app=app)) == 413
+    assert asyncio.run(_request(guard, "/gradio_api/queue/join", chat, app=app, headers=SIGNED_IN)) == 200
+    assert asyncio.run(_request(guard, "/gradio_api/upload", b"x" * 10, declare=8_000_000, app=app)) == 413
+    assert guard.uploaded_recently() == 0
+    assert asyncio.run(_request(guard, "/gradio_api/upload", b"x" * 600_000, app=app, headers=SIGNED_IN)) == 200
+    assert guard.uploaded_recently() == 600_000
+    assert asyncio.run(_request(guard, "/login", b"password=" + b"x" * 20_000, app=app)) == 413
+    # a flood without login fills only its own pool: signed-in requests go on; a refused login costs no try
+    monkeypatch.setattr(L, "ANON_BUFFER_CAP", 10_000)
+
+    async def flood():
+        gate = asyncio.Event()
+        held = [asyncio.create_task(_request(guard, "/gradio_api/queue/join", b"}", first=b"{" + b" " * 9_000,
+                                             gate=gate, app=app, client=f"198.18.0.{i}")) for i in range(3)]
+        await asyncio.sleep(0.05)
+        during = (await _request(guard, "/gradio_api/queue/join", b"{}", app=app, headers=SIGNED_IN),
+                  await _request(guard, "/login", b"password=x" * 200, app=app, client="192.0.2.50"))
+        gate.set()
+        return during, await asyncio.gather(*held)
+    (user, login), held = asyncio.run(flood())
+    assert user == 200 and login == 503 and sorted(held) == [200, 503, 503], (user, login, held)
+    assert guard._fails.get("192.0.2.50", (0, 0))[0] == 0 and sum(guard._buffered_in.values()) == 0
 
 
 def test_upload_cannot_send_more_than_it_declared():

@@ -246,6 +246,24 @@ def test_chat_history_of_thousands_of_tiny_messages_is_refused(red):
     serves(red)
 
 
+def test_clients_not_signed_in_get_tiny_bodies_only(red):
+    """Fifth pass: without a login, bodies held for the JSON check could fill the server's bound (every chat
+    503) and header-only uploads held the upload budget. Now a client without a live session may send 16 kB
+    at most (uploads too), while a signed-in one keeps the usual limits."""
+    body = json.dumps({"data": ["x" * 100_000], "fn_index": 0, "session_hash": "s"})
+    with httpx.Client(base_url=red["url"], timeout=60) as anon:
+        r = anon.post("/gradio_api/queue/join", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 413 and "without login" in r.text, (r.status_code, r.text[:200])
+        r = anon.post("/gradio_api/queue/join", content=b'{"data": []}', headers={"content-type": "application/json"})
+        assert r.status_code == 401, (r.status_code, r.text[:200])  # small: Gradio's own answer
+        r = anon.post("/gradio_api/upload", files={"files": ("a.jsonl", b"x" * 100_000)})
+        assert r.status_code == 413, (r.status_code, r.text[:200])
+    raw = red["raw"]
+    r = raw.http.post("/gradio_api/queue/join", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 200, (r.status_code, r.text[:200])  # signed in: the 512 kB limit
+    serves(red)
+
+
 def test_zz_upload_budget(red):
     """Before: /gradio_api/upload took any number of files (each up to the 8 MB limit) and Gradio kept each
     an hour: a loop filled the disk. Now the server takes UPLOAD_BUDGET_MB an hour, then answers 429.
