@@ -269,8 +269,9 @@ class RequestGuard:
         from starlette.requests import cookie_parser
         cookies = {}
         for k, v in scope.get("headers") or []:
-            if k == b"cookie":
-                cookies.update(cookie_parser(v.decode("latin-1")))
+            if k == b"cookie":  # the first Cookie header only, as Starlette's request.cookies (Gradio) reads
+                cookies = cookie_parser(v.decode("latin-1"))
+                break
         token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
         return token is not None and token in tokens
 

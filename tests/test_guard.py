@@ -292,6 +292,9 @@ def test_clients_not_signed_in_send_tiny_bodies_from_their_own_pool(monkeypatch)
     assert RequestGuard.signed_in({"app": app, "headers": [(b"cookie", b"access-token-cid=tok")]}) is True
     assert RequestGuard.signed_in({"app": app, "headers": [(b"cookie", b"access-token-cid=forged")]}) is False
     assert RequestGuard.signed_in({"app": app, "headers": []}) is False
+    # two Cookie headers: the first is the one Gradio reads (a live token in the second does not count)
+    assert RequestGuard.signed_in({"app": app, "headers": [(b"cookie", b"access-token-cid=forged"),
+                                                           (b"cookie", b"access-token-cid=tok")]}) is False
     assert RequestGuard.signed_in({"app": object(), "headers": []}) is None  # cannot tell: as before
     open_app = GradioApp()
     open_app.auth = None
