@@ -162,13 +162,9 @@ UPLOAD_ROUTES = ("/gradio_api/upload",)    # /gradio_api/run/login or .../run/up
 
 
 def json_items(body: bytes) -> int | None:
-    """Objects and arrays in a JSON body (None: more than MAX_JSON_ITEMS brackets but not JSON). Cheap for
-    the usual body: one with at most MAX_JSON_ITEMS brackets in all (strings included) gives that count, an
-    upper bound, unparsed; only bodies with more brackets are parsed and their items counted."""
+    """Objects and arrays in a JSON body, or None when it is not JSON (RequestGuard._items parses only bodies
+    whose bracket count alone does not settle it)."""
     import json
-    brackets = body.count(b"{") + body.count(b"[")
-    if brackets <= MAX_JSON_ITEMS:
-        return brackets
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -238,9 +234,7 @@ class RequestGuard:
         with self._lock:
             if ok:
                 self._fails.pop(client, None)
-                n, last = self._fails.get(ALL, (0, 0.0))
-                if n > 0:
-                    self._fails[ALL] = (n - 1, last)
+                self._one_less_locked(ALL)
                 if len(self._known) < KNOWN_CLIENTS:
                     # never evicted: a flood of logins with the password cannot push the owner, who logs
                     # in first, out of the list (later clients are just not added once it is full)
@@ -279,19 +273,41 @@ class RequestGuard:
         """A login attempt counted as failed on arrival that never reached the password check (the guard
         answered it: busy, too slow, too big): not a guess, so not counted."""
         with self._lock:
-            for key in (client, ALL):
-                n, last = self._fails.get(key, (0, 0.0))
-                if n > 0:
-                    self._fails[key] = (n - 1, last)
+            self._one_less_locked(client)
+            self._one_less_locked(ALL)
 
-    @staticmethod
-    async def _read_all(receive) -> list:
-        msgs = []
-        while True:
-            msg = await receive()
-            msgs.append(msg)
-            if msg.get("type") != "http.request" or not msg.get("more_body"):
-                return msgs
+    def _one_less_locked(self, key: str) -> None:
+        """(self._lock held) One failed login fewer for key."""
+        n, last = self._fails.get(key, (0, 0.0))
+        if n > 0:
+            self._fails[key] = (n - 1, last)
+
+    async def _hold_body(self, receive, pool: str, count_items: bool) -> tuple[list, int | None]:
+        """Every message of a request's body, read within the pool's deadline, its bytes counted in the pool
+        as they arrive and until its JSON items are counted (count_items; else None), then given back. Raises
+        _Busy when the pool is full, TimeoutError when too slow (and _TooBig from `receive`)."""
+        cap, deadline = (ANON_BUFFER_CAP, ANON_DEADLINE_S) if pool == "anon" else (BUFFER_CAP, BODY_DEADLINE_S)
+        held, msgs = 0, []
+
+        async def read_all():
+            nonlocal held
+            while True:
+                msg = await receive()
+                n = len(msg.get("body") or b"")
+                with self._lock:
+                    if self._buffered_in[pool] + n > cap:
+                        raise _Busy()
+                    self._buffered_in[pool] += n
+                    held += n
+                msgs.append(msg)
+                if msg.get("type") != "http.request" or not msg.get("more_body"):
+                    return msgs
+        try:
+            await asyncio.wait_for(read_all(), deadline)
+            return msgs, (await self._items(b"".join(m.get("body") or b"" for m in msgs)) if count_items else None)
+        finally:
+            with self._lock:
+                self._buffered_in[pool] -= held
 
     async def _items(self, body: bytes) -> int | None:
         """The JSON items of a body, as json_items, for the check. Most bodies have at most MAX_JSON_ITEMS
@@ -407,34 +423,17 @@ class RequestGuard:
             # together at most BUFFER_CAP, counted as they arrive), so that a JSON one with too many items is
             # refused before Gradio parses it (login forms too, for the deadline); then handed on as it came
             # (two pools: bodies of clients not signed in, and the login form, cannot fill the signed-in one)
-            held, pool = 0, ("anon" if anon or login else "user")
-            cap, deadline = (ANON_BUFFER_CAP, ANON_DEADLINE_S) if pool == "anon" else (BUFFER_CAP, BODY_DEADLINE_S)
-
-            async def holding_receive():
-                nonlocal held
-                msg = await limited_receive()
-                n = len(msg.get("body") or b"")
-                with self._lock:
-                    full = self._buffered_in[pool] + n > cap
-                    if not full:
-                        self._buffered_in[pool] += n
-                        held += n
-                if full:
-                    raise _Busy()
-                return msg
+            pool = "anon" if anon or login else "user"
             refused = None
             try:
-                msgs = await asyncio.wait_for(self._read_all(holding_receive), deadline)
-                items = None if login else await self._items(b"".join(m.get("body") or b"" for m in msgs))
+                msgs, items = await self._hold_body(limited_receive, pool, count_items=not login)
             except _TooBig:
                 refused = (413, too_big, [])
             except _Busy:
                 refused = (503, "server busy: try again", [(b"retry-after", b"5")])
             except asyncio.TimeoutError:
+                deadline = ANON_DEADLINE_S if pool == "anon" else BODY_DEADLINE_S
                 refused = (408, f"request body not received within {deadline:g} s", [])
-            finally:
-                with self._lock:
-                    self._buffered_in[pool] -= held
             if refused:
                 if login:
                     self._unrecord(client)

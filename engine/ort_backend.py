@@ -230,6 +230,7 @@ class OrtBackend:
                 log.warning("fpA_intB batch session not loaded, serving on one session: %s", e)
             if device == "cuda" and self.sess_batch is not self.sess:
                 self.batch_session_bytes = max(0, free0 - torch.cuda.mem_get_info()[0])
+        self._graph_bytes = None  # (only the sessions' loading needed it)
         self.tokenizer = og.Tokenizer(og.Config(str(self.model_dir)))
         self.eos = {int(x) for x in self.tokenizer.eos_token_ids}
         names, onames = dec["inputs"], dec["outputs"]
@@ -276,11 +277,9 @@ class OrtBackend:
         self.pos = z((B, 1), np.int64)
         self.logits = z((B, 1, self.vocab), self.logits_np)
         self.slots: dict[str, object] = {}
-        for k, dims in self.lora_dims.items():
-            a = ".lora_A." in k
-            shape = ((B, self.rank, int(dims[1])) if self.lora_a_t else (B, int(dims[1]), self.rank)) if a \
-                else (B, self.rank, int(dims[2]))
-            self.slots[k] = z(shape, self.kv_np)
+        for k, dims in self.lora_dims.items():  # A [rows, K, r] (or [rows, r, K] with lora_a_t), B [rows, r, N]
+            dim = int(dims[1] if ".lora_A." in k else dims[2])
+            self.slots[k] = z((B, self.rank, dim) if self._rank_first(k) else (B, dim, self.rank), self.kv_np)
         self.slot_owner: list[str | None] = [None] * B   # adapter key held by each row's slots
         self.slot_ranks: list[dict] = [{} for _ in range(B)]
         self.resident: OrderedDict[str, dict] = OrderedDict()  # key -> {name: tensor [K, r] / [r, N]}
@@ -343,6 +342,10 @@ class OrtBackend:
             raise RuntimeError(f"CUDA execution provider not usable: {sess.get_providers()}")
         return sess
 
+    def _rank_first(self, name: str) -> bool:
+        """Whether LoRA input `name` is laid out [rows, r, dim] (B; A with lora_a_t) rather than [rows, dim, r]."""
+        return ".lora_A." not in name or self.lora_a_t
+
     def _sess_for(self, n: int):
         """The session of a decode step of n rows (bucket): the fpA_intB one for 2+ rows when "batched"."""
         return self.sess_batch if n >= 2 else self.sess
@@ -399,7 +402,7 @@ class OrtBackend:
         held = self.slot_ranks[slot]  # {input: rank of what the row holds}; beyond it the row is zero
         for k, t in self.slots.items():
             a = ".lora_A." in k
-            row = t[slot] if not a or self.lora_a_t else t[slot].T  # rank first: [r, N] for B, [r, K] for A
+            row = t[slot] if self._rank_first(k) else t[slot].T  # rank first: [r, N] for B, [r, K] for A
             w = src.get(k)
             r = 0 if w is None else (w.shape[1] if a else w.shape[0])
             if w is not None:
@@ -617,8 +620,7 @@ class OrtBackend:
             self._bind_kv(b, 0, n)
             if rank0:
                 for k, t in self.slots.items():
-                    a = ".lora_A." in k and not self.lora_a_t
-                    shape = [n, t.shape[1], 0] if a else [n, 0, t.shape[2]]
+                    shape = [n, 0, t.shape[2]] if self._rank_first(k) else [n, t.shape[1], 0]
                     b.bind_input(k, self.device, 0, self.kv_np, shape, self._rank0.data_ptr())
             else:
                 self._bind_slots(b, 0, n)

@@ -94,14 +94,9 @@ class ChatEngineSide:
                 and artifacts.is_real_dir(d) and artifacts.is_regular(d / "genai_config.json"))
 
     def _shown(self, path) -> str:
-        """A folder as the page may name it: relative to the workspace (never the server's folders)."""
-        shown = getattr(self.ws, "shown", None)
-        if shown is not None:
-            return shown(path)
-        try:
-            return Path(path).resolve().relative_to(Path(self.ws.root).resolve()).as_posix() or "."
-        except ValueError:
-            return Path(path).name
+        """A folder as the page may name it (Workspace.shown: never the server's folders)."""
+        ws = self.ws if isinstance(self.ws, artifacts.Workspace) else artifacts.Workspace(Path(self.ws.root))
+        return ws.shown(path)
 
     def chat(self, base: str | None):
         """The ChatEngine of models/<base>/ (created on first use, then kept)."""
