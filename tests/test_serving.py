@@ -225,6 +225,42 @@ def test_cancelled_stream_stops_the_engine(engine_scratch, backend, monkeypatch)
         e.close()
 
 
+def test_pacer_shares_one_update_budget_among_readers():
+    """Streams read at once share the pacer's updates per second: with n readers each waits at least
+    n / total_hz between frames (its own interval if longer); a reader counts from its first frame until it
+    stops, finished or closed early."""
+    import time
+
+    from engine.live import Live, Pacer
+    p = Pacer(10)
+    assert p.interval(0.04) == 0.04  # no reader yet
+    p.enter(), p.enter()
+    assert p.interval(0.04) == pytest.approx(0.2) and p.interval(0.5) == 0.5
+    p.leave(), p.leave(), p.leave()  # one leave too many does not go below zero
+    assert p.readers == 0 and Pacer(0).interval(0.04) == 0.04
+
+    def ticks(n, dt):
+        for i in range(n):
+            time.sleep(dt)
+            yield i
+    p = Pacer(5)  # one reader: 0.2 s between frames, not the reader's own 0.0
+    live = Live(ticks(40, 0.01))
+    got, at = [], []
+    for f in live.frames(0.0, p):
+        assert p.readers == 1
+        got.append(f)
+        at.append(time.perf_counter())
+    assert p.readers == 0 and got[-1] == 39 and len(got) < 40
+    gaps = [b - a for a, b in zip(at, at[1:-1])]  # the last frame comes as soon as the stream ends
+    assert all(g >= 0.19 for g in gaps), gaps
+    live = Live(ticks(1000, 0.001))
+    it = live.frames(0.0, p)
+    next(it)
+    assert p.readers == 1
+    it.close()  # the reader went away: it no longer counts, and the request stops
+    assert p.readers == 0 and live.join(10) and live.produced_frames < 1000
+
+
 def test_chat_tab_stream_coalesced_and_stop_cancels_the_engine(engine_scratch, monkeypatch):
     """The Chat tab's /chat handler: it sends fewer updates than tokens, and when Gradio closes it (Stop, a
     closed tab) the engine's row ends as cancelled after at most one more step."""

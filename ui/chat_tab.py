@@ -9,11 +9,15 @@ from dataclasses import dataclass
 import gradio as gr
 
 from artifacts import SEED_MAX, clean_message
+from engine.live import Pacer
 from ui.chat_engine import ChatEngineSide, UIError, check_conversation, make_sampling
 
 # at most ~25 UI updates per second (the engine decodes on its own thread; each update costs Gradio a
 # postprocess + diff of the whole chat); STUDIO_STREAM_INTERVAL_S=0 sends every frame the reader can take
 STREAM_INTERVAL_S = float(os.environ.get("STUDIO_STREAM_INTERVAL_S", "0.04"))
+# ... and about 50 per second for all streams together: 8 concurrent users get ~6 updates/s each, so that
+# Gradio's per-update work does not slow the batch they decode in (STUDIO_STREAM_TOTAL_HZ=0: no shared cap)
+PACER = Pacer(float(os.environ.get("STUDIO_STREAM_TOTAL_HZ", "50")))
 
 # Example prompts (Gradio `examples`) that show base, travel and pirate differ at once (Compare); all but the
 # first are held out of the adapters' training sets. README.md's demo table answers the same prompts.
@@ -222,7 +226,7 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
             if not cmp:
                 live = eng.start(ctx_a, va, params)  # decodes on its own thread; this reads it coalesced
                 yield new_a, hist_b, "", f"… {va}"
-                for text, stats in live.frames(STREAM_INTERVAL_S):
+                for text, stats in live.frames(STREAM_INTERVAL_S, PACER):
                     new_a[-1] = {"role": "assistant", "content": text}
                     yield new_a, hist_b, "", format_stats(stats)
             else:
@@ -232,7 +236,7 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
                     ctx_a = ctx_b = [{"role": "user", "content": msg}]
                 live = eng.start_compare(ctx_a, va, vb, params)
                 yield new_a, new_b, "", f"… {va} | {vb}"
-                for ta, tb, sa, sb in live.frames(STREAM_INTERVAL_S):
+                for ta, tb, sa, sb in live.frames(STREAM_INTERVAL_S, PACER):
                     new_a[-1] = {"role": "assistant", "content": ta}
                     new_b[-1] = {"role": "assistant", "content": tb}
                     batched = eng.compare_batched and "interleaved" not in (sb.note or "")
