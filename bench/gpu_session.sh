@@ -9,7 +9,8 @@
 #   PYTHONPATH=/tmp/site:$PYTHONPATH setsid nohup bash bench/gpu_session.sh /tmp/gs &
 #
 # Each step writes WORK/<step>.done; WORK/all.done at the end. Logs: WORK/{pre,tests,serving-build,serving}.log.
-# Environment: PYTHON (python3), PRE_STEPS (1000; 0 skips pre-training), PRE_DROPS ("0.3 0.4 0.5"), TEST_WORKERS (6, pytest-xdist).
+# Environment: SERVE_PARTS (the timed parts of bench/serving_gpu.sh, report last), BUILD_ARGS (the base's build
+# options, e.g. "--onnx.block_size 32 --onnx.symmetric true"), PYTHON (python3), PRE_STEPS (1000; 0 skips pre-training), PRE_DROPS ("0.3 0.4 0.5"), TEST_WORKERS (6, pytest-xdist).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 w=${1:-/tmp/gs}
@@ -26,7 +27,7 @@ fi
      --junitxml "$w/junit.xml" >"$w/tests.log" 2>&1
  echo $? >"$w/tests.done") &
 wait
-PYTHON=$py PARTS="engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-slots report" bash bench/serving_gpu.sh "$w/results" \
+PYTHON=$py PARTS="${SERVE_PARTS:-engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-slots report}" bash bench/serving_gpu.sh "$w/results" \
     >"$w/serving.log" 2>&1
 echo $? >"$w/all.done"
 # Seen on 2026-12-03: the CUDA tests beside the serving build slowed it past its 300 s part limit (the build

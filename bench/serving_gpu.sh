@@ -12,6 +12,8 @@
 #   engine          ChatEngine, the backend it picks (ort on CUDA): backend loop, stream, TTFT 1024, compare,
 #                   8 users, adapter switch with 2 and 100 adapters, memory per adapter
 #   app             the launched app through gradio_client: /chat base, adapter, compare, 8 clients
+#   app-nopace      (not in the default list) the app part with STUDIO_STREAM_TOTAL_HZ=0: every stream gets its
+#                   own ~25 updates/s, no shared budget (the default shares ~50/s among all streams)
 #   og              the onnxruntime-genai loop, base and adapter, TTFT 1024
 #   hf              transformers + PEFT (bench/run.py --parts hf, 64 new tokens)
 #   engine-og       lever row: the engine forced onto the og backend (STUDIO_BACKEND=og)
@@ -91,6 +93,8 @@ if [ -z "${WS:-}" ]; then
 fi
 want engine && run engine "$py" bench/serving.py engine "${common[@]}" --out "$work/parts/engine.json"
 want app && run app "$py" bench/serving.py app "${common[@]}" --out "$work/parts/app.json"
+want app-nopace && run app-nopace env STUDIO_STREAM_TOTAL_HZ=0 "$py" bench/serving.py app "${common[@]}" \
+    --out "$work/parts/app-nopace.json"
 want og && run og "$py" bench/serving.py og "${common[@]}" --out "$work/parts/og.json"
 if want hf && [ -z "${WS:-}" ]; then
     run hf "$py" bench/run.py --model "$hf" --work "$work/w" --parts hf --device "$device" --budget 100000 \
