@@ -132,57 +132,23 @@ def _variant_error(app: ChatEngineSide, base: str, *variants: str) -> str:
     return ""
 
 
-def create_chat_tab(app: ChatEngineSide) -> ChatTab:
-    base0 = app.default_base()
-    with gr.Row():
-        base = gr.Dropdown(choices=app.base_names(), value=base0, label="Base model (ONNX)",
-                           elem_id="chat-base", scale=2, interactive=True,
-                           allow_custom_value=True)
-        variant = gr.Dropdown(choices=["base"], value="base", label="Adapter", elem_id="chat-variant",
-                              scale=2, interactive=True, allow_custom_value=True)
-        compare = gr.Checkbox(False, label="Compare", elem_id="chat-compare", scale=1)
-        variant_b = gr.Dropdown(choices=["base"], value="base", label="Adapter (right pane)",
-                                elem_id="chat-variant-b", scale=2, visible=False, interactive=True,
-                                allow_custom_value=True)
-        refresh = gr.Button("↻ Refresh", elem_id="chat-refresh", scale=0, min_width=100)
-    refused = gr.Markdown("", elem_id="chat-refused")
-    gr.Markdown(DEMO_NOTE if _is_demo_base(app, base0) else "", elem_id="chat-demo-note")
-    with gr.Row():
-        bot_a = gr.Chatbot(label=pane_title("base"), elem_id="chat-bot-a", height=420, show_label=True)
-        bot_b = gr.Chatbot(label=pane_title("base"), elem_id="chat-bot-b", height=420, visible=False,
-                           show_label=True)
-    with gr.Row():
-        message = gr.Textbox(placeholder="Ask something ...", show_label=False, elem_id="chat-input",
-                             scale=6, lines=1, max_lines=6)
-        send = gr.Button("Send", variant="primary", elem_id="chat-send", scale=1)
-        clear = gr.Button("Clear", elem_id="chat-clear", scale=1)
-    gr.Examples(EXAMPLES, inputs=[message], label="Examples", elem_id="chat-examples")
-    stats = gr.Markdown("", elem_id="chat-stats")
-    with gr.Accordion("Sampling", open=False, elem_id="chat-sampling"):
-        with gr.Row():
-            temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)",
-                                    elem_id="chat-temperature")
-            top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p", elem_id="chat-top-p")
-            top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k (0 = off)", elem_id="chat-top-k")
-        with gr.Row():
-            max_new = gr.Slider(1, 1024, value=128, step=1, label="Max new tokens", elem_id="chat-max-new")
-            rep = gr.Slider(1.0, 2.0, value=1.0, step=0.01, label="Repetition penalty",
-                            elem_id="chat-rep-penalty")
-            seed = gr.Number(0, precision=0, label="Seed", elem_id="chat-seed", minimum=0, maximum=SEED_MAX)
-    sampling = [temperature, top_p, top_k, max_new, rep, seed]
+class ChatService:
+    """The Chat tab's handlers (create_chat_tab only lays out and wires): the pickers and /chat."""
 
-    # ---------------------------------------------------------------- handlers
-    def pickers(base_name, va, vb):
+    def __init__(self, app: ChatEngineSide):
+        self.app = app
+
+    def pickers(self, base_name, va, vb):
         """Refreshes the pickers: bases on disk, variants of the chosen base, refused adapters."""
-        bases = app.base_names()
+        bases = self.app.base_names()
         if base_name not in bases:
-            base_name = app.default_base()
+            base_name = self.app.default_base()
         if base_name is None:
-            msg = f"No ONNX base model in `{app.models_dir}` yet: build one in the **Build** tab."
+            msg = f"No ONNX base model in `{self.app.models_dir}` yet: build one in the **Build** tab."
             return (gr.update(choices=[], value=None), gr.update(choices=["base"], value="base"),
                     gr.update(choices=["base"], value="base"), msg)
         try:
-            ok, refused_list = app.variants(base_name)
+            ok, refused_list = self.app.variants(base_name)
         except Exception as e:  # a base that does not load: say so, keep the page alive
             return (gr.update(choices=bases, value=base_name), gr.update(choices=["base"], value="base"),
                     gr.update(choices=["base"], value="base"), f"⚠ base {base_name!r} does not load: {clean_message(e)}")
@@ -191,11 +157,11 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
         text = ""
         if refused_list:
             text = "**Refused adapters** (not usable with this base):\n" + "\n".join(
-                f"- `{n}`: {refusal(app, base_name, n, r)}" for n, r in refused_list)
+                f"- `{n}`: {refusal(self.app, base_name, n, r)}" for n, r in refused_list)
         return (gr.update(choices=bases, value=base_name), gr.update(choices=ok, value=va),
                 gr.update(choices=ok, value=vb), text)
 
-    def respond(msg, hist_a, hist_b, base_name, va, vb, cmp, temp, tp, tk, mx, rp, sd):
+    def respond(self, msg, hist_a, hist_b, base_name, va, vb, cmp, temp, tp, tk, mx, rp, sd):
         """Streams the answer of one variant, or of two (compare) into both panes."""
         hist_a, hist_b = list(hist_a or []), list(hist_b or [])
         msg = (msg or "").strip()
@@ -207,8 +173,8 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
             # both panes, compare or not: the right one is sent back with every frame either way
             check_conversation(msg, *(text_of(m.get("content") if isinstance(m, dict) else None)
                                       for m in hist_a + hist_b))
-            eng = app.chat(base_name)
-            err = _variant_error(app, base_name, *((va, vb) if cmp else (va,)))
+            eng = self.app.chat(base_name)
+            err = _variant_error(self.app, base_name, *((va, vb) if cmp else (va,)))
             if err:
                 raise UIError(err)
             params = make_sampling(temperature=float(temp), top_p=float(tp), top_k=int(tk),
@@ -251,13 +217,55 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
             if live is not None:  # Stop, a closed tab or an error: the engine stops after its current step
                 live.cancel()
 
+
+def create_chat_tab(app: ChatEngineSide) -> ChatTab:
+    base0 = app.default_base()
+    with gr.Row():
+        base = gr.Dropdown(choices=app.base_names(), value=base0, label="Base model (ONNX)",
+                           elem_id="chat-base", scale=2, interactive=True,
+                           allow_custom_value=True)
+        variant = gr.Dropdown(choices=["base"], value="base", label="Adapter", elem_id="chat-variant",
+                              scale=2, interactive=True, allow_custom_value=True)
+        compare = gr.Checkbox(False, label="Compare", elem_id="chat-compare", scale=1)
+        variant_b = gr.Dropdown(choices=["base"], value="base", label="Adapter (right pane)",
+                                elem_id="chat-variant-b", scale=2, visible=False, interactive=True,
+                                allow_custom_value=True)
+        refresh = gr.Button("↻ Refresh", elem_id="chat-refresh", scale=0, min_width=100)
+    refused = gr.Markdown("", elem_id="chat-refused")
+    gr.Markdown(DEMO_NOTE if _is_demo_base(app, base0) else "", elem_id="chat-demo-note")
+    with gr.Row():
+        bot_a = gr.Chatbot(label=pane_title("base"), elem_id="chat-bot-a", height=420, show_label=True)
+        bot_b = gr.Chatbot(label=pane_title("base"), elem_id="chat-bot-b", height=420, visible=False,
+                           show_label=True)
+    with gr.Row():
+        message = gr.Textbox(placeholder="Ask something ...", show_label=False, elem_id="chat-input",
+                             scale=6, lines=1, max_lines=6)
+        send = gr.Button("Send", variant="primary", elem_id="chat-send", scale=1)
+        clear = gr.Button("Clear", elem_id="chat-clear", scale=1)
+    gr.Examples(EXAMPLES, inputs=[message], label="Examples", elem_id="chat-examples")
+    stats = gr.Markdown("", elem_id="chat-stats")
+    with gr.Accordion("Sampling", open=False, elem_id="chat-sampling"):
+        with gr.Row():
+            temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)",
+                                    elem_id="chat-temperature")
+            top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p", elem_id="chat-top-p")
+            top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k (0 = off)", elem_id="chat-top-k")
+        with gr.Row():
+            max_new = gr.Slider(1, 1024, value=128, step=1, label="Max new tokens", elem_id="chat-max-new")
+            rep = gr.Slider(1.0, 2.0, value=1.0, step=0.01, label="Repetition penalty",
+                            elem_id="chat-rep-penalty")
+            seed = gr.Number(0, precision=0, label="Seed", elem_id="chat-seed", minimum=0, maximum=SEED_MAX)
+    sampling = [temperature, top_p, top_k, max_new, rep, seed]
+
+    svc = ChatService(app)
+
     def on_compare(cmp):
         return gr.update(visible=cmp), gr.update(visible=cmp)
 
     picker_out = [base, variant, variant_b, refused]
-    refresh.click(pickers, [base, variant, variant_b], picker_out, api_name="refresh_pickers",
+    refresh.click(svc.pickers, [base, variant, variant_b], picker_out, api_name="refresh_pickers",
                   concurrency_id="ui", show_progress="hidden")
-    base.change(pickers, [base, variant, variant_b], picker_out, api_visibility="private",
+    base.change(svc.pickers, [base, variant, variant_b], picker_out, api_visibility="private",
                 concurrency_id="ui", show_progress="hidden")
     compare.change(on_compare, compare, [variant_b, bot_b], api_visibility="private", queue=False)
     variant.change(lambda v: gr.update(label=pane_title(v)), variant, bot_a, api_visibility="private",
@@ -266,14 +274,14 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
                      queue=False, show_progress="hidden")
     chat_inputs = [message, bot_a, bot_b, base, variant, variant_b, compare] + sampling
     chat_outputs = [bot_a, bot_b, message, stats]
-    send.click(respond, chat_inputs, chat_outputs, api_name="chat", concurrency_id="chat",
+    send.click(svc.respond, chat_inputs, chat_outputs, api_name="chat", concurrency_id="chat",
                concurrency_limit=8)
-    message.submit(respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="chat",
+    message.submit(svc.respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="chat",
                    concurrency_limit=8)
     clear.click(lambda: ([], [], "", ""), None, [bot_a, bot_b, message, stats], api_name="clear_chat",
                 queue=False)
     tab = ChatTab(base, variant, variant_b, refused, compare, bot_a, bot_b, message, send, clear, refresh,
                   stats, sampling)
-    tab.pickers_fn = pickers
-    tab.respond_fn = respond  # the /chat handler (tests drive it without HTTP)
+    tab.pickers_fn = svc.pickers
+    tab.respond_fn = svc.respond  # the /chat handler (tests drive it without HTTP)
     return tab
