@@ -5,7 +5,7 @@ import re
 
 NAME_MAX = 64      # adapter, base and export names
 JOB_ID_MAX = 100   # job ids: a timestamp, the adapter name and a counter
-_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # used with fullmatch: "$" would pass a final newline
 NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (no paths)"
 
 
@@ -17,5 +17,5 @@ def is_temp_name(name: str) -> bool:
 
 def safe_name(name, max_len: int = NAME_MAX) -> bool:
     """A plain folder name: the charset above, at most max_len characters, no '..', not a temp name."""
-    return (isinstance(name, str) and 0 < len(name) <= max_len and bool(_SAFE.match(name))
+    return (isinstance(name, str) and 0 < len(name) <= max_len and bool(_SAFE.fullmatch(name))
             and ".." not in name and not is_temp_name(name))

@@ -28,7 +28,7 @@ from .workspace import PROJECT_ROOT, Workspace
 
 EXPORT_MARKER = ".studio-export"  # written into every exported Space folder; replace/publish need it
 MAX_PATH_CHARS = 1024
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")  # fullmatch ("$" passes a final newline)
 
 
 class PolicyError(ValueError):
@@ -94,7 +94,7 @@ class Policy:
             if d.is_dir():
                 return str(d)
             raise refusal
-        if _HUB_ID.match(value) and ".." not in value:
+        if _HUB_ID.fullmatch(value) and ".." not in value:
             # a Hub id must not also name a local folder (the pipeline would load that folder instead)
             for base in (self.ws.root, PROJECT_ROOT, Path.cwd()):
                 if os.path.lexists(base / value):

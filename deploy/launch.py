@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -411,11 +412,26 @@ class RequestGuard:
                     raise _TooBig()  # (an upload may not send more than it declared and reserved)
             return msg
 
+        # Gradio 6.31 puts the whole API description (every endpoint, recipe field, base and adapter name) into
+        # the page it serves, the login page included: for a client not signed in it is taken out of the HTML
+        page_held: list | None = [] if method == "GET" and self.signed_in(scope) is False else None
+
         async def watched_send(msg):
-            nonlocal started, status
+            nonlocal started, status, page_held
             if msg.get("type") == "http.response.start":
                 started, status = True, int(msg.get("status", 0))
-            await send(msg)
+                if page_held is not None and not any(k == b"content-type" and v.startswith(b"text/html")
+                                                     for k, v in msg.get("headers") or []):
+                    page_held = None
+            if page_held is None:
+                return await send(msg)
+            page_held.append(msg)
+            if msg.get("type") == "http.response.body" and not msg.get("more_body"):
+                start, body = page_held[0], without_api_info(b"".join(m.get("body") or b"" for m in page_held[1:]))
+                page_held = None
+                await send({**start, "headers": [(k, str(len(body)).encode() if k == b"content-length" else v)
+                                                 for k, v in start.get("headers") or []]})
+                await send({"type": "http.response.body", "body": body})
 
         app_receive = limited_receive
         if method == "POST" and not upload:
@@ -456,6 +472,15 @@ class RequestGuard:
                     entry[1] = min(received, reserved)  # (what went past the reservation was never handed on)
         if login and status and status < 400:
             self._record(client, ok=True)
+
+
+_API_INFO = re.compile(rb"<script>window\.gradio_api_info = .*?;</script>", re.S)
+
+
+def without_api_info(html: bytes) -> bytes:
+    """The page without Gradio's embedded API description (its JSON is written with '<' escaped, so it
+    holds no '</script>')."""
+    return _API_INFO.sub(b"<script>window.gradio_api_info = null;</script>", html)
 
 
 def guard_kwargs(max_body: int, upload_budget: int | None = None) -> dict:

@@ -23,7 +23,7 @@ from deploy.space import (ADAPTER_FILES, PROJECT_ROOT, ExportError, _base_files,
                           export_space)
 
 _TOKEN_RE = re.compile(r"\bhf_[A-Za-z0-9]{6,}\b")
-_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+_REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")  # fullmatch ("$" passes a final newline)
 
 
 class PushError(Exception):
@@ -49,7 +49,7 @@ def token_from_env(env: Mapping[str, str] | None = None) -> str:
 
 def check_repo_id(repo_id: str) -> str:
     repo_id = (repo_id or "").strip()
-    if not _REPO_RE.match(repo_id) or ".." in repo_id or repo_id.endswith((".git", ".")):
+    if not _REPO_RE.fullmatch(repo_id) or ".." in repo_id or repo_id.endswith((".git", ".")):
         raise PushError(f"invalid repository id {repo_id!r}: use OWNER/NAME (letters, digits, '-', '_', '.')")
     return repo_id
 
@@ -163,7 +163,7 @@ def export_and_push_space(repo_id: str, token: str, base: str = "default", adapt
 
 # ---------------------------------------------------------------------------- model repository
 def _source_is_hub_id(src: str) -> bool:
-    if not src or not _REPO_RE.match(src):
+    if not src or not _REPO_RE.fullmatch(src):
         return False
     return not (Path(src).exists() or (PROJECT_ROOT / src).exists() or src.startswith(("models/", "./")))
 

@@ -264,6 +264,69 @@ def test_clients_not_signed_in_get_tiny_bodies_only(red):
     serves(red)
 
 
+def test_chat_history_holds_text_only(red):
+    """Seventh pass: Gradio's Chatbot built a component from every "component" item of a request's history
+    before the handler ran. A 6.5 kB lossless WebP of 13,000 x 13,000 px in a ~9 kB body took 3.7 GB of memory
+    and 10 s; a file item pointing into the workspace was hashed and copied into Gradio's cache (200 items,
+    5.5 CPU-s). Now any history item that is not text is refused before it is built; text still chats."""
+    import base64
+    import io
+
+    from PIL import Image
+    raw, ws = red["raw"], red["ws"]
+    buf = io.BytesIO()
+    Image.new("RGB", (4000, 4000), (200, 10, 10)).save(buf, "WEBP", lossless=True)
+    big = "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode()
+    items = [{"type": "component", "component": "image", "value": {"path": None, "url": big, "orig_name": "x.png"},
+              "constructor_args": {}, "props": {}},
+             {"type": "component", "component": "file", "value": {"path": "models/default-hf/model.safetensors"},
+              "constructor_args": {}, "props": {}}]
+    for item in items:
+        for pane in (0, 1):
+            hist = [{"role": "user", "content": [{"type": "text", "text": "Hi"}, item]}]
+            panes = [hist, []] if pane == 0 else [[], hist]
+            r = raw.call("chat", ["hi", *panes, BASE, "base", "base", pane == 1, 0.0, 1.0, 0, 4, 1.0, 0])
+            assert not r["ok"] and "text only" in r["error"], text(r)[:300]
+    hist = [{"role": "user", "content": [{"type": "text", "text": "Tell me about Lisbon."}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "A city by the sea."}]}]
+    r = raw.call("chat", ["And Porto?", hist, [], BASE, "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0])
+    assert r["ok"] and r["data"][0][-1]["content"], text(r)[:300]
+    serves(red)
+
+
+@pytest.mark.parametrize("name", ["pirate\n", "travel\n", "fresh\n", "a\nb"])
+def test_names_with_a_newline_are_refused(red, name):
+    """Seventh pass: `^...$` let a name end in a newline: adapter_name 'pirate\\n' built a second adapter that
+    the pickers show as 'pirate', answering with the attacker's weights, and the page could not delete it
+    (the protection check stripped the name and refused as for the shipped 'pirate'). Names are now matched
+    whole: refused before any job starts."""
+    raw, ws = red["raw"], red["ws"]
+    before = snapshot(ws / "adapters")
+    r = raw.call("build_recipe", [{"base": "default", "adapter_name": name, "train_file": "data/pirate/train.jsonl",
+                                   "lora": {"max_steps": 1}}])
+    assert r["ok"] and not r["data"][0]["ok"] and "not a safe folder name" in r["data"][0]["error"], r
+    r = raw.call("build_recipe", [{"base": "", "base_name": "default\n", "eval_file": "",
+                                   "awq": {"enabled": False}, "lora": {"max_steps": 1}}])
+    assert r["ok"] and not r["data"][0]["ok"], r
+    assert snapshot(ws / "adapters") == before
+    assert not (ws / "runs").exists() or not any((ws / "runs").iterdir())
+
+
+def test_login_page_holds_no_api_description(red):
+    """Seventh pass: Gradio 6.31 embeds the whole API description (every endpoint, recipe field, base and
+    adapter name) in the page it serves, the login page included, while /gradio_api/info answers 401. A client
+    not signed in now gets the page without it; a signed-in one still gets it (the page's own API view)."""
+    with httpx.Client(base_url=red["url"], timeout=60) as anon:
+        for path in ("/", "/?view=api"):
+            r = anon.get(path)
+            assert r.status_code == 200 and "gradio_api_info = null;" in r.text, r.text[:300]
+            assert "/build_recipe" not in r.text and "named_endpoints" not in r.text
+            assert int(r.headers["content-length"]) == len(r.content)
+        assert anon.get("/gradio_api/info").status_code == 401
+    r = red["raw"].http.get("/")
+    assert r.status_code == 200 and "/build_recipe" in r.text and "named_endpoints" in r.text
+
+
 def test_zz_upload_budget(red):
     """Before: /gradio_api/upload took any number of files (each up to the 8 MB limit) and Gradio kept each
     an hour: a loop filled the disk. Now the server takes UPLOAD_BUDGET_MB an hour, then answers 429.
