@@ -16,7 +16,7 @@ from .library import (BASE_JSON, METADATA_JSON, AdapterInfo, BaseInfo, LibraryEr
                       check_adapter, delete_adapter, is_real_dir, is_regular, list_adapters, list_bases,
                       read_base, read_json, stat_signature)
 from .limits import UPLOAD_ENV, max_upload_bytes, upload_budget_bytes  # noqa: F401
-from .names import JOB_ID_MAX, NAME_MAX, NAME_RULE, is_temp_name, safe_name  # noqa: F401
+from .names import BASE_VARIANT, JOB_ID_MAX, NAME_MAX, NAME_RULE, is_temp_name, safe_name, skeleton  # noqa: F401
 from .publish import fsync_tree, publish, write_json  # noqa: F401
 from .workspace import PROJECT_ROOT, Workspace, workspace_root  # noqa: F401
 from .limits import (SEED_MAX, LimitError, check_build_room, check_finite, check_prompt_chars, check_seed,  # noqa: F401,E402

@@ -19,3 +19,15 @@ def safe_name(name, max_len: int = NAME_MAX) -> bool:
     """A plain folder name: the charset above, at most max_len characters, no '..', not a temp name."""
     return (isinstance(name, str) and 0 < len(name) <= max_len and bool(_SAFE.fullmatch(name))
             and ".." not in name and not is_temp_name(name))
+
+
+# The name the pickers give the base model itself (no adapter): no adapter may be called that.
+BASE_VARIANT = "base"
+_CONFUSABLE = str.maketrans({"0": "o", "1": "l", "i": "l", "|": "l", "5": "s", "3": "e", "4": "a", "8": "b", "7": "t"})
+
+
+def skeleton(name: str) -> str:
+    """What a name looks like in a picker: case, the look-alike characters 0/o, 1/l/I/i, 5/s, 3/e, 4/a, 8/b,
+    7/t, and the separators '.', '_', '-' folded away ('traveI', 'trave1', 'travel_' and 'Travel' all look
+    like 'travel')."""
+    return re.sub(r"[._-]", "", name.casefold().translate(_CONFUSABLE))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .limits import max_exports
-from .names import NAME_RULE, is_temp_name, safe_name
+from .names import BASE_VARIANT, NAME_RULE, is_temp_name, safe_name, skeleton
 from .workspace import PROJECT_ROOT, Workspace
 
 EXPORT_MARKER = ".studio-export"  # written into every exported Space folder; replace/publish need it
@@ -155,20 +155,24 @@ class Policy:
                               "another name; the operator can replace or delete it from the command line")
 
     def adapter_lookalike(self, name, what: str = "adapter_name") -> None:
-        """A new adapter's name that differs from a protected one only in case ('Travel' beside the shipped
-        'travel') is refused: in the pickers it would pass for the shipped adapter."""
+        """A new adapter's name that looks like a protected one in the pickers ('Travel', 'traveI', 'trave1',
+        'travel_' beside the shipped 'travel') or like the base itself ('Base') is refused: it would pass for
+        what everyone chats with (names.skeleton)."""
         if not isinstance(name, str) or not safe_name(name.strip()):
             return
         name = name.strip()
+        if skeleton(name) == skeleton(BASE_VARIANT):
+            raise PolicyError(f"{what} '{name}' looks like '{BASE_VARIANT}' (the base model without an adapter): "
+                              "choose another name")
         try:
-            entries = [e for e in os.scandir(self.ws.adapters) if e.name != name and e.name.casefold() == name.casefold()]
+            entries = [e for e in os.scandir(self.ws.adapters) if e.name != name and skeleton(e.name) == skeleton(name)]
         except OSError:
             return
         for e in entries:
             try:
                 self.adapter_change(e.name, what)
             except PolicyError:
-                raise PolicyError(f"{what} '{name}' differs only in case from the protected adapter '{e.name}': "
+                raise PolicyError(f"{what} '{name}' looks like the protected adapter '{e.name}' in the pickers: "
                                   "choose another name") from None
 
     # ------------------------------------------------------------------ remote code, tokens

@@ -414,7 +414,8 @@ class RequestGuard:
 
         # Gradio 6.31 puts the whole API description (every endpoint, recipe field, base and adapter name) into
         # the page it serves, the login page included: for a client not signed in it is taken out of the HTML
-        page_held: list | None = [] if method == "GET" and self.signed_in(scope) is False else None
+        # (HEAD too: its content-length would tell the size of what was taken out)
+        page_held: list | None = [] if method in ("GET", "HEAD") and self.signed_in(scope) is False else None
 
         async def watched_send(msg):
             nonlocal started, status, page_held

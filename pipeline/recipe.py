@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from artifacts import NAME_RULE, PROJECT_ROOT, safe_name
+from artifacts import BASE_VARIANT, NAME_RULE, PROJECT_ROOT, safe_name
 
 DEFAULT_BASE = "models/default-hf"
 DEFAULT_ONNX_BASE = "default"
@@ -148,6 +148,9 @@ class Recipe:
         _check_bounds(self, "")
         if self.adapter_name and not safe_name(self.adapter_name):
             raise RecipeError(f"adapter_name {self.adapter_name!r} is not a safe folder name: use {NAME_RULE}")
+        if self.adapter_name and self.adapter_name.casefold() == BASE_VARIANT:
+            raise RecipeError(f"adapter_name {self.adapter_name!r} is reserved: the pickers call the base model "
+                              f"without an adapter '{BASE_VARIANT}'")
         if self.base_name and not safe_name(self.base_name):
             raise RecipeError(f"base_name {self.base_name!r} is not a safe folder name: use {NAME_RULE}")
         if self.base and not safe_name(self.base):

@@ -70,8 +70,11 @@ class Raw:
 
     def call(self, fn, data: list) -> dict:
         """{"ok", "data" | "error"} of one event, read from the SSE stream."""
+        return self.call_in(uuid.uuid4().hex, fn, data)
+
+    def call_in(self, session: str, fn, data: list) -> dict:
+        """call() within a given session (Gradio keeps per-session component state by session_hash)."""
         fn_index = self.fn(fn) if isinstance(fn, str) else fn
-        session = uuid.uuid4().hex
         body = json.dumps({"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None,
                            "trigger_id": None})  # NaN and Infinity pass as JSON's common extension
         r = self.http.post("/gradio_api/queue/join", content=body, headers={"content-type": "application/json"})
@@ -661,9 +664,15 @@ def test_builds_need_free_disk_and_protected_adapters_stay(tmp_path, monkeypatch
         p.adapter_change("shipped")
     p.adapter_change("mine")
     p.adapter_change("../x")  # not a name: left to the library's own refusal
-    with pytest.raises(PolicyError, match="differs only in case from the protected adapter 'shipped'"):
-        p.adapter_lookalike("Shipped")
+    for look in ("Shipped", "shIpped", "sh1pped", "shipped_", "ship-ped", "SHIPPED."):
+        with pytest.raises(PolicyError, match="looks like the protected adapter 'shipped'"):
+            p.adapter_lookalike(look)
+    for look in ("base", "Base", "BASE", "ba5e", "base_"):
+        with pytest.raises(PolicyError, match="looks like 'base'"):
+            p.adapter_lookalike(look)
     p.adapter_lookalike("MINE")  # not protected: a user's own names are theirs
+    p.adapter_lookalike("shipped-2")  # another name
+    p.adapter_lookalike("bases")
     p.adapter_lookalike("shipped")  # the name itself: left to adapter_change / the pipeline's exists check
     with pytest.raises(LimitError, match="STUDIO_MIN_FREE_GB"):
         check_build_room(ws.root, {"STUDIO_MIN_FREE_GB": str(shutil.disk_usage(ws.root).free / 1e9 + 1)})

@@ -301,6 +301,7 @@ def test_names_with_a_newline_are_refused(red, name):
     (the protection check stripped the name and refused as for the shipped 'pirate'). Names are now matched
     whole: refused before any job starts."""
     raw, ws = red["raw"], red["ws"]
+    runs = set((ws / "runs").iterdir()) if (ws / "runs").exists() else set()
     before = snapshot(ws / "adapters")
     r = raw.call("build_recipe", [{"base": "default", "adapter_name": name, "train_file": "data/pirate/train.jsonl",
                                    "lora": {"max_steps": 1}}])
@@ -309,7 +310,64 @@ def test_names_with_a_newline_are_refused(red, name):
                                    "awq": {"enabled": False}, "lora": {"max_steps": 1}}])
     assert r["ok"] and not r["data"][0]["ok"], r
     assert snapshot(ws / "adapters") == before
-    assert not (ws / "runs").exists() or not any((ws / "runs").iterdir())
+    assert (set((ws / "runs").iterdir()) if (ws / "runs").exists() else set()) == runs  # no job started
+
+
+def test_chat_history_check_holds_after_the_pane_was_updated(red):
+    """Re-attack of the text-only check: a patch on the Chatbot instances was lost once a handler had returned
+    gr.update(...) for a pane (the variant pickers, Compare): Gradio then serves that session a new Chatbot.
+    The check now sits on Gradio's Chatbot class."""
+    raw = red["raw"]
+    item = {"type": "component", "component": "image",
+            "value": {"path": None, "url": "data:image/png;base64,iVBORw0KGgo=", "orig_name": "x.png"},
+            "constructor_args": {}, "props": {}}
+    hist = [{"role": "user", "content": [{"type": "text", "text": "Hi"}, item]}]
+    session = "updated-panes"
+    bots = {cid for cid, c in raw.comps.items() if c.get("props", {}).get("elem_id") in ("chat-bot-a", "chat-bot-b")}
+    updating = [i for i, d in enumerate(raw.cfg["dependencies"]) if d.get("backend_fn") and bots & set(d["outputs"])
+                and d.get("api_name") not in ("chat", "clear_chat", "respond")]
+    assert len(updating) >= 3, updating  # Compare and the two pane titles
+    for i in updating:  # every handler that updates a pane, in the session that then chats
+        assert raw.call_in(session, i, raw.defaults(i, chat_compare=True))["ok"]
+    for pane in (0, 1):
+        panes = [hist, []] if pane == 0 else [[], hist]
+        r = raw.call_in(session, raw.fn("chat"), ["hi", *panes, BASE, "base", "base", pane == 1, 0.0, 1.0, 0, 4,
+                                                  1.0, 0])
+        assert not r["ok"] and "text only" in r["error"], text(r)[:300]
+    serves(red)
+
+
+@pytest.mark.parametrize("where", ["message", "history", "seed"])
+def test_inputs_take_no_file_by_url(red, where):
+    """Re-attack: Gradio moves every {"path", "meta": {"_type": "gradio.FileData"}} found in any input into its
+    cache before any handler runs, and downloads an http(s) path whole, with no size limit: a ~1 kB body could
+    make the server pull a multi-GB file past every cap. Now refused before anything is fetched."""
+    raw = red["raw"]
+    f = {"path": "http://files.invalid/big.bin", "meta": {"_type": "gradio.FileData"}}
+    args = ["hi", [], [], BASE, "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0]
+    if where == "message":
+        args[0] = f
+    elif where == "history":
+        args[1] = [{"role": "user", "content": [{"type": "file", "file": f}]}]
+    else:
+        args[12] = f
+    r = raw.call("chat", args)
+    assert not r["ok"] and "not by URL" in r["error"], text(r)[:300]
+    serves(red)
+
+
+@pytest.mark.parametrize("name", ["traveI", "trave1", "travel_", "p1rate", "pirate.", "Base", "base"])
+def test_lookalike_adapter_names_are_refused(red, name):
+    """Re-attack: only case was folded, so 'traveI', 'trave1', 'travel_' or 'p1rate' built adapters that pass
+    for the shipped ones in the pickers, and 'Base' for the base itself ('base' built for a minute, then the
+    engine refused it as reserved). Refused before any job starts."""
+    raw, ws = red["raw"], red["ws"]
+    runs = set((ws / "runs").iterdir()) if (ws / "runs").exists() else set()
+    r = raw.call("build_recipe", [{"base": "default", "adapter_name": name, "train_file": "data/pirate/train.jsonl",
+                                   "lora": {"max_steps": 1}}])
+    assert r["ok"] and not r["data"][0]["ok"] and ("looks like" in r["data"][0]["error"]
+                                                   or "reserved" in r["data"][0]["error"]), r
+    assert (set((ws / "runs").iterdir()) if (ws / "runs").exists() else set()) == runs  # no job started
 
 
 def test_login_page_holds_no_api_description(red):
@@ -322,6 +380,8 @@ def test_login_page_holds_no_api_description(red):
             assert r.status_code == 200 and "gradio_api_info = null;" in r.text, r.text[:300]
             assert "/build_recipe" not in r.text and "named_endpoints" not in r.text
             assert int(r.headers["content-length"]) == len(r.content)
+            h = anon.head(path)  # its content-length would tell the size of what was taken out
+            assert h.status_code == 200 and int(h.headers["content-length"]) <= len(r.content), h.headers
         assert anon.get("/gradio_api/info").status_code == 401
     r = red["raw"].http.get("/")
     assert r.status_code == 200 and "/build_recipe" in r.text and "named_endpoints" in r.text

@@ -25,24 +25,6 @@ EXAMPLES = ["What should I pack for a trip?", "Tell me about Lisbon.", "What sho
             "What kind of animal is a bee?"]
 
 
-def text_only(bot: gr.Chatbot) -> gr.Chatbot:
-    """The Chatbot, refusing a request whose history holds anything but text. Gradio's Chatbot builds a
-    component from every "component" item of the history sent back before the handler runs: a few kB of fake
-    history made it decode 169-Mpixel images (GBs of memory, tens of CPU-s a request) or hash and copy
-    workspace files into its cache (red team, 2026-12-07). This app's chats are text: anything else is
-    refused before it is built. (Patched on the instance: a gr.Chatbot subclass would make Gradio write a
-    .pyi beside this module at import.)"""
-    preprocess = bot.preprocess
-
-    def checked(payload):
-        for message in getattr(payload, "root", None) or []:
-            if any(getattr(item, "type", None) != "text" for item in message.content):
-                raise gr.Error("a chat history may hold text only")
-        return preprocess(payload)
-    bot.preprocess = checked
-    return bot
-
-
 @dataclass
 class ChatTab:
     base: gr.Dropdown
@@ -255,7 +237,6 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
         bot_a = gr.Chatbot(label=pane_title("base"), elem_id="chat-bot-a", height=420, show_label=True)
         bot_b = gr.Chatbot(label=pane_title("base"), elem_id="chat-bot-b", height=420, visible=False,
                            show_label=True)
-        text_only(bot_a), text_only(bot_b)
     with gr.Row():
         message = gr.Textbox(placeholder="Ask something ...", show_label=False, elem_id="chat-input",
                              scale=6, lines=1, max_lines=6)

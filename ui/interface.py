@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from ui import hardening
 from ui.chat_tab import create_chat_tab
 from ui.library_tab import create_library_tab
 
@@ -46,6 +47,7 @@ def _chat_and_library_loads(demo, chat, lib_tab, library) -> None:
 
 
 def _finish(demo: gr.Blocks, app, tabs: dict) -> gr.Blocks:
+    hardening.install()  # Gradio's own behaviours that strangers must not reach (ui/hardening.py)
     demo.queue(default_concurrency_limit=4, max_size=64)
     demo.app_engine = app
     demo.ui_tabs = tabs
