@@ -342,6 +342,12 @@ class RequestGuard:
         if scope.get("type") != "http":
             return await self.app(scope, receive, send)
         method, path = scope.get("method"), scope.get("path", "").rstrip("/")
+        if path in DENIED_ROUTES:
+            return await self._answer(send, 404, "not found")
+        if path.startswith(FILE_ROUTES) and any(k == b"range" for k, _ in scope.get("headers") or []):
+            # Gradio's ranged file answer copied every request header (the session cookie too) into the
+            # response, and odd ranges gave 500 or a reset: files are served whole
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"range"]}
         upload = method == "POST" and path in UPLOAD_ROUTES
         login = method == "POST" and path in LOGIN_ROUTES
         # uploads may be as big as an upload; other bodies (the API's JSON) far smaller; the login form and any
@@ -475,6 +481,15 @@ class RequestGuard:
             self._record(client, ok=True)
 
 
+# Gradio routes this app never uses, answered 404 before Gradio (red team, 2026-12-07): process_recording
+# wrote every posted video into /tmp and never deleted it (outside the upload budget); deep_link wrote a
+# session's every value, a typed Hub token included, into a world-readable file kept forever; component_server
+# made a full session state per new session id (no component here has server functions).
+DENIED_ROUTES = frozenset(pre + r for pre in ("/gradio_api", "") for r in
+                          ("/process_recording", "/deep_link", "/component_server"))
+FILE_ROUTES = ("/gradio_api/file=", "/file=")
+
+
 _API_INFO = re.compile(rb"<script>window\.gradio_api_info = .*?;</script>", re.S)
 
 
@@ -482,6 +497,20 @@ def without_api_info(html: bytes) -> bytes:
     """The page without Gradio's embedded API description (its JSON is written with '<' escaped, so it
     holds no '</script>')."""
     return _API_INFO.sub(b"<script>window.gradio_api_info = null;</script>", html)
+
+
+def private_gradio_dir(env=os.environ) -> str | None:
+    """Gives Gradio a folder of its own for uploads and its cache (GRADIO_TEMP_DIR, read when gradio is
+    imported: call this before), so that the app may sweep it (ui/hardening.py `sweep`) without touching other
+    Gradio apps' files in the shared /tmp/gradio. Returns the folder to sweep; None when the operator chose
+    GRADIO_TEMP_DIR (theirs: not swept)."""
+    if env.get("GRADIO_TEMP_DIR") or "gradio" in sys.modules:  # (gradio already read it: too late to change)
+        return None
+    import tempfile
+    folder = os.path.join(tempfile.gettempdir(), f"lora-studio-gradio-{os.getuid() if hasattr(os, 'getuid') else 0}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    env["GRADIO_TEMP_DIR"] = folder
+    return folder
 
 
 def guard_kwargs(max_body: int, upload_budget: int | None = None) -> dict:

@@ -365,3 +365,63 @@ def test_cross_site_posts_refused():
     assert asyncio.run(_request(guard, "/logout", method="GET", headers=[("sec-fetch-site", "cross-site")])) == 403
     # following a link to the app from elsewhere (a chat message, a search result) still opens it
     assert asyncio.run(_request(guard, "/", method="GET", headers=[("sec-fetch-site", "cross-site")])) == 200
+
+
+def test_gradio_hardening_bounds_upload_trackers_and_sweeps_its_folder(tmp_path):
+    """ui/hardening.py: upload progress trackers are bounded (Gradio kept one per upload_id a client named);
+    sweep() deletes files and emptied folders older than the age, keeps newer ones, never follows a link."""
+    import asyncio
+    import os
+    import time
+
+    from gradio import route_utils
+
+    from ui import hardening
+    hardening.install()
+    hardening.install()  # once per process, however often demos are built
+    progress = route_utils.FileUploadProgress()
+    for i in range(hardening.MAX_UPLOAD_TRACKERS + 500):
+        progress.track(f"u{i}")
+    assert len(progress._statuses) <= hardening.MAX_UPLOAD_TRACKERS and "u1499" in progress._statuses
+
+    async def probe():  # GET /upload_progress?upload_id=<random>: Gradio waits for a tracker that never comes
+        for i in range(hardening.MAX_UPLOAD_TRACKERS + 10):
+            try:
+                await asyncio.wait_for(progress.is_tracked(f"p{i}"), 0.001)
+            except asyncio.TimeoutError:
+                pass
+    asyncio.run(probe())
+    assert len(progress._signals) <= hardening.MAX_UPLOAD_TRACKERS and "p1009" in progress._signals
+
+    root = tmp_path / "g"
+    old_dir, new_dir, kept = root / "old" / "sub", root / "new", tmp_path / "outside"
+    old_dir.mkdir(parents=True), new_dir.mkdir(), kept.mkdir()
+    (old_dir / "a.bin").write_bytes(b"x")
+    (new_dir / "b.bin").write_bytes(b"y")
+    (kept / "c.bin").write_bytes(b"z")
+    os.symlink(kept, root / "link")
+    past = time.time() - 7200
+    for p in (old_dir / "a.bin", old_dir, root / "old"):
+        os.utime(p, (past, past))
+    os.utime(root / "link", (past, past), follow_symlinks=False)
+    assert hardening.sweep(root, 3600) >= 3
+    assert not (root / "old").exists() and (new_dir / "b.bin").exists() and not (root / "link").is_symlink()
+    assert (kept / "c.bin").exists()  # the link was removed, not followed
+
+
+def test_private_gradio_dir_only_before_gradio_and_never_over_the_operators(monkeypatch):
+    from deploy.launch import private_gradio_dir
+    env = {"GRADIO_TEMP_DIR": "/srv/mine"}
+    assert private_gradio_dir(env) is None and env["GRADIO_TEMP_DIR"] == "/srv/mine"
+    env = {}
+    import sys
+    if "gradio" in sys.modules:  # this process has read GRADIO_TEMP_DIR already: left alone
+        assert private_gradio_dir(env) is None and "GRADIO_TEMP_DIR" not in env
+    monkeypatch.delitem(sys.modules, "gradio", raising=False)
+    folder = private_gradio_dir(env)
+    assert folder and env["GRADIO_TEMP_DIR"] == folder and "lora-studio-gradio" in folder
+
+
+def test_launch_keeps_few_sessions():
+    from ui.interface import launch_kwargs
+    assert launch_kwargs()["state_session_capacity"] == 256

@@ -370,6 +370,29 @@ def test_lookalike_adapter_names_are_refused(red, name):
     assert (set((ws / "runs").iterdir()) if (ws / "runs").exists() else set()) == runs  # no job started
 
 
+def test_gradio_routes_the_app_never_uses_are_closed(red):
+    """Ninth pass: POST /gradio_api/process_recording left every posted video in /tmp for good (outside the
+    upload budget, ~45 MB/s from one client); GET /gradio_api/deep_link wrote a session's every value (a typed
+    Hub token too) into a world-readable file kept forever; component_server made a session state per new
+    session id. All three answer 404 now, before Gradio; a Range request on a file is served whole (Gradio's
+    ranged answer copied every request header, the session cookie too, into the response)."""
+    raw = red["raw"]
+    r = raw.http.post("/gradio_api/process_recording", files={"video": ("v.mp4", b"\0" * 10_000)})
+    assert r.status_code == 404, (r.status_code, r.text[:200])
+    for path in ("/gradio_api/deep_link?session_hash=abc", "/gradio_api/deep_link/"):
+        assert raw.http.get(path).status_code == 404
+    r = raw.http.post("/gradio_api/component_server", json={"component_id": 1, "session_hash": "x", "fn_name": "f",
+                                                            "data": None})
+    assert r.status_code == 404, (r.status_code, r.text[:200])
+    up = raw.http.post("/gradio_api/upload", files={"files": ("a.jsonl", b'{"prompt": "a", "response": "b"}\n')})
+    assert up.status_code == 200, up.text
+    path = up.json()[0]
+    r = raw.http.get(f"/gradio_api/file={path}", headers={"Range": "bytes=0-3", "X-Secret": "s3"})
+    assert r.status_code == 200 and r.content.startswith(b'{"prompt"'), (r.status_code, r.content[:50])
+    assert "x-secret" not in {k.lower() for k in r.headers} and "cookie" not in {k.lower() for k in r.headers}
+    serves(red)
+
+
 def test_login_page_holds_no_api_description(red):
     """Seventh pass: Gradio 6.31 embeds the whole API description (every endpoint, recipe field, base and
     adapter name) in the page it serves, the login page included, while /gradio_api/info answers 401. A client

@@ -12,11 +12,21 @@ session when a handler returns gr.update(...) for a component.
   "meta": {"_type": "gradio.FileData"}} object found anywhere in a request's inputs into its cache, and an
   http(s) path is downloaded by the server, whole, into memory then disk, with no size limit (past the body
   cap, the upload budget and the free-disk floor). This app's files come through /gradio_api/upload only.
+- Upload progress trackers are bounded: Gradio kept one per `upload_id` a client names until someone read it
+  (~2 kB each, from tiny uploads that cost nothing of the upload budget).
+- `sweep(dir)`: the launchers give Gradio a folder of its own (deploy/launch.py `private_gradio_dir`) and
+  sweep it: Gradio's hourly cache cleanup only deletes files it registered, and uploads it refused half-way
+  (a bad file name, a field it ignores, a connection cut off) and the folders of deleted files stayed forever.
 """
 from __future__ import annotations
 
+import os
+import threading
+import time
+from pathlib import Path
+
 import gradio as gr
-from gradio import processing_utils
+from gradio import processing_utils, route_utils
 from gradio_client import utils as client_utils
 
 _installed = False
@@ -56,10 +66,72 @@ def _no_remote_inputs(move):
     return guarded
 
 
+MAX_UPLOAD_TRACKERS = 1000
+
+
+def _bounded(method):
+    def bounded(self, upload_id, *args):
+        for d in (self._statuses, self._signals):  # oldest first (dicts keep their order)
+            while len(d) >= MAX_UPLOAD_TRACKERS and upload_id not in d:
+                d.pop(next(iter(d)))
+        return method(self, upload_id, *args)
+    bounded.__wrapped__ = method
+    return bounded
+
+
+def sweep(folder, max_age_s: float = 3600, now: float | None = None) -> int:
+    """Deletes files older than max_age_s under folder, then the folders left empty as old; links are
+    removed, never followed. Returns how many entries went."""
+    now = time.time() if now is None else now
+    gone = 0
+    before = {}  # folders' ages as found (deleting a file makes its folder look new)
+    for root, dirs, _ in os.walk(folder):
+        for name in dirs:
+            try:
+                before[os.path.join(root, name)] = os.lstat(os.path.join(root, name)).st_mtime
+            except OSError:
+                pass
+    for root, dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            p = os.path.join(root, name)
+            try:
+                if now - os.lstat(p).st_mtime > max_age_s:
+                    os.unlink(p)
+                    gone += 1
+            except OSError:
+                pass
+        for name in dirs:
+            p = os.path.join(root, name)
+            try:
+                if os.path.islink(p):
+                    if now - os.lstat(p).st_mtime > max_age_s:
+                        os.unlink(p)
+                        gone += 1
+                elif now - before.get(p, now) > max_age_s and not os.listdir(p):
+                    os.rmdir(p)
+                    gone += 1
+            except OSError:
+                pass
+    return gone
+
+
+def sweep_in_background(folder, every_s: float = 600, max_age_s: float = 3600) -> threading.Thread:
+    def run():
+        while True:
+            if Path(folder).is_dir():
+                sweep(folder, max_age_s)
+            time.sleep(every_s)
+    t = threading.Thread(target=run, name="studio-gradio-sweep", daemon=True)
+    t.start()
+    return t
+
+
 def install() -> None:
     global _installed
     if _installed:
         return
     gr.Chatbot.preprocess = _text_only(gr.Chatbot.preprocess)
     processing_utils.async_move_files_to_cache = _no_remote_inputs(processing_utils.async_move_files_to_cache)
+    progress = route_utils.FileUploadProgress
+    progress.track, progress.is_tracked = _bounded(progress.track), _bounded(progress.is_tracked)
     _installed = True

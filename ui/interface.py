@@ -6,6 +6,7 @@ Build and Deploy tabs are imported inside create_ui only). Both return a queued 
 as demo.app_engine."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -110,4 +111,8 @@ def launch_kwargs() -> dict:
     """run_history=False: Gradio's run-history routes (/gradio_api/run-history/*) sit outside the app's
     login and, for a client on loopback, call the Hub with the server's own token (list or create buckets,
     read their records); the browser-side history would also keep what was typed (a Hub token)."""
-    return {"css": CSS, "theme": gr.themes.Soft(), "run_history": False}
+    # every new session id costs Gradio a session state (~330 kB and the inputs it carried) kept until pushed
+    # out, 10,000 by default: GBs from one client. This app keeps nothing there that it needs (a chat's history
+    # comes with each request), so a few hundred are enough.
+    return {"css": CSS, "theme": gr.themes.Soft(), "run_history": False,
+            "state_session_capacity": int(os.environ.get("STUDIO_SESSION_CAPACITY", "256"))}
