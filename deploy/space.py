@@ -53,6 +53,7 @@ CODE = [
                                                 "live.py", "og_backend.py")],
     ("ui/__init__.py", "ui/__init__.py"),
     ("ui/interface.py", "ui/interface.py"),
+    ("ui/hardening.py", "ui/hardening.py"),
     ("ui/chat_tab.py", "ui/chat_tab.py"),
     ("ui/library_tab.py", "ui/library_tab.py"),
     ("ui/chat_engine.py", "ui/engine.py"),
