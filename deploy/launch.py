@@ -506,9 +506,20 @@ def private_gradio_dir(env=os.environ) -> str | None:
     GRADIO_TEMP_DIR (theirs: not swept)."""
     if env.get("GRADIO_TEMP_DIR") or "gradio" in sys.modules:  # (gradio already read it: too late to change)
         return None
+    import stat
     import tempfile
     folder = os.path.join(tempfile.gettempdir(), f"lora-studio-gradio-{os.getuid() if hasattr(os, 'getuid') else 0}")
-    os.makedirs(folder, mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        folder = None
+    # it will be swept: only a real folder of this user's, nobody else's to write (not a link planted in /tmp)
+    st = os.lstat(folder) if folder else None
+    if st is None or not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o022 or \
+            (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+        folder = tempfile.mkdtemp(prefix="lora-studio-gradio-")
     env["GRADIO_TEMP_DIR"] = folder
     return folder
 

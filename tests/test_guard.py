@@ -5,6 +5,7 @@ whole body before it answers, as Gradio does; the launched app's own tests are i
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -420,6 +421,31 @@ def test_private_gradio_dir_only_before_gradio_and_never_over_the_operators(monk
     monkeypatch.delitem(sys.modules, "gradio", raising=False)
     folder = private_gradio_dir(env)
     assert folder and env["GRADIO_TEMP_DIR"] == folder and "lora-studio-gradio" in folder
+    assert os.path.isdir(folder) and not os.path.islink(folder) and not os.stat(folder).st_mode & 0o022
+
+
+def test_private_gradio_dir_is_never_a_planted_link(tmp_path, monkeypatch):
+    """The folder is swept (files older than an hour deleted): a link planted at its name in /tmp by another
+    user must not make the sweep delete files elsewhere. A planted link or a folder others may write is
+    passed over for a fresh private one."""
+    import sys
+    import tempfile
+
+    from deploy.launch import private_gradio_dir
+    monkeypatch.delitem(sys.modules, "gradio", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    planted = tmp_path / f"lora-studio-gradio-{os.getuid()}"
+    os.symlink(victim, planted)
+    env = {}
+    folder = private_gradio_dir(env)
+    assert folder != str(planted) and os.path.realpath(folder) != str(victim) and not os.path.islink(folder)
+    os.unlink(planted)
+    planted.mkdir(mode=0o777)
+    os.chmod(planted, 0o777)
+    env = {}
+    assert private_gradio_dir(env) != str(planted)
 
 
 def test_launch_keeps_few_sessions():
