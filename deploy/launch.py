@@ -344,9 +344,10 @@ class RequestGuard:
         method, path = scope.get("method"), scope.get("path", "").rstrip("/")
         if path in DENIED_ROUTES:
             return await self._answer(send, 404, "not found")
-        if path.startswith(FILE_ROUTES) and any(k == b"range" for k, _ in scope.get("headers") or []):
-            # Gradio's ranged file answer copied every request header (the session cookie too) into the
-            # response, and odd ranges gave 500 or a reset: files are served whole
+        if any(k == b"range" for k, _ in scope.get("headers") or []):
+            # Gradio's ranged file answer (/file=, and its old /file/ route) copied every request header, the
+            # session cookie too, into the response, and odd ranges gave 500 or a reset. This app serves no
+            # media: every answer is whole
             scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"range"]}
         upload = method == "POST" and path in UPLOAD_ROUTES
         login = method == "POST" and path in LOGIN_ROUTES
@@ -487,7 +488,6 @@ class RequestGuard:
 # made a full session state per new session id (no component here has server functions).
 DENIED_ROUTES = frozenset(pre + r for pre in ("/gradio_api", "") for r in
                           ("/process_recording", "/deep_link", "/component_server"))
-FILE_ROUTES = ("/gradio_api/file=", "/file=")
 
 
 _API_INFO = re.compile(rb"<script>window\.gradio_api_info = .*?;</script>", re.S)

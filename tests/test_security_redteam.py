@@ -387,9 +387,11 @@ def test_gradio_routes_the_app_never_uses_are_closed(red):
     up = raw.http.post("/gradio_api/upload", files={"files": ("a.jsonl", b'{"prompt": "a", "response": "b"}\n')})
     assert up.status_code == 200, up.text
     path = up.json()[0]
-    r = raw.http.get(f"/gradio_api/file={path}", headers={"Range": "bytes=0-3", "X-Secret": "s3"})
-    assert r.status_code == 200 and r.content.startswith(b'{"prompt"'), (r.status_code, r.content[:50])
-    assert "x-secret" not in {k.lower() for k in r.headers} and "cookie" not in {k.lower() for k in r.headers}
+    for route in (f"/gradio_api/file={path}", f"/gradio_api/file/{path}"):  # (the second: Gradio's old route)
+        for rng in ({"Range": "bytes=0-3"}, {"RANGE": "bytes=0-3"}):
+            r = raw.http.get(route, headers={**rng, "X-Secret": "s3"})
+            assert r.status_code == 200 and r.content.startswith(b'{"prompt"'), (route, r.status_code, r.content[:50])
+            assert "x-secret" not in {k.lower() for k in r.headers} and "cookie" not in {k.lower() for k in r.headers}
     serves(red)
 
 
