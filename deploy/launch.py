@@ -160,6 +160,12 @@ MAX_BRACKETS = 50_000     # more brackets than any chat within the prompt limit 
 PARSE_WAIT_S = 10.0       # the longest wait for the one parse at a time (bodies between the two limits): 503
 LOGIN_ROUTES = ("/login",)                 # Gradio's routes, exactly (rstrip("/")): a suffix match let
 UPLOAD_ROUTES = ("/gradio_api/upload",)    # /gradio_api/run/login or .../run/upload skip the JSON check
+# Gradio routes this app never uses, answered 404 before Gradio (red team, 2026-12-07): process_recording
+# wrote every posted video into /tmp and never deleted it (outside the upload budget); deep_link wrote a
+# session's every value, a typed Hub token included, into a world-readable file kept forever; component_server
+# made a full session state per new session id (no component here has server functions).
+DENIED_ROUTES = frozenset(pre + r for pre in ("/gradio_api", "") for r in
+                          ("/process_recording", "/deep_link", "/component_server"))
 
 
 def json_items(body: bytes) -> int | None:
@@ -353,7 +359,8 @@ class RequestGuard:
         login = method == "POST" and path in LOGIN_ROUTES
         # uploads may be as big as an upload; other bodies (the API's JSON) far smaller; the login form and any
         # body of a client not signed in (Gradio answers those 401, but FastAPI parses a JSON body first) tiny
-        anon = method == "POST" and self.signed_in(scope) is False
+        signed_in = self.signed_in(scope)
+        anon = method == "POST" and signed_in is False
         limit = self.max_body if upload else self.max_request
         if login or anon:
             limit = min(limit, ANON_MAX)
@@ -422,7 +429,7 @@ class RequestGuard:
         # Gradio 6.31 puts the whole API description (every endpoint, recipe field, base and adapter name) into
         # the page it serves, the login page included: for a client not signed in it is taken out of the HTML
         # (HEAD too: its content-length would tell the size of what was taken out)
-        page_held: list | None = [] if method in ("GET", "HEAD") and self.signed_in(scope) is False else None
+        page_held: list | None = [] if method in ("GET", "HEAD") and signed_in is False else None
 
         async def watched_send(msg):
             nonlocal started, status, page_held
@@ -482,14 +489,6 @@ class RequestGuard:
             self._record(client, ok=True)
 
 
-# Gradio routes this app never uses, answered 404 before Gradio (red team, 2026-12-07): process_recording
-# wrote every posted video into /tmp and never deleted it (outside the upload budget); deep_link wrote a
-# session's every value, a typed Hub token included, into a world-readable file kept forever; component_server
-# made a full session state per new session id (no component here has server functions).
-DENIED_ROUTES = frozenset(pre + r for pre in ("/gradio_api", "") for r in
-                          ("/process_recording", "/deep_link", "/component_server"))
-
-
 _API_INFO = re.compile(rb"<script>window\.gradio_api_info = .*?;</script>", re.S)
 
 
@@ -508,7 +507,8 @@ def private_gradio_dir(env=os.environ) -> str | None:
         return None
     import stat
     import tempfile
-    folder = os.path.join(tempfile.gettempdir(), f"lora-studio-gradio-{os.getuid() if hasattr(os, 'getuid') else 0}")
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    folder = os.path.join(tempfile.gettempdir(), f"lora-studio-gradio-{uid or 0}")
     try:
         os.mkdir(folder, 0o700)
     except FileExistsError:
@@ -517,8 +517,7 @@ def private_gradio_dir(env=os.environ) -> str | None:
         folder = None
     # it will be swept: only a real folder of this user's, nobody else's to write (not a link planted in /tmp)
     st = os.lstat(folder) if folder else None
-    if st is None or not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o022 or \
-            (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+    if st is None or not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o022 or (uid is not None and st.st_uid != uid):
         folder = tempfile.mkdtemp(prefix="lora-studio-gradio-")
     env["GRADIO_TEMP_DIR"] = folder
     return folder

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 
 import gradio as gr
 from gradio import processing_utils, route_utils
@@ -42,24 +41,20 @@ def _text_only(preprocess):
     return checked
 
 
-def remote_files(data) -> list[str]:
-    """The http(s) paths of the FileData objects in a request's input value (as Gradio finds them)."""
-    found: list[str] = []
-
-    def seen(d):
-        if client_utils.is_http_url_like(str(d.get("path") or "")):
-            found.append(str(d["path"]))
-        return d
-    if hasattr(data, "model_dump"):
-        data = data.model_dump()
-    if isinstance(data, (dict, list)):
-        client_utils.traverse(data, seen, client_utils.is_file_obj_with_meta)
-    return found
+def has_remote_file(data) -> bool:
+    """Whether a request's input value holds a FileData object (as Gradio finds them) with an http(s) path."""
+    if client_utils.is_file_obj_with_meta(data):
+        return client_utils.is_http_url_like(str(data.get("path") or ""))
+    if isinstance(data, dict):
+        return any(has_remote_file(v) for v in data.values())
+    if isinstance(data, (list, tuple)):
+        return any(has_remote_file(v) for v in data)
+    return False
 
 
 def _no_remote_inputs(move):
     async def guarded(data, block, postprocess=False, *args, **kwargs):
-        if not postprocess and remote_files(data):
+        if not postprocess and has_remote_file(data.model_dump() if hasattr(data, "model_dump") else data):
             raise gr.Error("files are taken as uploads only, not by URL")
         return await move(data, block, postprocess, *args, **kwargs)
     guarded.__wrapped__ = move
@@ -118,8 +113,7 @@ def sweep(folder, max_age_s: float = 3600, now: float | None = None) -> int:
 def sweep_in_background(folder, every_s: float = 600, max_age_s: float = 3600) -> threading.Thread:
     def run():
         while True:
-            if Path(folder).is_dir():
-                sweep(folder, max_age_s)
+            sweep(folder, max_age_s)  # (a folder gone meanwhile: nothing to walk)
             time.sleep(every_s)
     t = threading.Thread(target=run, name="studio-gradio-sweep", daemon=True)
     t.start()
