@@ -449,5 +449,24 @@ def test_private_gradio_dir_is_never_a_planted_link(tmp_path, monkeypatch):
 
 
 def test_launch_keeps_few_sessions():
-    from ui.interface import launch_kwargs
+    """Every new session id made Gradio keep a session state (10,000 by default: GBs from one client). The
+    app launched as app.py launches it keeps 256: 300 requests, each with its own session id, leave 256."""
+    import httpx
+
+    from app_helpers import free_port
+    from conftest import ROOT
+    from ui.chat_engine import ChatOnlyEngine
+    from ui.interface import create_chat_only_ui, launch_kwargs
     assert launch_kwargs()["state_session_capacity"] == 256
+    demo = create_chat_only_ui(ChatOnlyEngine(models_dir=str(ROOT / "models"), adapters_dir=str(ROOT / "adapters"),
+                                              provider="cpu"))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, **launch_kwargs())
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+            for i in range(300):
+                r = c.post("/gradio_api/run/clear_chat", json={"data": [], "session_hash": f"s{i}"})
+                assert r.status_code == 200, r.text[:200]
+        assert len(demo.state_holder.session_data) == 256 and "s299" in demo.state_holder.session_data
+    finally:
+        demo.close()
