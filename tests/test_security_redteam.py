@@ -395,6 +395,19 @@ def test_gradio_routes_the_app_never_uses_are_closed(red):
     serves(red)
 
 
+def test_upload_parts_without_a_file_name_get_a_message(red):
+    """An upload's "files" part without a file name is a plain form field to Gradio's parser; its upload route
+    then raised a TypeError, answered as a bare 500 (and the keep-alive connection was dropped). Now 400 with a
+    message, and uploads right after it work."""
+    raw = red["raw"]
+    r = raw.http.post("/gradio_api/upload", files={"files": ("", b'{"prompt": "a", "response": "b"}\n')})
+    assert r.status_code == 400 and "file name" in r.text, (r.status_code, r.text[:200])
+    up = raw.http.post("/gradio_api/upload", files={"files": ("ok.jsonl", b'{"prompt": "a", "response": "b"}\n')})
+    assert up.status_code == 200 and up.json()[0].endswith("ok.jsonl"), up.text
+    assert "TypeError" not in red["log"].read_text()
+    serves(red)
+
+
 def test_login_page_holds_no_api_description(red):
     """Seventh pass: Gradio 6.31 embeds the whole API description (every endpoint, recipe field, base and
     adapter name) in the page it serves, the login page included, while /gradio_api/info answers 401. A client

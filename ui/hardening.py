@@ -14,6 +14,8 @@ session when a handler returns gr.update(...) for a component.
   cap, the upload budget and the free-disk floor). This app's files come through /gradio_api/upload only.
 - Upload progress trackers are bounded: Gradio kept one per `upload_id` a client names until someone read it
   (~2 kB each, from tiny uploads that cost nothing of the upload budget).
+- An upload's parts must be files: a "files" part without a file name (a plain form field) made Gradio's
+  upload route raise a TypeError, answered as a bare 500; it is now a 400 with a message.
 - `sweep(dir)`: the launchers give Gradio a folder of its own (deploy/launch.py `private_gradio_dir`) and
   sweep it: Gradio's hourly cache cleanup only deletes files it registered, and uploads it refused half-way
   (a bad file name, a field it ignores, a connection cut off) and the folders of deleted files stayed forever.
@@ -25,7 +27,8 @@ import threading
 import time
 
 import gradio as gr
-from gradio import processing_utils, route_utils
+from fastapi import HTTPException
+from gradio import processing_utils, route_utils, routes
 from gradio_client import utils as client_utils
 
 _installed = False
@@ -120,12 +123,23 @@ def sweep_in_background(folder, every_s: float = 600, max_age_s: float = 3600) -
     return t
 
 
+def _files_only(upload):
+    async def checked(*args, **kwargs):
+        try:
+            return await upload(*args, **kwargs)
+        except TypeError as e:  # route_utils.upload_fn: a "files" part that is no file (no file name)
+            raise HTTPException(status_code=400, detail="every 'files' part of an upload must be a file "
+                                                         "with a file name") from e
+    return checked
+
+
 def install() -> None:
     global _installed
     if _installed:
         return
     gr.Chatbot.preprocess = _text_only(gr.Chatbot.preprocess)
     processing_utils.async_move_files_to_cache = _no_remote_inputs(processing_utils.async_move_files_to_cache)
+    routes.upload_fn = _files_only(routes.upload_fn)  # the upload route calls it by this module's global
     progress = route_utils.FileUploadProgress
     progress.track, progress.is_tracked = _bounded(progress.track), _bounded(progress.is_tracked)
     _installed = True
