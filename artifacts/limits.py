@@ -86,6 +86,17 @@ def max_exports(env: Mapping[str, str] | None = None) -> int:
     return int(_env_number(env, EXPORTS_ENV, MAX_EXPORTS_DEFAULT))
 
 
+JOB_MINUTES_ENV = "STUDIO_MAX_JOB_MIN"
+
+
+def max_job_seconds(env: Mapping[str, str] | None = None) -> float | None:
+    """How long one run of a build job may take before it is stopped as if cancelled (it resumes where it
+    stopped, the clock starting again): $STUDIO_MAX_JOB_MIN minutes; unset or 0: no limit. One job runs at a
+    time, so an operator sharing the app can keep one link holder from holding the build slot for hours."""
+    minutes = _env_number(env, JOB_MINUTES_ENV, 0.0)
+    return minutes * 60 if minutes > 0 else None
+
+
 PROMPT_ENV = "STUDIO_MAX_PROMPT_CHARS"
 MAX_PROMPT_CHARS_DEFAULT = 32_000
 TEMPLATE_MAX_CHARS = 4_000

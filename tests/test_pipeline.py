@@ -319,6 +319,29 @@ def test_cancel_stops_process_tree_fast_and_resume_continues(ws):
     assert (ws.adapters / "cancel-me" / "metadata.json").exists()
 
 
+def test_operator_time_limit_stops_a_run_like_a_cancel_and_resume_continues(ws, monkeypatch):
+    """$STUDIO_MAX_JOB_MIN: a run that takes longer stops as a cancel does (fine-tuning checkpoints first), says
+    why, publishes nothing; Resume continues from the checkpoint with a fresh clock."""
+    monkeypatch.setenv("STUDIO_MAX_JOB_MIN", "0.01")  # 0.6 s: long before the 5000 steps end
+    job = jobs.create_job(_recipe("time-limit", "pirate", steps=5000), ws)
+    jobs.launch(job, ws)
+    st = jobs.wait(job, timeout_s=300)
+    assert st.status == "cancelled", (st.status, st.error)
+    assert "time limit of 0.01 min" in st.error and "STUDIO_MAX_JOB_MIN" in st.error, st.error
+    assert not (ws.adapters / "time-limit").exists()
+    ends = [e for e in _events(job) if e["type"] == "job_end"]
+    assert len(ends) == 1, ends
+    monkeypatch.setenv("STUDIO_MAX_JOB_MIN", "0")  # no limit
+    from pipeline.recipe import Recipe
+    r = Recipe.load(job / "recipe.yaml")
+    r.lora.max_steps = 5
+    r.save(job / "recipe.yaml")
+    jobs.launch(job, ws)
+    st = jobs.wait(job, timeout_s=600)
+    assert st.status == "ok", st.error
+    assert (ws.adapters / "time-limit" / "metadata.json").exists()
+
+
 def test_cancel_checkpoints_with_data_loader_workers(ws, monkeypatch):
     """On CUDA the fine-tuning loads data in worker processes (on the CPU only when asked, as here).
     Cancel must reach the training process alone, so that it ends its step and checkpoints; a worker
