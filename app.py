@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from artifacts import Policy, Workspace, max_upload_bytes, upload_budget_bytes  # noqa: E402
-from deploy.launch import add_launch_arguments, guard_kwargs, launch_options, private_gradio_dir  # noqa: E402
+from artifacts import Policy, Workspace  # noqa: E402
+from deploy.launch import add_launch_arguments, launch_options, private_gradio_dir  # noqa: E402
 GRADIO_DIR = private_gradio_dir()  # before gradio is imported (below)
-from ui.interface import create_chat_only_ui, create_ui, launch_kwargs  # noqa: E402
+from ui.interface import create_chat_only_ui, create_ui, serve  # noqa: E402
 
 
 def build_demo(models_dir: str | None = None, adapters_dir: str | None = None, provider: str = "auto",
@@ -82,11 +82,7 @@ def main(argv=None) -> int:
         os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
     demo = build_demo(args.models_dir, args.adapters_dir, args.provider, chat_only=args.chat_only,
                       warning=opts.warning, policy=policy_of(args))
-    if GRADIO_DIR:  # Gradio's own cleanup leaves what it did not register (ui/hardening.py)
-        from ui.hardening import sweep_in_background
-        sweep_in_background(GRADIO_DIR)
-    demo.launch(server_name=args.host, server_port=args.port, show_error=False, **opts.launch_kwargs(),
-                **guard_kwargs(max_upload_bytes(), upload_budget_bytes()), **launch_kwargs())
+    serve(demo, args.host, args.port, opts, GRADIO_DIR)
     return 0
 
 

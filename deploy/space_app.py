@@ -16,11 +16,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from artifacts import max_upload_bytes, upload_budget_bytes  # noqa: E402
-from deploy.launch import add_launch_arguments, guard_kwargs, launch_options, private_gradio_dir  # noqa: E402
+from deploy.launch import add_launch_arguments, launch_options, private_gradio_dir  # noqa: E402
 GRADIO_DIR = private_gradio_dir()  # before gradio is imported (below)
 from ui.chat_engine import ChatOnlyEngine  # noqa: E402  (the Space's ui/engine.py)
-from ui.interface import create_chat_only_ui, launch_kwargs  # noqa: E402
+from ui.interface import create_chat_only_ui, serve  # noqa: E402
 
 
 def build_demo(provider: str | None = None, warning: str | None = None):
@@ -38,11 +37,7 @@ def main(argv=None) -> int:
     if opts is None:
         return 2
     demo = build_demo(args.provider, warning=opts.warning)
-    if GRADIO_DIR:  # Gradio's own cleanup leaves what it did not register (ui/hardening.py)
-        from ui.hardening import sweep_in_background
-        sweep_in_background(GRADIO_DIR)
-    demo.launch(server_name=args.host, server_port=args.port, show_error=False, **opts.launch_kwargs(),
-                **guard_kwargs(max_upload_bytes(), upload_budget_bytes()), **launch_kwargs())
+    serve(demo, args.host, args.port, opts, GRADIO_DIR)
     return 0
 
 

@@ -270,6 +270,17 @@ def _start_long_job(ws: Workspace, name: str) -> Path:
     raise AssertionError("training never started")
 
 
+def _resume_to_the_end(job: Path, ws: Workspace) -> None:
+    """Resumes a stopped long job with fewer steps, so that it ends; asserts that it ends well."""
+    from pipeline.recipe import Recipe
+    r = Recipe.load(job / "recipe.yaml")
+    r.lora.max_steps = 5
+    r.save(job / "recipe.yaml")
+    jobs.launch(job, ws)
+    st = jobs.wait(job, timeout_s=600)
+    assert st.status == "ok", st.error
+
+
 def _group_members(pgid: int) -> list[int]:
     """Live processes of process group pgid (from /proc; zombies left out)."""
     out = []
@@ -305,13 +316,7 @@ def test_cancel_stops_process_tree_fast_and_resume_continues(ws):
     assert st.status == "cancelled"
     assert not (ws.adapters / "cancel-me").exists(), "nothing is published by a cancelled job"
     # resume, with fewer steps so that it ends: finished stages are not run again
-    from pipeline.recipe import Recipe
-    r = Recipe.load(job / "recipe.yaml")
-    r.lora.max_steps = 5
-    r.save(job / "recipe.yaml")
-    jobs.launch(job, ws)
-    st = jobs.wait(job, timeout_s=600)
-    assert st.status == "ok", st.error
+    _resume_to_the_end(job, ws)
     ev = _events(job)
     last_start = max(i for i, e in enumerate(ev) if e["type"] == "job_start")
     resumed = {e["stage"] for e in ev[last_start:] if e["type"] == "stage_skip" and e.get("resumed")}
@@ -332,13 +337,7 @@ def test_operator_time_limit_stops_a_run_like_a_cancel_and_resume_continues(ws, 
     ends = [e for e in _events(job) if e["type"] == "job_end"]
     assert len(ends) == 1, ends
     monkeypatch.setenv("STUDIO_MAX_JOB_MIN", "0")  # no limit
-    from pipeline.recipe import Recipe
-    r = Recipe.load(job / "recipe.yaml")
-    r.lora.max_steps = 5
-    r.save(job / "recipe.yaml")
-    jobs.launch(job, ws)
-    st = jobs.wait(job, timeout_s=600)
-    assert st.status == "ok", st.error
+    _resume_to_the_end(job, ws)
     assert (ws.adapters / "time-limit" / "metadata.json").exists()
 
 

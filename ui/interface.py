@@ -107,6 +107,19 @@ def create_chat_only_ui(app, warning: str | None = None) -> gr.Blocks:
     return _finish(demo, app, {"chat": chat, "library": library})
 
 
+def serve(demo, host: str, port: int, opts, gradio_dir: str | None) -> None:
+    """Launches a launcher's demo (app.py, the exported Space's app.py): sweeps Gradio's private folder
+    (ui/hardening.py; Gradio's own cleanup leaves what it did not register), then serves with the share/auth
+    options `opts` (deploy.launch.launch_options), the request guard and this app's Gradio settings."""
+    from artifacts import max_upload_bytes, upload_budget_bytes
+    from deploy.launch import guard_kwargs
+    from ui.hardening import sweep_in_background
+    if gradio_dir:
+        sweep_in_background(gradio_dir)
+    demo.launch(server_name=host, server_port=port, show_error=False, **opts.launch_kwargs(),
+                **guard_kwargs(max_upload_bytes(), upload_budget_bytes()), **launch_kwargs())
+
+
 def launch_kwargs() -> dict:
     """run_history=False: Gradio's run-history routes (/gradio_api/run-history/*) sit outside the app's
     login and, for a client on loopback, call the Hub with the server's own token (list or create buckets,
