@@ -136,6 +136,36 @@ def check_seed(seed) -> int:
     return seed
 
 
+def unicode_problem(s: str) -> str:
+    """'' for text that is valid Unicode; else why not. JSON's \\ud800 escapes decode to lone surrogates, which
+    no UTF-8 writer (event logs, Gradio's orjson, tokenizers) accepts: they cut streams and crashed jobs."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"holds a lone surrogate (\\u{ord(s[e.start]):04x} at character {e.start + 1}), which is not valid text"
+    return ""
+
+
+def without_surrogates(v):
+    """v (text, or lists/dicts of it) with every lone surrogate replaced by U+FFFD: what may still be written
+    as UTF-8 or sent back to a browser after unicode_problem found one."""
+    if isinstance(v, str):
+        return v.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(v, dict):
+        return {without_surrogates(k): without_surrogates(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [without_surrogates(x) for x in v]
+    return v
+
+
+def check_text(name: str, s: str) -> str:
+    """LimitError unless `s` is valid Unicode text (unicode_problem)."""
+    why = unicode_problem(s)
+    if why:
+        raise LimitError(f"{name} {why}")
+    return s
+
+
 def check_finite(name: str, value) -> float:
     """A finite number (sampling values: temperature, top_p, ...)."""
     try:
@@ -154,6 +184,7 @@ def check_template(t) -> str:
         raise LimitError(f"template must be text, got {type(t).__name__}")
     if len(t) > TEMPLATE_MAX_CHARS:
         raise LimitError(f"template is {len(t):,} characters long; at most {TEMPLATE_MAX_CHARS:,} are accepted")
+    check_text("template", t)
     try:
         parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(t) if f is not None]
     except ValueError as e:

@@ -134,6 +134,13 @@ class Policy:
         if os.path.lexists(d) and (d.is_symlink() or not (d / "base.json").is_file()):
             raise PolicyError(f"{what} {value!r}: models/{value} exists and is not an ONNX base built here; "
                               "choose another name")
+        try:
+            alike = sorted(e.name for e in os.scandir(self.ws.models)
+                           if e.name != value and skeleton(e.name) == skeleton(value))
+        except OSError:
+            alike = []
+        if alike:
+            raise PolicyError(f"{what} '{value}' looks like the base '{alike[0]}' in the pickers: choose another name")
         return value
 
     # ------------------------------------------------------------------ adapters

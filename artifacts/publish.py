@@ -39,10 +39,11 @@ def write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
-def publish(tmp_dir, final_dir) -> Path:
+def publish(tmp_dir, final_dir, keep_previous: bool = True) -> Path:
     """Atomically publish tmp_dir as final_dir: move (or copy) it into a temp sibling, fsync, os.replace.
     An existing final_dir is swapped out only once the new one is complete, and kept as
-    `<final_dir>.previous` (an older .previous is removed)."""
+    `<final_dir>.previous` (an older .previous is removed); keep_previous=False: removed instead, with any
+    older .previous."""
     tmp_dir, final_dir = Path(tmp_dir), Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = final_dir.with_name(f"{final_dir.name}.tmp-{os.getpid()}")
@@ -70,10 +71,13 @@ def publish(tmp_dir, final_dir) -> Path:
             os.replace(old, final_dir)
         raise
     fsync_dir(final_dir.parent)
-    if old is not None:
-        prev = final_dir.with_name(final_dir.name + PREVIOUS)
+    prev = final_dir.with_name(final_dir.name + PREVIOUS)
+    if old is not None or not keep_previous:
         shutil.rmtree(prev, ignore_errors=True)
+    if old is not None:
         try:
+            if not keep_previous:
+                raise OSError("not kept")
             os.replace(old, prev)
         except OSError:
             shutil.rmtree(old, ignore_errors=True)

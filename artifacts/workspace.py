@@ -76,6 +76,34 @@ class Workspace:
             return ""
         return self.named(path) or Path(path).name
 
+    def scrub(self, value):
+        """What a request is shown (messages, job logs, job summaries: str, or lists/dicts of them) with the
+        server's folders taken out: a path under the workspace or the project becomes relative to it, the
+        folder itself '<workspace>' / '<project>'. Libraries (Hugging Face, Olive) name the absolute paths they
+        were given; messages built here use shown() already."""
+        if isinstance(value, str):
+            for root, name in self._scrub_roots():
+                if root in value:
+                    value = value.replace(root + os.sep, "").replace(root, name)
+            return value
+        if isinstance(value, dict):
+            return {k: self.scrub(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.scrub(v) for v in value)
+        return value
+
+    def _scrub_roots(self) -> list[tuple[str, str]]:
+        roots = {}
+        for folder, name in ((PROJECT_ROOT, "<project>"), (self.root, "<workspace>")):
+            for p in (folder, folder.resolve()):
+                if str(p) != os.sep:
+                    roots[str(p)] = name
+        return sorted(roots.items(), key=lambda kv: len(kv[0]), reverse=True)  # the longest (inner) first
+
+    def shown_model(self, model) -> str:
+        """A base model as records name it: a Hub id as it is, a local folder as shown() names it."""
+        return self.shown(model) if model and Path(model).is_absolute() else (model or "")
+
     def named(self, path) -> str | None:
         """`path` relative to the workspace, else to the project (data/ linked into the workspace resolves
         there), else None."""

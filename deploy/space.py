@@ -209,10 +209,11 @@ def _select(base: str, adapters: list[str] | None, models_dir: Path, adapters_di
 def export_space(out: str | Path, base: str = "default", adapters: list[str] | None = None,
                  hardware: str = "cpu-basic", models_dir: str | Path | None = None,
                  adapters_dir: str | Path | None = None, title: str | None = None, emoji: str = "🦜",
-                 force: bool = False, log=None) -> ExportResult:
+                 force: bool = False, log=None, keep_previous: bool = True) -> ExportResult:
     """Writes the Space folder `out` (must not exist, or be empty; with force it may be a previous export,
     marked by artifacts.EXPORT_MARKER, never another folder). adapters=None: all the adapters that fit
-    the base; []: the base only."""
+    the base; []: the base only. A replaced export is kept as `<out>.previous` unless keep_previous=False
+    (exports from the page: each is a copy of a base, and the export limit counts names)."""
     log = log or (lambda msg: None)
     models_dir, adapters_dir = _dirs(models_dir, adapters_dir)
     reqs = requirements(hardware)  # validates the hardware
@@ -259,7 +260,7 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
         (tmp / artifacts.EXPORT_MARKER).write_text("a Space folder exported by LoRA studio (deploy/space.py)\n")
         if out.exists() and not any(out.iterdir()):
             out.rmdir()
-        artifacts.publish(tmp, out)
+        artifacts.publish(tmp, out, keep_previous=keep_previous)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

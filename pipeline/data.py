@@ -14,6 +14,7 @@ import random
 from pathlib import Path
 
 from artifacts import LimitError, max_upload_bytes
+from artifacts.limits import unicode_problem
 from artifacts import check_template as _check_template
 
 ROLES = ("system", "user", "assistant")
@@ -65,6 +66,9 @@ def _nonempty_str(value, what: str, where: str) -> str:
         raise DataError(f"{where}: {what} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise DataError(f"{where}: {what} is empty")
+    why = unicode_problem(value)
+    if why:
+        raise DataError(f"{where}: {what} {why}")
     return value
 
 
@@ -285,7 +289,7 @@ MIN_HELDOUT = 20          # at least this many held-out examples when the set ha
 def heldout_size(n: int, fraction: float) -> int:
     """How many of n examples a held-out split of `fraction` takes: round(n * fraction), at least 20 when
     n >= 40, at least 1 when fraction > 0 and n >= 2, never all of them."""
-    if fraction <= 0 or n < 2:
+    if not fraction > 0 or n < 2:  # (NaN too)
         return 0
     k = max(1, round(n * fraction))
     if n >= 2 * MIN_HELDOUT:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from pipeline.stages import STAGE_NAMES, WEIGHTS
+from artifacts.limits import without_surrogates
 
 
 class EventLog:
@@ -24,6 +25,11 @@ class EventLog:
     def emit(self, type: str, **fields) -> dict:
         event = {"t": round(time.time(), 3), "type": type, **fields}
         line = json.dumps(event, default=str, ensure_ascii=False) + "\n"
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (refused in recipes and data; from a library's text here)
+            event = without_surrogates(event)
+            line = json.dumps(event, default=str, ensure_ascii=False) + "\n"
         with self._lock, open(self.path, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()

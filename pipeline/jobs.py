@@ -141,7 +141,7 @@ def launch(job_dir: Path, ws: Workspace | None = None, lend_token: bool = True) 
     except OSError as e:
         log.emit("job_end", status="failed", error=f"could not start the job process: {e}")
         raise
-    (job_dir / "pid").write_text(str(proc.pid))
+    (job_dir / "pid").write_text(f"{proc.pid} {_start_time(proc.pid) or ''}".strip())
     _children[proc.pid] = proc
     return proc.pid
 
@@ -149,11 +149,29 @@ def launch(job_dir: Path, ws: Workspace | None = None, lend_token: bool = True) 
 _children: dict[int, subprocess.Popen] = {}  # reaped so that finished jobs do not linger as zombies
 
 
-def _pid(job_dir: Path) -> int | None:
+def _start_time(pid: int) -> str | None:
+    """When process pid started (/proc/<pid>/stat field 22, clock ticks since boot); None without /proc."""
     try:
-        return int((job_dir / "pid").read_text().strip())
-    except (OSError, ValueError):
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
         return None
+
+
+def _pid(job_dir: Path) -> int | None:
+    """The job's process id, or None when the process recorded is gone. The pid file holds the id and the
+    process's start time: after a restart of the server (or of the machine) a recycled id names another
+    process, which must be neither counted as the job nor signalled by a cancel."""
+    try:
+        fields = (job_dir / "pid").read_text().split()
+        pid = int(fields[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if len(fields) > 1 and pid not in _children:
+        now = _start_time(pid)
+        if now is not None and now != fields[1]:
+            return None
+    return pid
 
 
 def _alive(pid: int) -> bool:
@@ -229,7 +247,21 @@ def cancel(job_dir: Path, grace_s: float | None = None) -> float:
     return time.perf_counter() - t0
 
 
+_ENDED = ("ok", "failed", "cancelled", "interrupted")
+_infos: dict[Path, tuple[tuple, JobInfo]] = {}  # ended jobs by the stat of their files (list_jobs)
+
+
+def _stat_key(d: Path) -> tuple | None:
+    try:
+        e, r = (d / "events.jsonl").stat(), (d / "recipe.yaml").stat()
+    except OSError:
+        return None
+    return e.st_mtime_ns, e.st_size, r.st_mtime_ns, r.st_size
+
+
 def list_jobs(ws: Workspace | None = None) -> list[JobInfo]:
+    """Every job of the workspace, newest first. An ended job is read again only when its files change (the
+    page lists the runs on every load, and every request that fails its build leaves a run)."""
     ws = ws or Workspace.default()
     if not ws.runs.exists():
         return []
@@ -237,12 +269,20 @@ def list_jobs(ws: Workspace | None = None) -> list[JobInfo]:
     for d in sorted(ws.runs.iterdir(), reverse=True):
         if not (d / "recipe.yaml").exists():
             continue
+        key = _stat_key(d)
+        hit = _infos.get(d)
+        if key is not None and hit is not None and hit[0] == key:
+            jobs.append(hit[1])
+            continue
         st = state(d)
         try:
             adapter = Recipe.load(d / "recipe.yaml").adapter_name
         except Exception:
             adapter = "?"
-        jobs.append(JobInfo(d.name, d, st.status, adapter, st.started, st.error))
+        info = JobInfo(d.name, d, st.status, adapter, st.started, st.error)
+        if key is not None and st.status in _ENDED:
+            _infos[d] = (key, info)
+        jobs.append(info)
     return jobs
 
 

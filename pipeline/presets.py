@@ -23,8 +23,18 @@ def _load() -> dict[str, dict]:
 PRESETS: dict[str, dict] = _load()
 
 
+MAX_HEADER_BYTES = 32 << 20  # a safetensors header (a 3.8 B model's: ~60 kB); more is not a model's
+MAX_DIM = 1 << 40
+
+
+def _small_int(digits: str) -> int:
+    return int(digits) if len(digits) <= 15 else -1  # -1: refused as a dimension below
+
+
 def param_count(model_dir: str | Path) -> int | None:
-    """Parameters of a local HF model folder, from its safetensors headers (no weights read)."""
+    """Parameters of a local HF model folder, from its safetensors headers (no weights read); None when there
+    are none or one is not a plausible header (a shape must be at most 8 whole numbers below 2**40, so that a
+    crafted header of huge numbers cannot cost minutes of big-integer products)."""
     files = sorted(Path(model_dir).glob("*.safetensors"))
     if not files:
         return None
@@ -33,14 +43,23 @@ def param_count(model_dir: str | Path) -> int | None:
         for f in files:
             with open(f, "rb") as fh:
                 size = int.from_bytes(fh.read(8), "little")
-                header = json.loads(fh.read(size))
+                if size > MAX_HEADER_BYTES:
+                    return None
+                header = json.loads(fh.read(size), parse_int=_small_int)  # (no 4,000-digit conversions)
+            if not isinstance(header, dict):
+                return None
             for key, info in header.items():
-                if key != "__metadata__":
-                    count = 1
-                    for d in info.get("shape", []):
-                        count *= int(d)
-                    n += count
-    except (OSError, ValueError):
+                if key == "__metadata__":
+                    continue
+                shape = info.get("shape") if isinstance(info, dict) else None
+                if (not isinstance(shape, list) or len(shape) > 8
+                        or not all(type(d) is int and 0 <= d < MAX_DIM for d in shape)):
+                    return None
+                count = 1
+                for d in shape:
+                    count *= d
+                n += count
+    except (OSError, ValueError, RecursionError):
         return None
     return n
 
@@ -55,6 +74,8 @@ def _model_dir_of(recipe: Recipe, models_dir: Path) -> Path | None:
         path = (meta.get("prepared") or {}).get("path") or meta.get("source_model") or ""
         p = Path(path)
         return p if p.is_absolute() else root / p
+    if not (recipe.base_model or "").strip():
+        return None
     p = Path(recipe.base_model).expanduser()
     for cand in ([p] if p.is_absolute() else [root / p, PROJECT_ROOT / p, Path.cwd() / p]):
         if cand.is_dir():

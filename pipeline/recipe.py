@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -15,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from artifacts import BASE_VARIANT, NAME_RULE, PROJECT_ROOT, safe_name
+from artifacts import BASE_VARIANT, NAME_RULE, PROJECT_ROOT, safe_name, skeleton
+from artifacts.limits import unicode_problem
 
 DEFAULT_BASE = "models/default-hf"
 DEFAULT_ONNX_BASE = "default"
@@ -148,7 +151,7 @@ class Recipe:
         _check_bounds(self, "")
         if self.adapter_name and not safe_name(self.adapter_name):
             raise RecipeError(f"adapter_name {self.adapter_name!r} is not a safe folder name: use {NAME_RULE}")
-        if self.adapter_name and self.adapter_name.casefold() == BASE_VARIANT:
+        if self.adapter_name and skeleton(self.adapter_name) == skeleton(BASE_VARIANT):
             raise RecipeError(f"adapter_name {self.adapter_name!r} is reserved: the pickers call the base model "
                               f"without an adapter '{BASE_VARIANT}'")
         if self.base_name and not safe_name(self.base_name):
@@ -224,6 +227,8 @@ def _coerce(value: Any, default: Any, name: str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise RecipeError(f"{name} must be a list of names, got {value!r}")
+        for v in value:
+            _valid_text(v, name)
         return value
     if kind in (int, float):
         if isinstance(value, bool):
@@ -232,6 +237,8 @@ def _coerce(value: Any, default: Any, name: str):
             num = kind(value)
         except (TypeError, ValueError):
             raise RecipeError(f"{name} must be a number, got {value!r}") from None
+        if not math.isfinite(num):
+            raise RecipeError(f"{name} must be a finite number, got {value!r}")
         if kind is int and float(value) != num:
             raise RecipeError(f"{name} must be a whole number, got {value!r}")
         return num
@@ -239,6 +246,13 @@ def _coerce(value: Any, default: Any, name: str):
         return ""
     if not isinstance(value, str):
         raise RecipeError(f"{name} must be text, got {value!r}")
+    return _valid_text(value, name)
+
+
+def _valid_text(value: str, name: str) -> str:
+    why = unicode_problem(value)
+    if why:
+        raise RecipeError(f"{name} {why}")
     return value
 
 
@@ -272,8 +286,14 @@ def default_adapter_name(train_file: str, adapters_dir: str | Path) -> str:
     if not safe_name(name) or name.lower() in GENERIC_STEMS:
         name = "adapter"
     adapters_dir = Path(adapters_dir)
+    try:  # names that look alike in a picker (artifacts.names.skeleton): 'Pirate.jsonl' never gives 'Pirate'
+        looks = {skeleton(e.name) for e in os.scandir(adapters_dir)}
+    except OSError:
+        looks = set()
+    looks.add(skeleton(BASE_VARIANT))
     candidate, n = name, 1
-    while (adapters_dir / candidate).exists() or (adapters_dir / f"{candidate}.previous").exists():
+    while ((adapters_dir / candidate).exists() or (adapters_dir / f"{candidate}.previous").exists()
+           or skeleton(candidate) in looks):
         n += 1
         candidate = f"{name}-{n}"
     return candidate

@@ -182,14 +182,14 @@ class JobRunner:
         applied = not awq_info.get("skipped")
         calib = self.job_dir / "stages/prepare/calib.jsonl"
         write_json(tmp / "base.json", {
-            "name": name, "fingerprint": fp, "source_model": r.base_model,
+            "name": name, "fingerprint": fp, "source_model": self.ws.shown_model(r.base_model),
             "source_fingerprint": self.out["prepare"]["model_fingerprint"],
             "precision": r.onnx.precision, "block_size": r.onnx.block_size,
             "accuracy_level": r.onnx.accuracy_level, "symmetric": bool(r.onnx.symmetric), "execution_provider": ep,
             "target_modules": sorted(r.lora.target_modules), "lora_inputs": info.get("lora_inputs", {}),
             "lora_layout": info.get("lora_layout", "builder"), "lora_rows": bool(info.get("lora_rows")),
             "awq": {**r.to_dict()["awq"], "applied": applied, "note": awq_info.get("skipped", "")},
-            "prepared": {"source": r.base_model, "awq": awq_info if applied else None,
+            "prepared": {"source": self.ws.shown_model(r.base_model), "awq": awq_info if applied else None,
                          "calib_sha256": file_sha256(calib) if applied and calib.exists() else None,
                          "fingerprint": fp, "path": self._prepared_path()},
             "created": _now()})

@@ -211,9 +211,20 @@ def model_fingerprint(model_dir, memo: Path | None = None) -> str:
     return digest
 
 
-def _shown_model(ws, model: str) -> str:
-    """A Hub id as it is; a local folder as ws.shown names it."""
-    return ws.shown(model) if model and Path(model).is_absolute() else model
+def _name_base_as_shown(peft: Path, ws) -> None:
+    """PEFT records the base model's folder (adapter_config.json base_model_name_or_path, the README card);
+    adapters travel to the Library, exported Spaces and the Hub, so a local folder is named as ws.shown names
+    it, never with the server's folders."""
+    cfg = peft / "adapter_config.json"
+    d = json.loads(cfg.read_text(encoding="utf-8"))
+    src = d.get("base_model_name_or_path")
+    if not (isinstance(src, str) and Path(src).is_absolute()):
+        return
+    d["base_model_name_or_path"] = ws.shown_model(src)
+    cfg.write_text(json.dumps(d, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    card = peft / "README.md"
+    if card.is_file():
+        card.write_text(card.read_text(encoding="utf-8").replace(src, ws.shown_model(src)), encoding="utf-8")
 
 
 def _recorded_recipe(ws, r) -> dict:
@@ -223,7 +234,7 @@ def _recorded_recipe(ws, r) -> dict:
     d = r.to_dict()
     for key in ("train_file", "eval_file"):
         d[key] = ws.shown(d.get(key))
-    d["base_model"] = _shown_model(ws, d.get("base_model"))
+    d["base_model"] = ws.shown_model(d.get("base_model"))
     return d
 
 
@@ -239,11 +250,12 @@ def run(job, d: Path) -> dict:
     out.mkdir(parents=True)
     info = convert_adapter(Path(ft["peft_dir"]), Path(onnx["onnx_dir"]), out / "adapter.onnx_adapter") or {}
     shutil.copytree(ft["peft_dir"], out / "peft")
+    _name_base_as_shown(out / "peft", job.ws)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     meta = {
         "name": r.adapter_name, "format": "onnx_adapter",
         "base_fingerprint": job.out["awq"]["fingerprint"], "base_name": onnx["base_name"],
-        "base_model": _shown_model(job.ws, prep.get("source_model", r.base_model)),
+        "base_model": job.ws.shown_model(prep.get("source_model", r.base_model)),
         "dataset": {"train_file": job.ws.shown(r.train_file), "sha256": prep["train_sha256"],
                     "examples": prep["train_examples"], "eval_file": job.ws.shown(r.eval_file),
                     "eval_sha256": prep["eval_sha256"], "eval_examples": prep["eval_examples"],

@@ -348,7 +348,7 @@ def test_killed_job_reads_interrupted(ws, base):
     job = jobs.create_job(_onto("data/pirate/train.jsonl", name="killed", steps=5000), ws)
     jobs.launch(job, ws)
     _wait_step(job, 1)
-    os.killpg(int((job / "pid").read_text()), signal.SIGKILL)
+    os.killpg(int((job / "pid").read_text().split()[0]), signal.SIGKILL)
     deadline = time.time() + 10
     while jobs.is_running(job) and time.time() < deadline:
         time.sleep(0.1)

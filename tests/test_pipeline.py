@@ -306,7 +306,7 @@ def _group_alive(pgid: int) -> bool:
 
 def test_cancel_stops_process_tree_fast_and_resume_continues(ws):
     job = _start_long_job(ws, "cancel-me")
-    pid = int((job / "pid").read_text())
+    pid = int((job / "pid").read_text().split()[0])
     seconds = jobs.cancel(job)
     # fine-tuning first ends its step and writes a checkpoint (resume continues there); bounded by the grace
     assert seconds < jobs.CANCEL_GRACE_FINETUNE_S + 5, f"cancel took {seconds:.1f} s"
@@ -347,7 +347,7 @@ def test_cancel_checkpoints_with_data_loader_workers(ws, monkeypatch):
     killed mid-step failed the step before (found on the H200: no checkpoint on cancel)."""
     monkeypatch.setenv("STUDIO_DATALOADER_WORKERS", "2")
     job = _start_long_job(ws, "cancel-workers")
-    pid = int((job / "pid").read_text())
+    pid = int((job / "pid").read_text().split()[0])
     assert len(_group_members(pid)) >= 3, "the training process and its 2 data loader workers"
     seconds = jobs.cancel(job)
     log = (job / "process.log").read_text()[-3000:]
@@ -359,7 +359,7 @@ def test_cancel_checkpoints_with_data_loader_workers(ws, monkeypatch):
 
 def test_killed_job_is_reported_and_resumes(ws):
     job = _start_long_job(ws, "kill-me")
-    pid = int((job / "pid").read_text())
+    pid = int((job / "pid").read_text().split()[0])
     os.killpg(pid, signal.SIGKILL)
     deadline = time.time() + 10
     while jobs.is_running(job) and time.time() < deadline:

@@ -408,6 +408,41 @@ def test_upload_parts_without_a_file_name_get_a_message(red):
     serves(red)
 
 
+def test_pass11_lone_surrogates_and_nan_get_messages_over_http(red):
+    """Eleventh pass: a chat message or a template holding a lone surrogate (JSON's \\ud800) cut the response
+    stream (orjson refuses them) or crashed the job at its first event; NaN passed the recipe's bounds. Each now
+    gets a message, and no job is left behind."""
+    raw = red["raw"]
+    r = raw.chat(message="hello \ud800 there")
+    assert r["ok"] and "lone surrogate" in text(r), text(r)[:300]
+    runs = set(os.listdir(red["ws"] / "runs")) if (red["ws"] / "runs").exists() else set()
+    for fields in ({"template": "{prompt}\ud800{response}"}, {"lora.learning_rate": float("nan")},
+                   {"eval_fraction": "nan"}):
+        r = raw.call("build_recipe", [{"train_file": "data/travel/train.jsonl", "adapter_name": "s11", **fields}])
+        assert r["ok"] and r["data"][0]["ok"] is False, text(r)[:300]
+        assert "lone surrogate" in r["data"][0]["error"] or "finite" in r["data"][0]["error"], r["data"][0]
+    after = set(os.listdir(red["ws"] / "runs")) if (red["ws"] / "runs").exists() else set()
+    assert after == runs
+    serves(red)
+
+
+def test_pass11_an_upload_named_like_a_protected_adapter_builds_under_another_name(red):
+    """Eleventh pass: with the name left empty, the name derived from 'Pirate.jsonl' was 'Pirate', published
+    beside the protected 'pirate' (the look-alike check ran before the name existed)."""
+    raw = red["raw"]
+    data = (Path(__file__).resolve().parents[1] / "data/travel/train.jsonl").read_bytes()[:4000]
+    f = raw.upload("Pirate.jsonl", data.rsplit(b"\n", 1)[0] + b"\n")
+    r = raw.preview("", file=f)
+    assert r["ok"] and r["data"][0].startswith("uploads/Pirate"), text(r)[:300]
+    r = raw.call("build_recipe", [{"train_file": r["data"][0], "adapter_name": "", "preset": "custom",
+                                   "lora.max_steps": 1, "eval_fraction": 0}])
+    assert r["ok"] and r["data"][0]["ok"], text(r)[:300]
+    job_id = r["data"][0]["job_id"]
+    assert job_id.endswith("-Pirate-2"), job_id
+    raw.call("cancel_build", [job_id])
+    serves(red)
+
+
 def test_login_page_holds_no_api_description(red):
     """Seventh pass: Gradio 6.31 embeds the whole API description (every endpoint, recipe field, base and
     adapter name) in the page it serves, the login page included, while /gradio_api/info answers 401. A client

@@ -27,7 +27,7 @@ from pipeline import data as pdata
 from pipeline.command import preview_command
 from pipeline.data import DataError, load_examples, render_text
 from pipeline.events import JobState
-from pipeline.presets import PRESETS, apply_preset, resolve_preset
+from pipeline.presets import PRESETS, apply_preset
 from pipeline.recipe import Recipe, RecipeError, default_adapter_name, get_dotted, iter_fields, set_dotted
 from ui.engine import AppEngine, UIError
 from ui.library_tab import eval_html
@@ -135,11 +135,12 @@ def form_values(recipe: Recipe, fallback_base: str | None, ws: Workspace | None 
     return [MODE_BASE if not recipe.base else MODE_ADAPTER] + values
 
 
-def preset_recipe(recipe: Recipe, models_dir) -> tuple[Recipe, str]:
-    """The recipe with its preset's values filled in, and a line saying which preset that is."""
+def preset_recipe(recipe: Recipe, preset_of) -> tuple[Recipe, str]:
+    """The recipe with its preset's values filled in, and a line saying which preset that is (`preset_of`:
+    AppEngine.preset_of, the preset of what the policy allows)."""
     if recipe.preset == "custom":
         return recipe, "preset **custom**: the values as you set them"
-    name = resolve_preset(recipe, models_dir)
+    name = preset_of(recipe)
     why = ""
     if recipe.preset == "auto":
         why = (" (auto: a small model)" if name == "demo" else " (auto: a 3-4 B model, or a model not on disk yet)")
@@ -148,7 +149,7 @@ def preset_recipe(recipe: Recipe, models_dir) -> tuple[Recipe, str]:
     return out, f"preset **{name}**{why}: the LoRA fields below; edit any to make it custom"
 
 
-def apply_overrides(overrides: dict, models_dir) -> Recipe:
+def apply_overrides(overrides: dict, preset_of) -> Recipe:
     """Default recipe + overrides given as nested dicts and/or dotted keys (API use; Recipe.from_dict checks
     them), with its preset's values for the fields the overrides do not give (as the CLI does)."""
     if not isinstance(overrides, dict):
@@ -172,7 +173,7 @@ def apply_overrides(overrides: dict, models_dir) -> Recipe:
                 raise RecipeError(f"{p} must be a mapping")
         d[last] = value
     r = Recipe.from_dict(nested)
-    return apply_preset(r, resolve_preset(r, models_dir), set(flat))
+    return apply_preset(r, preset_of(r), set(flat))
 
 
 # ------------------------------------------------------------------ rendering the job view
@@ -413,7 +414,7 @@ def initial_recipe(app: AppEngine) -> tuple[list, str]:
         r.base = ""
     elif r.base not in bases:
         r.base = app.default_base()
-    r, note = preset_recipe(r, app.models_dir)
+    r, note = preset_recipe(r, app.preset_of)
     return form_values(r, app.default_base(), app.ws), note
 
 
@@ -427,7 +428,7 @@ class BuildService:
         try:
             r = recipe_from_form(*values)
             if r.preset == "auto":  # the values shown are the resolved preset's: say which
-                r.preset = resolve_preset(r, self.app.models_dir)
+                r.preset = self.app.preset_of(r)
             return preview_command(r)
         except (RecipeError, ValueError) as e:
             return f"# error: {e}"
@@ -435,16 +436,16 @@ class BuildService:
     def fill_preset(self, *values):
         """The LoRA fields from the preset of the chosen base / model (nothing changes for 'custom')."""
         try:
-            r, note = preset_recipe(recipe_from_form(*values), self.app.models_dir)
+            r, note = preset_recipe(recipe_from_form(*values), self.app.preset_of)
         except (RecipeError, ValueError) as e:
-            return [gr.update()] * len(PRESET_FIELDS) + [f"⚠ {e}"]
+            return [gr.update()] * len(PRESET_FIELDS) + [f"⚠ {self.app.ws.scrub(str(e))}"]
         return [get_dotted(r, n) for n in PRESET_FIELDS] + [note]
 
     def preset_note(self, *values):
         try:
-            return preset_recipe(recipe_from_form(*values), self.app.models_dir)[1]
+            return preset_recipe(recipe_from_form(*values), self.app.preset_of)[1]
         except (RecipeError, ValueError) as e:
-            return f"⚠ {e}"
+            return f"⚠ {self.app.ws.scrub(str(e))}"
 
     def on_mode(self, mode):
         new = mode == MODE_BASE
@@ -471,8 +472,9 @@ class BuildService:
             all_jobs = self.app.list_jobs()
             runs = runs_frame(all_jobs)
             run_select = gr.update(choices=[j.job_id for j in all_jobs], value=job_id)
-        return (job_id, status_text(job_id, st), stages_html(st), loss_frame(st),
-                "\n".join(st.lines[-LOG_LINES:]), job_eval_html(self.app, st), runs, run_select, key)
+        scrub = self.app.ws.scrub  # job logs quote libraries that name the server's folders
+        return (job_id, scrub(status_text(job_id, st)), scrub(stages_html(st)), loss_frame(st),
+                scrub("\n".join(st.lines[-LOG_LINES:])), job_eval_html(self.app, st), runs, run_select, key)
 
     def launch(self, recipe: Recipe) -> str:
         recipe = self.app.check_recipe(recipe)  # the request policy, before any file is read
@@ -484,24 +486,25 @@ class BuildService:
         try:
             job_id = self.launch(recipe_from_form(*values))
         except (RecipeError, UIError, ValueError, RuntimeError) as e:
-            gr.Warning(str(e))
-            return gr.update(), f"⚠ cannot start: {html.escape(str(e))}", gr.update()
+            msg = self.app.ws.scrub(str(e))
+            gr.Warning(msg)
+            return gr.update(), f"⚠ cannot start: {html.escape(msg)}", gr.update()
         return job_id, f"**{job_id}**: started", ""
 
     def cancel(self, job_id):
         try:
             secs = self.app.cancel(job_id)
         except UIError as e:
-            gr.Warning(str(e))
-            return f"⚠ {e}"
+            gr.Warning(self.app.ws.scrub(str(e)))
+            return f"⚠ {self.app.ws.scrub(str(e))}"
         return f"**{job_id}**: cancelled in {secs:.1f} s"
 
     def resume(self, job_id):
         try:
             self.app.resume(job_id)
         except (UIError, RuntimeError) as e:
-            gr.Warning(str(e))
-            return f"⚠ {e}"
+            gr.Warning(self.app.ws.scrub(str(e)))
+            return f"⚠ {self.app.ws.scrub(str(e))}"
         return f"**{job_id}**: resumed"
 
     def select_run(self, job_id):
@@ -511,7 +514,7 @@ class BuildService:
         try:
             return form_values(self.app.recipe_of(job_id), self.app.default_base(), self.app.ws) + [""]
         except Exception as e:
-            gr.Warning(f"cannot load the recipe of {job_id!r}: {e}")
+            gr.Warning(self.app.ws.scrub(f"cannot load the recipe of {job_id!r}: {e}"))
             return [gr.update()] * (1 + len(FIELD_NAMES)) + [gr.update()]
 
     def on_upload(self, file, fmt, template, base_model, trust, eval_file, eval_fraction, seed):
@@ -539,10 +542,10 @@ class BuildService:
     def build_recipe(self, overrides: dict) -> dict:
         """Start a build: the default recipe with `overrides` (nested or dotted field names)."""
         try:
-            recipe = apply_overrides(overrides or {}, self.app.models_dir)
+            recipe = apply_overrides(overrides or {}, self.app.preset_of)
             job_id = self.launch(recipe)
         except (RecipeError, UIError, ValueError, RuntimeError) as e:
-            return {"ok": False, "error": str(e)}
+            return {"ok": False, "error": self.app.ws.scrub(str(e))}
         return {"ok": True, "job_id": job_id, "command": preview_command(recipe)}
 
     def job_summary(self, job_id: str) -> dict:
@@ -551,10 +554,10 @@ class BuildService:
             st = self.app.job_state(job_id)
         except UIError as e:
             return {"job_id": job_id, "status": "unknown", "error": str(e)}
-        return {"job_id": job_id, "status": st.status, "error": st.error, "result": st.result,
-                "stages": st.stages, "steps": st.steps[-5:], "evals": st.evals[-5:],
-                "resumed_step": getattr(st, "resumed_step", None), "eval": getattr(st, "eval", None),
-                "log_tail": st.lines[-20:]}
+        return self.app.ws.scrub({"job_id": job_id, "status": st.status, "error": st.error, "result": st.result,
+                                  "stages": st.stages, "steps": st.steps[-5:], "evals": st.evals[-5:],
+                                  "resumed_step": getattr(st, "resumed_step", None),
+                                  "eval": getattr(st, "eval", None), "log_tail": st.lines[-20:]})
 
     def page_state(self):
         """What a freshly loaded page needs: the job to show, the running job's recipe (the browser

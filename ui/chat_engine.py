@@ -12,7 +12,7 @@ ui/chat_tab.py and ui/library_tab.py import UIError and make_sampling from here,
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 import artifacts
@@ -44,6 +44,9 @@ def check_conversation(*texts) -> None:
     anything is tokenized)."""
     try:
         artifacts.check_prompt_chars(sum(len(t) for t in texts if isinstance(t, str)))
+        for t in texts:
+            if isinstance(t, str):
+                artifacts.check_text("the message", t)
     except artifacts.LimitError as e:
         raise UIError(str(e)) from None
 
@@ -56,7 +59,7 @@ def default_root() -> Path:
 class ChatEngineSide:
     """Pickers, chat engines and library tables over models/<base>/ and adapters/<name>/.
 
-    `ws` is anything with a `root` folder (artifacts.Workspace, or a plain root); models_dir and
+    `ws` is an artifacts.Workspace (only its root, shown() and scrub() are used here); models_dir and
     adapters_dir default to <root>/models and <root>/adapters. read_only (a class attribute): adapters cannot
     be deleted."""
 
@@ -157,10 +160,6 @@ class ChatEngineSide:
         return None
 
 
-@dataclass(frozen=True)
-class _Root:
-    root: Path
-
 
 class ChatOnlyEngine(ChatEngineSide):
     """Serves models/<base>/ with adapters/<name>/ read-only (root: default_root())."""
@@ -170,4 +169,4 @@ class ChatOnlyEngine(ChatEngineSide):
     def __init__(self, root: str | Path | None = None, models_dir: str | Path | None = None,
                  adapters_dir: str | Path | None = None, provider: str = "auto"):
         root = Path(root).resolve() if root else default_root()
-        super().__init__(_Root(root), models_dir, adapters_dir, provider)
+        super().__init__(artifacts.Workspace(root), models_dir, adapters_dir, provider)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from artifacts import SEED_MAX, clean_message
+from artifacts.limits import without_surrogates
 from engine.live import Pacer
 from ui.chat_engine import ChatEngineSide, UIError, check_conversation, make_sampling
 
@@ -183,7 +184,8 @@ class ChatService:
         except Exception as e:
             e = clean_message(e)
             gr.Warning(e)
-            yield hist_a, hist_b, msg, f"⚠ error: {e}"
+            # (what is sent back must be valid text: a lone surrogate made Gradio's orjson cut the stream)
+            yield (*without_surrogates([hist_a, hist_b, msg]), f"⚠ error: {e}")
             return
         ctx_a = to_messages(hist_a) + [{"role": "user", "content": msg}]
         new_a = hist_a + [{"role": "user", "content": msg}, {"role": "assistant", "content": ""}]

@@ -40,16 +40,17 @@ def _default_out(app, base: str | None) -> str:
 
 def export_action(app, base, adapters, hardware, out, force=False):
     """Returns (markdown message, export name or '')."""
-    from artifacts import PolicyError
+    from artifacts import LimitError, PolicyError, check_build_room
     from deploy.space import ExportError, export_space
     if not out:
         return "⚠ give an export name", ""
     try:
         out_dir = app.policy.new_export(out)
+        check_build_room(app.ws.root)  # an export copies a base
         r = export_space(out_dir, base or "default", list(adapters or []), hardware or "cpu-basic",
-                         app.models_dir, app.adapters_dir, force=bool(force))
-    except (PolicyError, ExportError, OSError) as e:
-        return f"⚠ export failed: {str(e).replace(str(app.ws.root) + '/', '')}", ""
+                         app.models_dir, app.adapters_dir, force=bool(force), keep_previous=False)
+    except (PolicyError, ExportError, LimitError, OSError) as e:
+        return f"⚠ export failed: {app.ws.scrub(str(e))}", ""
     return (f"exported **{r.base}** with adapters {', '.join(r.adapters) or '(none)'} for `{r.hardware}` to "
             f"`exports/{r.out.name}` ({len(r.files)} files, {r.size_bytes / 1e6:.1f} MB)", r.out.name)
 
@@ -75,8 +76,8 @@ def push_action(app, kind, repo_id, token, private, exist_ok, folder, base, adap
                                         hardware or "cpu-basic", app.models_dir, app.adapters_dir,
                                         private=bool(private), exist_ok=bool(exist_ok), log=lines.append)
     except (PolicyError, PushError, ExportError, OSError) as e:
-        return scrub(f"⚠ push failed: {e}", token or typed)
-    return scrub(f"pushed to [{url}]({url})\n\n" + "\n".join(f"- {x}" for x in lines), token)
+        return app.ws.scrub(scrub(f"⚠ push failed: {e}", token or typed))
+    return app.ws.scrub(scrub(f"pushed to [{url}]({url})\n\n" + "\n".join(f"- {x}" for x in lines), token))
 
 
 def create_deploy_tab(app) -> DeployTab:

@@ -76,6 +76,23 @@ class AppEngine(ChatEngineSide):
             raise UIError(str(e)) from None
         return r
 
+    def preset_of(self, recipe: Recipe) -> str:
+        """The preset a request's recipe resolves to, judged only on what the policy lets it name: a base model
+        it refuses counts as not on disk ('3-4b' for 'auto'), so the preset note cannot probe folders elsewhere on
+        the server (nor parse their safetensors headers)."""
+        from pipeline.presets import resolve_preset
+        if recipe.preset != "auto":
+            return recipe.preset
+        r = Recipe.from_dict(recipe.to_dict())
+        try:
+            if (r.base or "").strip():
+                r.base = self.policy.base_name(r.base)
+            else:
+                r.base_model = self.policy.base_model(r.base_model)
+        except PolicyError:
+            r.base, r.base_model = "", ""
+        return resolve_preset(r, self.models_dir)
+
     def delete_adapter(self, name: str) -> None:
         try:
             self.policy.adapter_change(name, adapters_dir=self.adapters_dir)

@@ -189,8 +189,9 @@ def create_library_tab(app: ChatEngineSide, read_only: bool | None = None) -> Li
         try:
             app.delete_adapter(name)
         except (LibraryError, UIError, OSError) as e:
-            gr.Warning(str(e))
-            return (*reload(), f"⚠ {e}")
+            msg = app.ws.scrub(str(e))  # (an OSError names the server's folders)
+            gr.Warning(msg)
+            return (*reload(), f"⚠ {msg}")
         return (*reload(), f"deleted `{name}`")
 
     outs = [bases, adapters, to_delete, confirm]
