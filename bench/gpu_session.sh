@@ -10,7 +10,7 @@
 #
 # Each step writes WORK/<step>.done; WORK/all.done at the end. Logs: WORK/{pre,tests,serving-build,serving}.log.
 # Environment: SERVE_PARTS (the timed parts of bench/serving_gpu.sh, report last), BUILD_ARGS (the base's build
-# options, e.g. "--onnx.block_size 32 --onnx.symmetric true"), PYTHON (python3), PRE_STEPS (1000; 0 skips pre-training), PRE_DROPS ("0.3 0.4 0.5"), TEST_WORKERS (6, pytest-xdist).
+# options, e.g. "--onnx.block_size 32 --onnx.symmetric true"), PYTHON (python3), PRE_STEPS (1000; 0 skips pre-training), PRE_DROPS ("0.3 0.4 0.5"), TEST_WORKERS (6, pytest-xdist), RUN_TESTS (1; 0 skips the CUDA suite).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 w=${1:-/tmp/gs}
@@ -23,9 +23,11 @@ if [ "${PRE_STEPS:-1000}" != 0 ]; then  # PRE_STEPS=0: no pre-training this time
 fi
 (PART_TIMEOUT_S=${PART_TIMEOUT_S:-450} BUDGET_S=${BUDGET_S:-900} HARD_S=${HARD_S:-1000} PYTHON=$py PARTS="model build" bash bench/serving_gpu.sh "$w/results" >"$w/serving-build.log" 2>&1
  echo $? >"$w/build.done") &
+if [ "${RUN_TESTS:-1}" != 0 ]; then  # RUN_TESTS=0: no CUDA test suite this time (a short lease)
 ("$py" -m pytest -v -rfE -p no:cacheprovider tests -m "not browser and not pypi" -n "${TEST_WORKERS:-6}" --dist loadfile \
      --junitxml "$w/junit.xml" >"$w/tests.log" 2>&1
  echo $? >"$w/tests.done") &
+fi
 wait
 PYTHON=$py PARTS="${SERVE_PARTS:-engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-slots report}" bash bench/serving_gpu.sh "$w/results" \
     >"$w/serving.log" 2>&1
