@@ -14,9 +14,10 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
 else
   REQ=requirements-cpu.txt; SET=cpu
 fi
-files=("$REQ" requirements-nodeps.txt)
-[ "$cmd" = test ] && files+=(requirements-test.txt)
-stamp="$VENV/.installed-$SET-$cmd-$(cat "${files[@]}" | sha256sum | cut -c1-12)"
+# one stamp for the app's set, one more for the test tools on top of it: `./run.sh app` after `./run.sh test`
+# (or the other way round) installs nothing again
+stamp="$VENV/.installed-$SET-$(cat "$REQ" requirements-nodeps.txt | sha256sum | cut -c1-12)"
+test_stamp="$stamp-test-$(sha256sum <requirements-test.txt | cut -c1-12)"
 
 if [ ! -f "$stamp" ]; then
   echo "== setting up $VENV with the $SET set ($REQ) =="
@@ -26,8 +27,12 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q "$(grep -E '^torch==' "$REQ")"
   "$VENV/bin/python" -m pip install -q -r "$REQ"
   "$VENV/bin/python" -m pip install -q --no-deps -r requirements-nodeps.txt
-  [ "$cmd" = test ] && "$VENV/bin/python" -m pip install -q -r requirements-test.txt
   touch "$stamp"
+fi
+if [ "$cmd" = test ] && [ ! -f "$test_stamp" ]; then
+  echo "== adding the test tools (requirements-test.txt) to $VENV =="
+  "$VENV/bin/python" -m pip install -q -r requirements-test.txt
+  touch "$test_stamp"
 fi
 
 case "$cmd" in

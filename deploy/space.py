@@ -227,7 +227,8 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
         raise ExportError(f"{out} is a symbolic link: choose another folder")
     if out.exists() and any(out.iterdir()):
         if not force:
-            raise ExportError(f"{out} exists and is not empty: choose another folder or pass --force to replace it")
+            raise ExportError(f"{out} exists and is not empty: choose another name, or replace it (on the page: "
+                              "tick 'Replace a previous export of that name'; on the command line: --force)")
         if not artifacts.is_marked_export(out):
             raise ExportError(f"{out} is not a previous Space export (no {artifacts.EXPORT_MARKER} marker): "
                               "refusing to replace it; choose another folder")

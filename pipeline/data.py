@@ -315,8 +315,10 @@ def heldout_note(n_train_file: int, eval_file: str, n_eval: int, fraction: float
     k = heldout_size(n_train_file, fraction)
     if not k:
         return "held-out: none (too few examples to hold some out; no held-out loss or evaluation)"
-    return (f"held-out: {k} of {n_train_file} examples carved from the train file "
-            f"({fraction * 100:g} %, seed {seed})")
+    asked = round(n_train_file * fraction)
+    why = (f"{fraction * 100:g} % asked, raised to the minimum of {MIN_HELDOUT}" if k > max(asked, 1)
+           else f"{fraction * 100:g} %")
+    return f"held-out: {k} of {n_train_file} examples carved from the train file ({why}, seed {seed})"
 
 
 def preview(train_file, fmt: str = "auto", eval_file: str = "", eval_fraction: float = 0.1,

@@ -49,7 +49,7 @@ def preflight(recipe: Recipe, ws: Workspace, lend_token: bool = True) -> None:
     if not recipe.adapter_name:
         raise RecipeError("adapter_name is empty (create_job derives one)")
     if (ws.adapters / recipe.adapter_name).exists() and not recipe.replace:
-        raise RecipeError(exists_message(recipe.adapter_name))
+        raise RecipeError(exists_message(recipe.adapter_name, ws.adapters))
     for label, path in (("train_file", recipe.train_file), ("eval_file", recipe.eval_file)):
         if path:
             data.load_examples(ws.resolve_input(path), recipe.data_format)

@@ -61,7 +61,7 @@ class LoRAConfig:
                                "names as in the model, e.g. q_proj,v_proj. Attention projections only: the "
                                "ONNX LoRA slots exist for q/k/v/o.")
     max_steps: int = opt(100, "Optimizer steps.", lo=1, hi=100000)
-    learning_rate: float = opt(2e-4, "Learning rate.", lo=1e-7, hi=1.0)
+    learning_rate: float = opt(2e-4, "Learning rate.", lo=1e-7, hi=0.1)
     batch_size: int = opt(8, "Per-device batch size.", lo=1, hi=1024)
     max_seq_len: int = opt(512, "Longest training sequence in tokens (longer examples are cut).",
                            lo=16, hi=32768)

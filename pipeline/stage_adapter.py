@@ -268,5 +268,7 @@ def run(job, d: Path) -> dict:
         "tensors": info.get("tensors"),
     }
     (out / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
-    job.log.log(f"adapter {r.adapter_name} built ({size / 1e6:.2f} MB)")
+    served = (out / "adapter.onnx_adapter").stat().st_size
+    job.log.log(f"adapter {r.adapter_name} built: adapter.onnx_adapter {served / 1e6:.2f} MB (what is served; "
+                f"{size / 1e6:.2f} MB with its PEFT copy)")
     return {"adapter_dir": str(out), "size_bytes": size}

@@ -11,9 +11,19 @@ from artifacts.publish import PREVIOUS
 from pipeline.errors import StageError
 
 
-def exists_message(name: str) -> str:
+def exists_message(name: str, adapters_dir: Path | None = None) -> str:
+    if adapters_dir is not None and _protected(Path(adapters_dir) / name):
+        return (f"adapter '{name}' exists and ships with the studio (protected): choose another name (only the "
+                "operator can replace it, from the command line with --replace)")
     return (f"adapter '{name}' exists: tick 'Replace existing adapter' (CLI --replace) or choose another "
             "name")
+
+
+def _protected(d: Path) -> bool:
+    try:
+        return json.loads((d / "metadata.json").read_text(encoding="utf-8")).get("protected") is True
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def publish_adapter(src: Path, adapters_dir: Path, name: str, replace: bool) -> tuple[Path, Path | None]:
@@ -22,7 +32,7 @@ def publish_adapter(src: Path, adapters_dir: Path, name: str, replace: bool) -> 
     from artifacts import publish
     final = Path(adapters_dir) / name
     if final.exists() and not replace:
-        raise StageError(exists_message(name))
+        raise StageError(exists_message(name, adapters_dir))
     replacing = final.exists()
     publish(src, final)
     return final, (final.with_name(name + PREVIOUS) if replacing else None)

@@ -169,6 +169,36 @@ def test_build_start_and_cancel(page):
         " && /cancelled/.test(document.querySelector('#build-status').innerText)", arg=job)
 
 
+def test_bad_numbers_and_refused_uploads_get_a_message_in_the_status_line(page, server, tmp_path):
+    """Newcomer walk (2026-12-07): a learning rate out of range was refused by Gradio before any handler ran (a
+    toast naming no field, error badges on other outputs, a traceback per event in the server log), and a refused
+    upload left the form's training file (the demo set) for Start to build on without a word."""
+    page.get_by_role("tab", name="Build").click()
+    page.wait_for_selector("#build-start", state="visible")
+    runs = set(os.listdir(server["ws"] / "runs")) if (server["ws"] / "runs").exists() else set()
+    lr = page.locator("#build-lora-learning-rate input")
+    before = lr.input_value()
+    lr.fill("1000000")
+    lr.press("Tab")
+    page.click("#build-start")
+    page.wait_for_function("() => /cannot start: lora.learning_rate = 1000000(.0)? is above the maximum 0.1/"
+                           ".test(document.querySelector('#build-status').innerText)")
+    lr.fill(before)
+    lr.press("Tab")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    page.locator("#build-upload input[type=file]").set_input_files(str(empty))
+    page.wait_for_function("() => /training file is now empty/.test(document.querySelector('#build-data-preview')"
+                           ".innerText)")
+    assert page.locator("#build-train-file input, #build-train-file textarea").first.input_value() == ""
+    page.click("#build-start")
+    page.wait_for_function("() => /cannot start: train_file is empty/"
+                           ".test(document.querySelector('#build-status').innerText)")
+    after = set(os.listdir(server["ws"] / "runs")) if (server["ws"] / "runs").exists() else set()
+    assert after == runs, "no job was started"
+    assert "gradio.exceptions.Error" not in server["log"].read_text()
+
+
 def test_library(page):
     page.get_by_role("tab", name="Library").click()
     page.wait_for_selector("#lib-adapters", state="visible")

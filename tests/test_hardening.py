@@ -328,6 +328,12 @@ def test_upload_handler_enforces_size_limit_and_safe_names(tmp_path, monkeypatch
     big.write_bytes(GOOD.encode() * (2_000_000 // len(GOOD)))
     out = on_upload(str(big), "auto", "", "models/default-hf", False)
     assert "limit" in out[1] and "MB" in out[1], out
+    # the form's training file is emptied (it held the demo set, which Start then built on without a word)
+    assert out[0] == "" and "training file is now empty" in out[1], out
+    bad = tmp_path / "empty.jsonl"
+    bad.write_text("")
+    out = on_upload(str(bad), "auto", "", "models/default-hf", False)
+    assert out[0] == "" and "bad data file" in out[1] and "training file is now empty" in out[1], out
     assert not (ws / "uploads").exists() or not list((ws / "uploads").iterdir())
     weird = tmp_path / "..  evil; rm -rf ~ $(id) .jsonl"
     weird.write_text(GOOD * 3)

@@ -279,7 +279,7 @@ def test_chat_tab_stream_coalesced_and_stop_cancels_the_engine(engine_scratch, m
     args = ([], [], base, "alpha", "base", False, 0.0, 1.0, 0, 200, 1.0, 0)
     updates = list(tab.respond_fn("Hello", *args))
     stats = updates[-1][3]
-    assert "backend ort" in stats and "200 tokens" in stats and "done (length)" in stats, stats
+    assert "backend ort" in stats and "200 tokens" in stats and "done (length: max new tokens reached)" in stats, stats
     assert len(updates) < 100  # ~25 per second of decoding, not one per token
     assert updates[-1][0][-1]["content"] == eng.generate([{"role": "user", "content": "Hello"}], "alpha",
                                                          SamplingParams(max_new_tokens=200))[0]

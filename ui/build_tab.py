@@ -30,7 +30,7 @@ from pipeline.events import JobState
 from pipeline.presets import PRESETS, apply_preset
 from pipeline.recipe import Recipe, RecipeError, default_adapter_name, get_dotted, iter_fields, set_dotted
 from ui.engine import AppEngine, UIError
-from ui.library_tab import eval_html
+from ui.library_tab import WORSE_ADVICE, eval_html, worse_than_base
 
 MODE_ADAPTER = "New adapter on a base"
 MODE_BASE = "New base from a model"
@@ -82,7 +82,14 @@ def make_component(name: str, default, meta: dict, **kw):
         is_int = isinstance(default, int)
         if lo == 0 and hi is not None and not is_int and hi <= 1.0:
             return gr.Slider(lo, hi, value=default, step=0.01, label=label, info=info, elem_id=eid, **kw)
-        return gr.Number(value=default, label=label, info=info, elem_id=eid, minimum=lo, maximum=hi,
+        # no minimum/maximum for Gradio: it refused a value out of range before any handler ran, with a
+        # toast that named no field, error badges on other outputs and a traceback in the server's log. The
+        # recipe's bounds say which field and what is allowed ("cannot start: lora.learning_rate = ...").
+        if lo is not None or hi is not None:
+            span = f"{lo:g} to {hi:g}" if lo is not None and hi is not None else (
+                f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
+            info = f"{info} ({span})" if info else span
+        return gr.Number(value=default, label=label, info=info, elem_id=eid,
                          precision=0 if is_int else None, step=1 if is_int else 1e-5, **kw)
     return gr.Textbox(value=default, label=label, info=info, elem_id=eid, **kw)
 
@@ -227,6 +234,9 @@ def status_text(job_id: str | None, st) -> str:
     if st.result:
         res = st.result
         line += f"  \nresult: adapter `{res.get('adapter')}` on base `{res.get('base')}`"
+        worse = worse_than_base(getattr(st, "eval", None) or res.get("eval"))
+        if worse is not None:
+            line += f"  \n⚠ held-out loss {worse:+.3f}: {WORSE_ADVICE}"
     return line
 
 
@@ -418,6 +428,9 @@ def initial_recipe(app: AppEngine) -> tuple[list, str]:
     return form_values(r, app.default_base(), app.ws), note
 
 
+NOT_TAKEN = "  \nThe upload was not taken and the training file is now empty: upload a valid file or type a path."
+
+
 class BuildService:
     """The Build tab's handlers: every request goes through the AppEngine (policy, jobs)."""
 
@@ -526,12 +539,14 @@ class BuildService:
         except DataError as e:
             msg = str(e).replace(str(path), Path(path).name)
             gr.Warning("bad data file: " + msg)
-            return gr.update(), f"⚠ **bad data file**: {html.escape(msg)}"
+            # the training file is emptied: a refused upload must not leave the form's previous file (the demo
+            # set by default) in place for Start to build on without a word
+            return "", f"⚠ **bad data file**: {html.escape(msg)}{NOT_TAKEN}"
         try:
             dest = store_upload(self.app, path)
         except UIError as e:
             gr.Warning(str(e))
-            return gr.update(), f"⚠ {html.escape(str(e))}"
+            return "", f"⚠ {html.escape(str(e))}{NOT_TAKEN}"
         return dest, preview_data(self.app, dest, fmt, template, base_model, trust, eval_file=eval_file,
                                   eval_fraction=eval_fraction, seed=seed)
 
@@ -691,11 +706,13 @@ def create_build_tab(app: AppEngine) -> BuildTab:
                   api_visibility="private", concurrency_id="ui")
     check.click(svc.check_data, [comps["train_file"]] + data_inputs, data_preview, api_name="preview_data",
                 concurrency_id="ui")
+    # (the status line shows no Gradio progress text: "processing | 0.1/0.1s" stayed in it)
     tab.start.click(svc.start, form, [tab.job_id, tab.status, last_key], api_name="start_build",
-                    concurrency_id="build", concurrency_limit=1)
-    tab.cancel.click(svc.cancel, tab.job_id, tab.status, api_name="cancel_build", concurrency_id="build_ctl")
+                    concurrency_id="build", concurrency_limit=1, show_progress="hidden")
+    tab.cancel.click(svc.cancel, tab.job_id, tab.status, api_name="cancel_build", concurrency_id="build_ctl",
+                     show_progress="hidden")
     tab.resume.click(svc.resume, tab.job_id, tab.status, api_name="resume_build", concurrency_id="build",
-                     concurrency_limit=1).then(lambda: "", None, last_key, queue=False,
+                     concurrency_limit=1, show_progress="hidden").then(lambda: "", None, last_key, queue=False,
                                                 api_visibility="private")
     tab.run_select.input(svc.select_run, tab.run_select, [tab.job_id, last_key], api_visibility="private",
                          queue=False)
@@ -710,6 +727,9 @@ def create_build_tab(app: AppEngine) -> BuildTab:
         (svc.page_state, None, [tab.job_id, last_key, restore, comps["base"]], None, "build_page_state"),
         (None, [restore, upload] + form, form + [restore_note], RESTORE_JS % json.dumps(initial), None),
         (svc.command_of, form, [tab.command], None, None),
+        # the name an empty adapter name becomes, as of now (the page was built when the app started)
+        (lambda f: gr.update(placeholder=name_placeholder(app, f)), [comps["train_file"]], [comps["adapter_name"]],
+         None, None),
     ]
     tab.follow_log_js = FOLLOW_LOG_JS
     tab.outputs = view_outputs

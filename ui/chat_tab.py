@@ -66,13 +66,17 @@ def to_messages(history) -> list[dict]:
     return out
 
 
+BACKEND_NAMES = {"og": " (onnxruntime-genai)", "ort": " (onnxruntime, own loop)"}
+FINISH_NAMES = {"eos": ": the answer ended", "length": ": max new tokens reached", "context": ": the context is full"}
+
+
 def format_stats(s) -> str:
     if s is None:
         return ""
     g = lambda k, d=None: getattr(s, k, d) if not isinstance(s, dict) else s.get(k, d)  # noqa: E731
     parts = [f"**{g('variant', '?')}**", f"provider {g('provider', '?')}"]
     if g("backend"):
-        parts.append(f"backend {g('backend')}")
+        parts.append(f"backend {g('backend')}{BACKEND_NAMES.get(g('backend'), '')}")
     if g("ttft_s") is not None:
         parts.append(f"TTFT {g('ttft_s'):.3f} s")
     if g("tokens") is not None:
@@ -82,7 +86,8 @@ def format_stats(s) -> str:
     if g("seconds") is not None:
         parts.append(f"wall {g('seconds'):.2f} s")
     if g("finished"):
-        parts.append(f"done ({g('finish_reason') or 'end'})")
+        why = g("finish_reason") or "end"
+        parts.append(f"done ({why}{FINISH_NAMES.get(why, '')})")
     if g("note"):
         parts.append(str(g("note")))
     return " · ".join(parts)
@@ -256,7 +261,7 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
             max_new = gr.Slider(1, 1024, value=128, step=1, label="Max new tokens", elem_id="chat-max-new")
             rep = gr.Slider(1.0, 2.0, value=1.0, step=0.01, label="Repetition penalty",
                             elem_id="chat-rep-penalty")
-            seed = gr.Number(0, precision=0, label="Seed", elem_id="chat-seed", minimum=0, maximum=SEED_MAX)
+            seed = gr.Number(0, precision=0, label="Seed", elem_id="chat-seed", info=f"0 to {SEED_MAX}")
     sampling = [temperature, top_p, top_k, max_new, rep, seed]
 
     svc = ChatService(app)

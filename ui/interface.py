@@ -38,10 +38,12 @@ def _banner(demo: gr.Blocks, warning: str | None) -> None:
     demo.load(toast, None, None, api_visibility="private", queue=False)
 
 
-def _chat_and_library_loads(demo, chat, lib_tab, library) -> None:
-    demo.load(chat.pickers_fn, [chat.base, chat.variant, chat.variant_b],
-              [chat.base, chat.variant, chat.variant_b, chat.refused], api_visibility="private",
-              concurrency_id="ui")
+def _chat_and_library_loads(demo, chat_tab, chat, lib_tab, library) -> None:
+    pickers = (chat.pickers_fn, [chat.base, chat.variant, chat.variant_b],
+               [chat.base, chat.variant, chat.variant_b, chat.refused])
+    demo.load(*pickers, api_visibility="private", concurrency_id="ui")
+    # and whenever the Chat tab is opened: an adapter just built (or deleted) shows without ↻ Refresh
+    chat_tab.select(*pickers, api_visibility="private", concurrency_id="ui")
     fn, inputs, outputs = library.on_load
     lib_tab.select(fn, inputs, outputs, api_visibility="private", concurrency_id="ui").then(
         *library.eval_reload, api_visibility="private", concurrency_id="ui")
@@ -73,7 +75,7 @@ def create_ui(app, warning: str | None = None) -> gr.Blocks:
         gr.Markdown(f"## {TITLE}\n{folders_line(app)}", elem_id="header")
         _banner(demo, warning)
         with gr.Tabs(elem_id="tabs"):
-            with gr.Tab("Chat", id="chat", elem_id="tab-chat"):
+            with gr.Tab("Chat", id="chat", elem_id="tab-chat") as chat_tab:
                 chat = create_chat_tab(app)
             with gr.Tab("Build", id="build", elem_id="tab-build"):
                 build = create_build_tab(app)
@@ -82,7 +84,7 @@ def create_ui(app, warning: str | None = None) -> gr.Blocks:
             with gr.Tab("Deploy", id="deploy", elem_id="tab-deploy") as deploy_tab:
                 deploy = create_deploy_tab(app)
         # page load: pickers, the running (or latest) job, the library tables
-        _chat_and_library_loads(demo, chat, lib_tab, library)
+        _chat_and_library_loads(demo, chat_tab, chat, lib_tab, library)
         event = demo
         for i, (fn, inputs, outputs, js, api_name) in enumerate(build.on_load):  # one chain, in order
             kw = {"api_name": api_name} if api_name else {"api_visibility": "private"}
@@ -99,11 +101,11 @@ def create_chat_only_ui(app, warning: str | None = None) -> gr.Blocks:
         gr.Markdown(f"## {CHAT_TITLE}", elem_id="header")
         _banner(demo, warning)
         with gr.Tabs(elem_id="tabs"):
-            with gr.Tab("Chat", id="chat", elem_id="tab-chat"):
+            with gr.Tab("Chat", id="chat", elem_id="tab-chat") as chat_tab:
                 chat = create_chat_tab(app)
             with gr.Tab("Library", id="library", elem_id="tab-library") as lib_tab:
                 library = create_library_tab(app, read_only=True)
-        _chat_and_library_loads(demo, chat, lib_tab, library)
+        _chat_and_library_loads(demo, chat_tab, chat, lib_tab, library)
     return _finish(demo, app, {"chat": chat, "library": library})
 
 

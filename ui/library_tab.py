@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import html
+import re
 import time
 
 import gradio as gr
@@ -44,6 +45,33 @@ def _cell(v) -> str:
     return html.escape(str(v if v is not None else "")).replace("\n", "<br>")
 
 
+def _answer(v) -> str:
+    """A sample answer as a cell: blank lines collapsed, an empty answer said so (an over-trained adapter can
+    answer 128 newlines, which made the table thousands of pixels tall)."""
+    text = re.sub(r"\n\s*\n+", "\n\n", str(v if v is not None else "")).strip()
+    return _cell(text) if text else "<i>(blank answer)</i>"
+
+
+def _deletable(app) -> list[str]:
+    """The adapters the page may delete: not the protected ones (the shipped travel and pirate), which the
+    policy refuses anyway."""
+    return [a.name for a in app.adapters(None) if (a.metadata or {}).get("protected") is not True]
+
+
+def worse_than_base(ev) -> float | None:
+    """How much higher the adapter's held-out loss is than the base's, when it is (else None)."""
+    if not isinstance(ev, dict):
+        return None
+    bl, al = ev.get("base_loss"), ev.get("adapter_loss")
+    if isinstance(bl, (int, float)) and isinstance(al, (int, float)) and al > bl:
+        return al - bl
+    return None
+
+
+WORSE_ADVICE = ("the adapter does worse than the base on the held-out examples: it was probably trained too hard "
+                "(lower the learning rate or the steps, and build again) or on data unlike the held-out part")
+
+
 def eval_html(ev: dict | None, title: str = "") -> str:
     """The eval dict of the contract ({n, source, base_loss, adapter_loss, base_ppl, adapter_ppl, samples})."""
     if not isinstance(ev, dict) or not ev:
@@ -61,9 +89,12 @@ def eval_html(ev: dict | None, title: str = "") -> str:
                f"<td data-k='adapter_loss'>{_num(al, '{:.3f}') or '—'}</td>{delta or '<td></td>'}</tr>"
                f"<tr><td>perplexity</td><td>{_num(ev.get('base_ppl'), '{:.2f}') or '—'}</td>"
                f"<td>{_num(ev.get('adapter_ppl'), '{:.2f}') or '—'}</td><td></td></tr></tbody></table>")
+    worse = worse_than_base(ev)
+    if worse is not None:
+        metrics = f"<p class='eval-worse'><b>⚠ Held-out loss {worse:+.3f}</b>: {WORSE_ADVICE}.</p>" + metrics
     rows = "".join(
         f"<tr class='eval-sample'><td>{_cell(s.get('prompt'))}</td><td>{_cell(s.get('reference'))}</td>"
-        f"<td>{_cell(s.get('base'))}</td><td>{_cell(s.get('adapter'))}</td></tr>"
+        f"<td>{_answer(s.get('base'))}</td><td>{_answer(s.get('adapter'))}</td></tr>"
         for s in ev.get("samples") or [] if isinstance(s, dict))
     samples = ("<table class='eval-samples'><thead><tr><th>prompt</th><th>reference</th><th>base</th>"
                f"<th>adapter</th></tr></thead><tbody>{rows}</tbody></table>") if rows else ""
@@ -167,7 +198,7 @@ def create_library_tab(app: ChatEngineSide, read_only: bool | None = None) -> Li
         return tab
     with gr.Accordion("Delete an adapter", open=False, elem_id="lib-delete-group"):
         with gr.Row():
-            to_delete = gr.Dropdown(choices=[a.name for a in app.adapters(None)], value=None,
+            to_delete = gr.Dropdown(choices=_deletable(app), value=None,
                                     label="Adapter", elem_id="lib-delete-name", interactive=True,
                                     allow_custom_value=True)
             confirm = gr.Checkbox(False, label="Yes, delete it (cannot be undone)", elem_id="lib-delete-confirm")
@@ -177,7 +208,7 @@ def create_library_tab(app: ChatEngineSide, read_only: bool | None = None) -> Li
 
     def reload():
         adapters_df = adapters_frame(app)
-        return bases_frame(app), adapters_df, gr.update(choices=list(adapters_df["adapter"]), value=None), False
+        return bases_frame(app), adapters_df, gr.update(choices=_deletable(app), value=None), False
 
     def do_delete(name, ok):
         if not name:
