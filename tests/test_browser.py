@@ -155,6 +155,12 @@ def test_build_start_and_cancel(page):
     page.wait_for_function(  # training steps arrive: log lines and the loss curve
         "() => (document.querySelector('#build-log textarea').value.match(/step \\d+: loss/g) || []).length >= 3",
         timeout=300_000)
+    # the held-out line is drawn on the page that watched the build from its start (Gradio's LinePlot kept the
+    # series of its first frame: only a reloaded page drew it)
+    page.wait_for_function("() => /held-out loss/.test(document.querySelector('#build-log textarea').value)",
+                           timeout=300_000)
+    page.wait_for_function("() => { const s = document.querySelector('#build-loss svg');"
+                           " return s && s.textContent.includes('held-out'); }")
     page.wait_for_timeout(2500)
     page.screenshot(path=str(SHOTS / "build.png"), full_page=True)
     page.click("#build-cancel")

@@ -263,6 +263,18 @@ def loss_frame(st) -> pd.DataFrame:
                          "series": pd.Series([r[2] for r in rows], dtype="object")})
 
 
+LOSS_TITLES = ("Loss", "Loss (train and held-out)")
+
+
+def loss_plot(st):
+    """The loss plot's update: the frame, and a title that changes once held-out points exist. Gradio's
+    LinePlot takes its colour domain (the series) from the first frame it draws and rebuilds the chart only when
+    a property such as the title changes: without this, a page that watched the build from its start never drew
+    the held-out line (a reloaded page did)."""
+    frame = loss_frame(st)
+    return frame if frame is None else gr.update(value=frame, title=LOSS_TITLES[bool(st.evals)])
+
+
 def runs_frame(all_jobs: list) -> pd.DataFrame:
     """The Past runs table of app.list_jobs()."""
     rows = []
@@ -486,7 +498,7 @@ class BuildService:
             runs = runs_frame(all_jobs)
             run_select = gr.update(choices=[j.job_id for j in all_jobs], value=job_id)
         scrub = self.app.ws.scrub  # job logs quote libraries that name the server's folders
-        return (job_id, scrub(status_text(job_id, st)), scrub(stages_html(st)), loss_frame(st),
+        return (job_id, scrub(status_text(job_id, st)), scrub(stages_html(st)), loss_plot(st),
                 scrub("\n".join(st.lines[-LOG_LINES:])), job_eval_html(self.app, st), runs, run_select, key)
 
     def launch(self, recipe: Recipe) -> str:
@@ -659,7 +671,7 @@ def create_build_tab(app: AppEngine) -> BuildTab:
             tab.status = gr.Markdown("No build yet.", elem_id="build-status")
             tab.stages = gr.HTML(stages_html(JobState()), elem_id="build-stages")
             tab.plot = gr.LinePlot(None, x="step", y="loss", color="series",
-                                   title="Loss", elem_id="build-loss", height=260,
+                                   title=LOSS_TITLES[0], elem_id="build-loss", height=260,
                                    color_map={"train": "#2563eb", "held-out": "#dc2626"})
             tab.log = gr.Textbox("", label="Log", lines=14, max_lines=14, elem_id="build-log",
                                  interactive=False, autoscroll=True)
