@@ -214,7 +214,7 @@ def test_newcomer_build_reload_chat_compare(server, browser, client):
                            ".value.endsWith(f)", arg=train_file)
     assert field(page, "build-lora-max-steps").input_value() == str(STEPS)
     assert field(page, "build-adapter-name").input_value() == "minstrel"
-    assert "recipe of the running job" in page.inner_text("#build-restore-note")
+    assert "which was running when the page was loaded" in page.inner_text("#build-restore-note")
     page.wait_for_function("() => /step \\d+: loss/.test(document.querySelector('#build-log textarea').value)")
 
     # the end of the build: skipped stages say why, what the fine-tune changed is shown

@@ -382,7 +382,7 @@ RESTORE_JS = """
   if (!payload || !payload.values) return [...current, ""];
   if (!untouched) return [...current, "The form keeps your edits; job **" + payload.job +
       "** is running: pick it under Past runs and press *Load its recipe* to see its settings."];
-  return [...payload.values, "The form shows the recipe of the running job **" + payload.job + "**."];
+  return [...payload.values, "The form shows the recipe of job **" + payload.job + "**, which was running when the page was loaded."];
 }
 """
 # The log box follows its newest lines unless the user scrolled up in it.

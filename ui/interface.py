@@ -23,6 +23,8 @@ CSS = """
 #chat-stats, #build-status {min-height: 1.6em}
 #build-log textarea {font-family: ui-monospace, monospace; font-size: 12px}
 #share-warning {border: 2px solid #d97706; border-radius: 6px; padding: 4px 10px; background: #fef3c7}
+#lib-bases th, #lib-bases th *, #lib-adapters th, #lib-adapters th *, #build-runs th, #build-runs th * {
+  word-break: normal !important; overflow-wrap: normal !important; white-space: nowrap}
 """
 
 
