@@ -16,6 +16,14 @@ cd "$(dirname "$0")/.."
 w=${1:-/tmp/gs}
 py=${PYTHON:-python3}
 mkdir -p "$w"
+# Run from a private copy of the tree: every later device call re-sends the working tree over the repository
+# root, and files briefly missing there failed 37 CUDA tests of the 2026-12-07 run (ImportError "from
+# 'artifacts' (unknown location)", FileNotFoundError on artifacts/adapter_file.py).
+if [ -z "${GS_IN_COPY:-}" ]; then
+  rm -rf "$w/tree" && mkdir -p "$w/tree"
+  tar --exclude=./.gpu --exclude=./.git -cf - . | tar -xf - -C "$w/tree"
+  GS_IN_COPY=1 exec bash "$w/tree/bench/gpu_session.sh" "$w"
+fi
 export PYTHONUNBUFFERED=1
 if [ "${PRE_STEPS:-1000}" != 0 ]; then  # PRE_STEPS=0: no pre-training this time
   (STEPS=${PRE_STEPS:-1000} PYTHON=$py bash pipeline/gpu_pretrain.sh "$w/pre" ${PRE_DROPS:-0.3 0.4 0.5} >"$w/pre.log" 2>&1

@@ -478,6 +478,7 @@ def test_ui_export_and_push_actions(artifacts, hub, tmp_path, monkeypatch):
     from ui.deploy_tab import export_action, push_action
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("STUDIO_MIN_FREE_GB", "0")  # (a page export needs the free-disk floor: tested elsewhere)
     app = _App(tmp_path)
     msg, path = export_action(app, BASE, artifacts, "t4-small", "sp")
     assert path == "sp" and "exported" in msg and "t4-small" in msg and "exports/sp" in msg
