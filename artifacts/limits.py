@@ -86,6 +86,24 @@ def max_exports(env: Mapping[str, str] | None = None) -> int:
     return int(_env_number(env, EXPORTS_ENV, MAX_EXPORTS_DEFAULT))
 
 
+RUNS_ENV = "STUDIO_MAX_RUNS"
+MAX_RUNS_DEFAULT = 1000  # job folders in <workspace>/runs/ (each failed request leaves one, ~30 kB)
+
+
+def check_runs_room(runs_dir, env: Mapping[str, str] | None = None) -> None:
+    """LimitError when runs/ already holds $STUDIO_MAX_RUNS (default 1,000) job folders: a build from the page
+    leaves a run even when it fails at once, and the page lists them."""
+    limit = int(_env_number(env, RUNS_ENV, MAX_RUNS_DEFAULT))
+    try:
+        with os.scandir(runs_dir) as it:
+            n = sum(1 for e in it if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return
+    if n >= limit:
+        raise LimitError(f"runs/ already holds {n} runs (the limit is {limit}): the operator can remove old runs "
+                         f"or raise {RUNS_ENV}")
+
+
 JOB_MINUTES_ENV = "STUDIO_MAX_JOB_MIN"
 
 

@@ -23,11 +23,17 @@ def safe_name(name, max_len: int = NAME_MAX) -> bool:
 
 # The name the pickers give the base model itself (no adapter): no adapter may be called that.
 BASE_VARIANT = "base"
-_CONFUSABLE = str.maketrans({"0": "o", "1": "l", "i": "l", "|": "l", "5": "s", "3": "e", "4": "a", "8": "b", "7": "t"})
+_CONFUSABLE = str.maketrans({"0": "o", "1": "l", "i": "l", "|": "l", "5": "s", "3": "e", "4": "a", "8": "b", "6": "b",
+                             "7": "t"})
+_CONFUSABLE_PAIRS = (("rn", "m"), ("vv", "w"), ("cl", "d"))  # two letters that pass for one
 
 
 def skeleton(name: str) -> str:
     """What a name looks like in a picker: case, the look-alike characters 0/o, 1/l/I/i, 5/s, 3/e, 4/a, 8/b,
-    7/t, and the separators '.', '_', '-' folded away ('traveI', 'trave1', 'travel_' and 'Travel' all look
-    like 'travel')."""
-    return re.sub(r"[._-]", "", name.casefold().translate(_CONFUSABLE))
+    6/b, 7/t, the pairs rn/m, vv/w, cl/d, and the separators '.', '_', '-' folded away ('traveI', 'trave1',
+    'travel_' and 'Travel' all look like 'travel'). A heuristic for the names in the pickers, not a confusables
+    table (names are ASCII: artifacts.names NAME_RULE)."""
+    s = re.sub(r"[._-]", "", name.casefold())
+    for pair, one in _CONFUSABLE_PAIRS:
+        s = s.replace(pair, one)
+    return s.translate(_CONFUSABLE)

@@ -193,6 +193,10 @@ class Policy:
         """The token typed in the page; the server's token only when the operator allowed it."""
         typed = (typed or "").strip() if isinstance(typed, str) else ""
         if typed:
+            if len(typed) > 512 or not all(33 <= ord(c) < 127 for c in typed):
+                # (not echoed: a token with a newline or a NUL came back in httpx's "Illegal header value" error)
+                raise PolicyError("the Hugging Face token must be printable ASCII without spaces (as the Hub "
+                                  "gives it): check what was pasted")
             return typed
         if self.allow_server_token and env_token and env_token.strip():
             return env_token.strip()

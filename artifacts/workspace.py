@@ -7,6 +7,7 @@ This is the only place that reads $STUDIO_HOME. Tests point it at a temporary fo
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +84,9 @@ class Workspace:
         were given; messages built here use shown() already."""
         if isinstance(value, str):
             for root, name in self._scrub_roots():
-                if root in value:
-                    value = value.replace(root + os.sep, "").replace(root, name)
+                if root in value:  # whole path components only: /srv/app must not eat /srv/app-cache/...
+                    value = re.sub(re.escape(root) + r"(?:/|(?![\w-]|\.\w))",
+                                   lambda m: "" if m.group(0).endswith(os.sep) else name, value)
             return value
         if isinstance(value, dict):
             return {k: self.scrub(v) for k, v in value.items()}

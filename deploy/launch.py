@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import re
@@ -472,6 +473,9 @@ class RequestGuard:
             if items is not None and items > MAX_JSON_ITEMS:
                 return await self._answer(send, 413, f"request with {items:,} JSON items; at most "
                                           f"{MAX_JSON_ITEMS:,} are accepted (clear the chat)")
+            if not login and has_lone_surrogate(b"".join(m.get("body") or b"" for m in msgs)):
+                return await self._answer(send, 400, "the request holds a lone surrogate (a \\ud800-style escape "
+                                          "without its pair), which is not text")
 
             async def app_receive():
                 return msgs.pop(0) if msgs else await receive()
@@ -487,6 +491,27 @@ class RequestGuard:
                     entry[1] = min(received, reserved)  # (what went past the reservation was never handed on)
         if login and status and status < 400:
             self._record(client, ok=True)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def has_lone_surrogate(body: bytes) -> bool:
+    """Whether a JSON body holds a string (a key too) with a lone surrogate: a \\ud800-style escape without its
+    pair. Python reads it as text, but nothing can write it as UTF-8, so Gradio's answer stream (orjson) was cut
+    wherever a handler or Gradio itself echoed it (an unknown job id, a dropdown's "not in the choices"...);
+    pairs (an emoji from a client that escapes non-ASCII) pass. Parsed only when such an escape appears."""
+    if not _SURROGATE_ESCAPE.search(body):
+        return False
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        return False  # not JSON: Gradio answers it
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 _API_INFO = re.compile(rb"<script>window\.gradio_api_info = .*?;</script>", re.S)

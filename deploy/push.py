@@ -157,8 +157,10 @@ def export_and_push_space(repo_id: str, token: str, base: str = "default", adapt
     """Exports a Space (deploy.space.export_space: ExportError when it cannot) into a temporary folder
     and pushes it."""
     with tempfile.TemporaryDirectory(prefix="space-export-") as d:
-        r = export_space(Path(d) / "space", base, adapters, hardware, models_dir, adapters_dir, log=log)
-        return push_space(r.out, repo_id, token, private=private, exist_ok=exist_ok, log=log)
+        # the lines name the temporary folder only as such (they are shown on the page)
+        said = (lambda m: log(str(m).replace(d, "<temporary folder>"))) if log else None
+        r = export_space(Path(d) / "space", base, adapters, hardware, models_dir, adapters_dir, log=said)
+        return push_space(r.out, repo_id, token, private=private, exist_ok=exist_ok, log=said)
 
 
 # ---------------------------------------------------------------------------- model repository

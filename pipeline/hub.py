@@ -34,11 +34,15 @@ def resolve_model(name_or_path: str, log=None, project_root: Path | None = None)
         if p.is_dir():
             if (p / "config.json").is_file():
                 if log:
-                    log.log(f"base model: local folder {p}")
+                    log.log(f"base model: local folder {p}")  # (the page scrubs the workspace and project)
                 return p.resolve()
             raise ModelNotFound(f"{p}: the folder exists but has no config.json: it is not a Hugging Face "
                                 "model folder")
-    if _looks_local(name) or any(_looks_local(str(p)) for p in candidates):
+    # a name that points at a folder (as given, or under the project root) that is not there: say so, rather
+    # than asking the Hub. (Not _looks_local(str(root / name)): that absolute path "looks local" for every
+    # name, and every Hub id failed in the job with "model folder does not exist".)
+    nested = Path(name).parent != Path(".")
+    if _looks_local(name) or any(p.exists() or (nested and p.parent.exists()) for p in candidates):
         raise ModelNotFound(f"{name}: model folder does not exist")
     if name.count("/") != 1:
         raise ModelNotFound(f"{name!r} is neither a local model folder nor a Hub id of the form owner/name")
@@ -69,7 +73,8 @@ def _download(repo_id: str, log=None) -> Path:
         raise ModelNotFound(f"{repo_id}: the model has no .safetensors weights (only those are loaded)")
     if log:
         log.progress("prepare", 1, 1)
-        log.log(f"base model: {repo_id} -> {path}")
+        log.log(f"base model: {repo_id} (snapshot {path.name[:12]} in the Hugging Face cache)")  # (the page shows
+        # the log: not the cache's folder, which is under the server's home)
     return path
 
 

@@ -167,10 +167,11 @@ def _pid(job_dir: Path) -> int | None:
         pid = int(fields[0])
     except (OSError, ValueError, IndexError):
         return None
-    if len(fields) > 1 and pid not in _children:
+    if pid not in _children:
         now = _start_time(pid)
-        if now is not None and now != fields[1]:
-            return None
+        if now is not None and (len(fields) < 2 or now != fields[1]):
+            return None  # (a pid file without the start time: from before it was recorded, or its process
+        # died before it could be read; either way the process is not known to be the job's)
     return pid
 
 

@@ -235,11 +235,15 @@ def _coerce(value: Any, default: Any, name: str):
             raise RecipeError(f"{name} must be a number, got {value!r}")
         try:
             num = kind(value)
+            finite = math.isfinite(num)
+            whole = kind is not int or float(value) == num
         except (TypeError, ValueError):
-            raise RecipeError(f"{name} must be a number, got {value!r}") from None
-        if not math.isfinite(num):
+            raise RecipeError(f"{name} must be a number, got {str(value)[:40]!r}") from None
+        except OverflowError:  # (a 400-digit integer: no float holds it; int(inf))
+            raise RecipeError(f"{name} must be a finite number of a sensible size, got {str(value)[:20]}...") from None
+        if not finite:
             raise RecipeError(f"{name} must be a finite number, got {value!r}")
-        if kind is int and float(value) != num:
+        if not whole:
             raise RecipeError(f"{name} must be a whole number, got {value!r}")
         return num
     if value is None:

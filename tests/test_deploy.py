@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -488,6 +489,9 @@ def test_ui_export_and_push_actions(artifacts, hub, tmp_path, monkeypatch):
     msg = push_action(app, "Space", "alice/ui-space", TOKEN, False, False, path, BASE, artifacts, "cpu-basic")
     assert "pushed to" in msg and TOKEN not in msg, msg
     assert hub.repo("space", "alice/ui-space").sdk == "gradio"
+    # a Space exported on the fly into a temporary folder: its lines name that folder only as such (red team, pass 12)
+    msg = push_action(app, "Space", "alice/ui-space-2", TOKEN, False, False, "", BASE, artifacts, "cpu-basic")
+    assert "pushed to" in msg and "<temporary folder>" in msg and tempfile.gettempdir() + "/" not in msg, msg
     msg = push_action(app, "Model repository", "alice/ui-model", TOKEN, True, False, "", BASE, artifacts, "")
     assert "pushed to" in msg and hub.repo("model", "alice/ui-model").private
     msg = push_action(app, "Space", "alice/ui-2", "hf_BadBadBadBad123", False, False, "", BASE, [], "cpu-basic")

@@ -413,16 +413,34 @@ def test_pass11_lone_surrogates_and_nan_get_messages_over_http(red):
     stream (orjson refuses them) or crashed the job at its first event; NaN passed the recipe's bounds. Each now
     gets a message, and no job is left behind."""
     raw = red["raw"]
+    # (since pass 12 a lone surrogate anywhere in a request's JSON is refused before Gradio: 400)
     r = raw.chat(message="hello \ud800 there")
-    assert r["ok"] and "lone surrogate" in text(r), text(r)[:300]
+    assert not r["ok"] and r["status"] == 400 and "lone surrogate" in text(r), text(r)[:300]
     runs = set(os.listdir(red["ws"] / "runs")) if (red["ws"] / "runs").exists() else set()
     for fields in ({"template": "{prompt}\ud800{response}"}, {"lora.learning_rate": float("nan")},
-                   {"eval_fraction": "nan"}):
+                   {"eval_fraction": "nan"}, {"lora.max_steps": 10**400}):
         r = raw.call("build_recipe", [{"train_file": "data/travel/train.jsonl", "adapter_name": "s11", **fields}])
-        assert r["ok"] and r["data"][0]["ok"] is False, text(r)[:300]
-        assert "lone surrogate" in r["data"][0]["error"] or "finite" in r["data"][0]["error"], r["data"][0]
+        if not r["ok"]:
+            assert r["status"] == 400 and "lone surrogate" in text(r), text(r)[:300]
+            continue
+        assert r["data"][0]["ok"] is False and "finite" in r["data"][0]["error"], r["data"][0]
     after = set(os.listdir(red["ws"] / "runs")) if (red["ws"] / "runs").exists() else set()
     assert after == runs
+    serves(red)
+
+
+def test_pass12_a_lone_surrogate_anywhere_in_a_request_is_refused_before_gradio(red):
+    """Twelfth pass: where a handler or Gradio echoed a lone surrogate (an unknown job id, a dropdown's "not in
+    the choices", an unknown recipe key) orjson cut the answer stream and the log got a traceback per request.
+    Any request whose JSON holds one now gets 400 before Gradio; an escaped emoji (a pair) still passes."""
+    raw = red["raw"]
+    for name, data in (("job_summary", ["x\ud800"]), ("build_recipe", [{"x\ud800": 1}]),
+                       ("chat", ["hi", [], [], "default\udfff", "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0])):
+        r = raw.call(name, data)
+        assert not r["ok"] and r["status"] == 400 and "lone surrogate" in text(r), (name, text(r)[:300])
+    r = raw.chat(message="an emoji \U0001F600 please", max_new=4)
+    assert r["ok"], text(r)[:300]
+    assert "str is not valid UTF-8" not in red["log"].read_text()
     serves(red)
 
 

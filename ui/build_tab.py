@@ -275,10 +275,13 @@ def loss_plot(st):
     return frame if frame is None else gr.update(value=frame, title=LOSS_TITLES[bool(st.evals)])
 
 
+RUNS_SHOWN = 100  # the newest runs in the Past runs table and picker (each view of the page carries them)
+
+
 def runs_frame(all_jobs: list) -> pd.DataFrame:
-    """The Past runs table of app.list_jobs()."""
+    """The Past runs table of app.list_jobs(): the newest RUNS_SHOWN."""
     rows = []
-    for j in all_jobs:
+    for j in all_jobs[:RUNS_SHOWN]:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j.started)) if j.started else ""
         rows.append([j.job_id, j.status, j.adapter, started, (j.error or "")[:120]])
     return pd.DataFrame(rows, columns=["job", "status", "adapter", "started", "error"])
@@ -496,7 +499,7 @@ class BuildService:
         if key.rsplit(":", 1)[0] != last.rsplit(":", 1)[0]:  # another job or status: the runs changed
             all_jobs = self.app.list_jobs()
             runs = runs_frame(all_jobs)
-            run_select = gr.update(choices=[j.job_id for j in all_jobs], value=job_id)
+            run_select = gr.update(choices=[j.job_id for j in all_jobs[:RUNS_SHOWN]], value=job_id)
         scrub = self.app.ws.scrub  # job logs quote libraries that name the server's folders
         return (job_id, scrub(status_text(job_id, st)), scrub(stages_html(st)), loss_plot(st),
                 scrub("\n".join(st.lines[-LOG_LINES:])), job_eval_html(self.app, st), runs, run_select, key)
@@ -604,7 +607,7 @@ class BuildService:
         try:
             values = form_values(self.app.recipe_of(job_id), self.app.default_base(), self.app.ws)
         except (UIError, RecipeError, OSError) as e:
-            return {"error": str(e)}
+            return {"error": self.app.ws.scrub(str(e))}
         return {"mode": values[0], "fields": dict(zip(FIELD_NAMES, values[1:]))}
 
 

@@ -98,8 +98,7 @@ class ChatEngineSide:
 
     def _shown(self, path) -> str:
         """A folder as the page may name it (Workspace.shown: never the server's folders)."""
-        ws = self.ws if isinstance(self.ws, artifacts.Workspace) else artifacts.Workspace(Path(self.ws.root))
-        return ws.shown(path)
+        return self.ws.shown(path)
 
     def chat(self, base: str | None):
         """The ChatEngine of models/<base>/ (created on first use, then kept)."""

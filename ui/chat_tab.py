@@ -150,7 +150,7 @@ class ChatService:
         if base_name not in bases:
             base_name = self.app.default_base()
         if base_name is None:
-            msg = f"No ONNX base model in `{self.app.models_dir}` yet: build one in the **Build** tab."
+            msg = f"No ONNX base model in `{self.app._shown(self.app.models_dir)}` yet: build one in the **Build** tab."
             return (gr.update(choices=[], value=None), gr.update(choices=["base"], value="base"),
                     gr.update(choices=["base"], value="base"), msg)
         try:

@@ -8,6 +8,7 @@ the app with --allow-server-token, and new repositories are private unless the b
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 
 import gradio as gr
@@ -57,7 +58,7 @@ def export_action(app, base, adapters, hardware, out, force=False):
 
 def push_action(app, kind, repo_id, token, private, exist_ok, folder, base, adapters, hardware):
     """Pushes a Space (the given export folder, else a fresh export) or a model repository."""
-    from artifacts import PolicyError
+    from artifacts import LimitError, PolicyError, check_build_room
     from deploy.push import PushError, export_and_push_space, push_model, push_space, scrub
     from deploy.space import ExportError
     typed = token if isinstance(token, str) else ""
@@ -65,6 +66,8 @@ def push_action(app, kind, repo_id, token, private, exist_ok, folder, base, adap
     token = ""
     try:
         token = app.policy.hub_token(typed, os.environ.get("HF_TOKEN"))
+        if kind == "Model repository" or not folder:  # both copy a base into a temporary folder first
+            check_build_room(tempfile.gettempdir())
         if kind == "Model repository":
             url = push_model(repo_id, token, base or "default", list(adapters or []), app.models_dir,
                              app.adapters_dir, private=bool(private), exist_ok=bool(exist_ok), log=lines.append)
@@ -75,7 +78,7 @@ def push_action(app, kind, repo_id, token, private, exist_ok, folder, base, adap
             url = export_and_push_space(repo_id, token, base or "default", list(adapters or []),
                                         hardware or "cpu-basic", app.models_dir, app.adapters_dir,
                                         private=bool(private), exist_ok=bool(exist_ok), log=lines.append)
-    except (PolicyError, PushError, ExportError, OSError) as e:
+    except (PolicyError, PushError, ExportError, LimitError, OSError) as e:
         return app.ws.scrub(scrub(f"⚠ push failed: {e}", token or typed))
     return app.ws.scrub(scrub(f"pushed to [{url}]({url})\n\n" + "\n".join(f"- {x}" for x in lines), token))
 

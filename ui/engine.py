@@ -127,6 +127,10 @@ class AppEngine(ChatEngineSide):
         """Validate, create and launch a job; returns its id. One build at a time per workspace."""
         recipe = self.check_recipe(recipe)
         self._check_room()
+        try:  # (a resume makes no new run)
+            artifacts.limits.check_runs_room(self.ws.runs)
+        except artifacts.LimitError as e:
+            raise UIError(str(e)) from None
         with self._job_lock:
             running = self.running_job()
             if running is not None:
