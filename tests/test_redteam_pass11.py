@@ -95,9 +95,11 @@ def test_preset_note_is_no_oracle_for_folders_outside_the_policy(app, tmp_path):
     assert app.preset_of(inside) == "demo"
 
 
-def test_a_recycled_pid_is_neither_the_job_nor_killed_by_cancel(tmp_path):
+@pytest.mark.parametrize("pid_file", ["{pid} 1", "{pid}"], ids=["other-start-time", "no-start-time"])
+def test_a_recycled_pid_is_neither_the_job_nor_killed_by_cancel(tmp_path, pid_file):
     """The pid file holds the process's start time; an unrelated live process with the recorded pid (as after a
-    restart) is not the job: the job reads as interrupted and Cancel leaves that process alone."""
+    restart) is not the job: the job reads as interrupted and Cancel leaves that process alone. A pid file
+    without the start time (written before it was recorded) names no job either (pass 12)."""
     from pipeline import jobs
     from pipeline.events import EventLog
     other = subprocess.Popen(["sleep", "60"], start_new_session=True)
@@ -106,7 +108,7 @@ def test_a_recycled_pid_is_neither_the_job_nor_killed_by_cancel(tmp_path):
         job.mkdir(parents=True)
         (job / "recipe.yaml").write_text("adapter_name: x\n")
         EventLog(job / "events.jsonl").emit("job_start", job_id=job.name)
-        (job / "pid").write_text(f"{other.pid} 1")  # started at tick 1: not that process
+        (job / "pid").write_text(pid_file.format(pid=other.pid))  # (tick 1: not when that process started)
         assert not jobs.is_running(job)
         assert jobs.state(job).status == "interrupted"
         assert jobs.cancel(job) == 0.0
