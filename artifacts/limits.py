@@ -115,6 +115,18 @@ def max_job_seconds(env: Mapping[str, str] | None = None) -> float | None:
     return minutes * 60 if minutes > 0 else None
 
 
+JOB_MEMORY_ENV = "STUDIO_MAX_JOB_MEM_GB"
+
+
+def max_job_memory_bytes(env: Mapping[str, str] | None = None) -> int | None:
+    """How much memory (resident, the job's process and all its children together) one build run may hold
+    before it is stopped as if cancelled: $STUDIO_MAX_JOB_MEM_GB; unset or 0: no limit. Checked twice a
+    second, so an allocation faster than that can pass it for an instant: a guard for the shared machine,
+    not a hard cap (the operator's cgroup or container limit is one)."""
+    gb = _env_number(env, JOB_MEMORY_ENV, 0.0)
+    return int(gb * 1e9) if gb > 0 else None
+
+
 PROMPT_ENV = "STUDIO_MAX_PROMPT_CHARS"
 MAX_PROMPT_CHARS_DEFAULT = 32_000
 TEMPLATE_MAX_CHARS = 4_000

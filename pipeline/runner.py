@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import threading
 import time
 import traceback
 from dataclasses import asdict
@@ -21,7 +20,7 @@ from pipeline.errors import Cancelled, StageError
 from pipeline.events import EventLog
 from pipeline.recipe import Recipe, RecipeError
 from artifacts import Workspace, publish, write_json
-from artifacts.limits import JOB_MINUTES_ENV, max_job_seconds
+from pipeline.watch import LimitWatch
 
 __all__ = ["JobRunner", "StageError", "Cancelled", "user_message"]
 
@@ -209,16 +208,13 @@ class JobRunner:
 
         signal.signal(signal.SIGTERM, on_term)
         self.log.emit("job_start", job_id=self.job_dir.name, recipe=self.recipe.to_dict(), pid=os.getpid())
-        limit = max_job_seconds()
-        timed_out = threading.Event()
-        timer = self._watch_time_limit(limit, timed_out) if limit is not None else None
+        watch = LimitWatch(lambda reason: self.log.emit("job_end", status="cancelled", error=reason)).start()
         try:
-            return self._run_all(timed_out, limit)
+            return self._run_all(watch)
         finally:
-            if timer is not None:
-                timer.cancel()
+            watch.stop()
 
-    def _run_all(self, timed_out: threading.Event, limit: float | None) -> int:
+    def _run_all(self, watch: LimitWatch) -> int:
         from pipeline.stages import STAGES
         try:
             self.recipe.validate()
@@ -228,7 +224,7 @@ class JobRunner:
                 self._run_stage(name, fn)
         except Cancelled:
             self.log.emit("job_end", status="cancelled",
-                          error=time_limit_message(limit) if timed_out.is_set() else "cancelled by the user")
+                          error=watch.reason or "cancelled by the user")
             return 130
         except KeyboardInterrupt:
             self.log.emit("job_end", status="cancelled", error="interrupted")
@@ -245,32 +241,6 @@ class JobRunner:
                   "previous": self.out["publish"].get("previous", "")}
         self.log.emit("job_end", status="ok", result=result)
         return 0
-
-
-    def _watch_time_limit(self, limit: float, timed_out: threading.Event) -> threading.Timer:
-        """After `limit` seconds the job stops as a cancel does (SIGTERM to itself: fine-tuning ends its step and
-        checkpoints); if it has not ended after the cancel grace, its process group is killed, with the event
-        written first."""
-        from pipeline.jobs import CANCEL_GRACE_FINETUNE_S
-
-        def fire():
-            timed_out.set()
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(CANCEL_GRACE_FINETUNE_S)
-            self.log.emit("job_end", status="cancelled", error=time_limit_message(limit))
-            if os.getpgrp() == os.getpid():  # jobs.launch starts the job as its own process group
-                os.killpg(os.getpgrp(), signal.SIGKILL)
-            os.kill(os.getpid(), signal.SIGKILL)
-
-        t = threading.Timer(limit, fire)
-        t.daemon = True
-        t.start()
-        return t
-
-
-def time_limit_message(limit: float) -> str:
-    return (f"stopped at the operator's time limit of {limit / 60:g} min per run ({JOB_MINUTES_ENV}); "
-            "Resume continues where it stopped")
 
 
 def user_message(e: BaseException) -> str:

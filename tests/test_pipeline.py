@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -339,6 +340,44 @@ def test_operator_time_limit_stops_a_run_like_a_cancel_and_resume_continues(ws, 
     monkeypatch.setenv("STUDIO_MAX_JOB_MIN", "0")  # no limit
     _resume_to_the_end(job, ws)
     assert (ws.adapters / "time-limit" / "metadata.json").exists()
+
+
+def test_operator_memory_limit_stops_a_run_like_a_cancel_and_resume_continues(ws, monkeypatch):
+    """$STUDIO_MAX_JOB_MEM_GB: a run whose processes hold more stops as a cancel does, says how much it held,
+    publishes nothing; without the limit Resume finishes it. 0.15 GB: less than torch alone needs."""
+    monkeypatch.setenv("STUDIO_MAX_JOB_MEM_GB", "0.15")
+    job = jobs.create_job(_recipe("mem-limit", "pirate", steps=5), ws)
+    jobs.launch(job, ws)
+    st = jobs.wait(job, timeout_s=300)
+    assert st.status == "cancelled", (st.status, st.error)
+    assert "memory limit of 0.15 GB" in st.error and "STUDIO_MAX_JOB_MEM_GB" in st.error, st.error
+    held = float(re.search(r"held ([0-9.]+) GB", st.error).group(1))
+    assert held > 0.15, st.error
+    assert not (ws.adapters / "mem-limit").exists()
+    assert len([e for e in _events(job) if e["type"] == "job_end"]) == 1
+    monkeypatch.delenv("STUDIO_MAX_JOB_MEM_GB")
+    _resume_to_the_end(job, ws)
+    assert (ws.adapters / "mem-limit" / "metadata.json").exists()
+
+
+def test_tree_rss_counts_the_children_of_children():
+    """The memory a run holds is its own and that of every process below it: a grandchild holding 200 MB
+    is counted."""
+    from pipeline.watch import tree_rss_bytes
+    code = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', "
+            "'import sys; b = bytearray(200_000_000); print(1, flush=True); sys.stdin.read()'], "
+            "stdin=sys.stdin, stdout=sys.stdout); p.wait()")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline().strip() == b"1"
+        mine = tree_rss_bytes(os.getpid())
+        theirs = tree_rss_bytes(child.pid)
+        assert theirs > 200_000_000, theirs
+        assert mine >= theirs, (mine, theirs)
+        assert tree_rss_bytes(2**22 + 12345) == 0  # no such process
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
 
 
 def test_cancel_checkpoints_with_data_loader_workers(ws, monkeypatch):
