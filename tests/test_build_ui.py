@@ -85,7 +85,7 @@ def test_job_view_skip_reasons_resume_and_times():
     """The job view of a resumed adapter-on-base build: skipped stages say why, the resumed step is named,
     the stage times (added up across attempts by JobState) add up to the total row."""
     from pipeline.events import JobState
-    from ui.build_tab import stages_html, status_text
+    from ui.build_view import stages_html, status_text
     skip = "building onto base 'default'"
     events = [{"t": 100.0, "type": "job_start", "job_id": "j"},
               {"t": 101.0, "type": "stage_end", "stage": "prepare", "seconds": 1.5},
@@ -118,7 +118,7 @@ def test_form_shows_workspace_paths_relative(tmp_path):
     the page state), which whoever has the link sees, shows the ones inside the workspace relative to it. A path
     outside stays as it is (only the operator can allow such a root), a Hub id too."""
     from pipeline.recipe import Recipe
-    from ui.build_tab import FIELD_NAMES, form_values
+    from ui.build_form import FIELD_NAMES, form_values
     ws = tmp_path / "ws"
     r = Recipe(base="", base_model=str(ws / "models" / "mine"), train_file=str(ws / "uploads" / "x-1.jsonl"),
                eval_file=str(tmp_path / "elsewhere" / "t.jsonl"))

@@ -11,7 +11,7 @@ def test_numbers_carry_their_range_in_the_label_and_leave_the_check_to_the_recip
     badges on other outputs, a traceback in the server log. The recipe's bounds name the field."""
     import gradio as gr
     from pipeline.recipe import Recipe, RecipeError
-    from ui.build_tab import make_component
+    from ui.build_form import make_component
     from dataclasses import fields
     from pipeline.recipe import LoRAConfig
     meta = {f.name: f.metadata for f in fields(LoRAConfig)}["learning_rate"]
@@ -27,7 +27,7 @@ def test_an_adapter_worse_than_the_base_is_said_so():
     """A learning rate of 1.0 published an adapter that answers blank lines, with the status 'ok' and an
     evaluation table 8,651 px tall."""
     from pipeline.events import JobState
-    from ui.build_tab import status_text
+    from ui.build_view import status_text
     from ui.library_tab import eval_html
     ev = {"n": 20, "source": "held-out", "base_loss": 3.918, "adapter_loss": 6.174, "base_ppl": 50.28,
           "adapter_ppl": 480.02, "samples": [{"prompt": "p", "reference": "r", "base": "b", "adapter": "\n" * 128}]}

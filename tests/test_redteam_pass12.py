@@ -34,7 +34,7 @@ def app(tmp_path):
 def test_runs_are_capped_for_the_page_and_the_page_shows_the_newest(app, monkeypatch):
     from pipeline.recipe import Recipe
     from pipeline.jobs import JobInfo
-    from ui.build_tab import RUNS_SHOWN, runs_frame
+    from ui.build_view import RUNS_SHOWN, runs_frame
     from ui.chat_engine import UIError
     for i in range(3):
         (app.ws.runs / f"20261207-00000{i}-old{i}").mkdir(parents=True)

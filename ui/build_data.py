@@ -1,0 +1,108 @@
+"""The Build tab's data side: the preview of a training file (checked, the held-out part named, the first
+examples rendered as the model sees them), uploads kept in <workspace>/uploads/, the derived adapter name."""
+from __future__ import annotations
+
+import hashlib
+import html
+import shutil
+from pathlib import Path
+
+from artifacts import LimitError, check_uploads_room
+from pipeline import data as pdata
+from pipeline.data import DataError, load_examples, render_text
+from pipeline.recipe import Recipe, default_adapter_name
+from ui.engine import AppEngine, UIError
+
+_tokenizers: dict = {}
+
+
+def _tokenizer(app: AppEngine, base_model: str):
+    """The tokenizer of an allowed base model (app.preview_model); its code is never run
+    (trust_remote_code=False whatever the form says), a Hub id only from the local cache."""
+    from transformers import AutoTokenizer
+    model = app.preview_model(base_model)
+    if model not in _tokenizers:
+        _tokenizers[model] = AutoTokenizer.from_pretrained(model, trust_remote_code=False,
+                                                           local_files_only=True)
+    return _tokenizers[model]
+
+
+def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_model: str, trust: bool,
+                 rows: int = 3, eval_file: str = "", eval_fraction: float = 0.1, seed: int = 0) -> str:
+    """The data file checked, the held-out part named (pipeline.data.preview), and the first examples
+    rendered as the model will see them."""
+    if not (train_file or "").strip():
+        return "⚠ no training file"
+    path = eval_path = None
+
+    def shown(msg: str) -> str:  # texts that name the resolved files name them as the workspace does
+        for p in (eval_path, path):
+            if p:
+                msg = msg.replace(str(p), app.ws.shown(p))
+        return msg
+
+    try:
+        path = app.data_file(train_file)
+        examples = load_examples(path, fmt or "auto")
+        eval_path = str(app.data_file(eval_file, "eval_file")) if (eval_file or "").strip() else ""
+        split = shown(pdata.preview(path, fmt or "auto", eval_path,
+                                    float(eval_fraction if eval_fraction is not None else 0.1), int(seed or 0)))
+    except UIError as e:
+        return f"⚠ {html.escape(str(e))}"
+    except DataError as e:
+        return f"⚠ **bad data file**: {html.escape(shown(str(e)))}"
+    head = f"✓ {html.escape(split)}\n\nFirst {min(rows, len(examples))} rendered"
+    note = ""
+    try:
+        tok = None if template else _tokenizer(app, base_model)
+        texts = [render_text(ex, tok, template or "") for ex in examples[:rows]]
+        head += " with " + ("the text template" if template else "the model's chat template") + ":"
+    except DataError as e:
+        return f"⚠ **template**: {html.escape(str(e))}"
+    except Exception as e:  # tokenizer not available (e.g. a Hub id offline): show the raw turns
+        note = f"\n\n(could not load the tokenizer of {base_model!r}: {str(e).splitlines()[0][:200]})"
+        texts = ["\n".join(f"{m['role']}: {m['content']}" for m in ex["messages"]) for ex in examples[:rows]]
+    blocks = "\n\n".join(f"```text\n{_cap(t)}\n```" for t in texts)
+    return head + note + "\n\n" + blocks
+
+
+PREVIEW_CHARS = 2000  # characters of one rendered example shown in the preview
+
+
+def _cap(text: str) -> str:
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + f" … ({len(text):,} characters)"
+
+
+def store_upload(app: AppEngine, tmp_path: str) -> str:
+    """Copies an uploaded file into <workspace>/uploads/ under a content-addressed name; returns the path
+    relative to the workspace (what the form shows)."""
+    src = Path(tmp_path)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:10]
+    dest_dir = app.ws.root / "uploads"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in src.stem)[:40] or "data"
+    dest = dest_dir / f"{stem}-{digest}.jsonl"
+    if not dest.exists():
+        try:
+            check_uploads_room(dest_dir, src.stat().st_size)  # requests cannot fill the disk
+        except LimitError as e:
+            raise UIError(str(e)) from None
+        shutil.copyfile(src, dest)
+    return f"uploads/{dest.name}"
+
+
+def name_placeholder(app: AppEngine, train_file: str) -> str:
+    try:
+        return f"empty: {default_adapter_name(train_file or '', app.adapters_dir)} (from the training file)"
+    except Exception:
+        return "empty: derived from the training file"
+
+
+def check_data(app: AppEngine, recipe: Recipe) -> None:
+    for f in (recipe.train_file, recipe.eval_file):
+        if f and f.strip():
+            path = app.ws.resolve_input(f)
+            try:
+                load_examples(path, recipe.data_format)
+            except DataError as e:  # named as the workspace names it, never the server's folders
+                raise UIError(f"bad data file: {str(e).replace(str(path), app.ws.shown(path))}") from None
