@@ -71,6 +71,28 @@ def check_build_room(folder, env: Mapping[str, str] | None = None) -> None:
                          f"the operator can remove old runs (runs/), bases or adapters, or lower {FREE_DISK_ENV}")
 
 
+MODEL_GB_ENV = "STUDIO_MAX_MODEL_GB"
+
+
+def check_download_room(size: int, folder, what: str, env: Mapping[str, str] | None = None) -> None:
+    """LimitError when downloading `size` bytes into `folder` (the Hugging Face cache) would pass the operator's
+    cap ($STUDIO_MAX_MODEL_GB; unset or 0: none) or leave less than the free-disk floor ($STUDIO_MIN_FREE_GB).
+    Checked before a Hub model is downloaded: the floor checked when a build starts knows nothing of the size
+    of what the build is about to fetch."""
+    cap = _env_number(env, MODEL_GB_ENV, 0.0) * 1e9
+    if cap and size > cap:
+        raise LimitError(f"{what} is {size / 1e9:,.1f} GB to download, over the operator's limit of {cap / 1e9:g} GB "
+                         f"({MODEL_GB_ENV})")
+    floor = _env_number(env, FREE_DISK_ENV, MIN_FREE_GB_DEFAULT) * 1e9
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if size + floor > free:
+        raise LimitError(f"{what} is {size / 1e9:,.1f} GB to download; the disk of the Hugging Face cache has "
+                         f"{free / 1e9:,.1f} GB free and keeps {floor / 1e9:g} GB ({FREE_DISK_ENV}) free")
+
+
 UPLOAD_BUDGET_ENV = "STUDIO_UPLOAD_BUDGET_MB"
 
 

@@ -51,9 +51,15 @@ def resolve_model(name_or_path: str, log=None, project_root: Path | None = None)
 
 def _download(repo_id: str, log=None) -> Path:
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import HfApi, snapshot_download
     except ImportError as e:  # pragma: no cover
         raise ModelNotFound(f"huggingface_hub is not installed ({e}); use a local model folder") from None
+    try:  # the size first: a model that does not fit stops here, not with a full disk
+        info = HfApi().model_info(repo_id, files_metadata=True, timeout=15)
+    except Exception:
+        info = None  # offline, or the Hub did not answer: snapshot_download says why (or uses the cache)
+    if info is not None:
+        check_download_size(repo_id, info)
     if log:
         log.log(f"downloading {repo_id} from the Hugging Face Hub (config, tokenizer, safetensors)")
         log.progress("prepare", 0, 1)
@@ -116,9 +122,34 @@ def check_hub_id(name: str, lend_token: bool = True) -> None:
     if constants.HF_HUB_OFFLINE:
         raise ModelNotFound(f"{name}: {_unreachable()} and the model is not in the local cache. {LOCAL_HINT}")
     try:
-        HfApi().model_info(name, timeout=15, token=None if lend_token else False)
+        info = HfApi().model_info(name, timeout=15, token=None if lend_token else False, files_metadata=True)
     except Exception as e:
         raise _hub_error(name, e) from None
+    check_download_size(name, info)
+
+
+def download_bytes(info) -> int:
+    """What snapshot_download(allow_patterns=ALLOW_PATTERNS) fetches of a model (HfApi.model_info with
+    files_metadata=True): the sizes of the files it takes, LFS ones by their LFS size."""
+    from huggingface_hub.utils import filter_repo_objects
+    files = {s.rfilename: s for s in (info.siblings or [])}
+    wanted = filter_repo_objects(files, allow_patterns=ALLOW_PATTERNS)
+    return sum((files[f].lfs.size if files[f].lfs else files[f].size) or 0 for f in wanted)
+
+
+def check_download_size(repo_id: str, info) -> None:
+    """ModelNotFound (a message, no job) when the files to download pass the operator's cap or the free disk of
+    the Hugging Face cache less the free-disk floor (artifacts.limits.check_download_room)."""
+    from huggingface_hub import constants
+
+    from artifacts.limits import LimitError, check_download_room
+    folder = Path(constants.HF_HUB_CACHE)
+    while not folder.exists() and folder != folder.parent:  # (a first download makes the cache)
+        folder = folder.parent
+    try:
+        check_download_room(download_bytes(info), folder, repo_id)
+    except LimitError as e:
+        raise ModelNotFound(str(e)) from None
 
 
 LOCAL_HINT = ("Give a local model folder instead (a folder with config.json, tokenizer files and "

@@ -5,10 +5,10 @@ call, served by http.server in a thread. Point HF_ENDPOINT (or HfApi(endpoint=..
   POST /api/validate-yaml                         (README.md metadata check) -> no errors
   POST /api/{type}s/{owner}/{name}/preupload/{rev} -> uploadMode "regular" for every file (no LFS, no xet)
   POST /api/{type}s/{owner}/{name}/commit/{rev}    NDJSON: header + base64 "file" lines, stored in memory
-  GET  /api/{type}s/{owner}/{name}[/revision/{rev}] repo info
+  GET  /api/{type}s/{owner}/{name}[/revision/{rev}] repo info (with file sizes for ?blobs=True)
 
 Tokens: `tokens` maps a token to its user; a missing or unknown token -> 401; a namespace that is not the
-token's user -> 403; creating an existing repo -> 409. `requests` records (method, path) of every call and
+token's user -> 403; creating an existing repo -> 409; a `public` repo's info needs no token. `requests` records (method, path) of every call and
 `auth_seen` the Authorization values (to check which token arrived)."""
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ class Repo:
     sdk: str | None = None
     private: bool = False
     files: dict[str, bytes] = field(default_factory=dict)
+    public: bool = False  # answers repo info without a token (a public model to download)
+    sizes: dict[str, int] = field(default_factory=dict)  # declared sizes of files with no content here
     commits: list[dict] = field(default_factory=list)
     sha: str = "0" * 40
 
@@ -95,13 +97,16 @@ class FakeHub:
                 m = re.match(r"^/api/(model|dataset|space)s/([^/]+/[^/?]+)(?:/revision/[^/?]+)?", self.path)
                 if not m:
                     return self._send(404, {"error": "not found"})
-                if self._user() is None:
-                    return self._deny()
                 repo = hub.repo(m.group(1), m.group(2))
+                if self._user() is None and not (repo is not None and repo.public):
+                    return self._deny()
                 if repo is None:
                     return self._send(404, {"error": "Repository not found"}, "Repository not found")
+                blobs = "blobs=true" in self.path.lower()  # files_metadata=True: sizes too
+                sizes = {**{f: len(b) for f, b in repo.files.items()}, **repo.sizes}
                 return self._send(200, {"id": repo.repo_id, "sha": repo.sha, "private": repo.private,
-                                        "siblings": [{"rfilename": f} for f in sorted(repo.files)]})
+                                        "siblings": [{"rfilename": f, **({"size": n} if blobs else {})}
+                                                     for f, n in sorted(sizes.items())]})
 
             def do_POST(self):
                 with hub.lock:

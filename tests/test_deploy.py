@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from deploy.launch import LaunchError, resolve_launch_options  # noqa: E402
+from fake_hub import FakeHub, Repo  # noqa: E402
 
 BASE = "default"
 PROMPT = "What should I pack for a weekend in Lisbon?"
@@ -518,6 +519,66 @@ def test_hub_download_offline_gives_a_message(tmp_path, offline):
     assert "no Hugging Face Hub was reachable" in msg and "local model folder" in msg
     assert ("HF_HUB_OFFLINE" in msg) == bool(offline)
     assert "Traceback" not in r.stderr
+
+
+HUGE = 10**15  # 1 PB: more than any disk here has free
+
+
+@pytest.mark.parametrize("case", ["over the free disk", "over the operator's cap"])
+def test_a_hub_model_too_big_to_download_is_refused_before_any_job(tmp_path, case):
+    """The size of what a Hub id downloads (its safetensors, configs and tokenizer files, from the Hub's file
+    list) is checked before a job exists, against the free disk of the Hugging Face cache less the floor and
+    the operator's $STUDIO_MAX_MODEL_GB; and again in the job before the download. The Hub is a local stand-in
+    (tests/fake_hub.py) answering huggingface_hub's real requests."""
+    from conftest import make_workspace
+    root = make_workspace(tmp_path / "ws")
+    with FakeHub() as hub:
+        size = HUGE if case == "over the free disk" else 3 * 10**9
+        hub.repos[("model", "alice/big")] = Repo("alice/big", "model", public=True,
+                                                 files={"config.json": b"{}"},
+                                                 sizes={"model-00001-of-00002.safetensors": size // 2,
+                                                        "model-00002-of-00002.safetensors": size - size // 2})
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN")}
+        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_XET="1",
+                   HF_HUB_DISABLE_TELEMETRY="1", STUDIO_HOME=str(root), PYTHONPATH=str(ROOT))
+        if case == "over the operator's cap":
+            env["STUDIO_MAX_MODEL_GB"] = "1"
+        r = subprocess.run([sys.executable, "-m", "pipeline", "build", "--base", "", "--base_model", "alice/big",
+                            "--train_file", "data/pirate/train.jsonl"], cwd=str(ROOT), env=env,
+                           capture_output=True, text=True, timeout=180)
+        assert r.returncode == 2, r.stdout + r.stderr[-3000:]
+        if case == "over the free disk":
+            assert "alice/big is 1,000,000.0 GB to download" in r.stderr, r.stderr
+            assert "GB free and keeps 5 GB (STUDIO_MIN_FREE_GB) free" in r.stderr, r.stderr
+        else:
+            assert "alice/big is 3.0 GB to download, over the operator's limit of 1 GB (STUDIO_MAX_MODEL_GB)" \
+                in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+        assert not (root / "runs").exists() or not any((root / "runs").iterdir())
+        # the job's own check, before snapshot_download (a resumed job, or one whose disk filled since)
+        code = ("from pipeline.hub import resolve_model, ModelNotFound\n"
+                "try:\n    resolve_model('alice/big')\n"
+                "except ModelNotFound as e:\n    print('MSG', e)\n")
+        r = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), env=env, capture_output=True, text=True,
+                           timeout=120)
+        assert "MSG alice/big is " in r.stdout and "GB to download" in r.stdout, r.stdout + r.stderr[-2000:]
+        assert not list((tmp_path / "hf").rglob("*.safetensors")), "nothing was downloaded"
+        assert not [p for m, p in hub.requests if "/resolve/" in p], "no file was requested"
+
+
+def test_download_size_counts_what_snapshot_download_takes():
+    """Only the files ALLOW_PATTERNS fetches count (safetensors, configs, tokenizer), LFS files by their LFS
+    size: a repository's pickles and ONNX files are never downloaded, so they never refuse a model."""
+    from huggingface_hub import HfApi
+
+    from pipeline.hub import download_bytes
+    with FakeHub() as hub:
+        hub.repos[("model", "alice/mixed")] = Repo("alice/mixed", "model", public=True,
+                                                   files={"config.json": b"{}", "tokenizer.json": b"{" * 10},
+                                                   sizes={"model.safetensors": 1000, "pytorch_model.bin": HUGE,
+                                                          "onnx/model.onnx": HUGE, "sub/extra.json": 7})
+        info = HfApi(endpoint=hub.url).model_info("alice/mixed", files_metadata=True)
+        assert download_bytes(info) == 2 + 10 + 1000 + 7
 
 
 def test_hub_download_progress_events():
