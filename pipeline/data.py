@@ -1,10 +1,14 @@
 """Training data: load and validate JSONL, render texts for training / calibration, check modules.
 
-Two line formats (see data/README.md):
+Four formats (see data/README.md), one per file, as JSON Lines or as one JSON array:
 - 'prompt':   {"prompt": "...", "response": "..."}
 - 'messages': {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
   (the last message must be the assistant's: it is the answer that is trained).
-Every example is normalised to {"messages": [...]}. Errors are `DataError`s naming file and line.
+- 'alpaca':   {"instruction": "...", "input": "...", "output": "...", "system"?, "history"?: [[q, a], ...]}
+- 'sharegpt': {"conversations": [{"from": "human"|"gpt"|"system", "value": "..."}, ...], "system"?}
+The two imported ones (Alpaca, ShareGPT) ignore other top-level keys (ids, categories, Alpaca's "text"), as
+the datasets that use them carry such keys. Every example is normalised to {"messages": [...]}. Errors are
+`DataError`s naming file and line (or item).
 """
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ from artifacts.limits import unicode_problem
 from artifacts import check_template as _check_template
 
 ROLES = ("system", "user", "assistant")
+FORMATS = ("auto", "prompt", "messages", "alpaca", "sharegpt")
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "chatgpt": "assistant", "model": "assistant", "system": "system"}
 MAX_LINE_BYTES = 1 << 20     # one example (one JSONL line) at most 1 MiB
 
 
@@ -54,11 +61,16 @@ def check_template(t: str) -> str:
 def _detect(obj, where: str) -> str:
     if isinstance(obj, dict) and "messages" in obj:
         return "messages"
+    if isinstance(obj, dict) and "conversations" in obj:
+        return "sharegpt"
+    if isinstance(obj, dict) and "instruction" in obj and "output" in obj:
+        return "alpaca"
     if isinstance(obj, dict) and ("prompt" in obj or "response" in obj):
         return "prompt"
     keys = sorted(obj) if isinstance(obj, dict) else []
-    raise DataError(f"{where}: cannot tell the format from the first line (keys {keys}); expected "
-                    "{\"prompt\", \"response\"} or {\"messages\": [...]}")
+    raise DataError(f"{where}: cannot tell the format from the first example (keys {keys[:20]}); expected "
+                    "{\"prompt\", \"response\"}, {\"messages\": [...]}, Alpaca's {\"instruction\", \"input\", "
+                    "\"output\"} or ShareGPT's {\"conversations\": [...]}")
 
 
 def _nonempty_str(value, what: str, where: str) -> str:
@@ -72,9 +84,80 @@ def _nonempty_str(value, what: str, where: str) -> str:
     return value
 
 
+def _optional_str(obj: dict, key: str, where: str) -> str:
+    """An optional text field of an imported format: absent, null or "" is empty; anything else must be text."""
+    v = obj.get(key)
+    if v is None or v == "":
+        return ""
+    return _nonempty_str(v, key, where)
+
+
+def _checked(msgs: list[dict], where: str) -> dict:
+    """The rules every example ends with: the last message is the assistant's, and there is a user message."""
+    if msgs[-1]["role"] != "assistant":
+        raise DataError(f"{where}: the last message must be the assistant's (the answer to train), "
+                        f"got {msgs[-1]['role']!r}")
+    if not any(m["role"] == "user" for m in msgs):
+        raise DataError(f"{where}: no user message")
+    return {"messages": msgs}
+
+
+def _alpaca(obj: dict, where: str) -> dict:
+    """Alpaca: the instruction (and its input, after a blank line) is the user turn, the output the answer;
+    an optional system text and a history of earlier [instruction, answer] pairs come first."""
+    missing = [k for k in ("instruction", "output") if k not in obj]
+    if missing:
+        raise DataError(f"{where}: missing key(s) {', '.join(missing)} (format 'alpaca' needs \"instruction\" "
+                        "and \"output\")")
+    msgs = []
+    system = _optional_str(obj, "system", where)
+    if system:
+        msgs.append({"role": "system", "content": system})
+    history = obj.get("history") or []
+    if not isinstance(history, list):
+        raise DataError(f"{where}: history must be a list of [instruction, answer] pairs")
+    for i, pair in enumerate(history):
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise DataError(f"{where}, history item {i + 1}: must be a pair [instruction, answer]")
+        msgs += [{"role": "user", "content": _nonempty_str(pair[0], "instruction", f"{where}, history item {i + 1}")},
+                 {"role": "assistant", "content": _nonempty_str(pair[1], "answer", f"{where}, history item {i + 1}")}]
+    prompt = _nonempty_str(obj["instruction"], "instruction", where)
+    extra = _optional_str(obj, "input", where)
+    msgs += [{"role": "user", "content": f"{prompt}\n\n{extra}" if extra else prompt},
+             {"role": "assistant", "content": _nonempty_str(obj["output"], "output", where)}]
+    return {"messages": msgs}
+
+
+def _sharegpt(obj: dict, where: str) -> dict:
+    """ShareGPT: conversations of {"from", "value"} turns (human/user, gpt/assistant/chatgpt/model, system),
+    an optional top-level system text first."""
+    conv = obj["conversations"]
+    if not isinstance(conv, list) or not conv:
+        raise DataError(f"{where}: conversations must be a non-empty list")
+    msgs = []
+    system = _optional_str(obj, "system", where)
+    if system:
+        msgs.append({"role": "system", "content": system})
+    for i, m in enumerate(conv):
+        w = f"{where}, turn {i + 1}"
+        if not isinstance(m, dict) or "from" not in m or "value" not in m:
+            raise DataError(f"{w}: must be an object with \"from\" and \"value\"")
+        role = SHAREGPT_ROLES.get(m["from"]) if isinstance(m["from"], str) else None
+        if role is None:
+            raise DataError(f"{w}: unknown speaker {str(m['from'])[:40]!r}; known: {', '.join(SHAREGPT_ROLES)}")
+        msgs.append({"role": role, "content": _nonempty_str(m["value"], "value", w)})
+    return _checked(msgs, where)
+
+
 def _normalize(obj, fmt: str, where: str) -> dict:
     if not isinstance(obj, dict):
-        raise DataError(f"{where}: each line must be a JSON object, got {type(obj).__name__}")
+        raise DataError(f"{where}: each example must be a JSON object, got {type(obj).__name__}")
+    if fmt == "alpaca":
+        return _alpaca(obj, where)
+    if fmt == "sharegpt":
+        if "conversations" not in obj:
+            raise DataError(f"{where}: missing key conversations (format 'sharegpt')")
+        return _sharegpt(obj, where)
     if fmt == "prompt":
         missing = [k for k in ("prompt", "response") if k not in obj]
         extra = sorted(set(obj) - {"prompt", "response"})
@@ -112,19 +195,15 @@ def _normalize(obj, fmt: str, where: str) -> dict:
         if role not in ROLES:
             raise DataError(f"{w}: unknown role {role!r}; roles are {', '.join(ROLES)}")
         out.append({"role": role, "content": _nonempty_str(m["content"], "content", w)})
-    if out[-1]["role"] != "assistant":
-        raise DataError(f"{where}: the last message must be the assistant's (the answer to train), "
-                        f"got {out[-1]['role']!r}")
-    if not any(m["role"] == "user" for m in out):
-        raise DataError(f"{where}: no user message")
-    return {"messages": out}
+    return _checked(out, where)
 
 
 def load_examples(path, fmt: str = "auto") -> list[dict]:
-    """Read a JSONL file into [{"messages": [...]}, ...]; DataError with file and line on any problem."""
+    """Read a JSONL file (or one JSON array of examples, as Alpaca's files are) into [{"messages": [...]}, ...];
+    DataError with file and line (item) on any problem."""
     path = Path(path).expanduser()
-    if fmt not in ("auto", "prompt", "messages"):
-        raise DataError(f"unknown data format {fmt!r}: use auto, prompt or messages")
+    if fmt not in FORMATS:
+        raise DataError(f"unknown data format {fmt!r}: use {', '.join(FORMATS)}")
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if not path.is_file():
@@ -140,6 +219,30 @@ def load_examples(path, fmt: str = "auto") -> list[dict]:
         line = raw[:e.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
     examples = []
+    for where, obj in _json_array(path, text) if text.lstrip().startswith("[") else _json_lines(path, text):
+        if not isinstance(obj, dict):
+            raise DataError(f"{where}: each example must be a JSON object, got {type(obj).__name__}")
+        if fmt == "auto":
+            fmt = _detect(obj, where)
+        examples.append(_normalize(obj, fmt, where))
+    if not examples:
+        raise DataError(f"{path}: the file is empty (no examples)")
+    return examples
+
+
+def _parse(text: str, where: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})"
+                        if text.count("\n") else f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise DataError(f"{where}: the JSON is nested too deeply") from None
+    except ValueError:  # an integer over Python's digit limit
+        raise DataError(f"{where}: unusable JSON (a number with too many digits)") from None
+
+
+def _json_lines(path: Path, text: str):
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -147,22 +250,16 @@ def load_examples(path, fmt: str = "auto") -> list[dict]:
         if len(line) > MAX_LINE_BYTES:
             raise DataError(f"{where}: the line is {len(line) / 1e6:.1f} MB long; one example may be at most "
                             f"{MAX_LINE_BYTES / 1e6:.1f} MB")
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
-        except RecursionError:
-            raise DataError(f"{where}: the JSON is nested too deeply") from None
-        except ValueError:  # an integer over Python's digit limit
-            raise DataError(f"{where}: unusable JSON (a number with too many digits)") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{where}: each line must be a JSON object, got {type(obj).__name__}")
-        if fmt == "auto":
-            fmt = _detect(obj, where)
-        examples.append(_normalize(obj, fmt, where))
-    if not examples:
-        raise DataError(f"{path}: the file is empty (no examples)")
-    return examples
+        yield where, _parse(line, where)
+
+
+def _json_array(path: Path, text: str):
+    """A file that is one JSON array: its items are the examples, named `<file>: item N`."""
+    items = _parse(text, str(path))
+    if not isinstance(items, list):  # (a '[' that is not an array: json.loads already refused it)
+        raise DataError(f"{path}: expected a JSON array of examples")
+    for n, obj in enumerate(items, 1):
+        yield f"{path}: item {n}", obj
 
 
 # ---- rendering -----------------------------------------------------------------------------

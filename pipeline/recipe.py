@@ -100,9 +100,10 @@ class Recipe:
                              "training data (eval_fraction).")
     eval_fraction: float = opt(0.1, "Share of the training data held out when no eval_file is given (at "
                                     "least 20 examples when the set has 40 or more).", lo=0.0, hi=0.5)
-    data_format: str = opt("auto", "'prompt' ({prompt, response} lines), 'messages' (chat lines) or "
-                                   "'auto' (detected from the first line).",
-                           choices=["auto", "prompt", "messages"])
+    data_format: str = opt("auto", "'prompt' ({prompt, response}), 'messages' (chat), 'alpaca' ({instruction, "
+                                   "input, output}), 'sharegpt' ({conversations: [{from, value}]}) or 'auto' "
+                                   "(detected from the first example). JSON Lines or one JSON array.",
+                           choices=["auto", "prompt", "messages", "alpaca", "sharegpt"])
     template: str = opt("", "Text template with {prompt} and {response}; empty: the model's own chat "
                             "template.")
     adapter_name: str = opt("", "Name of the adapter folder in adapters/ (letters, digits, . _ -); empty: "

@@ -170,6 +170,26 @@ def test_heldout_split_sizes_and_determinism(tmp_path):
     assert "held-out: 29 of 290 examples carved from the train file (10 %, seed 0)" in data.preview(f)
 
 
+def test_an_alpaca_json_file_builds_an_adapter(ws, base):
+    """A dataset as Alpaca's own files are (one JSON array of {instruction, input, output}, with the "text"
+    key those files carry) trains an adapter onto the base; the name comes from the file, the held-out part
+    from it too, and the evaluation measures it."""
+    rows = [{"instruction": r["prompt"], "input": "", "output": r["response"], "text": "ignored"}
+            for r in forecast_examples(60, seed=3)]
+    f = ws.root / "uploads" / "alpaca_forecast.json"
+    f.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    job = run_job(_onto("uploads/alpaca_forecast.json", steps=4), ws)
+    end = [e for e in _events(job) if e["type"] == "job_end"][-1]
+    assert end["status"] == "ok", end
+    assert end["result"]["adapter"] == "alpaca_forecast" and end["result"]["base"] == BASE
+    held = (job / "stages/prepare/heldout.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(held) == 20, "60 examples: 10 % held out, at least 20"  # (data.heldout_size)
+    first = json.loads(held[0])
+    assert first["messages"][0]["role"] == "user" and "weather" in first["messages"][0]["content"]
+    meta = json.loads((ws.adapters / "alpaca_forecast" / "metadata.json").read_text())
+    assert meta["eval"]["n"] == 20, meta["eval"]
+
+
 def test_training_data_copies_stay_with_the_job(ws, onto):
     """The datasets library's copy of the user's data goes to the job's folder, not ~/.cache."""
     if "HF_DATASETS_CACHE" in os.environ:

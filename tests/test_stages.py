@@ -75,10 +75,52 @@ def test_load_prompt_and_messages(tmp_path):
     assert load_examples(m)[0]["messages"][-1]["content"] == "a"
 
 
+def test_load_alpaca_and_sharegpt(tmp_path):
+    """The two formats imported datasets use most, as JSON Lines or one JSON array (Alpaca's own files), with
+    the keys such datasets carry beside (ids, Alpaca's "text") ignored."""
+    rows = [{"instruction": "Name a fruit.", "input": "", "output": "An apple.", "text": "ignored"},
+            {"instruction": "Translate to French.", "input": "good morning", "output": "bonjour",
+             "system": "You translate.", "history": [["Hi", "Hello!"]]}]
+    want = [[{"role": "user", "content": "Name a fruit."}, {"role": "assistant", "content": "An apple."}],
+            [{"role": "system", "content": "You translate."}, {"role": "user", "content": "Hi"},
+             {"role": "assistant", "content": "Hello!"},
+             {"role": "user", "content": "Translate to French.\n\ngood morning"},
+             {"role": "assistant", "content": "bonjour"}]]
+    array = _write(tmp_path, "alpaca_data.json", json.dumps(rows, indent=2))
+    lines = _write(tmp_path, "alpaca.jsonl", "\n".join(map(json.dumps, rows)) + "\n")
+    for p, fmt in ((array, "auto"), (lines, "auto"), (lines, "alpaca")):
+        assert [e["messages"] for e in load_examples(p, fmt)] == want, (p, fmt)
+    share = [{"id": "x1", "system": "Be brief.", "conversations": [
+        {"from": "human", "value": "What is 2+2?"}, {"from": "gpt", "value": "4"},
+        {"from": "human", "value": "And 3+3?"}, {"from": "gpt", "value": "6"}]}]
+    p = _write(tmp_path, "share.jsonl", json.dumps(share[0]) + "\n")
+    assert load_examples(p)[0]["messages"] == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3+3?"},
+        {"role": "assistant", "content": "6"}]
+    assert load_examples(_write(tmp_path, "share.json", json.dumps(share)), "sharegpt") == load_examples(p)
+    with pytest.raises(DataError, match="format 'sharegpt'"):
+        load_examples(lines, "sharegpt")
+    with pytest.raises(DataError, match="unknown data format 'csv': use auto, prompt, messages, alpaca, sharegpt"):
+        load_examples(lines, "csv")
+
+
 BAD = [
     ("empty.jsonl", "", "empty"),
     ("bad.jsonl", '{"prompt": "a", "response": "b"}\n{"prompt": "a", \n', ":2: malformed JSON"),
-    ("notobj.jsonl", '["a", "b"]\n', ":1: each line must be a JSON object"),
+    ("notobj.jsonl", '"a"\n', ":1: each example must be a JSON object"),
+    ("notobj.json", '["a", "b"]\n', ": item 1: each example must be a JSON object"),
+    ("badarray.json", '[{"prompt": "a", "response": "b"},\n {"prompt": "a", }]', "malformed JSON (Expecting property name"
+     " enclosed in double quotes at line 2"),
+    ("alpaca.json", '[{"instruction": "a", "input": "", "output": "b"}, {"instruction": "a"}]',
+     "item 2: missing key(s) output"),
+    ("alpacaempty.jsonl", '{"instruction": "a", "output": " "}\n', ":1: output is empty"),
+    ("alpacahist.jsonl", '{"instruction": "a", "output": "b", "history": [["q"]]}\n', "history item 1: must be a pair"),
+    ("sharegpt.jsonl", '{"conversations": [{"from": "human", "value": "a"}, {"from": "bot", "value": "b"}]}\n',
+     "turn 2: unknown speaker 'bot'"),
+    ("sharegptlast.jsonl", '{"conversations": [{"from": "gpt", "value": "a"}, {"from": "human", "value": "b"}]}\n',
+     "last message must be the assistant"),
+    ("sharegptnone.jsonl", '{"conversations": [{"from": "gpt", "value": "a"}]}\n', ":1: no user message"),
     ("missing.jsonl", '{"prompt": "a", "response": "b"}\n{"prompt": "a"}\n', ":2: missing key(s) response"),
     ("extra.jsonl", '{"prompt": "a", "response": "b", "x": 1}\n', "unexpected key(s) x"),
     ("emptyfield.jsonl", '{"prompt": "  ", "response": "b"}\n', "prompt is empty"),

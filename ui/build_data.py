@@ -81,7 +81,8 @@ def store_upload(app: AppEngine, tmp_path: str) -> str:
     dest_dir = app.ws.root / "uploads"
     dest_dir.mkdir(parents=True, exist_ok=True)
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in src.stem)[:40] or "data"
-    dest = dest_dir / f"{stem}-{digest}.jsonl"
+    suffix = ".json" if src.suffix.lower() == ".json" else ".jsonl"  # (the loader reads either by content)
+    dest = dest_dir / f"{stem}-{digest}{suffix}"
     if not dest.exists():
         try:
             check_uploads_room(dest_dir, src.stat().st_size)  # requests cannot fill the disk

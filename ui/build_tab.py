@@ -297,7 +297,7 @@ def create_build_tab(app: AppEngine) -> BuildTab:
                 place("new_base")
             with gr.Accordion("Data", open=True, elem_id="build-group-data"):
                 place("data")
-                upload = gr.File(label="Upload a training set (JSONL)", file_types=[".jsonl", ".json"],
+                upload = gr.File(label="Upload a training set (JSONL, or a JSON array)", file_types=[".jsonl", ".json"],
                                  elem_id="build-upload")
                 check = gr.Button("Check & preview data", elem_id="build-check-data", size="sm")
                 data_preview = gr.Markdown("", elem_id="build-data-preview")
