@@ -323,11 +323,29 @@ class ChatEngine:
             self.registry.check(variant_a)
             self.registry.check(variant_b)
             ids, note = self.encode(messages, params.max_new_tokens)
+            chunk = getattr(self.backend, "prefill_chunk", 0)
+            if chunk and len(ids) > chunk:
+                # a batch of 2 reads its prompt in one call (onnxruntime-genai takes one append for more than
+                # one row), holding Python's lock all along: a long prompt is compared interleaved instead,
+                # each side reading it in pieces (engine/og_backend.py)
+                return self._interleaved(messages, variant_a, variant_b, params, seed,
+                                         f"interleaved: a prompt over {chunk} tokens is read in pieces")
             return self._pair_or_fallback(messages, ids, note, variant_a, variant_b, params, seed)
-        ga = self._request(messages, variant_a, params, seed)
-        gb = self._request(messages, variant_b, params, seed)
-        return _Frames(self._interleave(ga, gb, variant_a, variant_b),
-                       getattr(ga, "reqs", []) + getattr(gb, "reqs", []))
+        return self._interleaved(messages, variant_a, variant_b, params, seed)
+
+    def _interleaved(self, messages, va, vb, params, seed, why: str = ""):
+        """Two requests stepped in turn; `why` (why not one batch) is added to the right-hand Stats.note."""
+        ga = self._request(messages, va, params, seed)
+        gb = self._request(messages, vb, params, seed)
+        frames = self._interleave(ga, gb, va, vb)
+
+        def noted():
+            try:
+                for ta, tb, sa, sb in frames:
+                    yield ta, tb, sa, replace(sb, note="; ".join(x for x in (sb.note, why) if x))
+            finally:
+                frames.close()
+        return _Frames(noted() if why else frames, getattr(ga, "reqs", []) + getattr(gb, "reqs", []))
 
     def _pair_or_fallback(self, messages, ids, note, va, vb, params, seed):
         """The og batched compare; if it fails before its first token, this request falls back to
@@ -340,11 +358,8 @@ class ChatEngine:
             return
         except Exception as e:
             it.close()
-            why = f"interleaved: the batch of 2 failed ({type(e).__name__}: {str(e)[:200]})"
-            ga = self._request(messages, va, params, seed)
-            gb = self._request(messages, vb, params, seed)
-            for ta, tb, sa, sb in self._interleave(ga, gb, va, vb):
-                yield ta, tb, sa, replace(sb, note="; ".join(x for x in (sb.note, why) if x))
+            yield from self._interleaved(messages, va, vb, params, seed,
+                                         f"interleaved: the batch of 2 failed ({type(e).__name__}: {str(e)[:200]})")
             return
         yield first
         yield from it

@@ -29,7 +29,6 @@ class Pair:
     """A stacked pair adapter (rows layout): batch row 0 gets `members[0]`, row 1 `members[1]`."""
     key: str
     members: tuple                    # keys of the two sides (None = the base)
-    file: Path
     in_use: int = 0
     stale: bool = False
 
@@ -49,7 +48,6 @@ class Registry:
         self._seen_sig: dict[str, tuple] = {}     # dir name -> signature last checked
         self._version = 0
         self._pairs: OrderedDict[tuple, Pair] = OrderedDict()
-        self._pair_dir: Path | None = None
 
     # -- listing
     def variants(self) -> list[str]:
@@ -168,19 +166,20 @@ class Registry:
                 self._pairs.move_to_end(members)
                 p.in_use += 1
                 return p
-            if self._pair_dir is None:
-                self._pair_dir = Path(tempfile.mkdtemp(prefix="studio-pairs-"))
             self._version += 1
             key = f"pair:{va}|{vb}#{self._version}"
-            f = self._pair_dir / f"pair-{self._version}.onnx_adapter"
             files = [None if v == BASE else self._loaded[v].info.path for v in (va, vb)]
-            lib.write_pair_adapter(files[0], files[1], f)
+            # written to a folder of its own, loaded, and deleted at once: the backend holds what it loaded (a
+            # mapped file stays readable after its name is gone), so nothing is left in /tmp however the
+            # process ends (a killed server left a pair file per compare before)
+            d = Path(tempfile.mkdtemp(prefix="studio-pairs-"))
             try:
+                f = d / f"pair-{self._version}.onnx_adapter"
+                lib.write_pair_adapter(files[0], files[1], f)
                 self._load(f, key)
-            except Exception:
-                f.unlink(missing_ok=True)
-                raise
-            p = Pair(key, members, f, in_use=1)
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
+            p = Pair(key, members, in_use=1)
             self._pairs[members] = p
             while len(self._pairs) > self.MAX_PAIRS:
                 old_key, old = next(iter(self._pairs.items()))
@@ -195,8 +194,6 @@ class Registry:
             self._unload(p.key)
         except Exception:  # pragma: no cover - in use elsewhere: keep it, try again on the next sweep
             self._pairs[members] = p
-            return
-        p.file.unlink(missing_ok=True)
 
     def release_pair(self, p: Pair) -> None:
         with self.lock:
@@ -214,6 +211,3 @@ class Registry:
                 self._retire(l)
             self._loaded.clear()
             self._sweep()
-            if self._pair_dir is not None and not self._pairs:
-                shutil.rmtree(self._pair_dir, ignore_errors=True)
-                self._pair_dir = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -196,14 +197,22 @@ def test_compare_is_one_batch_of_two_with_a_pair_adapter(engine):
     assert list(engine.compare(MSG, "alpha", "beta", ps))[-1][:2] == list(engine.compare(MSG, "alpha", "beta", ps))[-1][:2]
 
 
-def test_compare_pairs_bounded_and_dropped_with_their_adapter(engine_scratch, lib_copy, monkeypatch):
+def test_compare_pairs_bounded_and_dropped_with_their_adapter(engine_scratch, lib_copy, monkeypatch, tmp_path):
+    """Pairs are bounded, dropped with a replaced side, and leave no file: each is deleted once loaded (a
+    killed server left one in /tmp per compare)."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     eng = ChatEngine(engine_scratch["model_dir"], lib_copy)
     monkeypatch.setattr(eng.registry, "MAX_PAIRS", 2)
     p = SamplingParams(max_new_tokens=8)
+    alone = {v: list(eng.stream(MSG, v, p))[-1][0] for v in ("alpha", "beta")}
     for a, b in (("alpha", "beta"), ("beta", "alpha"), ("base", "alpha")):
         list(eng.compare(MSG, a, b, p))
-    assert len(eng.registry._pairs) == 2 and eng.registry._pair_dir is not None
-    assert len(list(eng.registry._pair_dir.glob("*.onnx_adapter"))) == 2  # evicted pairs leave no file
+    assert len(eng.registry._pairs) == 2
+    assert not list(tmp.iterdir()), "no pair file or folder is left"
+    ta, tb, _, _ = list(eng.compare(MSG, "beta", "alpha", p))[-1]  # a loaded pair, its file long gone
+    assert (ta, tb) == (alone["beta"], alone["alpha"])
     # replacing beta on disk makes every pair with the old beta stale: dropped at the next refresh
     shutil.copy2(lib_copy / "alpha" / "adapter.onnx_adapter", lib_copy / "beta" / "adapter.onnx_adapter")
     os.utime(lib_copy / "beta" / "metadata.json")
@@ -212,9 +221,47 @@ def test_compare_pairs_bounded_and_dropped_with_their_adapter(engine_scratch, li
     assert [k for k in eng.registry._pairs] == [(None, eng.registry._loaded["alpha"].key)]
     ta, tb, _, _ = list(eng.compare(MSG, "alpha", "beta", p))[-1]
     assert ta == tb  # beta now holds alpha's weights: the new pair uses them
-    pair_dir = eng.registry._pair_dir
     eng.close()
-    assert not pair_dir.exists()
+    assert not list(tmp.iterdir())
+
+
+def test_long_prompts_are_read_in_pieces_on_the_cpu(engine_scratch, monkeypatch):
+    """onnxruntime-genai holds Python's lock for a whole append_tokens call, so on the CPU a prompt is read in
+    pieces of STUDIO_PREFILL_CHUNK tokens (one long prompt froze every other request of the server). Same
+    tokens as reading it at once; a compare of a long prompt runs its two sides interleaved, each in pieces
+    (a batch of 2 takes one append only), and says so."""
+    long_msg = [{"role": "user", "content": " ".join(["Tell me about the trams and tiles of Lisbon."] * 12)}]
+    p = SamplingParams(max_new_tokens=24)
+    monkeypatch.setenv("STUDIO_PREFILL_CHUNK", "0")
+    at_once = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"])
+    want = {v: at_once.generate(long_msg, v, p)[0] for v in ("base", "alpha", "beta")}
+    n = len(at_once.encode(long_msg, p.max_new_tokens)[0])
+    at_once.close()
+    monkeypatch.setenv("STUDIO_PREFILL_CHUNK", "16")
+    eng = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"])
+    assert eng.provider == "cpu" and eng.backend.prefill_chunk == 16 and n > 64, n
+    calls = []
+    real = og.Generator
+
+    class Spy(real):
+        def append_tokens(self, ids):
+            calls.append(np.asarray(ids).shape)
+            return super().append_tokens(ids)
+
+    monkeypatch.setattr(og, "Generator", Spy)
+    for v in ("base", "alpha"):
+        calls.clear()
+        assert eng.generate(long_msg, v, p)[0] == want[v], v
+        assert calls == [(16,)] * (n // 16) + ([(n % 16,)] if n % 16 else []), calls
+    calls.clear()
+    ta, tb, sa, sb = list(eng.compare(long_msg, "alpha", "beta", p))[-1]
+    assert (ta, tb) == (want["alpha"], want["beta"])
+    assert all(len(c) == 1 and c[0] <= 16 for c in calls) and sum(c[0] for c in calls) == 2 * n, calls
+    assert "read in pieces" in sb.note, sb.note
+    calls.clear()  # a short prompt is still one batch of 2
+    list(eng.compare(MSG, "alpha", "beta", p))
+    assert len(calls) == 1 and calls[0][0] == 2, calls
+    eng.close()
 
 
 def test_compare_interleaved_when_asked(engine_scratch, monkeypatch):

@@ -11,6 +11,7 @@ none of them.
 ui/chat_tab.py and ui/library_tab.py import UIError and make_sampling from here, so they run on either."""
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import fields
 from pathlib import Path
@@ -75,6 +76,7 @@ class ChatEngineSide:
         self._chat: dict[str, object] = {}
         self._chat_lock = threading.Lock()
         self._base_locks: dict[str, threading.Lock] = {}
+        self._failed: dict[str, tuple[tuple, str]] = {}  # base -> (its folder's signature, why it did not load)
 
     # ------------------------------------------------------------------ bases and chat engines
     def bases(self) -> list[artifacts.BaseInfo]:
@@ -100,6 +102,25 @@ class ChatEngineSide:
         """A folder as the page may name it (Workspace.shown: never the server's folders)."""
         return self.ws.shown(path)
 
+    def _scrubbed(self, text: str) -> str:
+        """A library's message as the page may show it: the workspace, the project, the models and adapters
+        folders (which may lie elsewhere) named as the page names them."""
+        text = self.ws.scrub(text)
+        for d in (self.models_dir, self.adapters_dir):
+            text = text.replace(str(d), self._shown(d))
+        return text
+
+    @staticmethod
+    def _signature(d: Path) -> tuple:
+        """What a base folder holds, cheaply (names, sizes, times): a base that failed to load is tried again
+        only once it changed."""
+        try:
+            with os.scandir(d) as it:
+                return tuple(sorted((e.name, e.stat(follow_symlinks=False).st_mtime_ns,
+                                     e.stat(follow_symlinks=False).st_size) for e in it))
+        except OSError:
+            return ()
+
     def chat(self, base: str | None):
         """The ChatEngine of models/<base>/ (created on first use, then kept)."""
         if not base:
@@ -115,7 +136,17 @@ class ChatEngineSide:
             eng = self._chat.get(base)
             if eng is None:
                 from engine.chat import ChatEngine
-                eng = ChatEngine(str(self.models_dir / base), str(self.adapters_dir), provider=self.provider)
+                sig = self._signature(self.models_dir / base)
+                failed = self._failed.get(base)
+                if failed is not None and failed[0] == sig:  # (parsing a broken model again costs each request)
+                    raise UIError(failed[1])
+                try:
+                    eng = ChatEngine(str(self.models_dir / base), str(self.adapters_dir), provider=self.provider)
+                except Exception as e:
+                    why = f"base {base!r} does not load: {self._scrubbed(artifacts.clean_message(e))}"
+                    self._failed[base] = (sig, why)
+                    raise UIError(why) from None
+                self._failed.pop(base, None)
                 with self._chat_lock:
                     self._chat[base] = eng
             return eng

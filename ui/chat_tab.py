@@ -3,7 +3,9 @@ streams two variants of the same base side by side (engine.compare). Each pane i
 an adapter refused by the chosen base names the base it was built for."""
 from __future__ import annotations
 
+import ipaddress
 import os
+import threading
 from dataclasses import dataclass
 
 import gradio as gr
@@ -19,6 +21,50 @@ STREAM_INTERVAL_S = float(os.environ.get("STUDIO_STREAM_INTERVAL_S", "0.04"))
 # ... and about 50 per second for all streams together: 8 concurrent users get ~6 updates/s each, so that
 # Gradio's per-update work does not slow the batch they decode in (STUDIO_STREAM_TOTAL_HZ=0: no shared cap)
 PACER = Pacer(float(os.environ.get("STUDIO_STREAM_TOTAL_HZ", "50")))
+
+
+
+class ClientSlots:
+    """At most `per_client` answers streaming at once per client address ($STUDIO_CHAT_PER_CLIENT, default 2; a
+    compare is one): one stranger's queued requests could otherwise take every chat slot (8) and the whole
+    queue (64) while the others wait minutes (red team pass 13). A request over it is answered at once, so a
+    flood drains from the queue in milliseconds. The client is the address the server sees (through a share link
+    or a local proxy, what they forward); a loopback address (the local user, or a tunnel that forwards none)
+    is not limited, as one could not tell its users apart."""
+
+    def __init__(self, per_client: int):
+        self.per_client = per_client
+        self._lock = threading.Lock()
+        self._held: dict[str, int] = {}
+
+    @staticmethod
+    def client_of(request) -> str | None:
+        """The address a limit applies to, or None (no request, loopback, unknown)."""
+        host = getattr(getattr(request, "client", None), "host", None) if request is not None else None
+        try:
+            return None if not host or ipaddress.ip_address(host).is_loopback else str(host)
+        except ValueError:
+            return str(host)  # a name rather than an address (a test client): limited as given
+
+    def take(self, client: str | None) -> bool:
+        if client is None or self.per_client <= 0:
+            return True
+        with self._lock:
+            if self._held.get(client, 0) >= self.per_client:
+                return False
+            self._held[client] = self._held.get(client, 0) + 1
+            return True
+
+    def give(self, client: str | None) -> None:
+        if client is None or self.per_client <= 0:
+            return
+        with self._lock:
+            n = self._held.get(client, 0) - 1
+            if n > 0:
+                self._held[client] = n
+            else:
+                self._held.pop(client, None)
+
 
 # Example prompts (Gradio `examples`) that show base, travel and pirate differ at once (Compare); all but the
 # first are held out of the adapters' training sets. README.md's demo table answers the same prompts.
@@ -143,6 +189,7 @@ class ChatService:
 
     def __init__(self, app: ChatEngineSide):
         self.app = app
+        self.slots = ClientSlots(int(os.environ.get("STUDIO_CHAT_PER_CLIENT", "2")))
 
     def pickers(self, base_name, va, vb):
         """Refreshes the pickers: bases on disk, variants of the chosen base, refused adapters."""
@@ -157,7 +204,8 @@ class ChatService:
             ok, refused_list = self.app.variants(base_name)
         except Exception as e:  # a base that does not load: say so, keep the page alive
             return (gr.update(choices=bases, value=base_name), gr.update(choices=["base"], value="base"),
-                    gr.update(choices=["base"], value="base"), f"⚠ base {base_name!r} does not load: {clean_message(e)}")
+                    gr.update(choices=["base"], value="base"), f"⚠ {e}" if isinstance(e, UIError) else
+                    f"⚠ base {base_name!r} does not load: {self.app._scrubbed(clean_message(e))}")
         va = va if va in ok else "base"
         vb = vb if vb in ok else next((v for v in ok if v != va), "base")
         text = ""
@@ -167,8 +215,10 @@ class ChatService:
         return (gr.update(choices=bases, value=base_name), gr.update(choices=ok, value=va),
                 gr.update(choices=ok, value=vb), text)
 
-    def respond(self, msg, hist_a, hist_b, base_name, va, vb, cmp, temp, tp, tk, mx, rp, sd):
-        """Streams the answer of one variant, or of two (compare) into both panes."""
+    def respond(self, msg, hist_a, hist_b, base_name, va, vb, cmp, temp, tp, tk, mx, rp, sd,
+                request: gr.Request = None):
+        """Streams the answer of one variant, or of two (compare) into both panes. `request` (given by Gradio):
+        whose answer it is, for the per-client limit."""
         hist_a, hist_b = list(hist_a or []), list(hist_b or [])
         msg = (msg or "").strip()
         if not msg:
@@ -187,9 +237,17 @@ class ChatService:
                                    max_new_tokens=int(mx), repetition_penalty=float(rp),
                                    seed=sd or 0)
         except Exception as e:
-            e = clean_message(e)
+            e = self.app._scrubbed(clean_message(e))
             gr.Warning(e)
             # (what is sent back must be valid text: a lone surrogate made Gradio's orjson cut the stream)
+            yield (*without_surrogates([hist_a, hist_b, msg]), f"⚠ error: {e}")
+            return
+        client = self.slots.client_of(request)
+        if not self.slots.take(client):
+            n = self.slots.per_client
+            e = (f"{'an answer' if n == 1 else f'{n} answers'} of yours {'is' if n == 1 else 'are'} still "
+                 "streaming: wait until one ends (or press Stop) before sending another")
+            gr.Warning(e)
             yield (*without_surrogates([hist_a, hist_b, msg]), f"⚠ error: {e}")
             return
         ctx_a = to_messages(hist_a) + [{"role": "user", "content": msg}]
@@ -217,12 +275,13 @@ class ChatService:
                         "compare: one batch of 2" if batched else f"compare: {eng.compare_note or 'interleaved'}")
                     yield new_a, new_b, "", line
         except Exception as e:
-            e = clean_message(e)
+            e = self.app._scrubbed(clean_message(e))
             gr.Warning(f"generation failed: {e}")
             yield hist_a, hist_b, msg, f"⚠ error: {e}"
         finally:
             if live is not None:  # Stop, a closed tab or an error: the engine stops after its current step
                 live.cancel()
+            self.slots.give(client)
 
 
 def create_chat_tab(app: ChatEngineSide) -> ChatTab:

@@ -53,7 +53,10 @@ def _chat_and_library_loads(demo, chat_tab, chat, lib_tab, library) -> None:
 
 def _finish(demo: gr.Blocks, app, tabs: dict) -> gr.Blocks:
     hardening.install()  # Gradio's own behaviours that strangers must not reach (ui/hardening.py)
-    demo.queue(default_concurrency_limit=4, max_size=64)
+    # api_open=False: a queued handler (chat, builds) is reached only through the queue, never by a direct POST
+    # to /gradio_api/run/<name>, which ran it outside the concurrency limits (24 chats at once against a
+    # limit of 8, red team pass 13); Gradio does this on Spaces by itself. gradio_client uses the queue.
+    demo.queue(default_concurrency_limit=4, max_size=64, api_open=False)
     demo.app_engine = app
     demo.ui_tabs = tabs
     return demo

@@ -1,0 +1,186 @@
+"""Thirteenth red-team pass (2026-12-07, a helper as a stranger on the Chat tab, the chat-only app and the
+exported Space), each finding where the code decides it; the request-level ones replayed over HTTP on a
+launched chat-only app:
+
+1. one client's queued chats took every chat slot (8) and the whole queue (64): at most STUDIO_CHAT_PER_CLIENT
+   (2) answers stream at once per client address, the others are answered at once;
+2. a direct POST to /gradio_api/run/chat ran the handler outside the queue and its limits (24 at once): queued
+   handlers are reached through the queue only (404);
+3. onnxruntime-genai holds Python's lock for a whole append_tokens call, so one long prompt froze the server:
+   on the CPU prompts are read in pieces (tests/test_engine.py: same tokens, compare interleaved);
+4. a base that does not load named the server's folders, and was parsed again on every request;
+5. 900 nested lists in any input made the remote-file check raise RecursionError, a 105 kB traceback in the
+   log per 2 kB request;
+6. compare's pair adapter files stayed in /tmp for good (tests/test_engine.py: deleted once loaded)."""
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from app_helpers import BASE, free_port, make_workspace, start_app, stop_app
+from test_security import Raw, answer_of
+
+
+# ------------------------------------------------------------------ in process
+@pytest.fixture(scope="module")
+def chat_app(tmp_path_factory):
+    from artifacts import Workspace
+    from ui.chat_engine import ChatEngineSide
+    ws = make_workspace(tmp_path_factory.mktemp("pass13") / "ws")
+    return ChatEngineSide(Workspace(ws), provider="cpu")
+
+
+def _respond(svc, host, msg="Tell me about Lisbon.", max_new=64):
+    req = gr.Request(client={"host": host}) if host else None
+    return svc.respond(msg, [], [], BASE, "travel", "pirate", True, 0.0, 1.0, 0, max_new, 1.0, 0, request=req)
+
+
+def test_a_client_streams_at_most_two_answers_at_once(chat_app, monkeypatch):
+    """Finding 1: two answers of one client stream, its third is answered at once with a message (no engine
+    work), another client is not affected, and once one of the two ends the client may send again. Loopback
+    (the local user, or a tunnel that forwards no address) is not limited."""
+    from ui.chat_tab import ChatService
+    monkeypatch.setattr(gr, "Warning", lambda *a, **k: None)  # (outside a Gradio event)
+    svc = ChatService(chat_app)
+    assert svc.slots.per_client == 2
+    first, second = _respond(svc, "203.0.113.7"), _respond(svc, "203.0.113.7")
+    assert next(first)[3].startswith("…") and next(second)[3].startswith("…")  # both streaming
+    third = list(_respond(svc, "203.0.113.7"))
+    assert len(third) == 1 and "2 answers of yours are still streaming" in third[0][3], third
+    assert third[0][2] == "Tell me about Lisbon.", "the message stays in the box"
+    other = list(_respond(svc, "198.51.100.9", max_new=4))
+    assert other[-1][3].startswith("**travel**") or "tok/s" in other[-1][3], other[-1][3]
+    local = [_respond(svc, "127.0.0.1") for _ in range(3)] + [_respond(svc, None) for _ in range(3)]
+    assert all(next(g)[3].startswith("…") for g in local)
+    for g in local:
+        g.close()
+    first.close()  # Stop (or a closed tab): the slot comes back
+    again = list(_respond(svc, "203.0.113.7", max_new=4))
+    assert "still streaming" not in again[-1][3] and again[-1][0][-1]["content"], again[-1]
+    list(second)  # the other one runs to its end
+    assert not svc.slots._held, svc.slots._held
+
+
+def test_a_base_that_does_not_load_names_no_server_folder_and_is_not_parsed_again(chat_app, monkeypatch):
+    """Finding 4: the message names the base as the page does, and the broken base is not parsed again on every
+    request; once its folder changes it is tried again."""
+    from ui.chat_engine import UIError
+    from ui.chat_tab import ChatService
+    broken = chat_app.models_dir / "broken"
+    shutil.copytree(chat_app.models_dir / BASE, broken)
+    (broken / "model.onnx").write_bytes(b"not a model")
+    import engine.chat as ec
+    loads = []
+    real = ec.ChatEngine
+
+    class Counting(real):
+        def __init__(self, *a, **k):
+            loads.append(a[0])
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(ec, "ChatEngine", Counting)
+    for _ in range(3):
+        with pytest.raises(UIError) as e:
+            chat_app.chat("broken")
+        msg = str(e.value)
+        assert "base 'broken' does not load" in msg and str(chat_app.ws.root) not in msg, msg
+        assert "models/broken" in msg or "model.onnx" in msg, msg
+    assert len(loads) == 1, loads
+    picker_line = ChatService(chat_app).pickers("broken", "base", "base")[3]
+    assert "does not load" in picker_line and str(chat_app.ws.root) not in picker_line, picker_line
+    shutil.copy2(chat_app.models_dir / BASE / "model.onnx", broken / "model.onnx")  # repaired
+    assert chat_app.chat("broken") is not None and len(loads) == 2
+
+
+def test_deeply_nested_inputs_get_a_message():
+    from ui.hardening import MAX_INPUT_DEPTH, TooDeep, has_remote_file
+    deep = "x"
+    for _ in range(900):
+        deep = [deep]
+    with pytest.raises(TooDeep, match=f"more than {MAX_INPUT_DEPTH} levels"):
+        has_remote_file(deep)
+    chat = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}] * 50
+    assert has_remote_file(chat) is False
+    f = {"path": "https://files.invalid/x", "meta": {"_type": "gradio.FileData"}}
+    assert has_remote_file([[[{"a": [f]}]]]) is True
+
+
+# ------------------------------------------------------------------ over HTTP, on the chat-only app
+@pytest.fixture(scope="module")
+def chat_only(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pass13http")
+    ws = make_workspace(root / "ws")
+    port = free_port()
+    proc = start_app(ws, port, root / "app.log", ("--chat-only",))
+    yield {"url": f"http://127.0.0.1:{port}", "log": root / "app.log"}
+    stop_app(proc, ws)
+
+
+def _raw(url: str) -> Raw:
+    raw = Raw(url, user=None)
+    raw.cfg = raw.http.get("/config").json()
+    raw.comps = {c["id"]: c for c in raw.cfg["components"]}
+    return raw
+
+
+def test_queued_handlers_take_no_direct_calls(chat_only):
+    """Finding 2: /gradio_api/run/chat (and /gradio_api/api/chat) answered outside the queue and its limits; now
+    404, while the queue (the page, gradio_client) serves as before."""
+    raw = _raw(chat_only["url"])
+    data = ["Hi", [], [], BASE, "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0]
+    for path in ("/gradio_api/run/chat", "/gradio_api/api/chat/"):
+        r = raw.http.post(path, json={"data": data, "session_hash": uuid.uuid4().hex})
+        assert r.status_code == 404 and "join the queue" in r.text, (path, r.status_code, r.text[:200])
+    assert answer_of(raw.call("chat", data)).strip()
+    from gradio_client import Client
+    out = Client(chat_only["url"], verbose=False).predict(*data, api_name="/chat")
+    assert out[0][-1]["role"] == "assistant"
+
+
+def test_nested_input_over_http_gets_a_message_not_a_traceback(chat_only):
+    """Finding 5, replayed: the request gets the message, the log no traceback."""
+    raw = _raw(chat_only["url"])
+    log: Path = chat_only["log"]
+    before = log.stat().st_size
+    deep: object = "x"
+    for _ in range(900):
+        deep = [deep]
+    r = raw.call("chat", ["hi", deep, [], BASE, "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0])
+    assert not r["ok"] and "nested more than 64 levels" in r["error"], json.dumps(r)[:300]
+    grown = log.read_bytes()[before:]
+    assert b"RecursionError" not in grown and len(grown) < 5000, grown[-2000:]
+    assert answer_of(raw.call("chat", ["hi", [], [], BASE, "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0])).strip()
+
+
+def test_per_client_limit_sees_the_forwarded_address_over_http(tmp_path):
+    """Finding 1 through the real queue: Gradio hands the handler the request, and the client it names is the
+    address the server takes from X-Forwarded-For of a loopback peer (a share tunnel, a local proxy). With one
+    answer of 203.0.113.50 streaming (its slot held here) and a limit of 1, that client gets the message and
+    another client its answer."""
+    from gradio_client import Client
+
+    from ui.chat_engine import ChatOnlyEngine
+    from ui.chat_tab import ClientSlots
+    from ui.interface import create_chat_only_ui, launch_kwargs
+    ws = make_workspace(tmp_path / "ws")
+    demo = create_chat_only_ui(ChatOnlyEngine(root=str(ws), provider="cpu"))
+    svc = demo.ui_tabs["chat"].respond_fn.__self__
+    svc.slots = ClientSlots(1)
+    assert svc.slots.take("203.0.113.50")  # an answer of this client, streaming
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, **launch_kwargs())
+    data = ["Hi", [], [], BASE, "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0]
+    try:
+        url = f"http://127.0.0.1:{port}"
+        out = Client(url, verbose=False, headers={"x-forwarded-for": "203.0.113.50"}).predict(*data, api_name="/chat")
+        assert "an answer of yours is still streaming" in out[3] and not out[0], out
+        out = Client(url, verbose=False, headers={"x-forwarded-for": "198.51.100.60"}).predict(*data, api_name="/chat")
+        assert out[0][-1]["role"] == "assistant" and out[0][-1]["content"], out
+        assert svc.slots._held == {"203.0.113.50": 1}, "the answered request gave its slot back"
+    finally:
+        demo.close()
