@@ -50,6 +50,16 @@ class _Frames:
             r.cancel()
 
 
+class _Stop:
+    """An og request's cancel: the backend looks at the event between the pieces of a prompt and the steps."""
+
+    def __init__(self):
+        self.event = threading.Event()
+
+    def cancel(self) -> None:
+        self.event.set()
+
+
 def _cuda_usable() -> bool:
     try:
         import onnxruntime as ort
@@ -232,16 +242,22 @@ class ChatEngine:
             return self._ort_frames(ids, note, variant, params, seed)
         return self._og_frames(ids, note, variant, params, seed)
 
-    def _og_frames(self, ids, note, variant, params, seed) -> Iterator[tuple[str, Stats]]:
-        t0 = time.perf_counter()
-        held = self.registry.acquire(variant)
-        try:
-            limit = min(params.max_new_tokens, self.context_length - len(ids))
-            tokens = ((tok, now, "eos") for tok, now in
-                      self.backend.run(ids, held and held.key, params, seed, self.eos_ids, limit))
-            yield from self._text_frames(tokens, variant, ids, note, params, t0)
-        finally:
-            self.registry.release(held)
+    def _og_frames(self, ids, note, variant, params, seed) -> "_Frames":
+        """The og request's frames; cancel() stops it between two pieces of its prompt too (a long prompt on the
+        CPU is read in pieces: a request whose reader went away stops within one piece, not at the end)."""
+        stop = _Stop()
+
+        def frames():
+            t0 = time.perf_counter()
+            held = self.registry.acquire(variant)
+            try:
+                limit = min(params.max_new_tokens, self.context_length - len(ids))
+                tokens = ((tok, now, "eos") for tok, now in
+                          self.backend.run(ids, held and held.key, params, seed, self.eos_ids, limit, stop.event))
+                yield from self._text_frames(tokens, variant, ids, note, params, t0)
+            finally:
+                self.registry.release(held)
+        return _Frames(frames(), [stop])
 
     def _text_frames(self, tokens, variant, ids, note, params, t0) -> Iterator[tuple[str, Stats]]:
         """(text so far, Stats) per new token, then the final frame. `tokens` yields (token, time,

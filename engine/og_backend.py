@@ -77,17 +77,21 @@ class OgBackend:
         return gp
 
     # -- generation: token ids in, (token or None at the end, time) out
-    def run(self, ids, key: str | None, params: SamplingParams, seed: int, eos: set, limit: int):
-        """One request in the calling thread: yields each new token id (EOS excluded) as (tok, now)."""
+    def run(self, ids, key: str | None, params: SamplingParams, seed: int, eos: set, limit: int, stop=None):
+        """One request in the calling thread: yields each new token id (EOS excluded) as (tok, now). `stop` (a
+        threading.Event), once set, ends it between two pieces of the prompt or two steps."""
         gen = og.Generator(self.model, self.params(len(ids), params, seed))
+        stopped = stop.is_set if stop is not None else (lambda: False)
         try:
             if key is not None:
                 gen.set_active_adapter(self.adapters, key)
             step = self.prefill_chunk or len(ids)
             for i in range(0, len(ids), step):
+                if stopped():
+                    return
                 gen.append_tokens(ids[i:i + step])
             n = 0
-            while n < limit and not gen.is_done():
+            while n < limit and not gen.is_done() and not stopped():
                 gen.generate_next_token()
                 tok = int(gen.get_next_tokens()[0])
                 now = time.perf_counter()

@@ -264,6 +264,42 @@ def test_long_prompts_are_read_in_pieces_on_the_cpu(engine_scratch, monkeypatch)
     eng.close()
 
 
+def test_a_cancelled_request_stops_between_pieces_of_its_prompt(engine_scratch, monkeypatch):
+    """A reader that goes away while a long prompt is read (the CPU reads it in pieces) stops the request
+    within one piece: before, the engine thread read the whole prompt, whoever was left to read the answer."""
+    monkeypatch.setenv("STUDIO_PREFILL_CHUNK", "8")
+    eng = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"])
+    long_msg = [{"role": "user", "content": " ".join(["Tell me about the trams and tiles of Lisbon."] * 12)}]
+    n = len(eng.encode(long_msg, 16)[0])
+    calls, live = [], []
+    real = og.Generator
+
+    class Spy(real):
+        def append_tokens(self, ids):
+            calls.append(len(ids))
+            if len(calls) == 2:
+                live[0].cancel()  # the reader goes away while the prompt is read
+            return super().append_tokens(ids)
+
+    monkeypatch.setattr(og, "Generator", Spy)
+    import engine.live as el
+    real_init = el.Live.__init__
+
+    def hold(self, frames, name="studio-decode"):  # the request is known before its thread reads anything
+        live.append(self)
+        self._stop = False
+        real_init(self, frames, name)
+    monkeypatch.setattr(el.Live, "__init__", hold)
+    lv = eng.start(long_msg, "alpha", SamplingParams(max_new_tokens=16))
+    assert lv.join(30)
+    assert n > 8 * 4 and calls == [8, 8], (n, calls)
+    assert lv.produced_frames <= 1, "no token after the cancel (at most the closing frame)"
+    calls.clear()
+    text, st = eng.generate(long_msg, "alpha", SamplingParams(max_new_tokens=16))  # the engine serves on
+    assert text and sum(calls) == n
+    eng.close()
+
+
 def test_compare_interleaved_when_asked(engine_scratch, monkeypatch):
     """STUDIO_COMPARE=interleave (and bases built before the rows layout) step two generators in turn:
     same answers."""
