@@ -48,22 +48,39 @@ def test_a_client_streams_at_most_two_answers_at_once(chat_app, monkeypatch):
     monkeypatch.setattr(gr, "Warning", lambda *a, **k: None)  # (outside a Gradio event)
     svc = ChatService(chat_app)
     assert svc.slots.per_client == 2
-    first, second = _respond(svc, "203.0.113.7"), _respond(svc, "203.0.113.7")
+    first, second = _respond(svc, "81.2.69.160"), _respond(svc, "81.2.69.160")
     assert next(first)[3].startswith("…") and next(second)[3].startswith("…")  # both streaming
-    third = list(_respond(svc, "203.0.113.7"))
-    assert len(third) == 1 and "2 answers of yours are still streaming" in third[0][3], third
+    third = list(_respond(svc, "81.2.69.160"))
+    assert len(third) == 1 and "2 answers from your address are still streaming" in third[0][3], third
     assert third[0][2] == "Tell me about Lisbon.", "the message stays in the box"
-    other = list(_respond(svc, "198.51.100.9", max_new=4))
+    other = list(_respond(svc, "81.2.69.161", max_new=4))
     assert other[-1][3].startswith("**travel**") or "tok/s" in other[-1][3], other[-1][3]
     local = [_respond(svc, "127.0.0.1") for _ in range(3)] + [_respond(svc, None) for _ in range(3)]
     assert all(next(g)[3].startswith("…") for g in local)
     for g in local:
         g.close()
     first.close()  # Stop (or a closed tab): the slot comes back
-    again = list(_respond(svc, "203.0.113.7", max_new=4))
+    again = list(_respond(svc, "81.2.69.160", max_new=4))
     assert "still streaming" not in again[-1][3] and again[-1][0][-1]["content"], again[-1]
     list(second)  # the other one runs to its end
     assert not svc.slots._held, svc.slots._held
+
+
+def test_the_client_is_the_public_address_a_proxy_forwarded():
+    """Pass 14: behind a proxy on a private network (a Space's), every visitor had the proxy's address, so the cap
+    was 2 answers for all of them. The client is now the public address: the peer's, or the last one a local or
+    private proxy appended to X-Forwarded-For; none known (loopback without one, a private chain): no cap."""
+    from ui.chat_tab import ClientSlots
+
+    def req(host, xff=None):
+        return gr.Request(client={"host": host}, headers={"x-forwarded-for": xff} if xff else {})
+    of = ClientSlots.client_of
+    assert of(req("81.2.69.160")) == "81.2.69.160"
+    assert of(req("81.2.69.160", "81.2.69.99")) == "81.2.69.160", "a public peer's own claim is not taken"
+    assert of(req("10.16.3.80", "1.2.3.4, 81.2.69.161")) == "81.2.69.161", "the proxy appended the last one"
+    assert of(req("10.16.3.80")) is None and of(req("10.16.3.80", "192.168.1.5")) is None
+    assert of(req("127.0.0.1")) is None and of(req("::1")) is None and of(None) is None
+    assert of(req("203.0.113.7")) is None, "documentation ranges are not public"
 
 
 def test_a_base_that_does_not_load_names_no_server_folder_and_is_not_parsed_again(chat_app, monkeypatch):
@@ -160,7 +177,7 @@ def test_nested_input_over_http_gets_a_message_not_a_traceback(chat_only):
 def test_per_client_limit_sees_the_forwarded_address_over_http(tmp_path):
     """Finding 1 through the real queue: Gradio hands the handler the request, and the client it names is the
     address the server takes from X-Forwarded-For of a loopback peer (a share tunnel, a local proxy). With one
-    answer of 203.0.113.50 streaming (its slot held here) and a limit of 1, that client gets the message and
+    answer of 81.2.69.142 streaming (its slot held here) and a limit of 1, that client gets the message and
     another client its answer."""
     from gradio_client import Client
 
@@ -171,16 +188,16 @@ def test_per_client_limit_sees_the_forwarded_address_over_http(tmp_path):
     demo = create_chat_only_ui(ChatOnlyEngine(root=str(ws), provider="cpu"))
     svc = demo.ui_tabs["chat"].respond_fn.__self__
     svc.slots = ClientSlots(1)
-    assert svc.slots.take("203.0.113.50")  # an answer of this client, streaming
+    assert svc.slots.take("81.2.69.142")  # an answer of this client, streaming
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, **launch_kwargs())
     data = ["Hi", [], [], BASE, "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0]
     try:
         url = f"http://127.0.0.1:{port}"
-        out = Client(url, verbose=False, headers={"x-forwarded-for": "203.0.113.50"}).predict(*data, api_name="/chat")
-        assert "an answer of yours is still streaming" in out[3] and not out[0], out
-        out = Client(url, verbose=False, headers={"x-forwarded-for": "198.51.100.60"}).predict(*data, api_name="/chat")
+        out = Client(url, verbose=False, headers={"x-forwarded-for": "81.2.69.142"}).predict(*data, api_name="/chat")
+        assert "an answer from your address is still streaming" in out[3] and not out[0], out
+        out = Client(url, verbose=False, headers={"x-forwarded-for": "81.2.69.143"}).predict(*data, api_name="/chat")
         assert out[0][-1]["role"] == "assistant" and out[0][-1]["content"], out
-        assert svc.slots._held == {"203.0.113.50": 1}, "the answered request gave its slot back"
+        assert svc.slots._held == {"81.2.69.142": 1}, "the answered request gave its slot back"
     finally:
         demo.close()

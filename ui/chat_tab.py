@@ -28,9 +28,14 @@ class ClientSlots:
     """At most `per_client` answers streaming at once per client address ($STUDIO_CHAT_PER_CLIENT, default 2; a
     compare is one): one stranger's queued requests could otherwise take every chat slot (8) and the whole
     queue (64) while the others wait minutes (red team pass 13). A request over it is answered at once, so a
-    flood drains from the queue in milliseconds. The client is the address the server sees (through a share link
-    or a local proxy, what they forward); a loopback address (the local user, or a tunnel that forwards none)
-    is not limited, as one could not tell its users apart."""
+    flood drains from the queue in milliseconds.
+
+    The client is the public address the request came from: the peer's, or, when the peer is a proxy on this
+    machine or a private network (a share tunnel, a Space's proxy, a local reverse proxy), the last address of
+    X-Forwarded-For, which that proxy appended. When there is none (the local user; a proxy that forwards no
+    address) the request is not limited: its users could not be told apart, and one cap for all of them would
+    let one visitor lock out the others (red team pass 14: behind a Space's proxy every visitor had one address).
+    A client on a private network may forge X-Forwarded-For and so escape the cap; it cannot take another's."""
 
     def __init__(self, per_client: int):
         self.per_client = per_client
@@ -38,13 +43,27 @@ class ClientSlots:
         self._held: dict[str, int] = {}
 
     @staticmethod
-    def client_of(request) -> str | None:
-        """The address a limit applies to, or None (no request, loopback, unknown)."""
-        host = getattr(getattr(request, "client", None), "host", None) if request is not None else None
+    def _public(host: str | None) -> str | None:
         try:
-            return None if not host or ipaddress.ip_address(host).is_loopback else str(host)
+            ip = ipaddress.ip_address((host or "").strip())
         except ValueError:
-            return str(host)  # a name rather than an address (a test client): limited as given
+            return None
+        return str(ip) if ip.is_global else None
+
+    @classmethod
+    def client_of(cls, request) -> str | None:
+        """The public address a limit applies to, or None (no request, or no public address known)."""
+        if request is None:
+            return None
+        host = getattr(getattr(request, "client", None), "host", None)
+        public = cls._public(host)
+        if public is not None or not host:
+            return public
+        try:  # a proxy on this machine or a private network: the address it appended last
+            forwarded = (getattr(request, "headers", None) or {}).get("x-forwarded-for") or ""
+        except Exception:  # noqa: BLE001 - headers not readable: unknown
+            return None
+        return cls._public(forwarded.split(",")[-1])
 
     def take(self, client: str | None) -> bool:
         if client is None or self.per_client <= 0:
@@ -245,8 +264,8 @@ class ChatService:
         client = self.slots.client_of(request)
         if not self.slots.take(client):
             n = self.slots.per_client
-            e = (f"{'an answer' if n == 1 else f'{n} answers'} of yours {'is' if n == 1 else 'are'} still "
-                 "streaming: wait until one ends (or press Stop) before sending another")
+            e = (f"{'an answer' if n == 1 else f'{n} answers'} from your address {'is' if n == 1 else 'are'} "
+                 "still streaming: wait until one ends (or press Stop) before sending another")
             gr.Warning(e)
             yield (*without_surrogates([hist_a, hist_b, msg]), f"⚠ error: {e}")
             return
