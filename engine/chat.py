@@ -339,7 +339,7 @@ class ChatEngine:
             self.registry.check(variant_a)
             self.registry.check(variant_b)
             ids, note = self.encode(messages, params.max_new_tokens)
-            chunk = getattr(self.backend, "prefill_chunk", 0)
+            chunk = self.backend.compare_chunk()
             if chunk and len(ids) > chunk:
                 # a batch of 2 reads its prompt in one call (onnxruntime-genai takes one append for more than
                 # one row), holding Python's lock all along: a long prompt is compared interleaved instead,

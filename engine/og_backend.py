@@ -14,6 +14,9 @@ import onnxruntime_genai as og
 
 from .sampling import SamplingParams, Stats, count_token, finish
 
+CHUNK_AUTO = -1             # prefill_chunk: pieces sized by time
+CHUNK_MIN, CHUNK_MAX = 8, 512
+
 
 class OgBackend:
     name = "og"
@@ -26,10 +29,16 @@ class OgBackend:
         self.adapters = og.Adapters(self.model)
         # On the CPU a prompt is read in pieces: onnxruntime-genai holds Python's lock for the whole of each
         # call, so one long prompt read at once froze every other request of the server (0.66 s for 1,500
-        # tokens on the default model; tens of seconds on a 3-4 B one). Pieces of 128 tokens give the same
-        # tokens and were no slower (red team pass 13). 0: at once. (On CUDA the prompt is read at once.)
-        self.prefill_chunk = max(0, int(os.environ.get("STUDIO_PREFILL_CHUNK", "128"))) \
-            if self.provider == "cpu" else 0
+        # tokens on the default model; tens of seconds on a 3-4 B one). The pieces are sized by time: each
+        # call aims at STUDIO_PREFILL_MS (20 ms) from the rate the previous one reached, so the stalls stay short
+        # on any model (a fixed 128 tokens still stalled the server ~1 s on the default model with two streams,
+        # and would take seconds per piece on a 3-4 B one; red team pass 14). Same tokens as at once.
+        # STUDIO_PREFILL_CHUNK=N fixes the piece at N tokens (0: at once). (On CUDA the prompt is read at once.)
+        fixed = os.environ.get("STUDIO_PREFILL_CHUNK", "auto")
+        self.prefill_chunk = 0 if self.provider != "cpu" else (
+            CHUNK_AUTO if fixed == "auto" else max(0, int(fixed)))
+        self.prefill_target_s = max(1.0, float(os.environ.get("STUDIO_PREFILL_MS", "20"))) / 1000
+        self._prefill_rate = None  # tokens per second of the last prompt's first piece (auto)
         gcfg = json.loads((self.model_dir / "genai_config.json").read_text())
         self.context_length = int(gcfg["model"].get("context_length")
                                   or gcfg.get("search", {}).get("max_length") or 2048)
@@ -85,11 +94,17 @@ class OgBackend:
         try:
             if key is not None:
                 gen.set_active_adapter(self.adapters, key)
-            step = self.prefill_chunk or len(ids)
-            for i in range(0, len(ids), step):
+            i, rate = 0, self._prefill_rate
+            while i < len(ids):
                 if stopped():
                     return
+                step = self._piece(len(ids) - i, rate)
+                t = time.perf_counter()
                 gen.append_tokens(ids[i:i + step])
+                rate = step / max(time.perf_counter() - t, 1e-5)  # (slower further into the prompt)
+                if i == 0:
+                    self._prefill_rate = rate  # a prompt's first piece: where the next one starts
+                i += step
             n = 0
             while n < limit and not gen.is_done() and not stopped():
                 gen.generate_next_token()
@@ -102,6 +117,23 @@ class OgBackend:
                 yield tok, now
         finally:
             del gen
+
+    def _piece(self, left: int, rate: float | None) -> int:
+        """How many prompt tokens the next append_tokens call takes (all that is left when not in pieces); `rate`:
+        tokens per second of the previous piece (auto)."""
+        if self.prefill_chunk == 0:
+            return left
+        if self.prefill_chunk > 0:
+            return min(left, self.prefill_chunk)
+        n = 64 if rate is None else int(rate * self.prefill_target_s)
+        return min(left, max(CHUNK_MIN, min(CHUNK_MAX, n)))
+
+    def compare_chunk(self) -> int:
+        """Prompts longer than this many tokens are compared interleaved: a batch of 2 takes its prompt in one
+        call, and up to two pieces' worth (both rows: about 4 x STUDIO_PREFILL_MS) is let through as one batch."""
+        if self.prefill_chunk == CHUNK_AUTO:
+            return 2 * self._piece(1 << 30, self._prefill_rate)
+        return self.prefill_chunk
 
     def run_pair(self, ids, pair_key: str, params: SamplingParams, seed: int):
         """A batch of 2 with a pair adapter: yields ([tok_row0, tok_row1], now) per step."""

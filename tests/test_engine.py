@@ -262,6 +262,20 @@ def test_long_prompts_are_read_in_pieces_on_the_cpu(engine_scratch, monkeypatch)
     list(eng.compare(MSG, "alpha", "beta", p))
     assert len(calls) == 1 and calls[0][0] == 2, calls
     eng.close()
+    # the default: pieces sized by time (STUDIO_PREFILL_MS), within [CHUNK_MIN, CHUNK_MAX], the same tokens
+    from engine.og_backend import CHUNK_AUTO, CHUNK_MAX, CHUNK_MIN
+    monkeypatch.delenv("STUDIO_PREFILL_CHUNK")
+    monkeypatch.setenv("STUDIO_PREFILL_MS", "1")  # (the scratch model is fast: small pieces even so)
+    eng = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"])
+    assert eng.backend.prefill_chunk == CHUNK_AUTO
+    for v in ("base", "alpha", "base"):
+        calls.clear()
+        assert eng.generate(long_msg, v, p)[0] == want[v], v
+        sizes = [c[0] for c in calls]
+        assert sum(sizes) == n and len(sizes) >= 2, sizes
+        assert all(CHUNK_MIN <= k <= CHUNK_MAX for k in sizes[:-1]), sizes
+    assert eng.backend.compare_chunk() >= 2 * CHUNK_MIN
+    eng.close()
 
 
 def test_a_cancelled_request_stops_between_pieces_of_its_prompt(engine_scratch, monkeypatch):
