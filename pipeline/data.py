@@ -26,6 +26,9 @@ FORMATS = ("auto", "prompt", "messages", "alpaca", "sharegpt")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "model": "assistant", "system": "system"}
 MAX_LINE_BYTES = 1 << 20     # one example (one JSONL line) at most 1 MiB
+MAX_EXAMPLE_CHARS = 1 << 20  # ... and its texts together, in any format (an item of a JSON array too)
+MAX_TURNS = 1_000            # messages of one example (history and conversations included)
+MAX_EXAMPLES = 200_000       # examples of one file: an 8 MB file of tiny examples cost the preview seconds and GBs
 
 
 def max_file_bytes() -> int:
@@ -92,8 +95,22 @@ def _optional_str(obj: dict, key: str, where: str) -> str:
     return _nonempty_str(v, key, where)
 
 
+def _turns(items, what: str, where: str, limit: int = MAX_TURNS):
+    """A list of turns, checked for its length before anything is made of it."""
+    if not isinstance(items, list) or not items:
+        raise DataError(f"{where}: {what} must be a non-empty list")
+    if len(items) > limit:
+        raise DataError(f"{where}: {len(items):,} {what}; one example may have at most {limit:,}")
+    return items
+
+
 def _checked(msgs: list[dict], where: str) -> dict:
-    """The rules every example ends with: the last message is the assistant's, and there is a user message."""
+    """The rules every example ends with: the last message is the assistant's, there is a user message, and its
+    texts together are at most MAX_EXAMPLE_CHARS."""
+    chars = sum(len(m["content"]) for m in msgs)
+    if chars > MAX_EXAMPLE_CHARS:
+        raise DataError(f"{where}: the example's texts are {chars:,} characters; one example may have at most "
+                        f"{MAX_EXAMPLE_CHARS:,}")
     if msgs[-1]["role"] != "assistant":
         raise DataError(f"{where}: the last message must be the assistant's (the answer to train), "
                         f"got {msgs[-1]['role']!r}")
@@ -116,6 +133,8 @@ def _alpaca(obj: dict, where: str) -> dict:
     history = obj.get("history") or []
     if not isinstance(history, list):
         raise DataError(f"{where}: history must be a list of [instruction, answer] pairs")
+    if history:
+        _turns(history, "history pairs", where, MAX_TURNS // 2)
     for i, pair in enumerate(history):
         if not (isinstance(pair, list) and len(pair) == 2):
             raise DataError(f"{where}, history item {i + 1}: must be a pair [instruction, answer]")
@@ -125,15 +144,13 @@ def _alpaca(obj: dict, where: str) -> dict:
     extra = _optional_str(obj, "input", where)
     msgs += [{"role": "user", "content": f"{prompt}\n\n{extra}" if extra else prompt},
              {"role": "assistant", "content": _nonempty_str(obj["output"], "output", where)}]
-    return {"messages": msgs}
+    return _checked(msgs, where)
 
 
 def _sharegpt(obj: dict, where: str) -> dict:
     """ShareGPT: conversations of {"from", "value"} turns (human/user, gpt/assistant/chatgpt/model, system),
     an optional top-level system text first."""
-    conv = obj["conversations"]
-    if not isinstance(conv, list) or not conv:
-        raise DataError(f"{where}: conversations must be a non-empty list")
+    conv = _turns(obj["conversations"], "conversations", where)
     msgs = []
     system = _optional_str(obj, "system", where)
     if system:
@@ -167,9 +184,8 @@ def _normalize(obj, fmt: str, where: str) -> dict:
         if extra:
             raise DataError(f"{where}: unexpected key(s) {', '.join(extra)} (format 'prompt' has only "
                             "\"prompt\" and \"response\")")
-        return {"messages": [{"role": "user", "content": _nonempty_str(obj["prompt"], "prompt", where)},
-                             {"role": "assistant",
-                              "content": _nonempty_str(obj["response"], "response", where)}]}
+        return _checked([{"role": "user", "content": _nonempty_str(obj["prompt"], "prompt", where)},
+                         {"role": "assistant", "content": _nonempty_str(obj["response"], "response", where)}], where)
     # messages
     if "messages" not in obj:
         raise DataError(f"{where}: missing key messages (format 'messages')")
@@ -177,9 +193,7 @@ def _normalize(obj, fmt: str, where: str) -> dict:
     if extra:
         raise DataError(f"{where}: unexpected key(s) {', '.join(extra)} (format 'messages' has only "
                         "\"messages\")")
-    msgs = obj["messages"]
-    if not isinstance(msgs, list) or not msgs:
-        raise DataError(f"{where}: messages must be a non-empty list")
+    msgs = _turns(obj["messages"], "messages", where)
     out = []
     for i, m in enumerate(msgs):
         w = f"{where}, message {i + 1}"
@@ -224,6 +238,8 @@ def load_examples(path, fmt: str = "auto") -> list[dict]:
             raise DataError(f"{where}: each example must be a JSON object, got {type(obj).__name__}")
         if fmt == "auto":
             fmt = _detect(obj, where)
+        if len(examples) >= MAX_EXAMPLES:
+            raise DataError(f"{path}: more than {MAX_EXAMPLES:,} examples; split the file or keep fewer")
         examples.append(_normalize(obj, fmt, where))
     if not examples:
         raise DataError(f"{path}: the file is empty (no examples)")
@@ -419,10 +435,10 @@ def heldout_note(n_train_file: int, eval_file: str, n_eval: int, fraction: float
 
 
 def preview(train_file, fmt: str = "auto", eval_file: str = "", eval_fraction: float = 0.1,
-            seed: int = 0) -> str:
+            seed: int = 0, examples: list | None = None) -> str:
     """A short text about the data a recipe trains on: examples, and the held-out part. DataError on a
-    bad file."""
-    train = load_examples(train_file, fmt)
+    bad file. `examples`: the training file's, when the caller has loaded them already."""
+    train = examples if examples is not None else load_examples(train_file, fmt)
     n_eval = len(load_examples(eval_file, fmt)) if eval_file else 0
     k = 0 if eval_file else heldout_size(len(train), eval_fraction)
     return (f"{Path(train_file).name}: {len(train)} examples, {len(train) - k} for training; "

@@ -121,6 +121,15 @@ BAD = [
     ("sharegptlast.jsonl", '{"conversations": [{"from": "gpt", "value": "a"}, {"from": "human", "value": "b"}]}\n',
      "last message must be the assistant"),
     ("sharegptnone.jsonl", '{"conversations": [{"from": "gpt", "value": "a"}]}\n', ":1: no user message"),
+    ("manyturns.jsonl", json.dumps({"messages": [{"role": "user", "content": "a"}] * 1000
+                                    + [{"role": "assistant", "content": "b"}]}) + "\n",
+     ":1: 1,001 messages; one example may have at most 1,000"),
+    ("longhistory.json", json.dumps([{"instruction": "a", "output": "b", "history": [["q", "a"]] * 501}]),
+     "item 1: 501 history pairs; one example may have at most 500"),
+    ("longconv.jsonl", json.dumps({"conversations": [{"from": "human", "value": "a"}] * 1001}) + "\n",
+     ":1: 1,001 conversations"),
+    ("bigitem.json", json.dumps([{"prompt": "a" * 600_000, "response": "b" * 600_000}]),
+     "item 1: the example's texts are 1,200,000 characters; one example may have at most 1,048,576"),
     ("missing.jsonl", '{"prompt": "a", "response": "b"}\n{"prompt": "a"}\n', ":2: missing key(s) response"),
     ("extra.jsonl", '{"prompt": "a", "response": "b", "x": 1}\n', "unexpected key(s) x"),
     ("emptyfield.jsonl", '{"prompt": "  ", "response": "b"}\n', "prompt is empty"),
@@ -138,6 +147,16 @@ def test_bad_data(tmp_path, name, content, msg):
     with pytest.raises(DataError) as e:
         load_examples(p)
     assert msg in str(e.value) and name in str(e.value)
+
+
+def test_files_of_too_many_examples_are_refused(tmp_path):
+    """An 8 MB file of tiny examples (a red team's preview: seconds of CPU and GBs each) stops at MAX_EXAMPLES."""
+    from pipeline.data import MAX_EXAMPLES
+    line = '{"prompt": "a", "response": "b"}\n'
+    ok = _write(tmp_path, "ok.jsonl", line * MAX_EXAMPLES)
+    assert len(load_examples(ok)) == MAX_EXAMPLES
+    with pytest.raises(DataError, match=f"more than {MAX_EXAMPLES:,} examples"):
+        load_examples(_write(tmp_path, "many.jsonl", line * (MAX_EXAMPLES + 1)))
 
 
 def test_bad_files(tmp_path):

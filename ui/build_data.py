@@ -28,9 +28,10 @@ def _tokenizer(app: AppEngine, base_model: str):
 
 
 def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_model: str, trust: bool,
-                 rows: int = 3, eval_file: str = "", eval_fraction: float = 0.1, seed: int = 0) -> str:
+                 rows: int = 3, eval_file: str = "", eval_fraction: float = 0.1, seed: int = 0,
+                 examples: list | None = None) -> str:
     """The data file checked, the held-out part named (pipeline.data.preview), and the first examples
-    rendered as the model will see them."""
+    rendered as the model will see them. `examples`: the file's, when the caller loaded them (parsed once)."""
     if not (train_file or "").strip():
         return "⚠ no training file"
     path = eval_path = None
@@ -43,10 +44,12 @@ def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_
 
     try:
         path = app.data_file(train_file)
-        examples = load_examples(path, fmt or "auto")
+        if examples is None:
+            examples = load_examples(path, fmt or "auto")
         eval_path = str(app.data_file(eval_file, "eval_file")) if (eval_file or "").strip() else ""
         split = shown(pdata.preview(path, fmt or "auto", eval_path,
-                                    float(eval_fraction if eval_fraction is not None else 0.1), int(seed or 0)))
+                                    float(eval_fraction if eval_fraction is not None else 0.1), int(seed or 0),
+                                    examples=examples))
     except UIError as e:
         return f"⚠ {html.escape(str(e))}"
     except DataError as e:

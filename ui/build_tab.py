@@ -206,7 +206,7 @@ class BuildService:
             return gr.update(), ""
         path = file if isinstance(file, str) else getattr(file, "name", str(file))
         try:
-            load_examples(path, fmt or "auto")
+            examples = load_examples(path, fmt or "auto")
         except DataError as e:
             msg = str(e).replace(str(path), Path(path).name)
             gr.Warning("bad data file: " + msg)
@@ -219,7 +219,7 @@ class BuildService:
             gr.Warning(str(e))
             return "", f"⚠ {html.escape(str(e))}{NOT_TAKEN}"
         return dest, preview_data(self.app, dest, fmt, template, base_model, trust, eval_file=eval_file,
-                                  eval_fraction=eval_fraction, seed=seed)
+                                  eval_fraction=eval_fraction, seed=seed, examples=examples)
 
     def check_data(self, train_file, fmt, template, base_model, trust, eval_file="", eval_fraction=0.1, seed=0):
         return preview_data(self.app, train_file, fmt, template, base_model, trust, eval_file=eval_file,
@@ -373,10 +373,12 @@ def create_build_tab(app: AppEngine) -> BuildTab:
                                comps["adapter_name"], api_visibility="private", queue=False)
     data_inputs = [comps["data_format"], comps["template"], comps["base_model"], comps["trust_remote_code"],
                    comps["eval_file"], comps["eval_fraction"], comps["lora.seed"]]
+    # data checks have their own queue, one at a time: a file of many examples takes seconds and hundreds of MB,
+    # and four at once (in "ui", beside the pickers and library loads) took 4.7 GB and held the pickers up
     upload.upload(svc.on_upload, [upload] + data_inputs, [comps["train_file"], data_preview],
-                  api_visibility="private", concurrency_id="ui")
+                  api_visibility="private", concurrency_id="data", concurrency_limit=1)
     check.click(svc.check_data, [comps["train_file"]] + data_inputs, data_preview, api_name="preview_data",
-                concurrency_id="ui")
+                concurrency_id="data", concurrency_limit=1)
     # (the status line shows no Gradio progress text: "processing | 0.1/0.1s" stayed in it)
     tab.start.click(svc.start, form, [tab.job_id, tab.status, last_key], api_name="start_build",
                     concurrency_id="build", concurrency_limit=1, show_progress="hidden")
