@@ -56,16 +56,25 @@ def _download(repo_id: str, log=None) -> Path:
         raise ModelNotFound(f"huggingface_hub is not installed ({e}); use a local model folder") from None
     try:  # the size first: a model that does not fit stops here, not with a full disk
         info = HfApi().model_info(repo_id, files_metadata=True, timeout=15)
-    except Exception:
-        info = None  # offline, or the Hub did not answer: snapshot_download says why (or uses the cache)
-    if info is not None:
-        check_download_size(repo_id, info)
+    except Exception as e:
+        # offline, or the Hub did not answer: only a model already in the cache is used (what is not sized is
+        # not downloaded)
+        try:
+            path = Path(snapshot_download(repo_id=repo_id, allow_patterns=ALLOW_PATTERNS, local_files_only=True))
+        except Exception:
+            raise _hub_error(repo_id, e) from None
+        if not list(path.glob("*.safetensors")):
+            raise _hub_error(repo_id, e) from None
+        if log:
+            log.log(f"base model: {repo_id} from the Hugging Face cache (the Hub did not answer: {type(e).__name__})")
+        return path
+    check_download_size(repo_id, info)
     if log:
         log.log(f"downloading {repo_id} from the Hugging Face Hub (config, tokenizer, safetensors)")
         log.progress("prepare", 0, 1)
     tqdm_class = _tqdm_for(log)
     try:
-        kwargs = dict(repo_id=repo_id, allow_patterns=ALLOW_PATTERNS)
+        kwargs = dict(repo_id=repo_id, allow_patterns=ALLOW_PATTERNS, revision=info.sha)  # the commit sized
         if tqdm_class is not None:
             kwargs["tqdm_class"] = tqdm_class
         try:
@@ -97,7 +106,9 @@ def _hub_error(repo_id: str, e: Exception) -> ModelNotFound:
                              "(huggingface-cli login), or give a local model folder")
     if isinstance(e, LocalEntryNotFoundError):
         return ModelNotFound(f"{repo_id}: {_unreachable()} and the model is not in the local cache. {LOCAL_HINT}")
-    if isinstance(e, OSError):  # network errors: requests/httpx ConnectionError subclass OSError
+    # huggingface_hub 1.x and later talk through httpx (2.4: its `httpx2`): a TransportError is the network's
+    transport = any(c.__name__ == "TransportError" and c.__module__.startswith("httpx") for c in type(e).__mro__)
+    if isinstance(e, OSError) or transport:  # network errors: requests' ConnectionError is an OSError
         return ModelNotFound(f"{repo_id}: {_unreachable()} ({type(e).__name__}). {LOCAL_HINT}")
     return ModelNotFound(f"{repo_id}: the Hub request failed ({type(e).__name__}); no Hub reachable or the "
                          f"id does not exist. {LOCAL_HINT}")
@@ -114,27 +125,47 @@ def check_hub_id(name: str, lend_token: bool = True) -> None:
         from huggingface_hub import HfApi, constants, snapshot_download
     except ImportError:  # pragma: no cover
         raise ModelNotFound(f"{name}: huggingface_hub is not installed; give a local model folder") from None
-    try:
-        snapshot_download(repo_id=name, allow_patterns=["config.json"], local_files_only=True)
-        return  # in the local cache
-    except Exception:
-        pass
+    def cached() -> bool:
+        try:
+            snapshot_download(repo_id=name, allow_patterns=["config.json"], local_files_only=True)
+            return True
+        except Exception:
+            return False
     if constants.HF_HUB_OFFLINE:
+        if cached():
+            return
         raise ModelNotFound(f"{name}: {_unreachable()} and the model is not in the local cache. {LOCAL_HINT}")
-    try:
+    try:  # online: sized even when part of it is cached (a stopped download leaves config.json behind)
         info = HfApi().model_info(name, timeout=15, token=None if lend_token else False, files_metadata=True)
     except Exception as e:
+        if cached():  # the Hub did not answer: the job uses the cache, or says why not
+            return
         raise _hub_error(name, e) from None
     check_download_size(name, info)
 
 
-def download_bytes(info) -> int:
+def download_bytes(info, repo_id: str | None = None) -> int:
     """What snapshot_download(allow_patterns=ALLOW_PATTERNS) fetches of a model (HfApi.model_info with
-    files_metadata=True): the sizes of the files it takes, LFS ones by their LFS size."""
+    files_metadata=True): the sizes of the files it takes, LFS ones by their LFS size, less the ones already in the
+    local cache for that commit (with `repo_id`). ModelNotFound when the Hub gives no usable size for a file (what
+    cannot be sized is not downloaded)."""
+    from huggingface_hub import try_to_load_from_cache
     from huggingface_hub.utils import filter_repo_objects
     files = {s.rfilename: s for s in (info.siblings or [])}
-    wanted = filter_repo_objects(files, allow_patterns=ALLOW_PATTERNS)
-    return sum((files[f].lfs.size if files[f].lfs else files[f].size) or 0 for f in wanted)
+    total = 0
+    for f in filter_repo_objects(files, allow_patterns=ALLOW_PATTERNS):
+        size = files[f].lfs.size if files[f].lfs else files[f].size
+        if not isinstance(size, int) or size < 0:
+            raise ModelNotFound(f"{getattr(info, 'id', None) or repo_id}: the Hub gave no size for {f[:200]}, so the "
+                                "download cannot be checked against the free disk; it is not downloaded")
+        if repo_id and getattr(info, "sha", None):
+            try:
+                if isinstance(try_to_load_from_cache(repo_id, f, revision=info.sha), str):
+                    continue  # already here
+            except Exception:  # noqa: BLE001 - not known to be cached: counted
+                pass
+        total += size
+    return total
 
 
 def check_download_size(repo_id: str, info) -> None:
@@ -147,7 +178,7 @@ def check_download_size(repo_id: str, info) -> None:
     while not folder.exists() and folder != folder.parent:  # (a first download makes the cache)
         folder = folder.parent
     try:
-        check_download_room(download_bytes(info), folder, repo_id)
+        check_download_room(download_bytes(info, repo_id), folder, repo_id)
     except LimitError as e:
         raise ModelNotFound(str(e)) from None
 

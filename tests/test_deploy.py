@@ -566,6 +566,39 @@ def test_a_hub_model_too_big_to_download_is_refused_before_any_job(tmp_path, cas
         assert not [p for m, p in hub.requests if "/resolve/" in p], "no file was requested"
 
 
+def test_download_size_check_counts_cached_files_and_refuses_what_it_cannot_size(tmp_path):
+    """Pass 14: shards already in the Hugging Face cache (for the commit checked) are not counted, so a stopped
+    download resumes within the cap; a file the Hub gives no size for (a mirror, a bad answer) is not downloaded
+    unchecked; and the preflight sizes a model even when its config.json is cached."""
+    with FakeHub() as hub:
+        shards = {"model-00001-of-00002.safetensors": 3 * 10**9, "model-00002-of-00002.safetensors": 3 * 10**9}
+        hub.repos[("model", "alice/half")] = Repo("alice/half", "model", public=True, files={"config.json": b"{}"},
+                                                  sizes=shards, sha="a" * 40)
+        hub.repos[("model", "alice/nosize")] = Repo("alice/nosize", "model", public=True, files={"config.json": b"{}"},
+                                                    sizes={"model.safetensors": None})
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN")}
+        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_XET="1",
+                   HF_HUB_DISABLE_TELEMETRY="1", STUDIO_MAX_MODEL_GB="4", STUDIO_MIN_FREE_GB="0")
+        code = ("import sys\nfrom pipeline.hub import check_hub_id, ModelNotFound\n"
+                "try:\n    check_hub_id(sys.argv[1])\n    print('OK')\n"
+                "except ModelNotFound as e:\n    print('MSG', e)\n")
+
+        def check(repo):
+            r = subprocess.run([sys.executable, "-c", code, repo], cwd=str(ROOT), env=env, capture_output=True,
+                               text=True, timeout=120)
+            assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+            return r.stdout.strip()
+        assert check("alice/half").startswith("MSG alice/half is 6.0 GB to download, over the operator's limit")
+        snap = tmp_path / "hf" / "hub" / "models--alice--half" / "snapshots" / ("a" * 40)
+        snap.mkdir(parents=True)
+        (snap / "config.json").write_text("{}")  # cached config.json no longer skips the check
+        assert check("alice/half").startswith("MSG alice/half is 6.0 GB")
+        (snap / "model-00001-of-00002.safetensors").write_bytes(b"0")  # one shard here: 3 GB to fetch
+        assert check("alice/half") == "OK"
+        out = check("alice/nosize")
+        assert out.startswith("MSG alice/nosize: the Hub gave no size for model.safetensors"), out
+
+
 def test_download_size_counts_what_snapshot_download_takes():
     """Only the files ALLOW_PATTERNS fetches count (safetensors, configs, tokenizer), LFS files by their LFS
     size: a repository's pickles and ONNX files are never downloaded, so they never refuse a model."""
