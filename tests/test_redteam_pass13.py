@@ -81,6 +81,17 @@ def test_the_client_is_the_public_address_a_proxy_forwarded():
     assert of(req("10.16.3.80")) is None and of(req("10.16.3.80", "192.168.1.5")) is None
     assert of(req("127.0.0.1")) is None and of(req("::1")) is None and of(None) is None
     assert of(req("203.0.113.7")) is None, "documentation ranges are not public"
+    # pass 15: every X-Forwarded-For line counts (the last proxy's is last); the right-most public entry; ports,
+    # brackets, zones; IPv6 by its /64; IPv4-mapped as IPv4
+    from starlette.datastructures import Headers
+    two = Headers(raw=[(b"x-forwarded-for", b"81.2.69.160"), (b"x-forwarded-for", b"81.2.69.99")])
+    assert of(gr.Request(client={"host": "10.0.0.2"}, headers=two)) == "81.2.69.99"
+    assert of(req("10.0.0.2", "81.2.69.160, 81.2.69.99, 10.1.2.3")) == "81.2.69.99", "private hops skipped"
+    assert of(req("10.0.0.2", "81.2.69.99:5555")) == "81.2.69.99"
+    assert of(req("10.0.0.2", "[2a00:1450:4001:81b::1]:443")) == "2a00:1450:4001:81b::/64"
+    assert of(req("2a00:1450:4001:81b::5")) == of(req("2a00:1450:4001:81b:ffff::1")) == "2a00:1450:4001:81b::/64"
+    assert of(req("::ffff:81.2.69.160")) == "81.2.69.160"
+    assert of(req("10.0.0.2", "unknown, garbage")) is None
 
 
 def test_a_base_that_does_not_load_names_no_server_folder_and_is_not_parsed_again(chat_app, monkeypatch):

@@ -25,17 +25,18 @@ PACER = Pacer(float(os.environ.get("STUDIO_STREAM_TOTAL_HZ", "50")))
 
 
 class ClientSlots:
-    """At most `per_client` answers streaming at once per client address ($STUDIO_CHAT_PER_CLIENT, default 2; a
-    compare is one): one stranger's queued requests could otherwise take every chat slot (8) and the whole
-    queue (64) while the others wait minutes (red team pass 13). A request over it is answered at once, so a
-    flood drains from the queue in milliseconds.
+    """At most `per_client` answers streaming at once per client ($STUDIO_CHAT_PER_CLIENT, default 2; a compare is
+    one): one stranger's queued requests could otherwise take every chat slot (8) and the whole queue (64) while
+    the others wait minutes (red team pass 13). A request over it is answered at once, so a flood drains from the
+    queue in milliseconds. ui/build_tab.py uses the same rule for data checks (one at a time per client).
 
-    The client is the public address the request came from: the peer's, or, when the peer is a proxy on this
-    machine or a private network (a share tunnel, a Space's proxy, a local reverse proxy), the last address of
-    X-Forwarded-For, which that proxy appended. When there is none (the local user; a proxy that forwards no
-    address) the request is not limited: its users could not be told apart, and one cap for all of them would
-    let one visitor lock out the others (red team pass 14: behind a Space's proxy every visitor had one address).
-    A client on a private network may forge X-Forwarded-For and so escape the cap; it cannot take another's."""
+    The client is a public address: the peer's; or, when the peer is on this machine or a private network (a
+    share tunnel, a Space's proxy, a reverse proxy), the right-most public address of X-Forwarded-For (all its
+    header lines, in order: the proxies append, so that is the one the last proxy saw). An IPv6 client is its /64
+    (one subscriber's network), an IPv4-mapped one its IPv4 address. None known (the local user; proxies that
+    forward no public address): not limited, as its users could not be told apart and one cap for all would let
+    one lock out the others (red team pass 14). What a private-network peer says cannot be checked: a client on
+    the app's own private network can name any address, and so escape the cap or fill another's."""
 
     def __init__(self, per_client: int):
         self.per_client = per_client
@@ -43,27 +44,47 @@ class ClientSlots:
         self._held: dict[str, int] = {}
 
     @staticmethod
-    def _public(host: str | None) -> str | None:
+    def _address(text: str | None):
+        """An ip_address from a peer or X-Forwarded-For entry ("1.2.3.4", "1.2.3.4:5678", "[v6]:port", "v6%zone"),
+        or None."""
+        t = (text or "").strip().strip('"')
+        if t.startswith("["):
+            t = t[1:t.find("]")] if "]" in t else ""
+        elif t.count(":") == 1:  # IPv4 with a port
+            t = t.split(":")[0]
+        t = t.split("%")[0]
         try:
-            ip = ipaddress.ip_address((host or "").strip())
+            ip = ipaddress.ip_address(t)
         except ValueError:
             return None
-        return str(ip) if ip.is_global else None
+        return ip.ipv4_mapped if ip.version == 6 and ip.ipv4_mapped else ip
+
+    @classmethod
+    def _key(cls, ip) -> str:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
 
     @classmethod
     def client_of(cls, request) -> str | None:
-        """The public address a limit applies to, or None (no request, or no public address known)."""
+        """The client a limit applies to (a public address, an IPv6 /64), or None (no request, none known)."""
         if request is None:
             return None
         host = getattr(getattr(request, "client", None), "host", None)
-        public = cls._public(host)
-        if public is not None or not host:
-            return public
-        try:  # a proxy on this machine or a private network: the address it appended last
-            forwarded = (getattr(request, "headers", None) or {}).get("x-forwarded-for") or ""
+        ip = cls._address(host)
+        if ip is not None and ip.is_global:
+            return cls._key(ip)
+        if ip is None and host:
+            return None  # not an address: unknown
+        try:  # a proxy on this machine or a private network: what the proxies appended, right-most first
+            headers = getattr(request, "headers", None)
+            lines = headers.getlist("x-forwarded-for") if hasattr(headers, "getlist") else \
+                [(headers or {}).get("x-forwarded-for") or ""]
         except Exception:  # noqa: BLE001 - headers not readable: unknown
             return None
-        return cls._public(forwarded.split(",")[-1])
+        for entry in reversed(",".join(str(x) for x in lines).split(",")):
+            ip = cls._address(entry)
+            if ip is not None and ip.is_global:
+                return cls._key(ip)
+        return None
 
     def take(self, client: str | None) -> bool:
         if client is None or self.per_client <= 0:
