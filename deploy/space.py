@@ -7,7 +7,7 @@ Layout of the export:
   app.py             chat-only launcher (deploy/space_app.py)
   engine/            the chat engine, copied
   artifacts/         the on-disk contract (bases, adapters, names), copied
-  ui/                __init__, interface, chat_tab, library_tab, and engine.py = ui/chat_engine.py (the
+  ui/                __init__, interface, chat_tab, slots, library_tab, and engine.py = ui/chat_engine.py (the
                      chat-only engine, under the Space's name for it: imports of ui.chat_engine in the
                      shipped code are rewritten to ui.engine)
   deploy/launch.py   share/auth options
@@ -55,6 +55,7 @@ CODE = [
     ("ui/interface.py", "ui/interface.py"),
     ("ui/hardening.py", "ui/hardening.py"),
     ("ui/chat_tab.py", "ui/chat_tab.py"),
+    ("ui/slots.py", "ui/slots.py"),
     ("ui/library_tab.py", "ui/library_tab.py"),
     ("ui/chat_engine.py", "ui/engine.py"),
     *[(f"artifacts/{f.name}", f"artifacts/{f.name}") for f in sorted((PROJECT_ROOT / "artifacts").glob("*.py"))],

@@ -71,9 +71,16 @@ def _detect(obj, where: str) -> str:
     if isinstance(obj, dict) and ("prompt" in obj or "response" in obj):
         return "prompt"
     keys = sorted(obj) if isinstance(obj, dict) else []
-    raise DataError(f"{where}: cannot tell the format from the first example (keys {keys[:20]}); expected "
+    raise DataError(f"{where}: cannot tell the format from the first example (keys {_keys(keys)}); expected "
                     "{\"prompt\", \"response\"}, {\"messages\": [...]}, Alpaca's {\"instruction\", \"input\", "
                     "\"output\"} or ShareGPT's {\"conversations\": [...]}")
+
+
+def _keys(keys) -> str:
+    """Keys named in a message: at most 10, each cut to 40 characters (a file's keys are the uploader's text)."""
+    keys = [str(k) for k in keys]
+    shown = ", ".join(k if len(k) <= 40 else k[:40] + "…" for k in keys[:10])
+    return shown + (f" and {len(keys) - 10:,} more" if len(keys) > 10 else "")
 
 
 def _nonempty_str(value, what: str, where: str) -> str:
@@ -182,7 +189,7 @@ def _normalize(obj, fmt: str, where: str) -> dict:
             raise DataError(f"{where}: missing key(s) {', '.join(missing)} (format 'prompt' needs "
                             "\"prompt\" and \"response\")")
         if extra:
-            raise DataError(f"{where}: unexpected key(s) {', '.join(extra)} (format 'prompt' has only "
+            raise DataError(f"{where}: unexpected key(s) {_keys(extra)} (format 'prompt' has only "
                             "\"prompt\" and \"response\")")
         return _checked([{"role": "user", "content": _nonempty_str(obj["prompt"], "prompt", where)},
                          {"role": "assistant", "content": _nonempty_str(obj["response"], "response", where)}], where)
@@ -191,7 +198,7 @@ def _normalize(obj, fmt: str, where: str) -> dict:
         raise DataError(f"{where}: missing key messages (format 'messages')")
     extra = sorted(set(obj) - {"messages"})
     if extra:
-        raise DataError(f"{where}: unexpected key(s) {', '.join(extra)} (format 'messages' has only "
+        raise DataError(f"{where}: unexpected key(s) {_keys(extra)} (format 'messages' has only "
                         "\"messages\")")
     msgs = _turns(obj["messages"], "messages", where)
     out = []
@@ -204,10 +211,10 @@ def _normalize(obj, fmt: str, where: str) -> dict:
         if missing:
             raise DataError(f"{w}: missing key(s) {', '.join(missing)}")
         if extra:
-            raise DataError(f"{w}: unexpected key(s) {', '.join(extra)}")
+            raise DataError(f"{w}: unexpected key(s) {_keys(extra)}")
         role = m["role"]
         if role not in ROLES:
-            raise DataError(f"{w}: unknown role {role!r}; roles are {', '.join(ROLES)}")
+            raise DataError(f"{w}: unknown role {str(role)[:40]!r}; roles are {', '.join(ROLES)}")
         out.append({"role": role, "content": _nonempty_str(m["content"], "content", w)})
     return _checked(out, where)
 

@@ -155,7 +155,7 @@ def download_bytes(info, repo_id: str | None = None) -> int:
     total = 0
     for f in filter_repo_objects(files, allow_patterns=ALLOW_PATTERNS):
         size = files[f].lfs.size if files[f].lfs else files[f].size
-        if not isinstance(size, int) or size < 0:
+        if type(size) is not int or size < 0:  # (not a bool: True passed as a size of 1 byte)
             raise ModelNotFound(f"{getattr(info, 'id', None) or repo_id}: the Hub gave no size for {f[:200]}, so the "
                                 "download cannot be checked against the free disk; it is not downloaded")
         if repo_id and getattr(info, "sha", None):

@@ -235,7 +235,7 @@ def test_export_space_folder(artifacts, tmp_path):
                                            "live.py", "og_backend.py")),
                  *(f"artifacts/{f}" for f in ("__init__.py", "adapter_file.py", "library.py", "limits.py", "names.py",
                                               "policy.py", "publish.py", "workspace.py")), ".studio-export",
-                 "ui/__init__.py", "ui/interface.py", "ui/hardening.py", "ui/chat_tab.py", "ui/library_tab.py", "ui/engine.py"}
+                 "ui/__init__.py", "ui/interface.py", "ui/hardening.py", "ui/chat_tab.py", "ui/slots.py", "ui/library_tab.py", "ui/engine.py"}
                 | base_files | {f"adapters/{a}/{f}" for a in artifacts for f in ("adapter.onnx_adapter",
                                                                                    "metadata.json")})
     assert files == expected
@@ -576,6 +576,8 @@ def test_download_size_check_counts_cached_files_and_refuses_what_it_cannot_size
                                                   sizes=shards, sha="a" * 40)
         hub.repos[("model", "alice/nosize")] = Repo("alice/nosize", "model", public=True, files={"config.json": b"{}"},
                                                     sizes={"model.safetensors": None})
+        hub.repos[("model", "alice/boolsize")] = Repo("alice/boolsize", "model", public=True,
+                                                      files={"config.json": b"{}"}, sizes={"model.safetensors": True})
         env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN")}
         env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_XET="1",
                    HF_HUB_DISABLE_TELEMETRY="1", STUDIO_MAX_MODEL_GB="4", STUDIO_MIN_FREE_GB="0")
@@ -597,6 +599,7 @@ def test_download_size_check_counts_cached_files_and_refuses_what_it_cannot_size
         assert check("alice/half") == "OK"
         out = check("alice/nosize")
         assert out.startswith("MSG alice/nosize: the Hub gave no size for model.safetensors"), out
+        assert check("alice/boolsize").startswith("MSG alice/boolsize: the Hub gave no size"), "true is no size"
 
 
 def test_download_size_counts_what_snapshot_download_takes():

@@ -70,7 +70,7 @@ def test_the_client_is_the_public_address_a_proxy_forwarded():
     """Pass 14: behind a proxy on a private network (a Space's), every visitor had the proxy's address, so the cap
     was 2 answers for all of them. The client is now the public address: the peer's, or the last one a local or
     private proxy appended to X-Forwarded-For; none known (loopback without one, a private chain): no cap."""
-    from ui.chat_tab import ClientSlots
+    from ui.slots import ClientSlots
 
     def req(host, xff=None):
         return gr.Request(client={"host": host}, headers={"x-forwarded-for": xff} if xff else {})
@@ -193,7 +193,7 @@ def test_per_client_limit_sees_the_forwarded_address_over_http(tmp_path):
     from gradio_client import Client
 
     from ui.chat_engine import ChatOnlyEngine
-    from ui.chat_tab import ClientSlots
+    from ui.slots import ClientSlots
     from ui.interface import create_chat_only_ui, launch_kwargs
     ws = make_workspace(tmp_path / "ws")
     demo = create_chat_only_ui(ChatOnlyEngine(root=str(ws), provider="cpu"))
@@ -211,4 +211,56 @@ def test_per_client_limit_sees_the_forwarded_address_over_http(tmp_path):
         assert out[0][-1]["role"] == "assistant" and out[0][-1]["content"], out
         assert svc.slots._held == {"81.2.69.142": 1}, "the answered request gave its slot back"
     finally:
+        demo.close()
+
+
+# ------------------------------------------------------------------ pass 15: nothing slow waits in Gradio's queue
+def test_gate_bounds_per_client_and_in_all():
+    from ui.slots import Gate
+    g = Gate("data check", total=2, per_client=1)
+    a, b, c = (gr.Request(client={"host": h}) for h in ("81.2.69.160", "81.2.69.161", "81.2.69.162"))
+    with g.enter(a) as first:
+        assert first is None
+        with g.enter(a) as again:
+            assert again == "a data check from your address is still running: wait until it ends"
+        with g.enter(b) as second:
+            assert second is None
+            with g.enter(c) as third:
+                assert third == "the server is busy with 2 data checks: try again in a moment"
+        with g.enter(c) as now:
+            assert now is None
+    assert not g.slots._held and g._sem.acquire(blocking=False) and g._sem.acquire(blocking=False)
+
+
+def test_a_flood_of_slow_requests_never_fills_the_queue(tmp_path):
+    """Pass 15: Gradio's queue holds 64 waiting events for the whole server. Data checks (a second or more for a
+    big file) waited there one at a time, so 64 joined previews made every other user's chat '503 Queue is full'
+    for minutes. Slow handlers now never wait: over their bounds they are answered at once. Here every data
+    check slot is taken (as by long previews), 80 previews are joined at once, and a chat still gets its answer."""
+    from artifacts import Workspace
+    from ui.engine import AppEngine
+    from ui.interface import create_ui, launch_kwargs
+    ws = make_workspace(tmp_path / "ws")
+    demo = create_ui(AppEngine(Workspace(ws), provider="cpu"))
+    svc = next(f.fn.__self__ for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "check_data")
+    gates = [svc.data_gate, svc.build_gate]
+    held = [g._sem.acquire(blocking=False) for g in gates for _ in range(g.total)]
+    assert all(held)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, **launch_kwargs())
+    try:
+        raw = _raw(f"http://127.0.0.1:{port}")
+        args = raw.defaults(raw.fn("preview_data"), build_train_file="data/travel/train.jsonl")
+        import concurrent.futures as cf
+        with cf.ThreadPoolExecutor(16) as pool:
+            outs = list(pool.map(lambda _: raw.call("preview_data", args), range(80)))
+        assert all(o["ok"] and "the server is busy with 2 data checks" in o["data"][0] for o in outs), outs[:2]
+        starts = [raw.call("start_build", raw.defaults(raw.fn("start_build"))) for _ in range(3)]
+        assert all(s["ok"] and "build start" in s["data"][1] for s in starts), starts[0]
+        data = ["Hi", [], [], BASE, "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0]
+        assert answer_of(raw.call("chat", data)).strip()
+    finally:
+        for g in gates:
+            for _ in range(g.total):
+                g._sem.release()
         demo.close()

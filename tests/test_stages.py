@@ -132,6 +132,9 @@ BAD = [
      "item 1: the example's texts are 1,200,000 characters; one example may have at most 1,048,576"),
     ("missing.jsonl", '{"prompt": "a", "response": "b"}\n{"prompt": "a"}\n', ":2: missing key(s) response"),
     ("extra.jsonl", '{"prompt": "a", "response": "b", "x": 1}\n', "unexpected key(s) x"),
+    ("manykeys.jsonl", json.dumps({"prompt": "a", "response": "b", **{f"k{i:06}": 0 for i in range(50_000)}}) + "\n",
+     "unexpected key(s) k000000, k000001, k000002, k000003, k000004, k000005, k000006, k000007, k000008, k000009 "
+     "and 49,990 more (format 'prompt'"),
     ("emptyfield.jsonl", '{"prompt": "  ", "response": "b"}\n', "prompt is empty"),
     ("nonstr.jsonl", '{"prompt": 3, "response": "b"}\n', "prompt must be a string"),
     ("role.jsonl", '{"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}\n',

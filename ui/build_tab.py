@@ -28,6 +28,7 @@ from ui.build_form import (FIELD_NAMES, META, MODE_ADAPTER, MODE_BASE, PRESET_FI
 from ui.build_view import (LOG_LINES, LOSS_TITLES, RUNS_SHOWN, job_eval_html, loss_plot, runs_frame, stages_html,
                            status_text)
 from ui.engine import AppEngine, UIError
+from ui.slots import Gate
 
 # ------------------------------------------------------------------ restoring a reloaded page
 # Runs in the browser when the page-load answer arrives: the running job's recipe goes into the form only
@@ -107,6 +108,10 @@ class BuildService:
 
     def __init__(self, app: AppEngine):
         self.app = app
+        # slow work never waits in Gradio's queue (64 places for the whole server: a flood of previews or starts
+        # filled it and every chat got "Queue is full"); over these it is answered at once (ui/slots.py)
+        self.data_gate = Gate("data check", total=2, per_client=1)
+        self.build_gate = Gate("build start", total=1)
 
     def command_of(self, *values):
         try:
@@ -161,10 +166,13 @@ class BuildService:
                 scrub("\n".join(st.lines[-LOG_LINES:])), job_eval_html(self.app, st), runs, run_select, key)
 
     def launch(self, recipe: Recipe) -> str:
-        recipe = self.app.check_recipe(recipe)  # the request policy, before any file is read
-        recipe.validate()
-        check_data(self.app, recipe)
-        return self.app.start(recipe)
+        with self.build_gate.enter() as busy:
+            if busy:
+                raise UIError(busy)
+            recipe = self.app.check_recipe(recipe)  # the request policy, before any file is read
+            recipe.validate()
+            check_data(self.app, recipe)
+            return self.app.start(recipe)
 
     def start(self, *values):
         try:
@@ -185,7 +193,10 @@ class BuildService:
 
     def resume(self, job_id):
         try:
-            self.app.resume(job_id)
+            with self.build_gate.enter() as busy:
+                if busy:
+                    raise UIError(busy)
+                self.app.resume(job_id)
         except (UIError, RuntimeError) as e:
             gr.Warning(self.app.ws.scrub(str(e)))
             return f"⚠ {self.app.ws.scrub(str(e))}"
@@ -201,9 +212,17 @@ class BuildService:
             gr.Warning(self.app.ws.scrub(f"cannot load the recipe of {job_id!r}: {e}"))
             return [gr.update()] * (1 + len(FIELD_NAMES)) + [gr.update()]
 
-    def on_upload(self, file, fmt, template, base_model, trust, eval_file, eval_fraction, seed):
+    def on_upload(self, file, fmt, template, base_model, trust, eval_file, eval_fraction, seed,
+                  request: gr.Request = None):
         if not file:
             return gr.update(), ""
+        with self.data_gate.enter(request) as busy:
+            if busy:
+                gr.Warning(busy)
+                return "", f"⚠ {html.escape(busy)}{NOT_TAKEN}"
+            return self._take_upload(file, fmt, template, base_model, trust, eval_file, eval_fraction, seed)
+
+    def _take_upload(self, file, fmt, template, base_model, trust, eval_file, eval_fraction, seed):
         path = file if isinstance(file, str) else getattr(file, "name", str(file))
         try:
             examples = load_examples(path, fmt or "auto")
@@ -221,9 +240,13 @@ class BuildService:
         return dest, preview_data(self.app, dest, fmt, template, base_model, trust, eval_file=eval_file,
                                   eval_fraction=eval_fraction, seed=seed, examples=examples)
 
-    def check_data(self, train_file, fmt, template, base_model, trust, eval_file="", eval_fraction=0.1, seed=0):
-        return preview_data(self.app, train_file, fmt, template, base_model, trust, eval_file=eval_file,
-                            eval_fraction=eval_fraction, seed=seed)
+    def check_data(self, train_file, fmt, template, base_model, trust, eval_file="", eval_fraction=0.1, seed=0,
+                   request: gr.Request = None):
+        with self.data_gate.enter(request) as busy:
+            if busy:
+                return f"⚠ {html.escape(busy)}"
+            return preview_data(self.app, train_file, fmt, template, base_model, trust, eval_file=eval_file,
+                                eval_fraction=eval_fraction, seed=seed)
 
     def build_recipe(self, overrides: dict) -> dict:
         """Start a build: the default recipe with `overrides` (nested or dotted field names)."""
@@ -373,26 +396,26 @@ def create_build_tab(app: AppEngine) -> BuildTab:
                                comps["adapter_name"], api_visibility="private", queue=False)
     data_inputs = [comps["data_format"], comps["template"], comps["base_model"], comps["trust_remote_code"],
                    comps["eval_file"], comps["eval_fraction"], comps["lora.seed"]]
-    # data checks have their own queue, one at a time: a file of many examples takes seconds and hundreds of MB,
-    # and four at once (in "ui", beside the pickers and library loads) took 4.7 GB and held the pickers up
+    # data checks apart from "ui" (four at once there took 4.7 GB and held the pickers up), and never waiting in the
+    # queue: BuildService.data_gate answers what is over its bounds at once
     upload.upload(svc.on_upload, [upload] + data_inputs, [comps["train_file"], data_preview],
-                  api_visibility="private", concurrency_id="data", concurrency_limit=1)
+                  api_visibility="private", concurrency_id="data", concurrency_limit=None)
     check.click(svc.check_data, [comps["train_file"]] + data_inputs, data_preview, api_name="preview_data",
-                concurrency_id="data", concurrency_limit=1)
+                concurrency_id="data", concurrency_limit=None)
     # (the status line shows no Gradio progress text: "processing | 0.1/0.1s" stayed in it)
     tab.start.click(svc.start, form, [tab.job_id, tab.status, last_key], api_name="start_build",
-                    concurrency_id="build", concurrency_limit=1, show_progress="hidden")
+                    concurrency_id="build", concurrency_limit=None, show_progress="hidden")
     tab.cancel.click(svc.cancel, tab.job_id, tab.status, api_name="cancel_build", concurrency_id="build_ctl",
                      show_progress="hidden")
     tab.resume.click(svc.resume, tab.job_id, tab.status, api_name="resume_build", concurrency_id="build",
-                     concurrency_limit=1, show_progress="hidden").then(lambda: "", None, last_key, queue=False,
+                     concurrency_limit=None, show_progress="hidden").then(lambda: "", None, last_key, queue=False,
                                                 api_visibility="private")
     tab.run_select.input(svc.select_run, tab.run_select, [tab.job_id, last_key], api_visibility="private",
                          queue=False)
     load_recipe.click(svc.load_form, tab.run_select, form + [restore_note], api_visibility="private", queue=False)
     tab.timer.tick(svc.view, [tab.job_id, last_key], view_outputs, api_visibility="private",
                    concurrency_id="poll", concurrency_limit=None, show_progress="hidden")
-    gr.api(svc.build_recipe, api_name="build_recipe", concurrency_id="build", concurrency_limit=1)
+    gr.api(svc.build_recipe, api_name="build_recipe", concurrency_id="build", concurrency_limit=None)
     gr.api(svc.job_summary, api_name="job_summary", concurrency_id="poll", concurrency_limit=None)
     gr.api(svc.job_recipe, api_name="job_recipe", concurrency_id="poll", concurrency_limit=None)
 

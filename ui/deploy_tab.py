@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from ui.slots import Gate
+
 HARDWARE_HELP = "CPU hardware installs onnxruntime-genai; GPU hardware the -cuda build with onnxruntime-gpu"
 
 
@@ -127,23 +129,29 @@ def create_deploy_tab(app) -> DeployTab:
         return (gr.update(choices=names, value=base_name), gr.update(choices=fitting, value=fitting),
                 _default_out(app, base_name))
 
+    # one export or push at a time, never waiting in Gradio's queue (a flood of them filled its 64 places for the
+    # whole server): another is answered at once (ui/slots.py)
+    gate = Gate("Space export or push", total=1)
+
     def do_export(b, ads, hw, o, f):
-        msg, path = export_action(app, b, ads, hw, o, f)
+        with gate.enter() as busy:
+            msg, path = (f"⚠ {busy}", None) if busy else export_action(app, b, ads, hw, o, f)
         if msg.startswith("⚠"):
             gr.Warning(msg[2:])
         return msg, (path or gr.update())
 
     def do_push(k, r, t, p, e, fo, b, ads, hw):
-        msg = push_action(app, k, r, t, p, e, fo, b, ads, hw)
+        with gate.enter() as busy:
+            msg = f"⚠ {busy}" if busy else push_action(app, k, r, t, p, e, fo, b, ads, hw)
         if msg.startswith("⚠"):
             gr.Warning(msg[2:])
         return msg
 
     base.change(pickers, base, [base, adapters, out], api_visibility="private", concurrency_id="ui")
     export.click(do_export, [base, adapters, hardware, out, force], [export_message, folder],
-                 api_name="export_space", concurrency_id="deploy", concurrency_limit=1)
+                 api_name="export_space", concurrency_id="deploy", concurrency_limit=None)
     push.click(do_push, [kind, repo_id, token, private, exist_ok, folder, base, adapters, hardware],
-               push_message, api_visibility="private", concurrency_id="deploy", concurrency_limit=1)
+               push_message, api_visibility="private", concurrency_id="deploy", concurrency_limit=None)
     tab = DeployTab(base, adapters, hardware, out, export, export_message, kind, repo_id, token, private,
                     exist_ok, folder, push, push_message)
     tab.on_load = (pickers, base, [base, adapters, out])
