@@ -138,6 +138,10 @@ class _TooBig(Exception):
     pass
 
 
+class _TooManyValues(Exception):
+    pass
+
+
 class _Busy(Exception):
     pass
 
@@ -169,24 +173,37 @@ DENIED_ROUTES = frozenset(pre + r for pre in ("/gradio_api", "") for r in
                           ("/process_recording", "/deep_link", "/component_server"))
 
 
+MAX_JSON_VALUES = 20_000  # values of any kind (numbers, strings, null too): a chat history of 255,000 zeros (2
+                          # brackets, 510 kB) made Gradio's model check log 48 MB and stall the server ~1 s a request
+                          # (red team pass 16); a compare with 100 messages a pane has ~4,000
+
+
 def json_items(body: bytes) -> int | None:
     """Objects and arrays in a JSON body, or None when it is not JSON (RequestGuard._items parses only bodies
     whose bracket count alone does not settle it)."""
+    counted = json_counts(body)
+    return None if counted is None else counted[0]
+
+
+def json_counts(body: bytes) -> tuple[int, int] | None:
+    """(objects and arrays, values of any kind) in a JSON body, or None when it is not JSON."""
     import json
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    n, todo = 0, [doc]
+    n = values = 0
+    todo = [doc]
     while todo:
         x = todo.pop()
+        values += 1
         if isinstance(x, dict):
             n += 1
             todo.extend(x.values())
         elif isinstance(x, list):
             n += 1
             todo.extend(x)
-    return n
+    return n, values
 
 
 class RequestGuard:
@@ -324,8 +341,10 @@ class RequestGuard:
         in a worker thread, one at a time, so the event loop keeps serving; a request that cannot start its
         parse within PARSE_WAIT_S (a flood of such bodies) gets 503."""
         brackets = body.count(b"{") + body.count(b"[")
-        if brackets <= MAX_JSON_ITEMS or brackets > MAX_BRACKETS:
+        if brackets > MAX_BRACKETS:
             return brackets
+        if brackets <= MAX_JSON_ITEMS and 2 * brackets + body.count(b",") + 1 <= MAX_JSON_VALUES:
+            return brackets  # (values <= 2 x brackets + commas + 1: within both limits without a parse)
         if self._check is None:
             self._check = asyncio.Semaphore(1)
         try:
@@ -333,9 +352,15 @@ class RequestGuard:
         except asyncio.TimeoutError:
             raise _Busy() from None
         try:
-            return await asyncio.to_thread(json_items, body)
+            counted = await asyncio.to_thread(json_counts, body)
         finally:
             self._check.release()
+        if counted is None:
+            return None
+        n, values = counted
+        if values > MAX_JSON_VALUES:
+            raise _TooManyValues(values)
+        return n
 
     @staticmethod
     async def _answer(send, status: int, text: str, headers: list | None = None) -> None:
@@ -461,6 +486,9 @@ class RequestGuard:
                 msgs, items = await self._hold_body(limited_receive, pool, count_items=not login)
             except _TooBig:
                 refused = (413, too_big, [])
+            except _TooManyValues as e:
+                refused = (413, f"request with {e.args[0]:,} JSON values; at most {MAX_JSON_VALUES:,} are accepted "
+                                "(clear the chat)", [])
             except _Busy:
                 refused = (503, "server busy: try again", [(b"retry-after", b"5")])
             except asyncio.TimeoutError:

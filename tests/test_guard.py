@@ -179,6 +179,17 @@ def test_chat_with_thousands_of_tiny_messages_is_refused_before_gradio_parses_it
     assert json_items(normal) <= MAX_JSON_ITEMS
     assert post(normal) == 200 and got == [normal]
     assert post(b"password=x&user=y") == 200 and got[-1] == b"password=x&user=y"  # not JSON: passed on
+    # pass 16: values count too: a history of 255,000 zeros (2 brackets, 510 kB) made Gradio's model check log
+    # 48 MB and stall the server ~1 s; a long real chat (compare, 100 messages a pane, as the page sends them) passes
+    from deploy.launch import MAX_JSON_VALUES, json_counts
+    zeros = b'{"data": ["hi", [' + b"0," * 254_999 + b'0], []], "fn_index": 6, "session_hash": "z"}'
+    assert len(zeros) < guard.max_request and json_counts(zeros)[1] > MAX_JSON_VALUES
+    assert post(zeros) == 413 and got[-1] != zeros
+    page = [{"role": "user" if i % 2 == 0 else "assistant", "content": [{"type": "text", "text": "Hi, there."}],
+             "metadata": None, "options": None} for i in range(100)]
+    real = json.dumps({"data": ["hi", page, page, "default", "travel", "pirate", True, 0.0, 1.0, 0, 64, 1.0, 0],
+                       "fn_index": 6, "session_hash": "y"}).encode()
+    assert json_counts(real)[1] <= MAX_JSON_VALUES and post(real) == 200 and got[-1] == real
 
 
 def test_json_check_routes_are_exact_and_bodies_are_bounded(monkeypatch):

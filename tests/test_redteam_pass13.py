@@ -264,3 +264,81 @@ def test_a_flood_of_slow_requests_never_fills_the_queue(tmp_path):
             for _ in range(g.total):
                 g._sem.release()
         demo.close()
+
+
+# ------------------------------------------------------------------ pass 16: the queue bounded per client and page
+def test_the_queue_is_bounded_per_client_and_page_and_unread_results_are_dropped(tmp_path, monkeypatch):
+    """Pass 16: one client joining cheap events faster than they drain kept Gradio's 64 places full (every other
+    chat '503 Queue is full'), and messages of a session nobody reads piled up for good. Joins now count what the
+    client (its address) and the page (its session) have waiting or running; a session's unread messages are
+    bounded, past that its events end. Over HTTP, on the real queue (limits lowered to see them)."""
+    import time
+
+    from ui import hardening
+    from ui.chat_engine import ChatOnlyEngine
+    from ui.interface import create_chat_only_ui, launch_kwargs
+    ws = make_workspace(tmp_path / "ws")
+    demo = create_chat_only_ui(ChatOnlyEngine(root=str(ws), provider="cpu"))
+    assert demo._queue.pending_messages_per_session.max_size == 256
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, **launch_kwargs())
+    url = f"http://127.0.0.1:{port}"
+    raw = _raw(url)
+    fn = raw.fn("chat")
+    data = ["Hi", [], [], BASE, "travel", "base", False, 0.0, 1.0, 0, 64, 1.0, 0]
+
+    def join(session, xff=None):
+        h = {"x-forwarded-for": xff} if xff else {}
+        return raw.http.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn, "session_hash": session},
+                             headers=h)
+    try:
+        monkeypatch.setattr(hardening, "MAX_EVENTS_PER_CLIENT", 0)  # as if this address had its 16 in the queue
+        r = join("s1", "81.2.69.160")
+        assert r.status_code == 503 and "requests from your address are waiting or running" in r.text, r.text
+        monkeypatch.setattr(hardening, "MAX_EVENTS_PER_CLIENT", 16)
+        monkeypatch.setattr(hardening, "MAX_EVENTS_PER_SESSION", 0)
+        r = join("s2")
+        assert r.status_code == 503 and "requests of this page are waiting or running" in r.text, r.text
+        monkeypatch.setattr(hardening, "MAX_EVENTS_PER_SESSION", 16)
+        monkeypatch.setattr(hardening, "MAX_UNKNOWN_WAITING", 0)
+        assert join("s3", "81.2.69.161").status_code == 200, "a known client is not held by unknown ones"
+        r = join("s4")
+        assert r.status_code == 503 and "busy" in r.text, r.text
+        monkeypatch.setattr(hardening, "MAX_UNKNOWN_WAITING", 48)
+        # a session nobody reads: its answer's messages stop at MAX_UNREAD and the event ends
+        monkeypatch.setattr(hardening, "MAX_UNREAD", 3)
+        assert join("unread").status_code == 200
+        q = demo._queue
+        deadline = time.time() + 60
+        time.sleep(0.5)
+        while any(e.session_hash == "unread" for e in hardening._events(q)) and time.time() < deadline:
+            time.sleep(0.2)
+        assert time.time() < deadline, "the unread event ended"
+        assert q.pending_messages_per_session["unread"].qsize() <= 3
+        monkeypatch.setattr(hardening, "MAX_UNREAD", 64)
+        assert answer_of(raw.call("chat", data)).strip(), "a reader gets its whole answer"
+    finally:
+        demo.close()
+
+
+def test_a_repeated_preview_of_an_unchanged_file_is_not_parsed_again(tmp_path, monkeypatch):
+    """Pass 16: one client previewing the same big file back to back held the data-check slots; a preview of the
+    same unchanged files with the same settings is now answered from memory, a changed file is read again."""
+    from artifacts import Workspace
+    from ui import build_data
+    from ui.engine import AppEngine
+    app = AppEngine(Workspace(make_workspace(tmp_path / "ws")))
+    up = app.ws.root / "uploads"
+    up.mkdir()
+    f = up / "voice.jsonl"
+    f.write_text('{"prompt": "Hi", "response": "Ahoy!"}\n' * 30)
+    reads = []
+    real = build_data.load_examples
+    monkeypatch.setattr(build_data, "load_examples", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    args = (app, "uploads/voice.jsonl", "auto", "", "models/default-hf", False)
+    first = build_data.preview_data(*args)
+    assert first.startswith("✓") and "30 examples" in first and len(reads) == 1
+    assert build_data.preview_data(*args) == first and len(reads) == 1
+    assert build_data.preview_data(*args, eval_fraction=0.2) != first and len(reads) == 2  # other settings
+    f.write_text('{"prompt": "Hi", "response": "Ahoy!"}\n' * 40)
+    assert "40 examples" in build_data.preview_data(*args) and len(reads) == 3

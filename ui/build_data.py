@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import html
+import os
 import shutil
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from artifacts import LimitError, check_uploads_room
@@ -44,9 +47,14 @@ def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_
 
     try:
         path = app.data_file(train_file)
+        eval_path = str(app.data_file(eval_file, "eval_file")) if (eval_file or "").strip() else ""
+        key = (_stat(path), _stat(eval_path), fmt, template, base_model, rows, eval_fraction, seed)
+        with _previews_lock:  # the same files, unchanged, the same settings: no parse
+            if examples is None and key in _previews:
+                _previews.move_to_end(key)
+                return _previews[key]
         if examples is None:
             examples = load_examples(path, fmt or "auto")
-        eval_path = str(app.data_file(eval_file, "eval_file")) if (eval_file or "").strip() else ""
         split = shown(pdata.preview(path, fmt or "auto", eval_path,
                                     float(eval_fraction if eval_fraction is not None else 0.1), int(seed or 0),
                                     examples=examples))
@@ -66,7 +74,29 @@ def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_
         note = f"\n\n(could not load the tokenizer of {base_model!r}: {str(e).splitlines()[0][:200]})"
         texts = ["\n".join(f"{m['role']}: {m['content']}" for m in ex["messages"]) for ex in examples[:rows]]
     blocks = "\n\n".join(f"```text\n{_cap(t)}\n```" for t in texts)
-    return head + note + "\n\n" + blocks
+    out = head + note + "\n\n" + blocks
+    with _previews_lock:
+        _previews[key] = out
+        while len(_previews) > PREVIEWS_KEPT:
+            _previews.popitem(last=False)
+    return out
+
+
+# previews of good files, by the files' identity and the settings: a client repeating the preview of one big file
+# (a second or more each) held the data-check slots for good (red team pass 16)
+PREVIEWS_KEPT = 64
+_previews: OrderedDict = OrderedDict()
+_previews_lock = threading.Lock()
+
+
+def _stat(path) -> tuple | None:
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return str(path), st.st_size, st.st_mtime_ns, st.st_ino
 
 
 PREVIEW_CHARS = 2000  # characters of one rendered example shown in the preview

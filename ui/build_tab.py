@@ -169,6 +169,9 @@ class BuildService:
         with self.build_gate.enter() as busy:
             if busy:
                 raise UIError(busy)
+            running = self.app.running_job()  # (said before the data files are read: they may take seconds)
+            if running is not None:
+                raise UIError(f"job {running} is still running: cancel it or wait until it ends")
             recipe = self.app.check_recipe(recipe)  # the request policy, before any file is read
             recipe.validate()
             check_data(self.app, recipe)

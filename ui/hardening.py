@@ -16,6 +16,8 @@ session when a handler returns gr.update(...) for a component.
   (~2 kB each, from tiny uploads that cost nothing of the upload budget).
 - An upload's parts must be files: a "files" part without a file name (a plain form field) made Gradio's
   upload route raise a TypeError, answered as a bare 500; it is now a 400 with a message.
+- The queue is bounded per client and per page (join_refusal), and a session's unread messages are bounded:
+  Gradio's 64 waiting places are for the whole server, and results nobody read were kept for good.
 - `sweep(dir)`: the launchers give Gradio a folder of its own (deploy/launch.py `private_gradio_dir`) and
   sweep it: Gradio's hourly cache cleanup only deletes files it registered, and uploads it refused half-way
   (a bad file name, a field it ignores, a connection cut off) and the folders of deleted files stayed forever.
@@ -28,7 +30,7 @@ import time
 
 import gradio as gr
 from fastapi import HTTPException
-from gradio import processing_utils, route_utils, routes
+from gradio import processing_utils, queueing, route_utils, routes
 from gradio_client import utils as client_utils
 
 _installed = False
@@ -153,6 +155,66 @@ def _files_only(upload):
     return checked
 
 
+# Gradio's queue: 64 waiting events for the whole server, and no bound per client. One client joining cheap events
+# faster than they drain kept it full (every other chat "503 Queue is full"), and results nobody read piled up in
+# memory without a bound (3,260 events in 25 s: +270 MB, never freed; red team pass 16).
+MAX_EVENTS_PER_CLIENT = 16   # waiting or running, per client (ui/slots.py ClientSlots: a public address or an IPv6 /64)
+MAX_EVENTS_PER_SESSION = 16  # ... per session id (a page: its loads, its chat, the build view's polls)
+MAX_UNKNOWN_WAITING = 48     # waiting events of clients without a known address, together (16 places stay free)
+MAX_UNREAD = 64              # messages of a session nobody has read: past them its events end (a reader drains them)
+
+
+def _events(queue, running: bool = True):
+    for eq in list(queue.event_queue_per_concurrency_id.values()):
+        yield from list(eq.queue)
+    if running:
+        for job in list(queue.active_jobs):
+            yield from (job or [])
+
+
+def join_refusal(queue, client: str | None, session: str | None) -> str | None:
+    """Why a new event of this client and session may not join the queue now, or None."""
+    n_client = n_session = 0
+    for ev in _events(queue):
+        n_client += client is not None and getattr(ev, "studio_client", None) == client
+        n_session += session is not None and ev.session_hash == session
+    if n_client >= MAX_EVENTS_PER_CLIENT:
+        return f"{n_client} requests from your address are waiting or running: wait for them to end"
+    if n_session >= MAX_EVENTS_PER_SESSION:
+        return f"{n_session} requests of this page are waiting or running: wait for them to end"
+    if client is None and sum(getattr(ev, "studio_client", None) is None for ev in _events(queue, running=False)) \
+            >= MAX_UNKNOWN_WAITING:
+        return "the server is busy: try again in a moment"
+    return None
+
+
+def _join_bounded(push):
+    async def bounded(self, body, request, username):
+        from ui.slots import ClientSlots
+        client = ClientSlots.client_of(request)
+        why = join_refusal(self, client, body.session_hash)
+        if why:
+            return False, why, "queue_full"
+        ok, event_id, state = await push(self, body, request, username)
+        event = self.event_ids_to_events.get(event_id) if ok and isinstance(event_id, str) else None
+        if event is not None:
+            event.studio_client = client
+        return ok, event_id, state
+    bounded.__wrapped__ = push
+    return bounded
+
+
+def _unread_bounded(send):
+    def bounded(self, event, message):
+        waiting = self.pending_messages_per_session.get(event.session_hash)
+        if waiting is not None and waiting.qsize() >= MAX_UNREAD:
+            event.alive = False  # nobody reads this session: its work ends, as for a closed page
+            return None
+        return send(self, event, message)
+    bounded.__wrapped__ = send
+    return bounded
+
+
 def install() -> None:
     global _installed
     if _installed:
@@ -162,4 +224,6 @@ def install() -> None:
     routes.upload_fn = _files_only(routes.upload_fn)  # the upload route calls it by this module's global
     progress = route_utils.FileUploadProgress
     progress.track, progress.is_tracked = _bounded(progress.track), _bounded(progress.is_tracked)
+    queueing.Queue.push = _join_bounded(queueing.Queue.push)
+    queueing.Queue.send_message = _unread_bounded(queueing.Queue.send_message)
     _installed = True

@@ -57,6 +57,9 @@ def _finish(demo: gr.Blocks, app, tabs: dict) -> gr.Blocks:
     # to /gradio_api/run/<name>, which ran it outside the concurrency limits (24 chats at once against a
     # limit of 8, red team pass 13); Gradio does this on Spaces by itself. gradio_client uses the queue.
     demo.queue(default_concurrency_limit=4, max_size=64, api_open=False)
+    # the sessions whose undelivered messages Gradio keeps: as many as the session states it keeps (2,000 by default;
+    # each holds up to hardening.MAX_UNREAD messages)
+    demo._queue.pending_messages_per_session.max_size = int(os.environ.get("STUDIO_SESSION_CAPACITY", "256"))
     demo.app_engine = app
     demo.ui_tabs = tabs
     return demo
