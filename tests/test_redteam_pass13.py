@@ -178,10 +178,17 @@ def test_nested_input_over_http_gets_a_message_not_a_traceback(chat_only):
     deep: object = "x"
     for _ in range(900):
         deep = [deep]
-    r = raw.call("chat", ["hi", deep, [], BASE, "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0])
+    r = raw.call("chat", ["hi", [{"role": "user", "content": deep}], [], BASE, "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0])
     assert not r["ok"] and "nested more than 64 levels" in r["error"], json.dumps(r)[:300]
     grown = log.read_bytes()[before:]
     assert b"RecursionError" not in grown and len(grown) < 5000, grown[-2000:]
+    # pass 17: a history that is no history (19,900 zeros, 40 kB) made Gradio's model check log 3.9 MB
+    before = log.stat().st_size
+    r = raw.call("chat", ["hi", [0] * 900, [], BASE, "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0])
+    assert not r["ok"] and "must be a list of messages" in r["error"], json.dumps(r)[:300]
+    r = raw.call("chat", ["hi", [0] * 19_900, [], BASE, "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0])
+    assert not r["ok"] and "19,900 messages; at most 1,000" in r["error"], json.dumps(r)[:300]
+    assert log.stat().st_size - before < 5000, log.read_bytes()[before:][-2000:]
     assert answer_of(raw.call("chat", ["hi", [], [], BASE, "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0])).strip()
 
 
@@ -342,3 +349,50 @@ def test_a_repeated_preview_of_an_unchanged_file_is_not_parsed_again(tmp_path, m
     assert build_data.preview_data(*args, eval_fraction=0.2) != first and len(reads) == 2  # other settings
     f.write_text('{"prompt": "Hi", "response": "Ahoy!"}\n' * 40)
     assert "40 examples" in build_data.preview_data(*args) and len(reads) == 3
+
+
+# ------------------------------------------------------------------ pass 17
+def _ev(client, session, group="ui"):
+    from types import SimpleNamespace
+    return SimpleNamespace(studio_client=client, session_hash=session, concurrency_id=group)
+
+
+def _queue(waiting=(), running=()):
+    from types import SimpleNamespace
+    return SimpleNamespace(event_queue_per_concurrency_id={"all": SimpleNamespace(queue=list(waiting))},
+                           active_jobs=[list(running), None], pending_event_ids_session={})
+
+
+def test_join_bounds_count_chats_networks_and_pages():
+    """Pass 17: chats beyond those a client may stream only held queue places (five addresses filled all 64);
+    an IPv6 subscriber's /64s are bounded together by their /48; pages and unknown clients as before."""
+    from ui.hardening import MAX_EVENTS_PER_NETWORK, join_refusal
+    me = "2a01:4f8:1234:5600::/64"
+    q = _queue(waiting=[_ev(me, "s1", "chat")], running=[_ev(me, "s2", "chat")])
+    assert "2 answers from your address are waiting or streaming" in join_refusal(q, me, "s3", "chat")
+    assert join_refusal(q, me, "s3", "ui") is None, "other requests of that client still join"
+    assert join_refusal(q, "81.2.69.160", "s9", "chat") is None, "another client's chats are not held"
+    neighbours = [_ev(f"2a01:4f8:1234:{k:x}00::/64", f"n{k}") for k in range(MAX_EVENTS_PER_NETWORK)]
+    q = _queue(waiting=neighbours)
+    assert "from your network" in join_refusal(q, "2a01:4f8:1234:ff00::/64", "x", "ui")
+    assert join_refusal(q, "2a01:4f8:9999:ff00::/64", "x", "ui") is None
+    q = _queue(waiting=[_ev(None, "page") for _ in range(16)])
+    assert "requests of this page" in join_refusal(q, None, "page", "ui")
+
+
+def test_live_sessions_are_not_dropped_for_new_ones():
+    """Pass 17: Gradio's message store dropped the oldest session past its size even with an answer streaming to
+    it, so 256 new session ids from one client ended every other user's answer. Idle sessions go first now."""
+    from types import SimpleNamespace
+
+    from ui.hardening import LiveSessions
+    q = SimpleNamespace(pending_event_ids_session={"streaming": {"e1"}})
+    store = LiveSessions(q, 3)
+    for k in ("streaming", "a", "b"):
+        store[k] = k
+    for i in range(300):  # a flood of new sessions
+        store[f"new{i}"] = i
+    assert "streaming" in store and len(store) == 3
+    q.pending_event_ids_session["streaming"] = set()  # its answer ended: now it may go
+    store["last"] = 0
+    assert "streaming" not in store and len(store) == 3

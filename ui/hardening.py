@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import OrderedDict
 
 import gradio as gr
 from fastapi import HTTPException
@@ -72,15 +73,36 @@ def has_remote_file(data) -> bool:
     return False
 
 
+MAX_CHAT_MESSAGES = 1_000  # messages of one pane's history a request may send back (a page sends its own panes)
+
+
+def chat_shape_problem(value) -> str | None:
+    """Why a Chatbot input is not a history at all (checked before Gradio's model check, which logged one line per
+    bad item: 19,900 zeros, a 40 kB request, wrote 3.9 MB to the log; red team pass 17), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        return "a chat history must be a list of messages"
+    if len(value) > MAX_CHAT_MESSAGES:
+        return f"a chat history of {len(value):,} messages; at most {MAX_CHAT_MESSAGES:,} (clear the chat)"
+    if not all(isinstance(m, dict) for m in value):
+        return "a chat history must be a list of messages (objects with role and content)"
+    return None
+
+
 def _no_remote_inputs(move):
     async def guarded(data, block, postprocess=False, *args, **kwargs):
         if not postprocess:
+            plain = data.model_dump() if hasattr(data, "model_dump") else data
+            why = chat_shape_problem(plain) if isinstance(block, gr.Chatbot) else None
+            if why:  # (refusals here are the request's fault: no traceback in the server's log)
+                raise gr.Error(why, print_exception=False)
             try:
-                remote = has_remote_file(data.model_dump() if hasattr(data, "model_dump") else data)
+                remote = has_remote_file(plain)
             except TooDeep as e:
-                raise gr.Error(str(e)) from None
+                raise gr.Error(str(e), print_exception=False) from None
             if remote:
-                raise gr.Error("files are taken as uploads only, not by URL")
+                raise gr.Error("files are taken as uploads only, not by URL", print_exception=False)
         return await move(data, block, postprocess, *args, **kwargs)
     guarded.__wrapped__ = move
     return guarded
@@ -172,14 +194,30 @@ def _events(queue, running: bool = True):
             yield from (job or [])
 
 
-def join_refusal(queue, client: str | None, session: str | None) -> str | None:
-    """Why a new event of this client and session may not join the queue now, or None."""
-    n_client = n_session = 0
+MAX_EVENTS_PER_NETWORK = 32  # ... per IPv6 /48 (ui/slots.py ClientSlots.network_of: one subscriber has many /64s)
+CHAT_GROUP = "chat"           # the answers' concurrency id (ui/chat_tab.py): per client as many as may stream
+
+
+def join_refusal(queue, client: str | None, session: str | None, concurrency_id: str | None = None) -> str | None:
+    """Why a new event (of `concurrency_id`) of this client and session may not join the queue now, or None."""
+    from ui.slots import ClientSlots
+    network = ClientSlots.network_of(client)
+    n_client = n_session = n_network = n_chats = 0
     for ev in _events(queue):
-        n_client += client is not None and getattr(ev, "studio_client", None) == client
+        theirs = getattr(ev, "studio_client", None)
+        n_client += client is not None and theirs == client
+        n_network += network is not None and ClientSlots.network_of(theirs) == network
         n_session += session is not None and ev.session_hash == session
+        n_chats += client is not None and theirs == client and ev.concurrency_id == CHAT_GROUP
+    per_client_chats = _chats_per_client()
+    if concurrency_id == CHAT_GROUP and per_client_chats and n_chats >= per_client_chats:
+        # answers beyond those a client may stream would only hold queue places (and run later, one after another)
+        return (f"{n_chats} answers from your address are waiting or streaming: wait until one ends (or press "
+                "Stop)")
     if n_client >= MAX_EVENTS_PER_CLIENT:
         return f"{n_client} requests from your address are waiting or running: wait for them to end"
+    if n_network >= MAX_EVENTS_PER_NETWORK:
+        return f"{n_network} requests from your network are waiting or running: wait for them to end"
     if n_session >= MAX_EVENTS_PER_SESSION:
         return f"{n_session} requests of this page are waiting or running: wait for them to end"
     if client is None and sum(getattr(ev, "studio_client", None) is None for ev in _events(queue, running=False)) \
@@ -188,11 +226,16 @@ def join_refusal(queue, client: str | None, session: str | None) -> str | None:
     return None
 
 
+def _chats_per_client() -> int:
+    return int(os.environ.get("STUDIO_CHAT_PER_CLIENT", "2"))
+
+
 def _join_bounded(push):
     async def bounded(self, body, request, username):
         from ui.slots import ClientSlots
         client = ClientSlots.client_of(request)
-        why = join_refusal(self, client, body.session_hash)
+        fn = self.blocks.fns.get(body.fn_index) if isinstance(body.fn_index, int) else None
+        why = join_refusal(self, client, body.session_hash, getattr(fn, "concurrency_id", None))
         if why:
             return False, why, "queue_full"
         ok, event_id, state = await push(self, body, request, username)
@@ -207,12 +250,38 @@ def _join_bounded(push):
 def _unread_bounded(send):
     def bounded(self, event, message):
         waiting = self.pending_messages_per_session.get(event.session_hash)
-        if waiting is not None and waiting.qsize() >= MAX_UNREAD:
-            event.alive = False  # nobody reads this session: its work ends, as for a closed page
+        if waiting is None or waiting.qsize() >= MAX_UNREAD:
+            # nobody reads this session (or it is gone): its work ends, as for a closed page
+            event.alive = False
             return None
         return send(self, event, message)
     bounded.__wrapped__ = send
     return bounded
+
+
+class LiveSessions(OrderedDict):
+    """Gradio's store of undelivered messages per session (an LRU of 2,000 by default): past `max_size` it dropped
+    the oldest session whether or not an answer was streaming to it, so 256 new session ids from one client ended
+    every other user's answer (red team pass 17). This drops the oldest session with nothing in flight instead;
+    sessions with events in flight (bounded by the join limits) are never dropped."""
+
+    def __init__(self, queue, max_size: int, items=()):
+        super().__init__(items)
+        self.queue, self.max_size = queue, max_size
+
+    def __setitem__(self, key, value) -> None:
+        if key in self:
+            self.move_to_end(key)
+        else:
+            busy = self.queue.pending_event_ids_session
+            for old in [k for k in self if not busy.get(k)][:max(0, len(self) + 1 - self.max_size)]:
+                del self[old]
+        super().__setitem__(key, value)
+
+
+def bound_sessions(queue, max_size: int) -> None:
+    """Gives a queue the LiveSessions store (ui/interface.py, once the demo's queue exists)."""
+    queue.pending_messages_per_session = LiveSessions(queue, max_size, queue.pending_messages_per_session.items())
 
 
 def install() -> None:

@@ -58,8 +58,8 @@ def _finish(demo: gr.Blocks, app, tabs: dict) -> gr.Blocks:
     # limit of 8, red team pass 13); Gradio does this on Spaces by itself. gradio_client uses the queue.
     demo.queue(default_concurrency_limit=4, max_size=64, api_open=False)
     # the sessions whose undelivered messages Gradio keeps: as many as the session states it keeps (2,000 by default;
-    # each holds up to hardening.MAX_UNREAD messages)
-    demo._queue.pending_messages_per_session.max_size = int(os.environ.get("STUDIO_SESSION_CAPACITY", "256"))
+    # each holds up to hardening.MAX_UNREAD messages), dropping idle ones first (hardening.LiveSessions)
+    hardening.bound_sessions(demo._queue, int(os.environ.get("STUDIO_SESSION_CAPACITY", "256")))
     demo.app_engine = app
     demo.ui_tabs = tabs
     return demo

@@ -48,6 +48,13 @@ class ClientSlots:
     def _key(cls, ip) -> str:
         return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
 
+    @staticmethod
+    def network_of(client: str | None) -> str | None:
+        """The wider network of an IPv6 client (its /48: one subscriber may hold 65,536 /64s), else None."""
+        if not client or "/" not in client:
+            return None
+        return str(ipaddress.ip_network(client).supernet(new_prefix=48))
+
     @classmethod
     def client_of(cls, request) -> str | None:
         """The client a limit applies to (a public address, an IPv6 /64), or None (no request, none known)."""
