@@ -383,16 +383,15 @@ def test_join_bounds_count_chats_networks_and_pages():
 def test_live_sessions_are_not_dropped_for_new_ones():
     """Pass 17: Gradio's message store dropped the oldest session past its size even with an answer streaming to
     it, so 256 new session ids from one client ended every other user's answer. Idle sessions go first now."""
-    from types import SimpleNamespace
-
     from ui.hardening import LiveSessions
-    q = SimpleNamespace(pending_event_ids_session={"streaming": {"e1"}})
+    q = _queue(running=[_ev("81.2.69.160", "streaming", "chat")])
+    q.pending_event_ids_session = {"streaming": {"e1"}, "unread": {"e2"}}  # (ids an unread session keeps for good)
     store = LiveSessions(q, 3)
-    for k in ("streaming", "a", "b"):
+    for k in ("streaming", "unread", "b"):
         store[k] = k
     for i in range(300):  # a flood of new sessions
         store[f"new{i}"] = i
-    assert "streaming" in store and len(store) == 3
-    q.pending_event_ids_session["streaming"] = set()  # its answer ended: now it may go
+    assert "streaming" in store and "unread" not in store and len(store) == 3
+    q.active_jobs = [[], None]  # its answer ended: now it may go
     store["last"] = 0
     assert "streaming" not in store and len(store) == 3

@@ -272,9 +272,10 @@ class LiveSessions(OrderedDict):
     def __setitem__(self, key, value) -> None:
         if key in self:
             self.move_to_end(key)
-        else:
-            busy = self.queue.pending_event_ids_session
-            for old in [k for k in self if not busy.get(k)][:max(0, len(self) + 1 - self.max_size)]:
+        elif len(self) >= self.max_size:
+            # in flight: waiting or running now (not Gradio's pending ids, which a session nobody reads keeps for good)
+            busy = {ev.session_hash for ev in _events(self.queue)}
+            for old in [k for k in self if k not in busy][:len(self) + 1 - self.max_size]:
                 del self[old]
         super().__setitem__(key, value)
 
