@@ -155,3 +155,13 @@ def test_lora_gemm_graphs_compute_the_lora_chain(tmp_path):
         out = f32(sess.run(["y0"], {"x": x, **{f"base{n}": b for n, b in bases.items()}, **given})[0])
         want = 2 * f32(bases[N]) if v == "none" else lora
         assert np.abs(out - want).max() <= 2e-2 * np.abs(want).max(), v
+
+
+def test_prefill_stall_runs_and_every_setting_gives_the_same_tokens(tmp_path):
+    """bench/prefill_stall.py (its figures are the CPU machine's, in bench/results): every setting and stream count
+    is measured, and reading the prompt in pieces never changes the answer (no timings asserted)."""
+    out = tmp_path / "stall.json"
+    _run(["bench/prefill_stall.py", "--repeats", "1", "--out", str(out)], tmp_path)
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["chunk"], r["streams"]) for r in rows} == {(c, s) for c in ("0", "128", "auto") for s in (1, 2, 4)}
+    assert all(r["same_tokens"] and r["requests"] == r["streams"] and r["prompt_tokens"] > 1000 for r in rows), rows
