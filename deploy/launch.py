@@ -187,7 +187,6 @@ def json_items(body: bytes) -> int | None:
 
 def json_counts(body: bytes) -> tuple[int, int] | None:
     """(objects and arrays, values of any kind) in a JSON body, or None when it is not JSON."""
-    import json
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):

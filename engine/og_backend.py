@@ -100,22 +100,10 @@ class OgBackend:
         try:
             if key is not None:
                 gen.set_active_adapter(self.adapters, key)
-            i, rate = 0, self._prefill_rate
-            while i < len(ids):
-                if stopped():
-                    return
-                step = self._piece(len(ids) - i, rate)
-                if self.prefill_chunk == 0:
-                    gen.append_tokens(ids)
-                else:
-                    with _PREFILL:
-                        t = time.perf_counter()
-                        gen.append_tokens(ids[i:i + step])
-                        rate = step / max(time.perf_counter() - t, 1e-5)  # (slower further into the prompt)
-                    time.sleep(0)  # the others (the event loop) run before the next piece
-                if i == 0:
-                    self._prefill_rate = rate  # a prompt's first piece: where the next one starts
-                i += step
+            if self.prefill_chunk == 0:
+                gen.append_tokens(ids)
+            elif not self._read_in_pieces(gen, ids, stopped):
+                return
             n = 0
             while n < limit and not gen.is_done() and not stopped():
                 gen.generate_next_token()
@@ -128,6 +116,24 @@ class OgBackend:
                 yield tok, now
         finally:
             del gen
+
+    def _read_in_pieces(self, gen, ids, stopped) -> bool:
+        """The prompt appended in pieces (_piece), one piece of any request at a time, the others (the event loop)
+        running between two; False when `stopped` before the end."""
+        i, rate = 0, self._prefill_rate
+        while i < len(ids):
+            if stopped():
+                return False
+            step = self._piece(len(ids) - i, rate)
+            with _PREFILL:
+                t = time.perf_counter()
+                gen.append_tokens(ids[i:i + step])
+                rate = step / max(time.perf_counter() - t, 1e-5)  # (slower further into the prompt)
+            if i == 0:
+                self._prefill_rate = rate  # a prompt's first piece: where the next one starts
+            i += step
+            time.sleep(0)
+        return True
 
     def _piece(self, left: int, rate: float | None) -> int:
         """How many prompt tokens the next append_tokens call takes (all that is left when not in pieces); `rate`:

@@ -151,11 +151,9 @@ _children: dict[int, subprocess.Popen] = {}  # reaped so that finished jobs do n
 
 def _start_time(pid: int) -> str | None:
     """When process pid started (/proc/<pid>/stat field 22, clock ticks since boot); None without /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+    from pipeline.watch import proc_stat
+    fields = proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None
 
 
 def _pid(job_dir: Path) -> int | None:

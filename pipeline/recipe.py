@@ -19,6 +19,7 @@ import yaml
 
 from artifacts import BASE_VARIANT, NAME_RULE, PROJECT_ROOT, safe_name, skeleton
 from artifacts.limits import unicode_problem
+from pipeline.data import FORMATS
 
 DEFAULT_BASE = "models/default-hf"
 DEFAULT_ONNX_BASE = "default"
@@ -103,7 +104,7 @@ class Recipe:
     data_format: str = opt("auto", "'prompt' ({prompt, response}), 'messages' (chat), 'alpaca' ({instruction, "
                                    "input, output}), 'sharegpt' ({conversations: [{from, value}]}) or 'auto' "
                                    "(detected from the first example). JSON Lines or one JSON array.",
-                           choices=["auto", "prompt", "messages", "alpaca", "sharegpt"])
+                           choices=list(FORMATS))
     template: str = opt("", "Text template with {prompt} and {response}; empty: the model's own chat "
                             "template.")
     adapter_name: str = opt("", "Name of the adapter folder in adapters/ (letters, digits, . _ -); empty: "

@@ -27,6 +27,16 @@ def memory_limit_message(used: int, limit: int) -> str:
             "sequence length needs less)")
 
 
+def proc_stat(pid) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (field 3, the state, first), or None. The name (field
+    2) is in parentheses and may hold spaces: the fields start after its last ')'."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2:].split()
+
+
 def tree_rss_bytes(root: int) -> int:
     """Resident memory of `root` and every process below it (children of children too), from /proc. Processes
     that end while it reads are skipped; 0 where /proc is not there."""
@@ -37,14 +47,9 @@ def tree_rss_bytes(root: int) -> int:
     except OSError:
         return 0
     for e in entries:
-        if not e.isdigit():
+        fields = proc_stat(e) if e.isdigit() else None
+        if fields is None:
             continue
-        try:
-            stat = Path(f"/proc/{e}/stat").read_text()
-        except OSError:
-            continue
-        # the command name (field 2) is in parentheses and may hold spaces: split after its last ')'
-        fields = stat[stat.rfind(")") + 2:].split()
         try:
             parents[int(e)] = int(fields[1])    # field 4: ppid
             rss[int(e)] = int(fields[21]) * _PAGE  # field 24: rss in pages

@@ -353,8 +353,12 @@ def test_a_repeated_preview_of_an_unchanged_file_is_not_parsed_again(tmp_path, m
 
 # ------------------------------------------------------------------ pass 17
 def _ev(client, session, group="ui"):
+    """An event in flight as the patched Queue.push leaves it (its client and that client's network marked)."""
     from types import SimpleNamespace
-    return SimpleNamespace(studio_client=client, session_hash=session, concurrency_id=group)
+
+    from ui.slots import ClientSlots
+    return SimpleNamespace(studio_client=client, studio_network=ClientSlots.network_of(client), session_hash=session,
+                           concurrency_id=group)
 
 
 def _queue(waiting=(), running=()):

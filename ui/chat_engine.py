@@ -116,8 +116,8 @@ class ChatEngineSide:
         only once it changed."""
         try:
             with os.scandir(d) as it:
-                return tuple(sorted((e.name, e.stat(follow_symlinks=False).st_mtime_ns,
-                                     e.stat(follow_symlinks=False).st_size) for e in it))
+                stats = [(e.name, e.stat(follow_symlinks=False)) for e in it]
+            return tuple(sorted((name, st.st_mtime_ns, st.st_size) for name, st in stats))
         except OSError:
             return ()
 

@@ -12,7 +12,7 @@ from artifacts import SEED_MAX, clean_message
 from artifacts.limits import without_surrogates
 from engine.live import Pacer
 from ui.chat_engine import ChatEngineSide, UIError, check_conversation, make_sampling
-from ui.slots import ClientSlots
+from ui.slots import ClientSlots, chats_per_client
 
 # at most ~25 UI updates per second (the engine decodes on its own thread; each update costs Gradio a
 # postprocess + diff of the whole chat); STUDIO_STREAM_INTERVAL_S=0 sends every frame the reader can take
@@ -20,8 +20,6 @@ STREAM_INTERVAL_S = float(os.environ.get("STUDIO_STREAM_INTERVAL_S", "0.04"))
 # ... and about 50 per second for all streams together: 8 concurrent users get ~6 updates/s each, so that
 # Gradio's per-update work does not slow the batch they decode in (STUDIO_STREAM_TOTAL_HZ=0: no shared cap)
 PACER = Pacer(float(os.environ.get("STUDIO_STREAM_TOTAL_HZ", "50")))
-
-
 
 # Example prompts (Gradio `examples`) that show base, travel and pirate differ at once (Compare); all but the
 # first are held out of the adapters' training sets. README.md's demo table answers the same prompts.
@@ -146,7 +144,7 @@ class ChatService:
 
     def __init__(self, app: ChatEngineSide):
         self.app = app
-        self.slots = ClientSlots(int(os.environ.get("STUDIO_CHAT_PER_CLIENT", "2")))
+        self.slots = ClientSlots(chats_per_client())
 
     def pickers(self, base_name, va, vb):
         """Refreshes the pickers: bases on disk, variants of the chosen base, refused adapters."""

@@ -184,6 +184,8 @@ MAX_EVENTS_PER_CLIENT = 16   # waiting or running, per client (ui/slots.py Clien
 MAX_EVENTS_PER_SESSION = 16  # ... per session id (a page: its loads, its chat, the build view's polls)
 MAX_UNKNOWN_WAITING = 48     # waiting events of clients without a known address, together (16 places stay free)
 MAX_UNREAD = 64              # messages of a session nobody has read: past them its events end (a reader drains them)
+MAX_EVENTS_PER_NETWORK = 32  # ... per IPv6 /48 (ui/slots.py ClientSlots.network_of: one subscriber has many /64s)
+CHAT_GROUP = "chat"           # the answers' concurrency id (ui/chat_tab.py): per client as many as may stream
 
 
 def _events(queue, running: bool = True):
@@ -194,22 +196,18 @@ def _events(queue, running: bool = True):
             yield from (job or [])
 
 
-MAX_EVENTS_PER_NETWORK = 32  # ... per IPv6 /48 (ui/slots.py ClientSlots.network_of: one subscriber has many /64s)
-CHAT_GROUP = "chat"           # the answers' concurrency id (ui/chat_tab.py): per client as many as may stream
-
-
 def join_refusal(queue, client: str | None, session: str | None, concurrency_id: str | None = None) -> str | None:
     """Why a new event (of `concurrency_id`) of this client and session may not join the queue now, or None."""
-    from ui.slots import ClientSlots
+    from ui.slots import ClientSlots, chats_per_client
     network = ClientSlots.network_of(client)
     n_client = n_session = n_network = n_chats = 0
     for ev in _events(queue):
         theirs = getattr(ev, "studio_client", None)
         n_client += client is not None and theirs == client
-        n_network += network is not None and ClientSlots.network_of(theirs) == network
+        n_network += network is not None and getattr(ev, "studio_network", None) == network
         n_session += session is not None and ev.session_hash == session
         n_chats += client is not None and theirs == client and ev.concurrency_id == CHAT_GROUP
-    per_client_chats = _chats_per_client()
+    per_client_chats = chats_per_client()
     if concurrency_id == CHAT_GROUP and per_client_chats and n_chats >= per_client_chats:
         # answers beyond those a client may stream would only hold queue places (and run later, one after another)
         return (f"{n_chats} answers from your address are waiting or streaming: wait until one ends (or press "
@@ -226,10 +224,6 @@ def join_refusal(queue, client: str | None, session: str | None, concurrency_id:
     return None
 
 
-def _chats_per_client() -> int:
-    return int(os.environ.get("STUDIO_CHAT_PER_CLIENT", "2"))
-
-
 def _join_bounded(push):
     async def bounded(self, body, request, username):
         from ui.slots import ClientSlots
@@ -240,8 +234,8 @@ def _join_bounded(push):
             return False, why, "queue_full"
         ok, event_id, state = await push(self, body, request, username)
         event = self.event_ids_to_events.get(event_id) if ok and isinstance(event_id, str) else None
-        if event is not None:
-            event.studio_client = client
+        if event is not None:  # (join_refusal reads these of every event in flight)
+            event.studio_client, event.studio_network = client, ClientSlots.network_of(client)
         return ok, event_id, state
     bounded.__wrapped__ = push
     return bounded

@@ -5,8 +5,14 @@ Gate adds a bound for everyone together. A request over either is answered at on
 from __future__ import annotations
 
 import ipaddress
+import os
 import threading
 from contextlib import contextmanager
+
+
+def chats_per_client() -> int:
+    """Answers one client may have streaming at once: $STUDIO_CHAT_PER_CLIENT, default 2 (0: no limit)."""
+    return int(os.environ.get("STUDIO_CHAT_PER_CLIENT", "2"))
 
 
 class ClientSlots:
