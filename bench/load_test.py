@@ -1,6 +1,10 @@
 """Load test of the launched app (python app.py) on the default model, CPU: N concurrent gradio_client
 clients spread over the base and the adapters for T seconds. Greedy decoding, so every answer must equal
 the answer to the same request computed alone beforehand (0 errors, 0 answers from the wrong variant).
+On CUDA a batch of several rows rounds in fp16 slightly differently from a batch of one, which can flip a
+greedy near-tie: an answer that differs is counted as such a flip only where the reference's own logits, at
+the first token where the two answers part, hold both tokens within NEAR_TIE of each other (computed by the
+onnxruntime-genai backend with the request's adapter); any other difference counts as a wrong answer.
 The app process's RSS (with its children) is sampled every second.
 
   python bench/load_test.py [--clients 32] [--seconds 120] [--out bench/results/load-<date>.json]
@@ -27,6 +31,11 @@ import psutil  # noqa: E402
 PROMPTS = ["Where should I go in spring?", "What should I pack for a weekend in Lisbon?",
            "Is it safe to drink tap water in Rome?", "Hello, who are you?"]
 MAX_NEW = 16
+# logits this close are a near-tie: fp16 batch rounding on CUDA moves logits by a few hundredths. Measured on
+# the shipped travel adapter, "Is it safe to drink tap water in Rome?": ' The' 12.684, ' For' 12.661 (CPU,
+# fp32), which a batch on an H100 flipped (2026-12-07). A wrong variant parts at the voice's first token, by
+# several logits.
+NEAR_TIE = 0.1
 
 
 def make_ws(root: Path, adapters: list[str]) -> Path:
@@ -47,6 +56,75 @@ def ask(client, prompt: str, variant: str) -> str:
         raise RuntimeError(f"no answer: {stats}")
     c = hist[-1]["content"]
     return c if isinstance(c, str) else json.dumps(c)
+
+
+def answer_text(ans: str) -> str:
+    """The text of an answer as ask() returns it (a string, or the JSON of Gradio's content parts)."""
+    try:
+        parts = json.loads(ans)
+    except ValueError:
+        return ans
+    if isinstance(parts, list):
+        return "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
+    return ans if not isinstance(parts, str) else parts
+
+
+def parting(engine, prompt: str, variant: str, ref: str, got: str) -> dict:
+    """Where two answers to one request part, and the request's own logits there: the two tokens' logits
+    and the top logit, from the onnxruntime-genai backend of `engine` (greedy, alone)."""
+    import numpy as np
+    import onnxruntime_genai as og
+    msgs = [{"role": "user", "content": prompt}]
+    ids, _ = engine.encode(msgs, MAX_NEW)
+    rendered = engine.render(msgs)
+
+    def tokens(text: str) -> list[int]:
+        full = [int(x) for x in engine.tokenizer.encode(rendered + answer_text(text))]
+        if full[:len(ids)] != ids:
+            raise ValueError("the answer does not encode after the prompt")
+        return full[len(ids):]
+    a, b = tokens(ref), tokens(got)
+    k = 0
+    while k < min(len(a), len(b)) and a[k] == b[k]:
+        k += 1
+    if k == min(len(a), len(b)):  # one is a prefix of the other: an end token against a next token
+        return {"at": k, "margin": None}
+    held = engine.registry.acquire(variant)
+    try:
+        gp = og.GeneratorParams(engine.backend.model)
+        gp.set_search_options(max_length=len(ids) + k + 1, do_sample=False)
+        gen = og.Generator(engine.backend.model, gp)
+        if held is not None:
+            gen.set_active_adapter(engine.backend.adapters, held.key)
+        gen.append_tokens(ids + a[:k])
+        z = np.asarray(gen.get_output("logits"), dtype=np.float32)[0][-1]
+        del gen
+    finally:
+        engine.registry.release(held)
+    return {"at": k, "ref_token": a[k], "got_token": b[k], "ref_logit": round(float(z[a[k]]), 4),
+            "got_logit": round(float(z[b[k]]), 4), "top_logit": round(float(z.max()), 4),
+            "margin": round(abs(float(z[a[k]] - z[b[k]])), 4)}
+
+
+def split_flips(model_dir: Path, adapters_dir: Path, wrong: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The differing answers split into near-tie flips and wrong answers (see NEAR_TIE)."""
+    if not wrong:
+        return [], []
+    from engine.chat import ChatEngine
+    engine = ChatEngine(model_dir, adapters_dir, backend="og")
+    flips, bad = [], []
+    try:
+        seen: dict[tuple, dict] = {}
+        for w in wrong:
+            key = (w["request"], w["got"])
+            if key not in seen:
+                seen[key] = parting(engine, *w["request"], w["expected"], w["got"])
+            where = dict(w, parting=seen[key])
+            m = seen[key]["margin"]
+            (flips if m is not None and m <= NEAR_TIE else bad).append(where)
+    finally:
+        engine.close()
+    return flips, bad
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -117,7 +195,7 @@ def run(clients: int = 32, seconds: float = 120, window_s: float = 30, out: str 
                     lat.append(dt)
                     per_variant[rq[1]] += 1
                     if ans != ref[rq]:
-                        wrong.append({"request": rq, "got": ans[:200], "expected": ref[rq][:200]})
+                        wrong.append({"request": rq, "got": ans, "expected": ref[rq]})
         threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
         for t in threads:
             t.start()
@@ -131,6 +209,7 @@ def run(clients: int = 32, seconds: float = 120, window_s: float = 30, out: str 
         wall = time.time() - t_start
         stop.set()
         samp.join()
+        flips, bad = split_flips(ws / "models" / "default", ws / "adapters", wrong)
         rss = [r for _, r in samples]
         ts = [t for t, _ in samples]
         first = [r for t, r in samples if t - ts[0] <= window_s]
@@ -140,8 +219,9 @@ def run(clients: int = 32, seconds: float = 120, window_s: float = 30, out: str 
             "prompts": len(PROMPTS), "max_new_tokens": MAX_NEW, "reference_s": round(ref_s, 1),
             "distinct_reference_answers": distinct, "requests_served": len(lat),
             "requests_per_s": round(len(lat) / wall, 2), "per_variant": per_variant,
-            "errors": len(errors), "error_examples": errors[:5], "wrong_variant_answers": len(wrong),
-            "wrong_examples": wrong[:5],
+            "errors": len(errors), "error_examples": errors[:5], "differing_answers": len(wrong),
+            "near_tie_flips": len(flips), "near_tie_examples": flips[:5], "wrong_variant_answers": len(bad),
+            "wrong_examples": bad[:5],
             "latency_s": {"p50": round(pct(lat, 50), 3), "p90": round(pct(lat, 90), 3),
                           "p99": round(pct(lat, 99), 3), "max": round(max(lat), 3) if lat else None},
             "rss_mb": {"start": round(rss[0] / 1e6, 1), "peak": round(max(rss) / 1e6, 1),
