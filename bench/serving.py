@@ -416,12 +416,14 @@ LEVERS = {"engine-og": "engine forced onto onnxruntime-genai",
           "engine-nofpa": "ort backend, onnxruntime's own int4 kernels on a base built for fpA_intB (STUDIO_FPA_INTB=0)",
           "engine-fpaall": "ort backend, fpA_intB for every run, one session (STUDIO_FPA_INTB=1; default: 2+ rows)"}
 # lever rows of the app part (the launched app under one environment change)
-APP_LEVERS = {"app-nopace": "the app without the shared update budget (STUDIO_STREAM_TOTAL_HZ=0; default 50/s)"}
+APP_LEVERS = {"app-nopace": "the app without the shared update budget (STUDIO_STREAM_TOTAL_HZ=0; default 50/s)",
+              "app-switch": "the app with a GIL switch interval of 0.5 ms (STUDIO_SWITCH_MS=0.5; Python's 5 ms)"}
 SUMMARY_DOC = {
     "base_tok_s / adapter_tok_s": "the serving backend's own decode loop (token ids, no text), batch 1",
     "og_base_tok_s / og_adapter_tok_s": "the onnxruntime-genai loop (exactly N tokens), CUDA graph on CUDA",
     "engine_*_tok_s": "ChatEngine.stream: the stats line's engine decode rate",
     "app_*_tok_s": "the app through gradio_client: tokens over the wall time of /chat",
+    "app_engine_*_tok_s": "the engine decode rate on the app's stats line (the engine inside the app process)",
     "compare_over_one_graph": "compare base vs adapter (N tokens each) over one answer, wall time, engine",
     "users8_aggregate_over_one": "8 concurrent users over base + 2 adapters: aggregate tokens/s over one user's",
     "ttft1024_adapter_ms": "engine time to first token, 1024-token prompt, adapter active",
@@ -446,6 +448,8 @@ def table(s: dict, L: int) -> str:
         (f"serving backend loop ({s.get('backend')})", _f(s["base_tok_s"]), _f(s["adapter_tok_s"])),
         ("ChatEngine.stream (stats line)", _f(s["engine_base_tok_s"]), _f(s["engine_adapter_tok_s"])),
         ("the app, /chat via gradio_client", _f(s["app_base_tok_s"]), _f(s["app_adapter_tok_s"])),
+        ("the engine inside the app (its stats line)", _f(s.get("app_engine_base_tok_s")),
+         _f(s.get("app_engine_adapter_tok_s"))),
     ] + [(label, *(_f(s.get(f"{lever.replace('-', '_')}_{v}_tok_s")) for v in ("base", "adapter")))
          for lever, label in LEVERS.items()] + [
         (label, *(_f(s.get(f"{lever.replace('-', '_')}_app_{v}_tok_s")) for v in ("base", "adapter")))
@@ -480,6 +484,11 @@ def _get(d, *path):
     return d
 
 
+def _first(xs):
+    """The first of a list of figures read off a stats line (None when there is none)."""
+    return xs[0] if isinstance(xs, list) and xs else None
+
+
 def part_report(a) -> dict:
     parts = {}
     for f in sorted(Path(a.parts).glob("*.json")):
@@ -497,6 +506,8 @@ def part_report(a) -> dict:
         "engine_adapter_tok_s": _get(eng, "stream", "adapter", "engine_tok_s"),
         "app_base_tok_s": _get(app, "base", "app_tok_s"),
         "app_adapter_tok_s": _get(app, "adapter", "app_tok_s"),
+        "app_engine_base_tok_s": _first(_get(app, "base", "engine_tok_s")),
+        "app_engine_adapter_tok_s": _first(_get(app, "adapter", "engine_tok_s")),
         "compare_over_one_graph": _get(eng, "compare", "over_one"),
         "users8_aggregate_over_one": _get(eng, "users", "aggregate_over_one"),
         "app_users8_aggregate_over_one": _get(app, "users", "aggregate_over_one"),
@@ -532,6 +543,7 @@ def part_report(a) -> dict:
         e, k = parts.get(lever) or {}, lever.replace('-', '_')
         for v in ("base", "adapter"):
             s[f"{k}_app_{v}_tok_s"] = _get(e, v, "app_tok_s")
+            s[f"{k}_app_engine_{v}_tok_s"] = _first(_get(e, v, "engine_tok_s"))
         s[f"{k}_users8_aggregate_over_one"] = _get(e, "users", "aggregate_over_one")
     s["users8_aggregate_tok_s"] = _get(eng, "users", "aggregate_tok_s")
     for r in hf.get("rows") or []:  # bench/run.py --parts hf: transformers (+ PEFT)
