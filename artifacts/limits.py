@@ -112,18 +112,33 @@ RUNS_ENV = "STUDIO_MAX_RUNS"
 MAX_RUNS_DEFAULT = 1000  # job folders in <workspace>/runs/ (each failed request leaves one, ~30 kB)
 
 
+def max_runs(env: Mapping[str, str] | None = None) -> int:
+    """Job folders runs/ keeps: $STUDIO_MAX_RUNS, default 1,000. A build from the page leaves a run even when it
+    fails at once, and the page lists them; the oldest ended runs make room for new ones (jobs.make_room)."""
+    return max(1, int(_env_number(env, RUNS_ENV, MAX_RUNS_DEFAULT)))
+
+
 def check_runs_room(runs_dir, env: Mapping[str, str] | None = None) -> None:
-    """LimitError when runs/ already holds $STUDIO_MAX_RUNS (default 1,000) job folders: a build from the page
-    leaves a run even when it fails at once, and the page lists them."""
-    limit = int(_env_number(env, RUNS_ENV, MAX_RUNS_DEFAULT))
+    """LimitError when runs/ already holds max_runs() job folders (after jobs.make_room: all of them running
+    or pending)."""
+    limit = max_runs(env)
     try:
         with os.scandir(runs_dir) as it:
-            n = sum(1 for e in it if e.is_dir(follow_symlinks=False))
+            n = sum(1 for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
     except FileNotFoundError:
         return
     if n >= limit:
-        raise LimitError(f"runs/ already holds {n} runs (the limit is {limit}): the operator can remove old runs "
-                         f"or raise {RUNS_ENV}")
+        raise LimitError(f"runs/ already holds {n} runs that are running or pending (the limit is {limit}): "
+                         f"try again when one has ended, or the operator can raise {RUNS_ENV}")
+
+
+LOADED_BASES_ENV = "STUDIO_MAX_LOADED_BASES"
+
+
+def max_loaded_bases(env: Mapping[str, str] | None = None) -> int:
+    """Chat engines (one per base, each holding its model in memory) the app keeps loaded at once:
+    $STUDIO_MAX_LOADED_BASES, default 2; the least recently used idle one is closed to make room."""
+    return max(1, int(_env_number(env, LOADED_BASES_ENV, 2)))
 
 
 JOB_MINUTES_ENV = "STUDIO_MAX_JOB_MIN"

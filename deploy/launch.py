@@ -29,6 +29,7 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -146,6 +147,14 @@ class _Busy(Exception):
     pass
 
 
+class _OverBudget(Exception):
+    pass
+
+
+class _TooSlow(Exception):
+    pass
+
+
 ALL = "*"             # the key of all clients' failed logins together
 ALL_FACTOR = 4        # ... which may fail ALL_FACTOR x FAILS_FREE times before everyone has to wait
 ALL_RESET_S = 600.0   # ... and start again from 0 after ten minutes without a failure
@@ -156,6 +165,9 @@ MAX_JSON_ITEMS = 5000     # objects and arrays in one JSON body: Gradio's parsin
                           # a message (red team: ~7,800 one-character messages in 503 kB took 1.6 CPU-s, 16x a
                           # normal chat); a chat at the prompt limit has far fewer (3 items a message at most)
 BODY_DEADLINE_S = 30.0    # a JSON body (<= 512 kB) not received in this time: 408 (slow-body connections)
+UPLOAD_GRACE_S = 30.0     # an upload body must arrive within UPLOAD_GRACE_S + its size at UPLOAD_MIN_BPS: 408
+UPLOAD_MIN_BPS = 32 * 1024  # (an 8 MB upload: 4.5 minutes) otherwise idle connections are held for good
+UPLOAD_MIN_CHARGE = 4096  # bytes an upload costs the budget at least (the list of recent ones stays short)
 BUFFER_CAP = 64 * 2**20   # bytes of bodies held at once for the item check, all requests together, counted as they
                           # arrive (headers declaring big bodies hold nothing): 503 beyond
 ANON_MAX = 16 * 1024      # POST bodies of clients not signed in (auth on): the login form, Gradio's few open routes
@@ -171,6 +183,13 @@ UPLOAD_ROUTES = ("/gradio_api/upload",)    # /gradio_api/run/login or .../run/up
 # made a full session state per new session id (no component here has server functions).
 DENIED_ROUTES = frozenset(pre + r for pre in ("/gradio_api", "") for r in
                           ("/process_recording", "/deep_link", "/component_server"))
+# ... and route families, by prefix (red-team pass 18): custom_component answered without login and printed its
+# raw path into the operator's log (12 kB a request, newlines and terminal escapes included); monitoring told
+# any signed-in client what all sessions did; the rest serve features this app does not have (profiling, run
+# history, vibe editing, dev reload, media streams, the proxy to other Spaces)
+DENIED_PREFIXES = tuple(pre + r for pre in ("/gradio_api", "") for r in
+                        ("/custom_component/", "/monitoring", "/profiling/", "/run-history/", "/vibe-",
+                         "/undo-vibe-edit", "/dev/reload", "/stream/", "/proxy="))
 
 
 MAX_JSON_VALUES = 20_000  # values of any kind (numbers, strings, null too): a chat history of 255,000 zeros (2
@@ -218,7 +237,8 @@ class RequestGuard:
         self.fails_free, self.max_wait_s, self.clock = fails_free, max_wait_s, clock
         self.upload_budget = int(upload_budget if upload_budget is not None else 20 * self.max_body)
         self._fails: dict[str, tuple[int, float]] = {}   # client -> (failures, time of the last one)
-        self._uploads: list[list] = []                   # [time, bytes] of recent upload bodies
+        self._uploads: deque[list] = deque()             # [time, bytes, counted] of recent upload bodies, oldest first
+        self._uploaded = 0                               # their bytes together
         self._lock = threading.Lock()
         self._buffered_in = {"user": 0, "anon": 0}        # bytes of bodies held for the item check, per pool
         self._check = None                                # asyncio.Semaphore: one parse at a time, off the loop
@@ -226,8 +246,23 @@ class RequestGuard:
     def _recent_locked(self) -> int:
         """(self._lock held) Bytes of upload bodies taken in the last UPLOAD_WINDOW_S; older ones forgotten."""
         cut = self.clock() - UPLOAD_WINDOW_S
-        self._uploads = [e for e in self._uploads if e[0] >= cut]
-        return sum(e[1] for e in self._uploads)
+        while self._uploads and self._uploads[0][0] < cut:
+            e = self._uploads.popleft()
+            self._uploaded -= e[1]
+            e[2] = False  # (one still arriving is no longer counted)
+        return self._uploaded
+
+    def _charge_locked(self, entry: list, received: int) -> bool:
+        """(self._lock held) An upload's charge brought to what has arrived (UPLOAD_MIN_CHARGE at least); False,
+        and nothing charged, when that would pass the budget."""
+        more = max(UPLOAD_MIN_CHARGE, received) - entry[1]
+        if more <= 0 or not entry[2]:
+            return True
+        if self._recent_locked() + more > self.upload_budget:
+            return False
+        entry[1] += more
+        self._uploaded += more
+        return True
 
     def uploaded_recently(self) -> int:
         """Bytes of upload bodies received in the last UPLOAD_WINDOW_S."""
@@ -373,7 +408,7 @@ class RequestGuard:
         if scope.get("type") != "http":
             return await self.app(scope, receive, send)
         method, path = scope.get("method"), scope.get("path", "").rstrip("/")
-        if path in DENIED_ROUTES:
+        if path in DENIED_ROUTES or path.startswith(DENIED_PREFIXES):
             return await self._answer(send, 404, "not found")
         if any(k == b"range" for k, _ in scope.get("headers") or []):
             # Gradio's ranged file answer (/file=, and its old /file/ route) copied every request header, the
@@ -423,32 +458,45 @@ class RequestGuard:
                 return await self._answer(send, 429, f"too many failed logins: try again in {wait:.0f} s",
                                           [(b"retry-after", str(int(wait) + 1).encode())])
             self._record(client, ok=False)  # counted now; undone below if it succeeds
-        reserved, entry = 0, None
+        entry, upload_by = None, 0.0
+        over_budget = (429, f"this server took its upload budget of {self.upload_budget / 1e6:g} MB for the hour: "
+                       "try again later", [(b"retry-after", b"600")])
         if upload:
             if declared is None:
                 return await self._answer(send, 411, "uploads need a content-length")
+            # The budget counts what arrives, as it arrives (red-team pass 18: counting what was declared, from
+            # the headers on, let 20 connections that sent no body take the whole budget for as long as they
+            # stayed open); a body that would pass it is cut off. What it declares must fit when it starts.
             with self._lock:
-                if self._recent_locked() + declared > self.upload_budget:
-                    refused = True
-                else:  # at least 4 kB a request: the list stays short (budget / 4 kB entries at most)
-                    refused, reserved = False, max(declared, 4096)
-                    entry = [self.clock(), reserved]  # what it declared, until it ends: then what arrived
+                entry = [self.clock(), 0, True]
+                if self._recent_locked() + declared > self.upload_budget or not self._charge_locked(entry, 0):
+                    entry = None
+                else:
                     self._uploads.append(entry)
-            if refused:
-                return await self._answer(send, 429, f"this server took its upload budget of "
-                                          f"{self.upload_budget / 1e6:g} MB for the hour: try again later",
-                                          [(b"retry-after", b"600")])
+            if entry is None:
+                return await self._answer(send, *over_budget)
+            upload_by = time.monotonic() + UPLOAD_GRACE_S + declared / UPLOAD_MIN_BPS
         received = 0
         started = False
         status = 0
 
         async def limited_receive():
             nonlocal received
-            msg = await receive()
+            if upload:
+                try:
+                    msg = await asyncio.wait_for(receive(), max(0.0, upload_by - time.monotonic()))
+                except asyncio.TimeoutError:
+                    raise _TooSlow() from None
+            else:
+                msg = await receive()
             if msg.get("type") == "http.request":
                 received += len(msg.get("body") or b"")
-                if received > limit + BODY_SLACK * upload or (upload and received > reserved):
-                    raise _TooBig()  # (an upload may not send more than it declared and reserved)
+                if received > limit + BODY_SLACK * upload or (upload and received > declared):
+                    raise _TooBig()  # (an upload may not send more than it declared)
+                if upload:
+                    with self._lock:
+                        if not self._charge_locked(entry, received):
+                            raise _OverBudget()
             return msg
 
         # Gradio 6.31 puts the whole API description (every endpoint, recipe field, base and adapter name) into
@@ -508,14 +556,23 @@ class RequestGuard:
                 return msgs.pop(0) if msgs else await receive()
         try:
             await self.app(scope, app_receive, watched_send)
-        except _TooBig:  # (an upload is counted as what it reserved: it is cut off before it takes more)
+        except (_TooBig, _OverBudget, _TooSlow) as e:  # (cut off before it takes more than it may)
             if started:
                 raise
+            if isinstance(e, _OverBudget):
+                return await self._answer(send, *over_budget)
+            if isinstance(e, _TooSlow):
+                return await self._answer(send, 408, "upload body too slow: it must arrive at "
+                                          f"{UPLOAD_MIN_BPS // 1024} kB/s or more (after {UPLOAD_GRACE_S:g} s)")
             return await self._answer(send, 413, too_big)
         finally:
-            if entry is not None:  # the budget counts what arrived (a request refused before its body, e.g.
-                with self._lock:   # without login, costs nothing), not what was declared
-                    entry[1] = min(received, reserved)  # (what went past the reservation was never handed on)
+            if entry is not None and received == 0:  # refused before its body (e.g. 401): costs nothing
+                with self._lock:
+                    if entry[2]:
+                        self._uploaded -= entry[1]
+                        entry[1], entry[2] = 0, False
+                    if self._uploads and self._uploads[-1] is entry:
+                        self._uploads.pop()
         if login and status and status < 400:
             self._record(client, ok=True)
 

@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 
 from artifacts import LimitError, max_upload_bytes
-from artifacts.limits import unicode_problem
+from artifacts.limits import unicode_problem, without_surrogates
 from artifacts import check_template as _check_template
 
 ROLES = ("system", "user", "assistant")
@@ -48,7 +48,12 @@ def check_file_size(path) -> int:
 
 
 class DataError(ValueError):
-    """Training data that cannot be used; the message names the file, the line and the problem."""
+    """Training data that cannot be used; the message names the file, the line and the problem. It quotes the
+    file (its keys), so lone surrogates are replaced: no UTF-8 writer takes them (Gradio's orjson cut the
+    stream of a preview whose message named a key "\\ud800", red-team pass 18)."""
+
+    def __init__(self, *args):
+        super().__init__(*(without_surrogates(a) if isinstance(a, str) else a for a in args))
 
 
 # ---- text templates ------------------------------------------------------------------------

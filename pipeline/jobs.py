@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -266,7 +267,7 @@ def list_jobs(ws: Workspace | None = None) -> list[JobInfo]:
         return []
     jobs = []
     for d in sorted(ws.runs.iterdir(), reverse=True):
-        if not (d / "recipe.yaml").exists():
+        if d.name.startswith(".") or not (d / "recipe.yaml").exists():
             continue
         key = _stat_key(d)
         hit = _infos.get(d)
@@ -283,6 +284,40 @@ def list_jobs(ws: Workspace | None = None) -> list[JobInfo]:
             _infos[d] = (key, info)
         jobs.append(info)
     return jobs
+
+
+def make_room(ws: Workspace, limit: int) -> list[str]:
+    """Removes ended runs until runs/ holds fewer than `limit` job folders, so that a new run fits; returns the
+    ids removed. Runs that hold nothing (ended with no stage done: a request refused at once, or cancelled
+    before its first stage ended) go first, oldest first; then the oldest other ended runs. A running or
+    pending run is never removed. Without this, a few thousand start-and-cancel requests (0.3 s each) filled
+    runs/ to its limit and refused every later build until the operator cleaned up (red-team pass 18)."""
+    if not ws.runs.exists():
+        return []
+    for left in ws.runs.glob(".*.removing"):  # a removal cut short before
+        shutil.rmtree(left, ignore_errors=True)
+    dirs = [d for d in ws.runs.iterdir() if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")]
+    excess = len(dirs) - limit + 1
+    if excess <= 0:
+        return []
+    candidates = []
+    for d in dirs:
+        st = state(d)
+        if st.status not in _ENDED or is_running(d):
+            continue
+        worth = st.status == "ok" or any(v["state"] == "done" for v in st.stages.values())
+        candidates.append((worth, st.ended or st.started or 0.0, d.name, d))
+    removed = []
+    for _, _, name, d in sorted(candidates)[:excess]:
+        trash = d.with_name(f".{name}.removing")
+        try:
+            d.rename(trash)  # gone from the page at once; deleted below
+        except OSError:
+            continue
+        shutil.rmtree(trash, ignore_errors=True)
+        _infos.pop(d, None)
+        removed.append(name)
+    return removed
 
 
 def wait(job_dir: Path, timeout_s: float | None = None, poll_s: float = 0.2) -> JobState:

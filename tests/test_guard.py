@@ -104,7 +104,8 @@ def test_strangers_cannot_lock_the_owner_out():
 
 def test_upload_burst_with_held_bodies_stays_within_the_budget():
     """Before: uploads were counted when they ended, so 40 sent together were all taken (316 MB against a
-    160 MB budget). Now the declared size is reserved when a request arrives."""
+    160 MB budget). Now what arrives is counted as it arrives (4 kB at least a request), and a body that would
+    pass the budget is cut off (429)."""
     guard, _ = _guard(upload_budget=1_000_000)
     chunk = b"x" * 200_000
 
@@ -116,8 +117,36 @@ def test_upload_burst_with_held_bodies_stays_within_the_budget():
         return await asyncio.gather(*tasks)
 
     codes = asyncio.run(burst())
-    assert codes.count(200) == 5 and codes.count(429) == 15, codes
-    assert guard.uploaded_recently() == 1_000_000
+    assert codes.count(200) == 4 and codes.count(429) == 16, codes
+    assert guard.uploaded_recently() == 4 * 200_000 + 16 * 4096 <= 1_000_000
+
+
+def test_idle_uploads_hold_no_budget_and_are_cut_off(monkeypatch):
+    """Red-team pass 18: 20 signed-in connections that declared 8 MB uploads and sent no body took the whole
+    hourly budget for as long as they stayed open, so every other upload got 429. Now a body is counted as it
+    arrives, so they hold 4 kB each, and one that does not arrive at UPLOAD_MIN_BPS (after UPLOAD_GRACE_S) gets
+    408."""
+    import deploy.launch as dl
+    monkeypatch.setattr(dl, "UPLOAD_GRACE_S", 0.3)
+    monkeypatch.setattr(dl, "UPLOAD_MIN_BPS", 10**12)
+    guard, _ = _guard(upload_budget=8_500_000)
+    guard.max_body = 8_500_000
+
+    async def attack():
+        never = asyncio.Event()
+        idle = [asyncio.create_task(_request(guard, "/gradio_api/upload", b"x" * 100, first=b"", gate=never,
+                                             declare=8_000_000)) for _ in range(20)]
+        await asyncio.sleep(0.05)
+        held = guard.uploaded_recently()
+        other = await _request(guard, "/gradio_api/upload", b"y" * 300_000)  # a real upload meanwhile
+        return held, other, await asyncio.gather(*idle)
+
+    held, other, idle = asyncio.run(attack())
+    assert held == 20 * 4096 and other == 200, (held, other)
+    assert idle == [408] * 20, idle
+    assert guard.uploaded_recently() == 300_000  # (cut off with nothing received: they cost nothing)
+
+
     assert asyncio.run(_request(guard, "/gradio_api/upload", b"x", declare=False)) == 411  # size unknown
 
 

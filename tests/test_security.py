@@ -696,3 +696,37 @@ def test_builds_need_free_disk_and_protected_adapters_stay(tmp_path, monkeypatch
         assert not (ws.adapters / "mine").exists()
     finally:
         eng.close() if hasattr(eng, "close") else None
+
+
+# ---------------------------------------------------------------------------- red-team pass 18 (2026-12-07)
+def test_routes_this_app_does_not_use_are_not_served(sec):
+    """Gradio's custom_component route answered without login and printed its raw path into the operator's log
+    (newlines and terminal escapes included); /monitoring/summary told any signed-in client what every session
+    did. Both, and the other route families this app has no use for, are 404 before Gradio; the page works."""
+    raw, log = sec["raw"], sec["log"]
+    before = log.stat().st_size
+    anon = httpx.Client(base_url=sec["url"], timeout=30)
+    for path in ("/gradio_api/custom_component/x%1B%5B31mMARK%0Afake-line/client/x/y",
+                 "/custom_component/x/client/x/y", "/gradio_api/monitoring", "/monitoring/summary",
+                 "/gradio_api/monitoring/summary", "/monitoring/somekey", "/gradio_api/profiling/summary",
+                 "/gradio_api/vibe-code", "/gradio_api/dev/reload", "/gradio_api/stream/abc",
+                 "/gradio_api/run-history/buckets"):
+        for c in (anon, raw.http):
+            r = c.get(path)
+            assert r.status_code == 404, (path, r.status_code, r.text[:200])
+    assert b"MARK" not in log.read_bytes()[before:]
+    assert raw.http.get("/config").status_code == 200 and answer_of(raw.chat()).strip()
+
+
+def test_a_lone_surrogate_among_a_files_keys_gets_a_message(guard):
+    """A data file whose key is "\\ud800" made the data check's message (which names the keys) unsendable:
+    Gradio's orjson cut the stream and logged a traceback. Now the message comes, the key shown replaced."""
+    raw, log = guard["raw"], guard["log"]
+    before = log.stat().st_size
+    f = raw.upload("k.jsonl", b'{"prompt": "a", "response": "b", "\\ud800": 1}\n')
+    r = raw.preview("", file=f)
+    t = refused(r, "unexpected key")
+    assert "\ufffd" in t, t[:500]
+    r = raw.preview("", file=raw.upload("k2.jsonl", b'{"\\udfff": 1}\n'))
+    refused(r, "cannot tell the format")
+    assert b"Traceback" not in log.read_bytes()[before:]

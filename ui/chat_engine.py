@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import fields
 from pathlib import Path
 
@@ -20,7 +21,11 @@ import artifacts
 
 
 class UIError(Exception):
-    """A problem to show to the user as a message (never as a traceback)."""
+    """A problem to show to the user as a message (never as a traceback). Its text may quote the user's input,
+    so lone surrogates are replaced: Gradio's JSON encoder refuses them and cut the answer (red-team pass 18)."""
+
+    def __init__(self, *args):
+        super().__init__(*(artifacts.limits.without_surrogates(a) if isinstance(a, str) else a for a in args))
 
 
 def make_sampling(**kw):
@@ -73,7 +78,8 @@ class ChatEngineSide:
         self.models_dir = Path(models_dir).resolve() if models_dir else Path(ws.root) / "models"
         self.adapters_dir = Path(adapters_dir).resolve() if adapters_dir else Path(ws.root) / "adapters"
         self.provider = provider
-        self._chat: dict[str, object] = {}
+        self._chat: OrderedDict[str, object] = OrderedDict()  # loaded engines, least recently used first
+        self._held: dict[object, int] = {}  # engine -> requests using it (never closed while held)
         self._chat_lock = threading.Lock()
         self._base_locks: dict[str, threading.Lock] = {}
         self._failed: dict[str, tuple[tuple, str]] = {}  # base -> (its folder's signature, why it did not load)
@@ -121,8 +127,52 @@ class ChatEngineSide:
         except OSError:
             return ()
 
-    def chat(self, base: str | None):
-        """The ChatEngine of models/<base>/ (created on first use, then kept)."""
+    def chat(self, base: str | None, hold: bool = False):
+        """The ChatEngine of models/<base>/, created on first use and kept while it is one of the
+        max_loaded_bases() used last (the least recently used one that no request holds is closed to make room:
+        anyone may publish bases, and each loaded engine kept its model in memory for good, red-team pass 18).
+        hold=True: the caller uses it until release(engine), and it is not closed before that."""
+        while True:
+            eng = self._load(base)
+            with self._chat_lock:
+                if self._chat.get(base) is not eng:  # closed to make room in between: load it again
+                    continue
+                self._chat.move_to_end(base)
+                if hold:
+                    self._held[eng] = self._held.get(eng, 0) + 1
+                evicted = self._evict_locked()
+            for e in evicted:
+                e.close()
+            return eng
+
+    def release(self, eng) -> None:
+        """A request that held `eng` (chat(hold=True)) is done with it."""
+        with self._chat_lock:
+            n = self._held.get(eng, 0) - 1
+            if n > 0:
+                self._held[eng] = n
+            else:
+                self._held.pop(eng, None)
+            evicted = self._evict_locked()
+        for e in evicted:
+            e.close()
+
+    def _evict_locked(self) -> list:
+        """(self._chat_lock held) Engines taken out to keep at most max_loaded_bases(): the least recently used
+        that no request holds; the caller closes them."""
+        cap, out = artifacts.limits.max_loaded_bases(), []
+        for b in list(self._chat):
+            if len(self._chat) <= cap:
+                break
+            if self._held.get(self._chat[b], 0) == 0 and b != next(reversed(self._chat)):
+                out.append(self._chat.pop(b))
+        return out
+
+    def loaded_bases(self) -> list[str]:
+        with self._chat_lock:
+            return list(self._chat)
+
+    def _load(self, base: str | None):
         if not base:
             raise UIError(f"no ONNX base model in {self._shown(self.models_dir)}{self.no_base_hint}")
         if not self._is_base(base):
@@ -163,10 +213,13 @@ class ChatEngineSide:
 
     def variants(self, base: str | None) -> tuple[list[str], list[tuple[str, str]]]:
         """(['base', fitting adapters...], [(refused adapter, reason)]) for one base."""
-        eng = self.chat(base)
-        eng.refresh()
-        names = [n for n in eng.variants() if n != "base"]
-        return ["base"] + names, [(str(n), str(r)) for n, r in eng.refused()]
+        eng = self.chat(base, hold=True)
+        try:
+            eng.refresh()
+            names = [n for n in eng.variants() if n != "base"]
+            return ["base"] + names, [(str(n), str(r)) for n, r in eng.refused()]
+        finally:
+            self.release(eng)
 
     # ------------------------------------------------------------------ library
     def adapters(self, base: str | None = None) -> list[artifacts.AdapterInfo]:

@@ -176,6 +176,7 @@ class ChatService:
         whose answer it is, for the per-client limit."""
         hist_a, hist_b = list(hist_a or []), list(hist_b or [])
         msg = (msg or "").strip()
+        eng = None
         if not msg:
             gr.Warning("Type a message first.")
             yield hist_a, hist_b, "", "⚠ error: empty message"
@@ -184,7 +185,7 @@ class ChatService:
             # both panes, compare or not: the right one is sent back with every frame either way
             check_conversation(msg, *(text_of(m.get("content") if isinstance(m, dict) else None)
                                       for m in hist_a + hist_b))
-            eng = self.app.chat(base_name)
+            eng = self.app.chat(base_name, hold=True)  # (not closed to make room for another base meanwhile)
             err = _variant_error(self.app, base_name, *((va, vb) if cmp else (va,)))
             if err:
                 raise UIError(err)
@@ -192,6 +193,8 @@ class ChatService:
                                    max_new_tokens=int(mx), repetition_penalty=float(rp),
                                    seed=sd or 0)
         except Exception as e:
+            if eng is not None:
+                self.app.release(eng)
             e = self.app._scrubbed(clean_message(e))
             gr.Warning(e)
             # (what is sent back must be valid text: a lone surrogate made Gradio's orjson cut the stream)
@@ -199,6 +202,7 @@ class ChatService:
             return
         client = self.slots.client_of(request)
         if not self.slots.take(client):
+            self.app.release(eng)
             n = self.slots.per_client
             e = (f"{'an answer' if n == 1 else f'{n} answers'} from your address {'is' if n == 1 else 'are'} "
                  "still streaming: wait until one ends (or press Stop) before sending another")
@@ -237,6 +241,7 @@ class ChatService:
             if live is not None:  # Stop, a closed tab or an error: the engine stops after its current step
                 live.cancel()
             self.slots.give(client)
+            self.app.release(eng)
 
 
 def create_chat_tab(app: ChatEngineSide) -> ChatTab:

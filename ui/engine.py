@@ -127,14 +127,16 @@ class AppEngine(ChatEngineSide):
         """Validate, create and launch a job; returns its id. One build at a time per workspace."""
         recipe = self.check_recipe(recipe)
         self._check_room()
-        try:  # (a resume makes no new run)
-            artifacts.limits.check_runs_room(self.ws.runs)
-        except artifacts.LimitError as e:
-            raise UIError(str(e)) from None
         with self._job_lock:
             running = self.running_job()
             if running is not None:
                 raise UIError(f"job {running} is still running: cancel it or wait until it ends")
+            # (a resume makes no new run) the oldest ended runs make room for this one
+            jobs.make_room(self.ws, artifacts.limits.max_runs())
+            try:
+                artifacts.limits.check_runs_room(self.ws.runs)
+            except artifacts.LimitError as e:
+                raise UIError(str(e)) from None
             lend = self.policy.allow_server_token  # the server's HF_TOKEN only when the operator allows it
             job_dir = jobs.create_job(recipe, self.ws, lend_token=lend)  # raises RecipeError
             jobs.launch(job_dir, self.ws, lend_token=lend)

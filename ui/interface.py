@@ -137,5 +137,7 @@ def launch_kwargs() -> dict:
     # every new session id costs Gradio a session state (~330 kB and the inputs it carried) kept until pushed
     # out, 10,000 by default: GBs from one client. This app keeps nothing there that it needs (a chat's history
     # comes with each request), so a few hundred are enough.
-    return {"css": CSS, "theme": gr.themes.Soft(), "run_history": False,
+    # enable_monitoring=False: Gradio's /monitoring summary told any signed-in client every endpoint's use by all
+    # sessions (that someone pushed or deleted), and /monitoring printed its dashboard key (red-team pass 18)
+    return {"css": CSS, "theme": gr.themes.Soft(), "run_history": False, "enable_monitoring": False,
             "state_session_capacity": int(os.environ.get("STUDIO_SESSION_CAPACITY", "256"))}
