@@ -32,26 +32,8 @@ GRADIO_DIR = private_gradio_dir()  # before gradio is imported (below)
 from ui.interface import create_chat_only_ui, create_ui, serve  # noqa: E402
 
 
-def set_switch_interval() -> float:
-    """How long a thread holding the GIL keeps it while another waits: $STUDIO_SWITCH_MS milliseconds (unset:
-    Python's 5 ms). The chat engine's decode thread needs the GIL for a fraction of a millisecond between two
-    device steps of about 2.5 ms; while Gradio's threads serialize an update, it can wait up to the interval
-    for it (bench/serving.py's app-switch lever measures it)."""
-    ms = os.environ.get("STUDIO_SWITCH_MS", "").strip()
-    if ms:
-        try:
-            v = float(ms)
-        except ValueError:
-            raise SystemExit(f"STUDIO_SWITCH_MS must be a number of milliseconds, not {ms!r}") from None
-        if not 0.05 <= v <= 100:
-            raise SystemExit(f"STUDIO_SWITCH_MS must be between 0.05 and 100 ms, not {v}")
-        sys.setswitchinterval(v / 1000)
-    return sys.getswitchinterval()
-
-
 def build_demo(models_dir: str | None = None, adapters_dir: str | None = None, provider: str = "auto",
                chat_only: bool = False, warning: str | None = None, policy: Policy | None = None):
-    set_switch_interval()
     if chat_only:  # read-only chat engine: nothing of pipeline/ (nor torch) is imported
         from ui.chat_engine import ChatOnlyEngine
         return create_chat_only_ui(ChatOnlyEngine(models_dir=models_dir, adapters_dir=adapters_dir,

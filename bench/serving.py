@@ -416,8 +416,9 @@ LEVERS = {"engine-og": "engine forced onto onnxruntime-genai",
           "engine-nofpa": "ort backend, onnxruntime's own int4 kernels on a base built for fpA_intB (STUDIO_FPA_INTB=0)",
           "engine-fpaall": "ort backend, fpA_intB for every run, one session (STUDIO_FPA_INTB=1; default: 2+ rows)"}
 # lever rows of the app part (the launched app under one environment change)
-APP_LEVERS = {"app-nopace": "the app without the shared update budget (STUDIO_STREAM_TOTAL_HZ=0; default 50/s)",
-              "app-switch": "the app with a GIL switch interval of 0.5 ms (STUDIO_SWITCH_MS=0.5; Python's 5 ms)"}
+# (app-switch, STUDIO_SWITCH_MS=0.5, a GIL switch interval of 0.5 ms, was measured on 2026-12-07 and removed: no
+# effect, bench/NOTES.md)
+APP_LEVERS = {"app-nopace": "the app without the shared update budget (STUDIO_STREAM_TOTAL_HZ=0; default 50/s)"}
 SUMMARY_DOC = {
     "base_tok_s / adapter_tok_s": "the serving backend's own decode loop (token ids, no text), batch 1",
     "og_base_tok_s / og_adapter_tok_s": "the onnxruntime-genai loop (exactly N tokens), CUDA graph on CUDA",

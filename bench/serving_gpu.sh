@@ -14,8 +14,6 @@
 #   app             the launched app through gradio_client: /chat base, adapter, compare, 8 clients
 #   app-nopace      (not in the default list) the app part with STUDIO_STREAM_TOTAL_HZ=0: every stream gets its
 #                   own ~25 updates/s, no shared budget (the default shares ~50/s among all streams)
-#   app-switch      (not in the default list) the app part with STUDIO_SWITCH_MS=0.5: a GIL switch interval of
-#                   0.5 ms instead of Python's 5 ms, so the decode thread waits less for Gradio's threads
 #   og              the onnxruntime-genai loop, base and adapter, TTFT 1024
 #   hf              transformers + PEFT (bench/run.py --parts hf, 64 new tokens)
 #   engine-og       lever row: the engine forced onto the og backend (STUDIO_BACKEND=og)
@@ -97,8 +95,6 @@ want engine && run engine "$py" bench/serving.py engine "${common[@]}" --out "$w
 want app && run app "$py" bench/serving.py app "${common[@]}" --out "$work/parts/app.json"
 want app-nopace && run app-nopace env STUDIO_STREAM_TOTAL_HZ=0 "$py" bench/serving.py app "${common[@]}" \
     --out "$work/parts/app-nopace.json"
-want app-switch && run app-switch env STUDIO_SWITCH_MS=0.5 "$py" bench/serving.py app "${common[@]}" \
-    --out "$work/parts/app-switch.json"
 want og && run og "$py" bench/serving.py og "${common[@]}" --out "$work/parts/og.json"
 if want hf && [ -z "${WS:-}" ]; then
     run hf "$py" bench/run.py --model "$hf" --work "$work/w" --parts hf --device "$device" --budget 100000 \

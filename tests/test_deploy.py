@@ -192,23 +192,6 @@ def test_chat_only_ui_does_not_import_torch(artifacts):
     assert heavy == "[]", heavy
 
 
-def test_switch_interval_is_the_operators_and_bad_values_get_a_message(artifacts):
-    """STUDIO_SWITCH_MS sets the app process's GIL switch interval (unset: Python's 5 ms); a value that is no
-    number of milliseconds, or out of range, stops the launch with a message, not a traceback."""
-    code = ("import sys; sys.argv=['app.py']; import app; d = app.build_demo(chat_only=True); "
-            "print(sys.getswitchinterval())")
-    for ms, want in (("0.5", 0.0005), ("", 0.005)):
-        r = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True,
-                           timeout=300, env=dict(os.environ, STUDIO_SWITCH_MS=ms))
-        assert r.returncode == 0, r.stderr[-3000:]
-        assert abs(float(r.stdout.strip().splitlines()[-1]) - want) < 1e-9, (ms, r.stdout)
-    for ms, msg in (("fast", "must be a number of milliseconds"), ("0", "between 0.05 and 100"),
-                    ("nan", "between 0.05 and 100")):
-        r = subprocess.run([sys.executable, "app.py", "--port", "1"], cwd=str(ROOT), capture_output=True,
-                           text=True, timeout=300, env=dict(os.environ, STUDIO_SWITCH_MS=ms))
-        assert r.returncode == 1 and msg in r.stderr and "Traceback" not in r.stderr, (ms, r.stderr[-2000:])
-
-
 def test_auth_protects_the_launched_app(artifacts, tmp_path):
     from gradio_client import Client
     ws = make_ws(tmp_path / "ws", artifacts[:1])
