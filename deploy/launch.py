@@ -175,6 +175,7 @@ ANON_BUFFER_CAP = 16 * 2**20  # ... and what they may hold at once, all together
 ANON_DEADLINE_S = 10.0    # ... and how long their body may take
 MAX_BRACKETS = 50_000     # more brackets than any chat within the prompt limit (32,000 characters) has: 413 unparsed
 PARSE_WAIT_S = 10.0       # the longest wait for the one parse at a time (bodies between the two limits): 503
+LOGOUT_ROUTES = ("/logout", "/gradio_api/logout")
 LOGIN_ROUTES = ("/login",)                 # Gradio's routes, exactly (rstrip("/")): a suffix match let
 UPLOAD_ROUTES = ("/gradio_api/upload",)    # /gradio_api/run/login or .../run/upload skip the JSON check
 # Gradio routes this app never uses, answered 404 before Gradio (red team, 2026-12-07): process_recording
@@ -410,6 +411,11 @@ class RequestGuard:
         method, path = scope.get("method"), scope.get("path", "").rstrip("/")
         if path in DENIED_ROUTES or path.startswith(DENIED_PREFIXES):
             return await self._answer(send, 404, "not found")
+        if path in LOGOUT_ROUTES:
+            # Gradio's /logout ends every session of the user name by default (all_session=true), and everyone on
+            # a shared link signs in as the one user: one GET /logout a second kept every other user out (red-team
+            # pass 19). A logout ends the caller's own session only
+            scope = {**scope, "query_string": b"all_session=false"}
         if any(k == b"range" for k, _ in scope.get("headers") or []):
             # Gradio's ranged file answer (/file=, and its old /file/ route) copied every request header, the
             # session cookie too, into the response, and odd ranges gave 500 or a reset. This app serves no

@@ -730,3 +730,20 @@ def test_a_lone_surrogate_among_a_files_keys_gets_a_message(guard):
     r = raw.preview("", file=raw.upload("k2.jsonl", b'{"\\udfff": 1}\n'))
     refused(r, "cannot tell the format")
     assert b"Traceback" not in log.read_bytes()[before:]
+
+
+def test_a_logout_ends_only_the_callers_session(sec):
+    """Red-team pass 19: Gradio's /logout ends every session of the user name by default, and everyone on a
+    shared link is that one user, so one GET /logout (a second) kept every other user signed out. Now it ends
+    the caller's session only."""
+    victim, other = Raw(sec["url"]), Raw(sec["url"])
+    assert victim.http.get("/gradio_api/info").status_code == 200
+    for path in ("/logout", "/logout?all_session=true", "/gradio_api/logout?all_session=1"):
+        r = other.http.get(path, follow_redirects=False)
+        assert r.status_code in (302, 404), (path, r.status_code)
+        assert victim.http.get("/gradio_api/info").status_code == 200, path
+        assert answer_of(victim.chat()).strip()
+        other.login(USER, PASSWORD)
+    r = victim.http.get("/logout", follow_redirects=False)
+    assert r.status_code == 302 and victim.http.get("/gradio_api/info").status_code == 401
+    assert other.http.get("/gradio_api/info").status_code == 200
