@@ -33,6 +33,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Mapping
 
+from deploy import clients
+
 AUTH_ENV = "STUDIO_AUTH"
 log = logging.getLogger("studio.launch")
 
@@ -168,6 +170,8 @@ BODY_DEADLINE_S = 30.0    # a JSON body (<= 512 kB) not received in this time: 4
 UPLOAD_GRACE_S = 30.0     # an upload body must arrive within UPLOAD_GRACE_S + its size at UPLOAD_MIN_BPS: 408
 UPLOAD_MIN_BPS = 32 * 1024  # (an 8 MB upload: 4.5 minutes) otherwise idle connections are held for good
 UPLOAD_MIN_CHARGE = 4096  # bytes an upload costs the budget at least (the list of recent ones stays short)
+UPLOAD_CLIENT_SHARE = 4   # one client (deploy/clients.py) may take at most 1/4 of the hourly budget (red-team pass 19:
+                          # one client took all 160 MB in 0.6 s with ordinary uploads; unknown clients: no share)
 BUFFER_CAP = 64 * 2**20   # bytes of bodies held at once for the item check, all requests together, counted as they
                           # arrive (headers declaring big bodies hold nothing): 503 beyond
 ANON_MAX = 16 * 1024      # POST bodies of clients not signed in (auth on): the login form, Gradio's few open routes
@@ -238,8 +242,10 @@ class RequestGuard:
         self.fails_free, self.max_wait_s, self.clock = fails_free, max_wait_s, clock
         self.upload_budget = int(upload_budget if upload_budget is not None else 20 * self.max_body)
         self._fails: dict[str, tuple[int, float]] = {}   # client -> (failures, time of the last one)
-        self._uploads: deque[list] = deque()             # [time, bytes, counted] of recent upload bodies, oldest first
-        self._uploaded = 0                               # their bytes together
+        self._uploads: deque[list] = deque()             # [time, bytes, counted, client] of recent upload bodies,
+        self._uploaded = 0                               # oldest first; their bytes together, and per client
+        self._by_client: dict[str, int] = {}
+        self.client_budget = self.upload_budget // UPLOAD_CLIENT_SHARE
         self._lock = threading.Lock()
         self._buffered_in = {"user": 0, "anon": 0}        # bytes of bodies held for the item check, per pool
         self._check = None                                # asyncio.Semaphore: one parse at a time, off the loop
@@ -249,9 +255,23 @@ class RequestGuard:
         cut = self.clock() - UPLOAD_WINDOW_S
         while self._uploads and self._uploads[0][0] < cut:
             e = self._uploads.popleft()
-            self._uploaded -= e[1]
+            self._count_locked(e, -e[1])
             e[2] = False  # (one still arriving is no longer counted)
         return self._uploaded
+
+    def _count_locked(self, entry: list, n: int) -> None:
+        self._uploaded += n
+        if entry[3] is not None:
+            left = self._by_client.get(entry[3], 0) + n
+            if left > 0:
+                self._by_client[entry[3]] = left
+            else:
+                self._by_client.pop(entry[3], None)
+
+    def _fits_locked(self, entry: list, more: int) -> bool:
+        """(self._lock held) Whether `more` bytes of this upload fit the budget and its client's share."""
+        return self._recent_locked() + more <= self.upload_budget and \
+            (entry[3] is None or self._by_client.get(entry[3], 0) + more <= self.client_budget)
 
     def _charge_locked(self, entry: list, received: int) -> bool:
         """(self._lock held) An upload's charge brought to what has arrived (UPLOAD_MIN_CHARGE at least); False,
@@ -259,10 +279,10 @@ class RequestGuard:
         more = max(UPLOAD_MIN_CHARGE, received) - entry[1]
         if more <= 0 or not entry[2]:
             return True
-        if self._recent_locked() + more > self.upload_budget:
+        if not self._fits_locked(entry, more):
             return False
         entry[1] += more
-        self._uploaded += more
+        self._count_locked(entry, more)
         return True
 
     def uploaded_recently(self) -> int:
@@ -473,13 +493,21 @@ class RequestGuard:
             # The budget counts what arrives, as it arrives (red-team pass 18: counting what was declared, from
             # the headers on, let 20 connections that sent no body take the whole budget for as long as they
             # stayed open); a body that would pass it is cut off. What it declares must fit when it starts.
+            from starlette.requests import Request
+            who = clients.client_of(Request(scope))
             with self._lock:
-                entry = [self.clock(), 0, True]
-                if self._recent_locked() + declared > self.upload_budget or not self._charge_locked(entry, 0):
-                    entry = None
+                entry = [self.clock(), 0, True, who]
+                if not self._fits_locked(entry, declared):
+                    entry, own = None, who is not None and self._by_client.get(who, 0) + declared > self.client_budget
+                elif not self._charge_locked(entry, 0):
+                    entry, own = None, False
                 else:
                     self._uploads.append(entry)
             if entry is None:
+                if own:
+                    return await self._answer(send, 429, f"your address took its share ({self.client_budget / 1e6:g} MB) "
+                                              "of this server's hourly upload budget: try again later",
+                                              [(b"retry-after", b"600")])
                 return await self._answer(send, *over_budget)
             upload_by = time.monotonic() + UPLOAD_GRACE_S + declared / UPLOAD_MIN_BPS
         received = 0
@@ -575,7 +603,7 @@ class RequestGuard:
             if entry is not None and received == 0:  # refused before its body (e.g. 401): costs nothing
                 with self._lock:
                     if entry[2]:
-                        self._uploaded -= entry[1]
+                        self._count_locked(entry, -entry[1])
                         entry[1], entry[2] = 0, False
                     if self._uploads and self._uploads[-1] is entry:
                         self._uploads.pop()

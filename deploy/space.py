@@ -60,6 +60,7 @@ CODE = [
     ("ui/chat_engine.py", "ui/engine.py"),
     *[(f"artifacts/{f.name}", f"artifacts/{f.name}") for f in sorted((PROJECT_ROOT / "artifacts").glob("*.py"))],
     ("deploy/launch.py", "deploy/launch.py"),
+    ("deploy/clients.py", "deploy/clients.py"),
     ("deploy/space_app.py", "app.py"),
 ]
 # modules that a Space holds under another name: (name in this project, name in the Space)

@@ -286,12 +286,20 @@ def list_jobs(ws: Workspace | None = None) -> list[JobInfo]:
     return jobs
 
 
+def holds_work(st: JobState) -> bool:
+    """Whether an ended run holds work worth keeping: it finished, or a stage past `prepare` ended (AWQ weights,
+    an ONNX base, an adapter), or fine-tuning took a step (its checkpoint resumes it)."""
+    return st.status == "ok" or st.stages.get("finetune", {}).get("done", 0) > 0 or \
+        any(v["state"] == "done" for name, v in st.stages.items() if name != "prepare")
+
+
 def make_room(ws: Workspace, limit: int) -> list[str]:
-    """Removes ended runs until runs/ holds fewer than `limit` job folders, so that a new run fits; returns the
-    ids removed. Runs that hold nothing (ended with no stage done: a request refused at once, or cancelled
-    before its first stage ended) go first, oldest first; then the oldest other ended runs. A running or
-    pending run is never removed. Without this, a few thousand start-and-cancel requests (0.3 s each) filled
-    runs/ to its limit and refused every later build until the operator cleaned up (red-team pass 18)."""
+    """Removes ended runs that hold no work (holds_work) until runs/ holds fewer than `limit` job folders, oldest
+    first; returns the ids removed. A run that holds work, or is running or pending, is never removed: when only
+    such runs are left, there is no room (artifacts.limits.check_runs_room says so). Without this, a few thousand
+    start-and-cancel requests (0.3 s each) filled runs/ and refused every later build until the operator
+    cleaned up (red-team pass 18); removing runs with work too let them erase other users' resumable and
+    finished runs (pass 19)."""
     if not ws.runs.exists():
         return []
     for left in ws.runs.glob(".*.removing"):  # a removal cut short before
@@ -303,12 +311,10 @@ def make_room(ws: Workspace, limit: int) -> list[str]:
     candidates = []
     for d in dirs:
         st = state(d)
-        if st.status not in _ENDED or is_running(d):
-            continue
-        worth = st.status == "ok" or any(v["state"] == "done" for v in st.stages.values())
-        candidates.append((worth, st.ended or st.started or 0.0, d.name, d))
+        if st.status in _ENDED and not is_running(d) and not holds_work(st):
+            candidates.append((st.ended or st.started or 0.0, d.name, d))
     removed = []
-    for _, _, name, d in sorted(candidates)[:excess]:
+    for _, name, d in sorted(candidates)[:excess]:
         trash = d.with_name(f".{name}.removing")
         try:
             d.rename(trash)  # gone from the page at once; deleted below

@@ -230,7 +230,7 @@ def test_export_space_folder(artifacts, tmp_path):
     files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     base_files = {f"models/{BASE}/{p.name}" for p in (ROOT / "models" / BASE).iterdir() if p.is_file()}
     expected = ({"README.md", "requirements.txt", "app.py", ".gitattributes", "deploy/__init__.py",
-                 "deploy/launch.py",
+                 "deploy/launch.py", "deploy/clients.py",
                  *(f"engine/{f}" for f in ("__init__.py", "chat.py", "registry.py", "sampling.py", "templates.py",
                                            "live.py", "og_backend.py")),
                  *(f"artifacts/{f}" for f in ("__init__.py", "adapter_file.py", "library.py", "limits.py", "names.py",

@@ -273,6 +273,37 @@ def test_held_bodies_count_what_arrived(monkeypatch):
     assert set(idle) == {200} and sum(guard._buffered_in.values()) == 0
 
 
+def test_one_client_takes_at_most_a_quarter_of_the_upload_budget():
+    """Red-team pass 19: one signed-in client took the whole hourly budget (160 MB) in 0.6 s with ordinary
+    uploads, and then everyone's got 429. Now a client (a public address, deploy/clients.py) may take a quarter;
+    others, and clients whose address is not known (a tunnel that forwards none), still upload."""
+    guard, _ = _guard(upload_budget=1_000_000)
+    one = b"x" * 100_000
+    codes = [asyncio.run(_request(guard, "/gradio_api/upload", one, client="81.2.69.160")) for _ in range(4)]
+    assert codes == [200, 200, 429, 429], codes  # 250 kB each: the third would pass it
+    status = []
+
+    async def capture():
+        scope = {"type": "http", "method": "POST", "path": "/gradio_api/upload", "client": ("81.2.69.160", 1),
+                 "headers": [(b"content-length", b"100000")], "app": None}
+
+        async def receive():
+            return {"type": "http.request", "body": one, "more_body": False}
+
+        async def send(msg):
+            status.append(msg)
+        await guard(scope, receive, send)
+    asyncio.run(capture())
+    assert status[0]["status"] == 429 and b"your address took its share (0.25 MB)" in status[1]["body"]
+    # forwarded by a local proxy: the public address it names is the client
+    fwd = asyncio.run(_request(guard, "/gradio_api/upload", one, client="127.0.0.1",
+                               headers=[("x-forwarded-for", "81.2.69.160")]))
+    assert fwd == 429
+    assert asyncio.run(_request(guard, "/gradio_api/upload", one, client="81.2.69.161")) == 200
+    assert asyncio.run(_request(guard, "/gradio_api/upload", one, client="127.0.0.1")) == 200  # unknown: no share
+    assert guard.uploaded_recently() == 400_000
+
+
 def test_upload_budget_counts_what_arrived():
     """Re-attack (fourth pass): the declared size was charged to the hourly upload budget before Gradio's login
     check, so 20 header-only requests without login (401) used up the owner's budget for an hour. Now an

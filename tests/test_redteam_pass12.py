@@ -22,8 +22,6 @@ from pathlib import Path
 
 import pytest
 
-import artifacts
-
 from app_helpers import make_workspace
 
 
@@ -34,8 +32,9 @@ def app(tmp_path):
     return AppEngine(Workspace(make_workspace(tmp_path / "ws")))
 
 
-def _run(ws, name: str, end: str | None, t: float, done: bool = False) -> Path:
-    """A job folder as a job leaves it: its recipe and events (ended with `end`, or still pending)."""
+def _run(ws, name: str, end: str | None, t: float, work: str = "") -> Path:
+    """A job folder as a job leaves it: its recipe and events (ended with `end`, or still pending); work:
+    "prepare" (only that stage done), "steps" (fine-tuning took steps, then stopped) or "" (nothing done)."""
     from pipeline.events import EventLog
     from pipeline.recipe import Recipe
     d = ws.runs / name
@@ -45,44 +44,54 @@ def _run(ws, name: str, end: str | None, t: float, done: bool = False) -> Path:
     log.emit("job_queued", t=t)
     if end:
         log.emit("job_start", t=t)
-        if done:
-            log.emit("stage_end", stage="prepare", state="done", t=t)
+        if work:
+            log.emit("stage_start", stage="prepare", t=t)
+            log.emit("stage_end", stage="prepare", t=t)
+        if work == "steps":
+            log.emit("stage_start", stage="finetune", t=t)
+            log.emit("progress", stage="finetune", done=62, total=400, t=t)
         log.emit("job_end", status=end, t=t + 1)
     return d
 
 
 def test_runs_are_capped_for_the_page_and_the_page_shows_the_newest(app, monkeypatch):
-    """runs/ keeps STUDIO_MAX_RUNS folders: a new build removes the oldest ended runs that hold nothing first,
-    then the oldest other ended ones, never a pending or running one (red-team pass 18: start-and-cancel
-    requests had filled runs/ and refused every later build for good)."""
+    """runs/ keeps STUDIO_MAX_RUNS folders: a new build removes the oldest ended runs that hold no work (pass 18:
+    start-and-cancel requests had filled runs/ and refused every later build for good), never one that holds
+    work (a finished build, fine-tuning steps) nor a pending or running one (pass 19: runs that only finished
+    `prepare` counted as work, so start, prepare, cancel erased other users' resumable runs); when only those
+    are left, a build gets a message."""
     from pipeline import jobs
     from pipeline.jobs import JobInfo
     from pipeline.recipe import Recipe
     from ui.build_view import RUNS_SHOWN, runs_frame
+    from ui.chat_engine import UIError
     ws = app.ws
     ok = _run(ws, "20261207-000000-okrun1", "ok", 100.0)
-    kept = _run(ws, "20261207-000001-resum1", "cancelled", 101.0, done=True)
-    spam = [_run(ws, f"20261207-00001{i}-spam0{i}", "cancelled", 200.0 + i) for i in range(3)]
+    resumable = _run(ws, "20261207-000001-resum1", "cancelled", 101.0, work="steps")
+    spam = [_run(ws, f"20261207-00001{i}-spam0{i}", "cancelled", 200.0 + i, work="prepare" if i else "")
+            for i in range(3)]
     pending = _run(ws, "20261207-000020-pend01", None, 50.0)
     assert [j.status for j in jobs.list_jobs(ws)].count("cancelled") == 4
     assert jobs.make_room(ws, 10) == []
     assert jobs.make_room(ws, 5) == [spam[0].name, spam[1].name]  # 6 runs: room for one more under 5
-    assert sorted(p.name for p in ws.runs.iterdir()) == sorted([ok.name, kept.name, spam[2].name, pending.name])
-    assert jobs.make_room(ws, 2) == [spam[2].name, ok.name, kept.name]  # then the oldest ended, pending stays
-    assert [p.name for p in ws.runs.iterdir()] == [pending.name]
-    assert [j.job_id for j in jobs.list_jobs(ws)] == [pending.name]
+    assert sorted(p.name for p in ws.runs.iterdir()) == sorted([ok.name, resumable.name, spam[2].name, pending.name])
+    assert jobs.make_room(ws, 2) == [spam[2].name]  # then nothing else may go
+    assert sorted(p.name for p in ws.runs.iterdir()) == sorted([ok.name, resumable.name, pending.name])
     # the page's start makes room the same way, then launches (and this test cancels) the job
     shutil.rmtree(pending)  # (a pending run is a running job to the page: it would refuse the start)
     spam = [_run(ws, f"20261207-00003{i}-spam1{i}", "failed", 300.0 + i) for i in range(3)]
-    monkeypatch.setenv("STUDIO_MAX_RUNS", "3")
+    monkeypatch.setenv("STUDIO_MAX_RUNS", "4")
     job = app.start(Recipe(base="default", train_file="data/travel/train.jsonl", adapter_name="fresh1"))
     try:
-        assert sorted(p.name for p in ws.runs.iterdir()) == sorted([spam[1].name, spam[2].name, job])
+        assert sorted(p.name for p in ws.runs.iterdir()) == sorted([ok.name, resumable.name, spam[2].name, job])
     finally:
         app.cancel(job)
-    # runs that are all pending or running leave no room: a message
-    with pytest.raises(artifacts.LimitError, match="runs/ already holds 3 runs that are running or pending"):
-        artifacts.limits.check_runs_room(ws.runs)
+    shutil.rmtree(ws.runs / job)
+    # runs that all hold work leave no room: a message, and nothing removed
+    monkeypatch.setenv("STUDIO_MAX_RUNS", "2")
+    with pytest.raises(UIError, match="runs/ already holds 2 runs .* each running or holding work .* STUDIO_MAX_RUNS"):
+        app.start(Recipe(base="default", train_file="data/travel/train.jsonl", adapter_name="fresh2"))
+    assert sorted(p.name for p in ws.runs.iterdir()) == sorted([ok.name, resumable.name])
     many = [JobInfo(f"j{i}", Path("."), "failed", "a", None, "") for i in range(RUNS_SHOWN + 50)]
     assert len(runs_frame(many)) == RUNS_SHOWN
 

@@ -13,7 +13,13 @@ finding tested where the code decides it:
    any signed-in client what all sessions did: both route families, and the others this app does not use, are
    404 (tests/test_security.py: test_routes_this_app_does_not_use_are_not_served);
 5. every base a chat touched kept its engine (its model) in memory for good, and anyone may publish bases: at
-   most STUDIO_MAX_LOADED_BASES (2) stay loaded, the least recently used idle one is closed (below)."""
+   most STUDIO_MAX_LOADED_BASES (2) stay loaded, the least recently used idle one is closed (below); pass 19: not
+   the default base, so that cycling through other bases does not make its users wait for reloads.
+
+Pass 19 re-attacked these: a logout ended every session of the shared user (tests/test_security.py:
+test_a_logout_ends_only_the_callers_session); one client took the whole hourly upload budget (each client now
+has a share: tests/test_guard.py); runs that had only finished `prepare` counted as work, so start, prepare,
+cancel erased other users' resumable runs (runs with work are now never removed: test_redteam_pass12.py)."""
 from __future__ import annotations
 
 import shutil
@@ -26,52 +32,54 @@ from app_helpers import BASE, make_workspace
 
 
 @pytest.fixture
-def three_bases(tmp_path):
+def bases(tmp_path):
+    """A chat side over four bases: the default and b1..b3 (copies of it)."""
     from artifacts import Workspace
     from ui.chat_engine import ChatEngineSide
     ws = make_workspace(tmp_path / "ws")
-    models = ws / "models"
-    for name in ("b1", "b2"):  # the same ONNX base under other names
-        shutil.copytree(models / BASE, models / name)
+    for name in ("b1", "b2", "b3"):
+        shutil.copytree(ws / "models" / BASE, ws / "models" / name)
     return ChatEngineSide(Workspace(ws), provider="cpu")
 
 
-def test_at_most_two_bases_stay_loaded_and_a_held_one_is_not_closed(three_bases, monkeypatch):
+def test_at_most_two_bases_stay_loaded_and_a_held_one_is_not_closed(bases, monkeypatch):
+    """Two engines at most (STUDIO_MAX_LOADED_BASES): the least recently used idle one is closed, never one a
+    request holds, and never the default base (pass 19: cycling through other bases made its users wait for
+    reloads)."""
     import engine.chat as ec
     closed = []
     real_close = ec.ChatEngine.close
     monkeypatch.setattr(ec.ChatEngine, "close", lambda self: (closed.append(self), real_close(self)))
-    app = three_bases
-    e1, e2 = app.chat(BASE), app.chat("b1")
+    app = bases
+    assert app.default_base() == BASE
+    ed, e1 = app.chat(BASE), app.chat("b1")
     assert app.loaded_bases() == [BASE, "b1"] and closed == []
-    e3 = app.chat("b2")  # a third: the least recently used (BASE) is closed
-    assert app.loaded_bases() == ["b1", "b2"] and closed == [e1]
-    assert app.chat("b1") is e2 and app.loaded_bases() == ["b2", "b1"]  # used: now the most recent
-    # a request holds b2 while two others are loaded: b2 stays, the idle one goes
-    held = app.chat("b2", hold=True)
-    assert held is e3
-    e1b = app.chat(BASE)
-    assert e1b is not e1 and closed == [e1, e2] and app.loaded_bases() == ["b2", BASE]
-    e2b = app.chat("b1")  # over the cap with b2 held: BASE (idle) goes, b2 stays
-    assert closed == [e1, e2, e1b] and app.loaded_bases() == ["b2", "b1"]
-    app.release(held)
-    assert app.loaded_bases() == ["b2", "b1"]
-    # the engine a request holds answers to its end even while other bases load
+    e2 = app.chat("b2")  # a third: the least recently used that is not the default (b1) is closed
+    assert app.loaded_bases() == [BASE, "b2"] and closed == [e1]
+    e1b = app.chat("b1")
+    assert e1b is not e1 and closed == [e1, e2] and app.loaded_bases() == [BASE, "b1"]
+    held = app.chat("b1", hold=True)  # a request holds b1: a load of b2 goes over the cap for the while
+    assert held is e1b
+    e2b = app.chat("b2")
+    assert app.loaded_bases() == [BASE, "b1", "b2"] and closed == [e1, e2]
+    app.release(held)  # then the idle least recently used goes
+    assert app.loaded_bases() == [BASE, "b2"] and closed == [e1, e2, e1b]
+    assert app.chat(BASE) is ed and ed not in closed  # the default stayed loaded throughout
+    # the engine a request holds answers to its end while others cycle through the bases
     from ui.chat_tab import ChatService
     monkeypatch.setattr(gr, "Warning", lambda *a, **k: None)
     svc = ChatService(app)
     frames = svc.respond("Where should I go in May?", [], [], "b2", "travel", "base", False, 0.0, 1.0, 0, 24,
                          1.0, 0)
     next(frames)
-    for name in (BASE, "b1", BASE):
+    for name in ("b1", "b3", "b1", BASE):
         app.chat(name)
-    assert e3 not in closed and app._held.get(e3) == 1
+    assert e2b not in closed and app._held.get(e2b) == 1 and ed not in closed
     last = list(frames)[-1]
     assert last[0][-1]["role"] == "assistant" and last[0][-1]["content"] and "⚠" not in last[3], last[3]
-    assert app._held.get(e3) is None
-    app.chat("b1")
-    assert e3 in closed  # idle now: closed once over the cap
-    assert e2b.backend is not None
+    assert app._held.get(e2b) is None and app.loaded_bases() == ["b2", BASE]
+    app.chat("b3")
+    assert e2b in closed and app.loaded_bases() == [BASE, "b3"]  # idle now: closed once over the cap
 
 
 def test_the_cap_is_the_operators(monkeypatch):
@@ -82,8 +90,8 @@ def test_the_cap_is_the_operators(monkeypatch):
     assert max_loaded_bases({"STUDIO_MAX_LOADED_BASES": "many"}) == 2
 
 
-def test_loads_of_many_bases_at_once_keep_the_cap(three_bases):
-    app = three_bases
+def test_loads_of_many_bases_at_once_keep_the_cap(bases):
+    app = bases
     errors = []
 
     def use(name):
@@ -96,7 +104,7 @@ def test_loads_of_many_bases_at_once_keep_the_cap(three_bases):
                     app.release(e)
         except Exception as ex:  # pragma: no cover - reported below
             errors.append(repr(ex))
-    ts = [threading.Thread(target=use, args=(n,)) for n in (BASE, "b1", "b2") * 2]
+    ts = [threading.Thread(target=use, args=(n,)) for n in (BASE, "b1", "b2", "b3") * 2]
     for t in ts:
         t.start()
     for t in ts:

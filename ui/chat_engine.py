@@ -129,42 +129,47 @@ class ChatEngineSide:
 
     def chat(self, base: str | None, hold: bool = False):
         """The ChatEngine of models/<base>/, created on first use and kept while it is one of the
-        max_loaded_bases() used last (the least recently used one that no request holds is closed to make room:
-        anyone may publish bases, and each loaded engine kept its model in memory for good, red-team pass 18).
+        max_loaded_bases() used last (the least recently used one that no request holds, other than the default
+        base, is closed to make room: anyone may publish bases, and each loaded engine kept its model in memory for
+        good, red-team pass 18).
         hold=True: the caller uses it until release(engine), and it is not closed before that."""
         while True:
             eng = self._load(base)
+            pinned = self.default_base() if len(self._chat) > artifacts.limits.max_loaded_bases() else None
             with self._chat_lock:
                 if self._chat.get(base) is not eng:  # closed to make room in between: load it again
                     continue
                 self._chat.move_to_end(base)
                 if hold:
                     self._held[eng] = self._held.get(eng, 0) + 1
-                evicted = self._evict_locked()
+                evicted = self._evict_locked(pinned)
             for e in evicted:
                 e.close()
             return eng
 
     def release(self, eng) -> None:
         """A request that held `eng` (chat(hold=True)) is done with it."""
+        pinned = self.default_base() if len(self._chat) > artifacts.limits.max_loaded_bases() else None
         with self._chat_lock:
             n = self._held.get(eng, 0) - 1
             if n > 0:
                 self._held[eng] = n
             else:
                 self._held.pop(eng, None)
-            evicted = self._evict_locked()
+            evicted = self._evict_locked(pinned)
         for e in evicted:
             e.close()
 
-    def _evict_locked(self) -> list:
+    def _evict_locked(self, pinned: str | None = None) -> list:
         """(self._chat_lock held) Engines taken out to keep at most max_loaded_bases(): the least recently used
-        that no request holds; the caller closes them."""
+        that no request holds, never the default base (`pinned`: the one the page opens with, so that a client
+        cycling through other bases cannot make its users wait for reloads, red-team pass 19); the caller
+        closes them."""
         cap, out = artifacts.limits.max_loaded_bases(), []
         for b in list(self._chat):
             if len(self._chat) <= cap:
                 break
-            if self._held.get(self._chat[b], 0) == 0 and b != next(reversed(self._chat)):
+            if self._held.get(self._chat[b], 0) == 0 and b != next(reversed(self._chat)) and b != pinned:
                 out.append(self._chat.pop(b))
         return out
 

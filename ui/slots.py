@@ -4,10 +4,11 @@ fill it and every other user's chat got "Queue is full" (red team pass 15). Clie
 Gate adds a bound for everyone together. A request over either is answered at once with a message."""
 from __future__ import annotations
 
-import ipaddress
 import os
 import threading
 from contextlib import contextmanager
+
+from deploy import clients
 
 
 def chats_per_client() -> int:
@@ -21,68 +22,16 @@ class ClientSlots:
     the others wait minutes (red team pass 13). A request over it is answered at once, so a flood drains from the
     queue in milliseconds. Gate (below) uses the same rule for work that must not wait in Gradio's queue.
 
-    The client is a public address: the peer's; or, when the peer is on this machine or a private network (a
-    share tunnel, a Space's proxy, a reverse proxy), the right-most public address of X-Forwarded-For (all its
-    header lines, in order: the proxies append, so that is the one the last proxy saw). An IPv6 client is its /64
-    (one subscriber's network), an IPv4-mapped one its IPv4 address. None known (the local user; proxies that
-    forward no public address): not limited, as its users could not be told apart and one cap for all would let
-    one lock out the others (red team pass 14). What a private-network peer says cannot be checked: a client on
-    the app's own private network can name any address, and so escape the cap or fill another's."""
+    The client is a public address (deploy/clients.py says how it is told; none known: not limited)."""
 
     def __init__(self, per_client: int):
         self.per_client = per_client
         self._lock = threading.Lock()
         self._held: dict[str, int] = {}
 
-    @staticmethod
-    def _address(text: str | None):
-        """An ip_address from a peer or X-Forwarded-For entry ("1.2.3.4", "1.2.3.4:5678", "[v6]:port", "v6%zone"),
-        or None."""
-        t = (text or "").strip().strip('"')
-        if t.startswith("["):
-            t = t[1:t.find("]")] if "]" in t else ""
-        elif t.count(":") == 1:  # IPv4 with a port
-            t = t.split(":")[0]
-        t = t.split("%")[0]
-        try:
-            ip = ipaddress.ip_address(t)
-        except ValueError:
-            return None
-        return ip.ipv4_mapped if ip.version == 6 and ip.ipv4_mapped else ip
-
-    @classmethod
-    def _key(cls, ip) -> str:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
-
-    @staticmethod
-    def network_of(client: str | None) -> str | None:
-        """The wider network of an IPv6 client (its /48: one subscriber may hold 65,536 /64s), else None."""
-        if not client or "/" not in client:
-            return None
-        return str(ipaddress.ip_network(client).supernet(new_prefix=48))
-
-    @classmethod
-    def client_of(cls, request) -> str | None:
-        """The client a limit applies to (a public address, an IPv6 /64), or None (no request, none known)."""
-        if request is None:
-            return None
-        host = getattr(getattr(request, "client", None), "host", None)
-        ip = cls._address(host)
-        if ip is not None and ip.is_global:
-            return cls._key(ip)
-        if ip is None and host:
-            return None  # not an address: unknown
-        try:  # a proxy on this machine or a private network: what the proxies appended, right-most first
-            headers = getattr(request, "headers", None)
-            lines = headers.getlist("x-forwarded-for") if hasattr(headers, "getlist") else \
-                [(headers or {}).get("x-forwarded-for") or ""]
-        except Exception:  # noqa: BLE001 - headers not readable: unknown
-            return None
-        for entry in reversed(",".join(str(x) for x in lines).split(",")):
-            ip = cls._address(entry)
-            if ip is not None and ip.is_global:
-                return cls._key(ip)
-        return None
+    # who the client is (deploy/clients.py: the request guard counts uploads per client by the same rule)
+    client_of = staticmethod(clients.client_of)
+    network_of = staticmethod(clients.network_of)
 
     def take(self, client: str | None) -> bool:
         if client is None or self.per_client <= 0:

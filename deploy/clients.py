@@ -1,0 +1,62 @@
+"""Who a request comes from, for the limits counted per client (ui/slots.py ClientSlots, ui/hardening.py's queue
+bounds, deploy/launch.py's upload shares): a public address. The peer's; or, when the peer is on this machine or
+a private network (a share tunnel, a Space's proxy, a reverse proxy), the right-most public address of
+X-Forwarded-For (all its header lines, in order: the proxies append, so that is the one the last proxy saw). An
+IPv6 client is its /64 (one subscriber's network), an IPv4-mapped one its IPv4 address. None known (the local
+user; proxies that forward no public address): None, and per-client limits do not apply, as its users could
+not be told apart and one limit for all would let one lock out the others (red team pass 14). What a
+private-network peer says cannot be checked: a client on the app's own private network can name any address."""
+from __future__ import annotations
+
+import ipaddress
+
+
+def address(text: str | None):
+    """An ip_address from a peer or X-Forwarded-For entry ("1.2.3.4", "1.2.3.4:5678", "[v6]:port", "v6%zone"),
+    or None."""
+    t = (text or "").strip().strip('"')
+    if t.startswith("["):
+        t = t[1:t.find("]")] if "]" in t else ""
+    elif t.count(":") == 1:  # IPv4 with a port
+        t = t.split(":")[0]
+    t = t.split("%")[0]
+    try:
+        ip = ipaddress.ip_address(t)
+    except ValueError:
+        return None
+    return ip.ipv4_mapped if ip.version == 6 and ip.ipv4_mapped else ip
+
+
+def key(ip) -> str:
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
+
+
+def network_of(client: str | None) -> str | None:
+    """The wider network of an IPv6 client (its /48: one subscriber may hold 65,536 /64s), else None."""
+    if not client or "/" not in client:
+        return None
+    return str(ipaddress.ip_network(client).supernet(new_prefix=48))
+
+
+def client_of(request) -> str | None:
+    """The client a limit applies to (a public address, an IPv6 /64), or None (no request, none known).
+    `request`: anything with .client.host and .headers (Gradio's and Starlette's requests)."""
+    if request is None:
+        return None
+    host = getattr(getattr(request, "client", None), "host", None)
+    ip = address(host)
+    if ip is not None and ip.is_global:
+        return key(ip)
+    if ip is None and host:
+        return None  # not an address: unknown
+    try:  # a proxy on this machine or a private network: what the proxies appended, right-most first
+        headers = getattr(request, "headers", None)
+        lines = headers.getlist("x-forwarded-for") if hasattr(headers, "getlist") else \
+            [(headers or {}).get("x-forwarded-for") or ""]
+    except Exception:  # noqa: BLE001 - headers not readable: unknown
+        return None
+    for entry in reversed(",".join(str(x) for x in lines).split(",")):
+        ip = address(entry)
+        if ip is not None and ip.is_global:
+            return key(ip)
+    return None
