@@ -114,14 +114,13 @@ MAX_RUNS_DEFAULT = 1000  # job folders in <workspace>/runs/ (each failed request
 
 def max_runs(env: Mapping[str, str] | None = None) -> int:
     """Job folders runs/ keeps: $STUDIO_MAX_RUNS, default 1,000. A build from the page leaves a run even when it
-    fails at once, and the page lists them; the oldest ended runs without work make room for new ones
-    (jobs.make_room)."""
+    fails at once, and the page lists them; ended runs make room for new ones (jobs.make_room)."""
     return max(1, int(_env_number(env, RUNS_ENV, MAX_RUNS_DEFAULT)))
 
 
 def check_runs_room(runs_dir, env: Mapping[str, str] | None = None) -> None:
     """LimitError when runs/ already holds max_runs() job folders (after jobs.make_room: every one of them running,
-    pending or holding work)."""
+    pending or another client's resumable run)."""
     limit = max_runs(env)
     try:
         with os.scandir(runs_dir) as it:
@@ -129,8 +128,9 @@ def check_runs_room(runs_dir, env: Mapping[str, str] | None = None) -> None:
     except FileNotFoundError:
         return
     if n >= limit:
-        raise LimitError(f"runs/ already holds {n} runs (the limit is {limit}), each running or holding work (a "
-                         f"checkpoint, a finished build): the operator can remove old runs or raise {RUNS_ENV}")
+        raise LimitError(f"runs/ already holds {n} runs (the limit is {limit}), each running or resumable (stopped "
+                         f"after fine-tuning steps): resume one, or the operator can remove old runs or raise "
+                         f"{RUNS_ENV}")
 
 
 LOADED_BASES_ENV = "STUDIO_MAX_LOADED_BASES"

@@ -60,3 +60,10 @@ def client_of(request) -> str | None:
         if ip is not None and ip.is_global:
             return key(ip)
     return None
+
+
+def share_of(request) -> str | None:
+    """Who a share of a budget (uploads per hour, resumable runs) is charged to: the client, an IPv6 one by its /48
+    (one subscriber may hold 65,536 /64s: four of them took a whole per-/64 upload budget, red-team pass 20)."""
+    client = client_of(request)
+    return network_of(client) or client

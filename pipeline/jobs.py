@@ -84,10 +84,12 @@ def check_model_folder(model_dir: Path, trust_remote_code: bool) -> None:
                           "run unless the recipe sets trust_remote_code: true (only for models you trust)")
 
 
-def create_job(recipe: Recipe, ws: Workspace | None = None, lend_token: bool = True) -> Path:
+def create_job(recipe: Recipe, ws: Workspace | None = None, lend_token: bool = True,
+               client: str | None = None) -> Path:
     """Checks the recipe and its inputs (raises RecipeError/DataError with a message that names the
     problem) and makes the job folder. An empty adapter_name is derived (unique) and saved in the job's
-    recipe.yaml."""
+    recipe.yaml. client: who asked for it (a web request's address, deploy/clients.py), kept in the folder
+    for make_room's per-client share."""
     ws = ws or Workspace.default()
     if not recipe.adapter_name:
         recipe.adapter_name = default_adapter_name(recipe.train_file, ws.adapters)
@@ -105,7 +107,19 @@ def create_job(recipe: Recipe, ws: Workspace | None = None, lend_token: bool = T
         job_dir = ws.runs / f"{job_id}-{n}"
     job_dir.mkdir()
     recipe.save(job_dir / "recipe.yaml")
+    if client:
+        (job_dir / CLIENT_FILE).write_text(client + "\n")
     return job_dir
+
+
+CLIENT_FILE = "client"
+
+
+def client_of_run(job_dir: Path) -> str | None:
+    try:
+        return (job_dir / CLIENT_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 # what makes huggingface_hub send a token it was not given (the server's own, from the env or its token file)
@@ -293,36 +307,51 @@ def holds_work(st: JobState) -> bool:
         any(v["state"] == "done" for name, v in st.stages.items() if name != "prepare")
 
 
-def make_room(ws: Workspace, limit: int) -> list[str]:
-    """Removes ended runs that hold no work (holds_work) until runs/ holds fewer than `limit` job folders, oldest
-    first; returns the ids removed. A run that holds work, or is running or pending, is never removed: when only
-    such runs are left, there is no room (artifacts.limits.check_runs_room says so). Without this, a few thousand
-    start-and-cancel requests (0.3 s each) filled runs/ and refused every later build until the operator
-    cleaned up (red-team pass 18); removing runs with work too let them erase other users' resumable and
-    finished runs (pass 19)."""
+def make_room(ws: Workspace, limit: int, client: str | None = None) -> list[str]:
+    """Makes room in runs/ for one more run of `client` (who asks; None: not known); returns the ids removed.
+
+    - Until runs/ holds fewer than `limit` folders: the oldest ended runs that hold no work (holds_work), then
+      the oldest that finished (their adapter is published and stays; the run's log and loss curve go).
+    - A client keeps at most a quarter of `limit` in runs that hold work and did not finish (resumable): its
+      own oldest such runs go first, never another client's.
+    A running or pending run is never removed, nor a resumable one of another client: when only those are left,
+    there is no room (artifacts.limits.check_runs_room says so). Red-team passes 18-20: start-and-cancel
+    requests filled runs/ and refused every later build for good; removing runs with work let one client erase
+    other users' resumable runs; keeping every run with work let complete 9 s builds fill runs/ for good."""
     if not ws.runs.exists():
         return []
     for left in ws.runs.glob(".*.removing"):  # a removal cut short before
         shutil.rmtree(left, ignore_errors=True)
     dirs = [d for d in ws.runs.iterdir() if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")]
-    excess = len(dirs) - limit + 1
-    if excess <= 0:
-        return []
-    candidates = []
+    empty, finished, own = [], [], []
     for d in dirs:
         st = state(d)
-        if st.status in _ENDED and not is_running(d) and not holds_work(st):
-            candidates.append((st.ended or st.started or 0.0, d.name, d))
+        if st.status not in _ENDED or is_running(d):
+            continue
+        when = (st.ended or st.started or 0.0, d.name, d)
+        if not holds_work(st):
+            empty.append(when)
+        elif st.status == "ok":
+            finished.append(when)
+        elif client is not None and client_of_run(d) == client:
+            own.append(when)
+    gone = []
+    excess = len(dirs) - limit + 1
+    for _, _, d in (sorted(empty) + sorted(finished))[:max(0, excess)]:
+        gone.append(d)
+    share = max(1, limit // 4)
+    for _, _, d in sorted(own)[:max(0, len(own) - share + 1)]:
+        gone.append(d)
     removed = []
-    for _, name, d in sorted(candidates)[:excess]:
-        trash = d.with_name(f".{name}.removing")
+    for d in gone:
+        trash = d.with_name(f".{d.name}.removing")
         try:
             d.rename(trash)  # gone from the page at once; deleted below
         except OSError:
             continue
         shutil.rmtree(trash, ignore_errors=True)
         _infos.pop(d, None)
-        removed.append(name)
+        removed.append(d.name)
     return removed
 
 

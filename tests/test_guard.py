@@ -302,6 +302,10 @@ def test_one_client_takes_at_most_a_quarter_of_the_upload_budget():
     assert asyncio.run(_request(guard, "/gradio_api/upload", one, client="81.2.69.161")) == 200
     assert asyncio.run(_request(guard, "/gradio_api/upload", one, client="127.0.0.1")) == 200  # unknown: no share
     assert guard.uploaded_recently() == 400_000
+    # an IPv6 subscriber is its /48 (pass 20: four /64s of one /48 took the whole budget)
+    v6 = [asyncio.run(_request(guard, "/gradio_api/upload", one, client=f"2a00:1450:4001:{n:x}::1"))
+          for n in range(0x801, 0x805)]
+    assert v6 == [200, 200, 429, 429], v6
 
 
 def test_upload_budget_counts_what_arrived():

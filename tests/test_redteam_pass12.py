@@ -32,14 +32,18 @@ def app(tmp_path):
     return AppEngine(Workspace(make_workspace(tmp_path / "ws")))
 
 
-def _run(ws, name: str, end: str | None, t: float, work: str = "") -> Path:
+def _run(ws, name: str, end: str | None, t: float, work: str = "", client: str | None = None) -> Path:
     """A job folder as a job leaves it: its recipe and events (ended with `end`, or still pending); work:
-    "prepare" (only that stage done), "steps" (fine-tuning took steps, then stopped) or "" (nothing done)."""
+    "prepare" (only that stage done), "steps" (fine-tuning took steps, then stopped) or "" (nothing done);
+    client: who asked for it."""
     from pipeline.events import EventLog
+    from pipeline.jobs import CLIENT_FILE
     from pipeline.recipe import Recipe
     d = ws.runs / name
     d.mkdir(parents=True)
     Recipe(base="default", train_file="data/travel/train.jsonl", adapter_name=name[-6:]).save(d / "recipe.yaml")
+    if client:
+        (d / CLIENT_FILE).write_text(client + "\n")
     log = EventLog(d / "events.jsonl")
     log.emit("job_queued", t=t)
     if end:
@@ -54,12 +58,16 @@ def _run(ws, name: str, end: str | None, t: float, work: str = "") -> Path:
     return d
 
 
-def test_runs_are_capped_for_the_page_and_the_page_shows_the_newest(app, monkeypatch):
-    """runs/ keeps STUDIO_MAX_RUNS folders: a new build removes the oldest ended runs that hold no work (pass 18:
-    start-and-cancel requests had filled runs/ and refused every later build for good), never one that holds
-    work (a finished build, fine-tuning steps) nor a pending or running one (pass 19: runs that only finished
-    `prepare` counted as work, so start, prepare, cancel erased other users' resumable runs); when only those
-    are left, a build gets a message."""
+A, B = "81.2.69.160", "81.2.69.161"
+
+
+def test_runs_make_room_without_erasing_other_users_work(app, monkeypatch):
+    """runs/ keeps STUDIO_MAX_RUNS folders. A new build removes the oldest ended runs that hold no work, then the
+    oldest finished ones (their adapters stay published), never a pending or running one nor another client's
+    resumable run; a client keeps at most a quarter of the limit in resumable runs (its own oldest go). Red-team
+    passes 18-20: start-and-cancel filled runs/ and refused every later build for good; removing runs with work
+    let start, prepare, cancel erase other users' resumable runs; keeping every run with work let complete 9 s
+    builds fill runs/ for good."""
     from pipeline import jobs
     from pipeline.jobs import JobInfo
     from pipeline.recipe import Recipe
@@ -67,31 +75,40 @@ def test_runs_are_capped_for_the_page_and_the_page_shows_the_newest(app, monkeyp
     from ui.chat_engine import UIError
     ws = app.ws
     ok = _run(ws, "20261207-000000-okrun1", "ok", 100.0)
-    resumable = _run(ws, "20261207-000001-resum1", "cancelled", 101.0, work="steps")
-    spam = [_run(ws, f"20261207-00001{i}-spam0{i}", "cancelled", 200.0 + i, work="prepare" if i else "")
-            for i in range(3)]
+    resumable = _run(ws, "20261207-000001-resum1", "cancelled", 101.0, work="steps", client=B)
+    spam = [_run(ws, f"20261207-00001{i}-spam0{i}", "cancelled", 200.0 + i, work="prepare" if i else "",
+                 client=A) for i in range(3)]
     pending = _run(ws, "20261207-000020-pend01", None, 50.0)
     assert [j.status for j in jobs.list_jobs(ws)].count("cancelled") == 4
     assert jobs.make_room(ws, 10) == []
     assert jobs.make_room(ws, 5) == [spam[0].name, spam[1].name]  # 6 runs: room for one more under 5
-    assert sorted(p.name for p in ws.runs.iterdir()) == sorted([ok.name, resumable.name, spam[2].name, pending.name])
-    assert jobs.make_room(ws, 2) == [spam[2].name]  # then nothing else may go
-    assert sorted(p.name for p in ws.runs.iterdir()) == sorted([ok.name, resumable.name, pending.name])
+    assert jobs.make_room(ws, 3, A) == [spam[2].name, ok.name]  # then the oldest finished
+    assert sorted(p.name for p in ws.runs.iterdir()) == sorted([resumable.name, pending.name])
+    assert jobs.make_room(ws, 2, A) == []  # B's resumable run and the pending one stay: no room
+    # a client's own resumable runs: at most a quarter of the limit (here 8 // 4 = 2, one kept free for the new)
+    mine = [_run(ws, f"20261207-00005{i}-mine0{i}", "failed", 500.0 + i, work="steps", client=A) for i in range(3)]
+    assert jobs.make_room(ws, 8, B) == []  # B holds one: within its share
+    assert jobs.make_room(ws, 8, A) == [mine[0].name, mine[1].name]
+    assert resumable.exists() and mine[2].exists()
     # the page's start makes room the same way, then launches (and this test cancels) the job
-    shutil.rmtree(pending)  # (a pending run is a running job to the page: it would refuse the start)
+    for d in (pending, mine[2]):
+        shutil.rmtree(d)  # (a pending run is a running job to the page: it would refuse the start)
     spam = [_run(ws, f"20261207-00003{i}-spam1{i}", "failed", 300.0 + i) for i in range(3)]
-    monkeypatch.setenv("STUDIO_MAX_RUNS", "4")
-    job = app.start(Recipe(base="default", train_file="data/travel/train.jsonl", adapter_name="fresh1"))
+    monkeypatch.setenv("STUDIO_MAX_RUNS", "3")
+    job = app.start(Recipe(base="default", train_file="data/travel/train.jsonl", adapter_name="fresh1"), client=A)
     try:
-        assert sorted(p.name for p in ws.runs.iterdir()) == sorted([ok.name, resumable.name, spam[2].name, job])
+        assert sorted(p.name for p in ws.runs.iterdir()) == sorted([resumable.name, spam[2].name, job])
+        assert jobs.client_of_run(ws.runs / job) == A
     finally:
         app.cancel(job)
     shutil.rmtree(ws.runs / job)
-    # runs that all hold work leave no room: a message, and nothing removed
+    shutil.rmtree(spam[2])
+    # runs/ full of other clients' resumable work: a message, and nothing removed
+    _run(ws, "20261207-000060-other1", "interrupted", 600.0, work="steps", client=B)
     monkeypatch.setenv("STUDIO_MAX_RUNS", "2")
-    with pytest.raises(UIError, match="runs/ already holds 2 runs .* each running or holding work .* STUDIO_MAX_RUNS"):
-        app.start(Recipe(base="default", train_file="data/travel/train.jsonl", adapter_name="fresh2"))
-    assert sorted(p.name for p in ws.runs.iterdir()) == sorted([ok.name, resumable.name])
+    with pytest.raises(UIError, match="runs/ already holds 2 runs .* each running or resumable .* STUDIO_MAX_RUNS"):
+        app.start(Recipe(base="default", train_file="data/travel/train.jsonl", adapter_name="fresh2"), client=A)
+    assert len(list(ws.runs.iterdir())) == 2
     many = [JobInfo(f"j{i}", Path("."), "failed", "a", None, "") for i in range(RUNS_SHOWN + 50)]
     assert len(runs_frame(many)) == RUNS_SHOWN
 

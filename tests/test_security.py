@@ -747,3 +747,37 @@ def test_a_logout_ends_only_the_callers_session(sec):
     r = victim.http.get("/logout", follow_redirects=False)
     assert r.status_code == 302 and victim.http.get("/gradio_api/info").status_code == 401
     assert other.http.get("/gradio_api/info").status_code == 200
+
+
+def test_a_build_from_the_page_records_who_asked(sec):
+    """Red-team pass 20: runs/ is shared, so each run records its client (the public address a local proxy
+    forwarded, deploy/clients.py) for make_room's per-client share of resumable runs."""
+    from pipeline.jobs import client_of_run
+    raw = Raw(sec["url"])
+    raw.http.headers["x-forwarded-for"] = "81.2.69.144"
+    r = raw.call("build_recipe", [{"lora.max_steps": 1, "adapter_name": "whoasked"}])
+    assert r["ok"] and r["data"][0]["ok"], r
+    job = r["data"][0]["job_id"]
+    try:
+        assert client_of_run(sec["ws"] / "runs" / job) == "81.2.69.144"
+    finally:
+        raw.call("cancel_build", [job])
+        shutil.rmtree(sec["ws"] / "runs" / job, ignore_errors=True)
+        shutil.rmtree(sec["ws"] / "adapters" / "whoasked", ignore_errors=True)
+
+
+def test_unknown_handlers_log_one_line_not_a_traceback(sec):
+    """Red-team pass 20: an unknown fn_index or api_name made Gradio raise, and each request logged a 5 kB
+    traceback (1.7 MB/s from four threads). Now: a plain 500, and at most one short line a second."""
+    raw, log = Raw(sec["url"]), sec["log"]
+    before = log.stat().st_size
+    bad = [("/gradio_api/queue/join", {"data": [], "fn_index": 9999, "session_hash": "a"}),
+           ("/gradio_api/call/v2/nonexistent", {}), ("/gradio_api/call/nonexistent", {"data": []}),
+           ("/gradio_api/run/nonexistent", {"data": []})]
+    for _ in range(25):
+        for path, body in bad:
+            r = raw.http.post(path, json=body)
+            assert r.status_code in (404, 500) and "Traceback" not in r.text, (path, r.status_code, r.text[:300])
+    grown = log.read_bytes()[before:]
+    assert b"Traceback" not in grown and len(grown) < 3000, grown[-3000:]
+    assert answer_of(raw.chat()).strip()

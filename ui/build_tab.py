@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+from gradio.context import LocalContext
 
+from deploy import clients
 from pipeline.command import preview_command
 from pipeline.data import DataError, load_examples
 from pipeline.events import JobState
@@ -175,7 +177,8 @@ class BuildService:
             recipe = self.app.check_recipe(recipe)  # the request policy, before any file is read
             recipe.validate()
             check_data(self.app, recipe)
-            return self.app.start(recipe)
+            # who asks (Gradio's request of this event; a handler with *values cannot take it as a parameter)
+            return self.app.start(recipe, client=clients.share_of(LocalContext.request.get(None)))
 
     def start(self, *values):
         try:

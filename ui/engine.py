@@ -123,8 +123,9 @@ class AppEngine(ChatEngineSide):
             raise UIError(f"no job {job_id!r} in runs/ of the workspace")
         return d
 
-    def start(self, recipe: Recipe) -> str:
-        """Validate, create and launch a job; returns its id. One build at a time per workspace."""
+    def start(self, recipe: Recipe, client: str | None = None) -> str:
+        """Validate, create and launch a job; returns its id. One build at a time per workspace. client: who asks
+        (a web request's address, deploy/clients.py; None: not known), for runs/'s per-client share."""
         recipe = self.check_recipe(recipe)
         self._check_room()
         with self._job_lock:
@@ -132,13 +133,13 @@ class AppEngine(ChatEngineSide):
             if running is not None:
                 raise UIError(f"job {running} is still running: cancel it or wait until it ends")
             # (a resume makes no new run) the oldest ended runs make room for this one
-            jobs.make_room(self.ws, artifacts.limits.max_runs())
+            jobs.make_room(self.ws, artifacts.limits.max_runs(), client)
             try:
                 artifacts.limits.check_runs_room(self.ws.runs)
             except artifacts.LimitError as e:
                 raise UIError(str(e)) from None
             lend = self.policy.allow_server_token  # the server's HF_TOKEN only when the operator allows it
-            job_dir = jobs.create_job(recipe, self.ws, lend_token=lend)  # raises RecipeError
+            job_dir = jobs.create_job(recipe, self.ws, lend_token=lend, client=client)  # raises RecipeError
             jobs.launch(job_dir, self.ws, lend_token=lend)
             return job_dir.name
 
