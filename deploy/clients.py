@@ -1,7 +1,8 @@
 """Who a request comes from, for the limits counted per client (ui/slots.py ClientSlots, ui/hardening.py's queue
 bounds, deploy/launch.py's upload shares): a public address. The peer's; or, when the peer is on this machine or
-a private network (a share tunnel, a Space's proxy, a reverse proxy), the right-most public address of
-X-Forwarded-For (all its header lines, in order: the proxies append, so that is the one the last proxy saw). An
+a private network (a share tunnel, a Space's proxy, a reverse proxy), the right-most X-Forwarded-For entry that
+is not itself internal (all its header lines, in order: the proxies append, so that is the one the last proxy
+saw), if it is public. An
 IPv6 client is its /64 (one subscriber's network), an IPv4-mapped one its IPv4 address. None known (the local
 user; proxies that forward no public address): None, and per-client limits do not apply, as its users could
 not be told apart and one limit for all would let one lock out the others (red team pass 14). What a
@@ -38,17 +39,33 @@ def network_of(client: str | None) -> str | None:
     return str(ipaddress.ip_network(client).supernet(new_prefix=48))
 
 
+# where a proxy that forwards X-Forwarded-For may sit: this machine, a private network, carrier-grade NAT
+INTERNAL = tuple(ipaddress.ip_network(n) for n in ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                   "100.64.0.0/10", "169.254.0.0/16", "::1/128", "fc00::/7",
+                                                   "fe80::/10"))
+
+
+def internal(ip) -> bool:
+    return any(ip.version == n.version and ip in n for n in INTERNAL)
+
+
 def client_of(request) -> str | None:
     """The client a limit applies to (a public address, an IPv6 /64), or None (no request, none known).
-    `request`: anything with .client.host and .headers (Gradio's and Starlette's requests)."""
+    `request`: anything with .client.host and .headers (Gradio's and Starlette's requests).
+
+    X-Forwarded-For is read only from a peer on this machine or an internal network (INTERNAL), right-most entry
+    first, skipping entries that are themselves internal (the proxies' own hops); the first other entry is the
+    client if it is a public address, else the client is unknown. Never further left: those entries are what the
+    client wrote itself (red-team pass 21: a Teredo or documentation address as the last entry let the walk go on
+    into a forged one, and take another client's share)."""
     if request is None:
         return None
     host = getattr(getattr(request, "client", None), "host", None)
     ip = address(host)
     if ip is not None and ip.is_global:
         return key(ip)
-    if ip is None and host:
-        return None  # not an address: unknown
+    if ip is None or not internal(ip):
+        return None  # not an address, or a peer that is neither public nor a proxy of ours: unknown
     try:  # a proxy on this machine or a private network: what the proxies appended, right-most first
         headers = getattr(request, "headers", None)
         lines = headers.getlist("x-forwarded-for") if hasattr(headers, "getlist") else \
@@ -57,8 +74,11 @@ def client_of(request) -> str | None:
         return None
     for entry in reversed(",".join(str(x) for x in lines).split(",")):
         ip = address(entry)
-        if ip is not None and ip.is_global:
-            return key(ip)
+        if ip is None:
+            return None
+        if internal(ip):
+            continue
+        return key(ip) if ip.is_global else None
     return None
 
 

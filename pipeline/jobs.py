@@ -307,23 +307,30 @@ def holds_work(st: JobState) -> bool:
         any(v["state"] == "done" for name, v in st.stages.items() if name != "prepare")
 
 
-def make_room(ws: Workspace, limit: int, client: str | None = None) -> list[str]:
-    """Makes room in runs/ for one more run of `client` (who asks; None: not known); returns the ids removed.
+UNKNOWN_CLIENT = "?"  # the share of runs whose client is not known (the command line, a tunnel without addresses)
 
-    - Until runs/ holds fewer than `limit` folders: the oldest ended runs that hold no work (holds_work), then
-      the oldest that finished (their adapter is published and stays; the run's log and loss curve go).
-    - A client keeps at most a quarter of `limit` in runs that hold work and did not finish (resumable): its
-      own oldest such runs go first, never another client's.
-    A running or pending run is never removed, nor a resumable one of another client: when only those are left,
-    there is no room (artifacts.limits.check_runs_room says so). Red-team passes 18-20: start-and-cancel
-    requests filled runs/ and refused every later build for good; removing runs with work let one client erase
-    other users' resumable runs; keeping every run with work let complete 9 s builds fill runs/ for good."""
+
+def make_room(ws: Workspace, limit: int) -> list[str]:
+    """Makes room in runs/ for one more run; returns the ids removed. Until runs/ holds fewer than `limit` folders:
+
+    - the oldest ended runs that hold no work (holds_work), then the oldest that finished (their adapter is
+      published and stays; the run's log and loss curve go);
+    - then resumable runs (ended with work, not finished) of a client that holds more than a quarter of `limit`
+      of them, the one holding most first, its oldest first. Runs without a recorded client count as one client.
+    A running or pending run is never removed, nor a resumable run of a client within its quarter: when only those
+    are left, there is no room (artifacts.limits.check_runs_room says so). Red-team passes 18-21: start-and-cancel
+    filled runs/ and refused every later build for good; removing runs with work let start, prepare, cancel erase
+    other users' resumable runs; keeping every run with work let complete 9 s builds fill it for good; trimming a
+    client's runs while there was room, or by a client the requester could pretend to be, erased others' runs."""
     if not ws.runs.exists():
         return []
     for left in ws.runs.glob(".*.removing"):  # a removal cut short before
         shutil.rmtree(left, ignore_errors=True)
     dirs = [d for d in ws.runs.iterdir() if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")]
-    empty, finished, own = [], [], []
+    excess = len(dirs) - limit + 1
+    if excess <= 0:
+        return []
+    empty, finished, resumable = [], [], {}
     for d in dirs:
         st = state(d)
         if st.status not in _ENDED or is_running(d):
@@ -333,15 +340,17 @@ def make_room(ws: Workspace, limit: int, client: str | None = None) -> list[str]
             empty.append(when)
         elif st.status == "ok":
             finished.append(when)
-        elif client is not None and client_of_run(d) == client:
-            own.append(when)
-    gone = []
-    excess = len(dirs) - limit + 1
-    for _, _, d in (sorted(empty) + sorted(finished))[:max(0, excess)]:
-        gone.append(d)
+        else:
+            resumable.setdefault(client_of_run(d) or UNKNOWN_CLIENT, []).append(when)
+    gone = [d for _, _, d in (sorted(empty) + sorted(finished))[:excess]]
     share = max(1, limit // 4)
-    for _, _, d in sorted(own)[:max(0, len(own) - share + 1)]:
-        gone.append(d)
+    for runs in resumable.values():
+        runs.sort()
+    while len(gone) < excess:
+        most = max(resumable.values(), key=len, default=[])
+        if len(most) <= share:
+            break
+        gone.append(most.pop(0)[2])
     removed = []
     for d in gone:
         trash = d.with_name(f".{d.name}.removing")

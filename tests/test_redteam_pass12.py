@@ -62,12 +62,13 @@ A, B = "81.2.69.160", "81.2.69.161"
 
 
 def test_runs_make_room_without_erasing_other_users_work(app, monkeypatch):
-    """runs/ keeps STUDIO_MAX_RUNS folders. A new build removes the oldest ended runs that hold no work, then the
-    oldest finished ones (their adapters stay published), never a pending or running one nor another client's
-    resumable run; a client keeps at most a quarter of the limit in resumable runs (its own oldest go). Red-team
-    passes 18-20: start-and-cancel filled runs/ and refused every later build for good; removing runs with work
-    let start, prepare, cancel erase other users' resumable runs; keeping every run with work let complete 9 s
-    builds fill runs/ for good."""
+    """runs/ keeps STUDIO_MAX_RUNS folders. Only when room is needed, a new build removes the oldest ended runs that
+    hold no work, then the oldest finished ones (their adapters stay published), then resumable runs of a client
+    holding more than a quarter of the limit (the one holding most, its oldest first; runs with no recorded client
+    count as one client); never a pending or running run. Red-team passes 18-21: start-and-cancel filled runs/
+    for good; removing runs with work let start, prepare, cancel erase other users' resumable runs; keeping every
+    run with work let complete 9 s builds fill it for good; trimming a client's runs while there was room, by a
+    client the requester could pretend to be, erased others' runs."""
     from pipeline import jobs
     from pipeline.jobs import JobInfo
     from pipeline.recipe import Recipe
@@ -82,16 +83,18 @@ def test_runs_make_room_without_erasing_other_users_work(app, monkeypatch):
     assert [j.status for j in jobs.list_jobs(ws)].count("cancelled") == 4
     assert jobs.make_room(ws, 10) == []
     assert jobs.make_room(ws, 5) == [spam[0].name, spam[1].name]  # 6 runs: room for one more under 5
-    assert jobs.make_room(ws, 3, A) == [spam[2].name, ok.name]  # then the oldest finished
+    assert jobs.make_room(ws, 3) == [spam[2].name, ok.name]  # then the oldest finished
     assert sorted(p.name for p in ws.runs.iterdir()) == sorted([resumable.name, pending.name])
-    assert jobs.make_room(ws, 2, A) == []  # B's resumable run and the pending one stay: no room
-    # a client's own resumable runs: at most a quarter of the limit (here 8 // 4 = 2, one kept free for the new)
+    assert jobs.make_room(ws, 2) == []  # B's one resumable run (within its share) and the pending one stay
+    # resumable runs: only while room is needed, and only of a client over a quarter of the limit
     mine = [_run(ws, f"20261207-00005{i}-mine0{i}", "failed", 500.0 + i, work="steps", client=A) for i in range(3)]
-    assert jobs.make_room(ws, 8, B) == []  # B holds one: within its share
-    assert jobs.make_room(ws, 8, A) == [mine[0].name, mine[1].name]
-    assert resumable.exists() and mine[2].exists()
-    # the page's start makes room the same way, then launches (and this test cancels) the job
-    for d in (pending, mine[2]):
+    assert jobs.make_room(ws, 8) == []  # room left: nothing goes, whoever holds what
+    assert jobs.make_room(ws, 5) == [mine[0].name]  # A holds 3 of 5 (share 1); B's one stays
+    unknown = [_run(ws, f"20261207-00006{i}-unkn0{i}", "interrupted", 600.0 + i, work="steps") for i in range(3)]
+    assert jobs.make_room(ws, 7) == [unknown[0].name]  # runs without a client are one client, holding most
+    assert resumable.exists() and mine[1].exists() and mine[2].exists() and pending.exists()
+    # the page's start makes room the same way, records who asked, then launches (and this test cancels) the job
+    for d in (pending, *mine[1:], *unknown[1:]):
         shutil.rmtree(d)  # (a pending run is a running job to the page: it would refuse the start)
     spam = [_run(ws, f"20261207-00003{i}-spam1{i}", "failed", 300.0 + i) for i in range(3)]
     monkeypatch.setenv("STUDIO_MAX_RUNS", "3")
@@ -103,8 +106,8 @@ def test_runs_make_room_without_erasing_other_users_work(app, monkeypatch):
         app.cancel(job)
     shutil.rmtree(ws.runs / job)
     shutil.rmtree(spam[2])
-    # runs/ full of other clients' resumable work: a message, and nothing removed
-    _run(ws, "20261207-000060-other1", "interrupted", 600.0, work="steps", client=B)
+    # runs/ full of resumable work within each client's share: a message, and nothing removed
+    _run(ws, "20261207-000070-other1", "interrupted", 700.0, work="steps", client=A)
     monkeypatch.setenv("STUDIO_MAX_RUNS", "2")
     with pytest.raises(UIError, match="runs/ already holds 2 runs .* each running or resumable .* STUDIO_MAX_RUNS"):
         app.start(Recipe(base="default", train_file="data/travel/train.jsonl", adapter_name="fresh2"), client=A)

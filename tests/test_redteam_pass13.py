@@ -92,6 +92,14 @@ def test_the_client_is_the_public_address_a_proxy_forwarded():
     assert of(req("2a00:1450:4001:81b::5")) == of(req("2a00:1450:4001:81b:ffff::1")) == "2a00:1450:4001:81b::/64"
     assert of(req("::ffff:81.2.69.160")) == "81.2.69.160"
     assert of(req("10.0.0.2", "unknown, garbage")) is None
+    # pass 21: only the right-most entry that is not an internal hop counts; if it is not public, the client is
+    # unknown (the walk went on into entries the client wrote itself, and so took another client's share)
+    teredo = "2001:0:4136:e378:8000:63bf:3fff:fdd2"
+    assert of(req("127.0.0.1", f"9.9.9.9, {teredo}")) is None
+    assert of(req("127.0.0.1", "9.9.9.9, 203.0.113.7")) is None
+    assert of(req("127.0.0.1", "9.9.9.9, 203.0.113.7, 10.1.2.3, 100.64.0.9")) is None
+    assert of(req("127.0.0.1", "203.0.113.7, 9.9.9.9, 172.16.0.4")) == "9.9.9.9"
+    assert of(req(teredo, "9.9.9.9")) is None and of(req("198.51.100.4", "9.9.9.9")) is None, "not a proxy of ours"
 
 
 def test_a_base_that_does_not_load_names_no_server_folder_and_is_not_parsed_again(chat_app, monkeypatch):

@@ -125,7 +125,7 @@ class AppEngine(ChatEngineSide):
 
     def start(self, recipe: Recipe, client: str | None = None) -> str:
         """Validate, create and launch a job; returns its id. One build at a time per workspace. client: who asks
-        (a web request's address, deploy/clients.py; None: not known), for runs/'s per-client share."""
+        (a web request's address, deploy/clients.py; None: not known), recorded for runs/'s per-client share."""
         recipe = self.check_recipe(recipe)
         self._check_room()
         with self._job_lock:
@@ -133,7 +133,7 @@ class AppEngine(ChatEngineSide):
             if running is not None:
                 raise UIError(f"job {running} is still running: cancel it or wait until it ends")
             # (a resume makes no new run) the oldest ended runs make room for this one
-            jobs.make_room(self.ws, artifacts.limits.max_runs(), client)
+            jobs.make_room(self.ws, artifacts.limits.max_runs())
             try:
                 artifacts.limits.check_runs_room(self.ws.runs)
             except artifacts.LimitError as e:
