@@ -133,6 +133,15 @@ def check_runs_room(runs_dir, env: Mapping[str, str] | None = None) -> None:
                          f"{RUNS_ENV}")
 
 
+RUN_KEEP_ENV = "STUDIO_RUN_KEEP_H"
+
+
+def run_keep_seconds(env: Mapping[str, str] | None = None) -> float:
+    """How long a resumable run (stopped after fine-tuning steps) is kept for sure once runs/ is full:
+    $STUDIO_RUN_KEEP_H hours, default 24 (jobs.make_room)."""
+    return _env_number(env, RUN_KEEP_ENV, 24.0) * 3600
+
+
 LOADED_BASES_ENV = "STUDIO_MAX_LOADED_BASES"
 
 

@@ -310,13 +310,15 @@ def holds_work(st: JobState) -> bool:
 UNKNOWN_CLIENT = "?"  # the share of runs whose client is not known (the command line, a tunnel without addresses)
 
 
-def make_room(ws: Workspace, limit: int) -> list[str]:
+def make_room(ws: Workspace, limit: int, keep_s: float = 24 * 3600.0) -> list[str]:
     """Makes room in runs/ for one more run; returns the ids removed. Until runs/ holds fewer than `limit` folders:
 
     - the oldest ended runs that hold no work (holds_work), then the oldest that finished (their adapter is
       published and stays; the run's log and loss curve go);
     - then resumable runs (ended with work, not finished) of a client that holds more than a quarter of `limit`
-      of them, the one holding most first, its oldest first. Runs without a recorded client count as one client.
+      of them, the one holding most first, its oldest first. Runs without a recorded client count as one client;
+    - then any resumable run that ended more than `keep_s` ago (24 h; $STUDIO_RUN_KEEP_H), oldest first: four
+      clients holding a quarter each had locked runs/ for good (pass 22).
     A running or pending run is never removed, nor a resumable run of a client within its quarter: when only those
     are left, there is no room (artifacts.limits.check_runs_room says so). Red-team passes 18-21: start-and-cancel
     filled runs/ and refused every later build for good; removing runs with work let start, prepare, cancel erase
@@ -351,6 +353,8 @@ def make_room(ws: Workspace, limit: int) -> list[str]:
         if len(most) <= share:
             break
         gone.append(most.pop(0)[2])
+    old = sorted(w for runs in resumable.values() for w in runs if w[0] < time.time() - keep_s)
+    gone += [d for _, _, d in old[:max(0, excess - len(gone))]]
     removed = []
     for d in gone:
         trash = d.with_name(f".{d.name}.removing")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,7 @@ def _run(ws, name: str, end: str | None, t: float, work: str = "", client: str |
 
 
 A, B = "81.2.69.160", "81.2.69.161"
+NEVER = 1e12  # keep_s: resumable runs never too old
 
 
 def test_runs_make_room_without_erasing_other_users_work(app, monkeypatch):
@@ -81,20 +83,26 @@ def test_runs_make_room_without_erasing_other_users_work(app, monkeypatch):
                  client=A) for i in range(3)]
     pending = _run(ws, "20261207-000020-pend01", None, 50.0)
     assert [j.status for j in jobs.list_jobs(ws)].count("cancelled") == 4
-    assert jobs.make_room(ws, 10) == []
-    assert jobs.make_room(ws, 5) == [spam[0].name, spam[1].name]  # 6 runs: room for one more under 5
-    assert jobs.make_room(ws, 3) == [spam[2].name, ok.name]  # then the oldest finished
+    assert jobs.make_room(ws, 10, keep_s=NEVER) == []
+    assert jobs.make_room(ws, 5, keep_s=NEVER) == [spam[0].name, spam[1].name]  # 6 runs: room for one more under 5
+    assert jobs.make_room(ws, 3, keep_s=NEVER) == [spam[2].name, ok.name]  # then the oldest finished
     assert sorted(p.name for p in ws.runs.iterdir()) == sorted([resumable.name, pending.name])
-    assert jobs.make_room(ws, 2) == []  # B's one resumable run (within its share) and the pending one stay
+    assert jobs.make_room(ws, 2, keep_s=NEVER) == []  # B's one resumable run (within its share) and the pending one stay
     # resumable runs: only while room is needed, and only of a client over a quarter of the limit
     mine = [_run(ws, f"20261207-00005{i}-mine0{i}", "failed", 500.0 + i, work="steps", client=A) for i in range(3)]
-    assert jobs.make_room(ws, 8) == []  # room left: nothing goes, whoever holds what
-    assert jobs.make_room(ws, 5) == [mine[0].name]  # A holds 3 of 5 (share 1); B's one stays
+    assert jobs.make_room(ws, 8, keep_s=NEVER) == []  # room left: nothing goes, whoever holds what
+    assert jobs.make_room(ws, 5, keep_s=NEVER) == [mine[0].name]  # A holds 3 of 5 (share 1); B's one stays
     unknown = [_run(ws, f"20261207-00006{i}-unkn0{i}", "interrupted", 600.0 + i, work="steps") for i in range(3)]
-    assert jobs.make_room(ws, 7) == [unknown[0].name]  # runs without a client are one client, holding most
+    assert jobs.make_room(ws, 7, keep_s=NEVER) == [unknown[0].name]  # runs without a client are one client, holding most
     assert resumable.exists() and mine[1].exists() and mine[2].exists() and pending.exists()
+    # pass 22: four clients within their quarters had locked runs/ for good; resumable runs older than keep_s go
+    shutil.rmtree(mine[2])
+    shutil.rmtree(unknown[2])  # B, A and the unknown client hold one resumable run each, a pending run: 4
+    assert jobs.make_room(ws, 4, keep_s=NEVER) == []  # all within their clients' shares (these ended in 1970)
+    assert jobs.make_room(ws, 4, keep_s=3600) == [resumable.name]  # the oldest first, whoever holds it
+    resumable = _run(ws, "20261207-000001-resum1", "cancelled", time.time(), work="steps", client=B)
     # the page's start makes room the same way, records who asked, then launches (and this test cancels) the job
-    for d in (pending, *mine[1:], *unknown[1:]):
+    for d in (pending, mine[1], unknown[1]):
         shutil.rmtree(d)  # (a pending run is a running job to the page: it would refuse the start)
     spam = [_run(ws, f"20261207-00003{i}-spam1{i}", "failed", 300.0 + i) for i in range(3)]
     monkeypatch.setenv("STUDIO_MAX_RUNS", "3")
@@ -107,7 +115,7 @@ def test_runs_make_room_without_erasing_other_users_work(app, monkeypatch):
     shutil.rmtree(ws.runs / job)
     shutil.rmtree(spam[2])
     # runs/ full of resumable work within each client's share: a message, and nothing removed
-    _run(ws, "20261207-000070-other1", "interrupted", 700.0, work="steps", client=A)
+    _run(ws, "20261207-000070-other1", "interrupted", time.time(), work="steps", client=A)
     monkeypatch.setenv("STUDIO_MAX_RUNS", "2")
     with pytest.raises(UIError, match="runs/ already holds 2 runs .* each running or resumable .* STUDIO_MAX_RUNS"):
         app.start(Recipe(base="default", train_file="data/travel/train.jsonl", adapter_name="fresh2"), client=A)

@@ -790,3 +790,24 @@ def test_unknown_handlers_log_one_line_not_a_traceback(sec):
     grown = log.read_bytes()[before:]
     assert b"Traceback" not in grown and len(grown) < 3000, grown[-3000:]
     assert answer_of(raw.chat()).strip()
+
+
+def test_inputs_that_fail_gradios_checks_log_one_short_line(sec):
+    """Red-team pass 22: Gradio printed the traceback of every handler input that failed its checks (too few
+    inputs, a value not among a dropdown's choices, a number out of bounds), the request's inputs repeated in the
+    message: 853 MB of log in 8 s from one client. Now one short line a second."""
+    raw, log = Raw(sec["url"]), sec["log"]
+    before = log.stat().st_size
+    deps = raw.cfg["dependencies"]
+    quick = next(i for i, d in enumerate(deps) if d.get("backend_fn") and d.get("queue") is False and d["inputs"])
+    chat = raw.fn("chat")
+    for i in range(20):
+        body = {"fn_index": quick, "data": ["A" * 100_000], "session_hash": f"p22{i:07d}"}
+        r = raw.http.post("/gradio_api/run/predict", json=body)
+        assert "Traceback" not in r.text and "AAAA" not in r.text, r.text[:300]
+        bad = raw.defaults(chat, chat_base="no-such-base" * 1000)
+        r = raw.call(chat, bad)
+        assert "Traceback" not in json.dumps(r), json.dumps(r)[:300]
+    grown = log.read_bytes()[before:]
+    assert b"Traceback" not in grown and b"A" * 300 not in grown and len(grown) < 4000, (len(grown), grown[-2000:])
+    assert answer_of(raw.chat()).strip()

@@ -133,7 +133,7 @@ class AppEngine(ChatEngineSide):
             if running is not None:
                 raise UIError(f"job {running} is still running: cancel it or wait until it ends")
             # (a resume makes no new run) the oldest ended runs make room for this one
-            jobs.make_room(self.ws, artifacts.limits.max_runs())
+            jobs.make_room(self.ws, artifacts.limits.max_runs(), artifacts.limits.run_keep_seconds())
             try:
                 artifacts.limits.check_runs_room(self.ws.runs)
             except artifacts.LimitError as e:
