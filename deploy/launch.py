@@ -131,6 +131,24 @@ def launch_options(args, env: Mapping[str, str] | None = None) -> LaunchOptions 
     return opts
 
 
+class RareLog:
+    """Log lines that a client can cause at will, at most one a second (with a count of those not written): a
+    request that fails must not let one client fill the operator's disk (red-team passes 20-22)."""
+
+    def __init__(self, logger: logging.Logger):
+        self.logger, self._lock = logger, threading.Lock()
+        self._last, self._quiet = 0.0, 0
+
+    def warning(self, fmt: str, *args) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < 1.0:
+                self._quiet += 1
+                return
+            quiet, self._quiet, self._last = self._quiet, 0, now
+        self.logger.warning(fmt + "%s", *args, f" ({quiet} more not logged)" if quiet else "")
+
+
 # ---------------------------------------------------------------------------- request guard
 FAILS_FREE = 5        # wrong passwords a client may send before it has to wait
 MAX_WAIT_S = 60.0     # the longest wait after many failures
@@ -249,7 +267,7 @@ class RequestGuard:
         self._lock = threading.Lock()
         self._buffered_in = {"user": 0, "anon": 0}        # bytes of bodies held for the item check, per pool
         self._check = None                                # asyncio.Semaphore: one parse at a time, off the loop
-        self._error_logged, self._errors_quiet = 0.0, 0           # failed requests: one log line a second
+        self._failures = RareLog(log)                             # failed requests: one log line a second
 
     def _recent_locked(self) -> int:
         """(self._lock held) Bytes of upload bodies taken in the last UPLOAD_WINDOW_S; older ones forgotten."""
@@ -349,16 +367,6 @@ class RequestGuard:
                 break
         token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
         return token is not None and token in tokens
-
-    def _log_error(self, method, path: str, e: Exception) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._error_logged < 1.0:
-                self._errors_quiet += 1
-                return
-            quiet, self._errors_quiet, self._error_logged = self._errors_quiet, 0, now
-        log.warning("request failed before an answer: %s %r: %s: %.200r%s", method, path[:120], type(e).__name__,
-                    str(e), f" ({quiet} more not logged)" if quiet else "")
 
     def _unrecord(self, client: str) -> None:
         """A login attempt counted as failed on arrival that never reached the password check (the guard
@@ -616,7 +624,8 @@ class RequestGuard:
             # Gradio's KeyError/IndexError/HTTPException went to the log as a 5 kB traceback per request, 1.7 MB/s
             # from four threads (red-team passes 20 and 21, the latter from inside a stream it had started): one
             # short line, at most one a second; a plain 500, or the started answer ended where it stopped
-            self._log_error(method, path, e)
+            self._failures.warning("a request failed: %s %r: %s: %.200r", method, path[:120], type(e).__name__,
+                                   str(e))
             if not started:
                 return await self._answer(send, 500, "internal error")
             if not ended:

@@ -40,8 +40,9 @@ from gradio import processing_utils, queueing, route_utils, routes
 from gradio import utils as gr_utils
 from gradio_client import utils as client_utils
 
+from deploy.launch import RareLog
+
 _installed = False
-_log = logging.getLogger("studio.requests")
 
 
 def _text_only(preprocess):
@@ -295,8 +296,7 @@ class QuietTraceback:
     Gradio's own output. Everything else is the real module."""
 
     def __init__(self):
-        self._lock = threading.Lock()
-        self._last, self._quiet = 0.0, 0
+        self._log = RareLog(logging.getLogger("studio.requests"))
 
     def __getattr__(self, name):
         return getattr(traceback, name)
@@ -304,15 +304,8 @@ class QuietTraceback:
     def print_exc(self, *args, **kwargs) -> None:
         if os.environ.get("STUDIO_LOG_TRACEBACKS") == "1":
             return traceback.print_exc(*args, **kwargs)
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last < 1.0:
-                self._quiet += 1
-                return
-            quiet, self._quiet, self._last = self._quiet, 0, now
         e = sys.exc_info()[1]
-        _log.warning("a request failed: %s: %.240r%s", type(e).__name__, str(e),
-                     f" ({quiet} more not logged)" if quiet else "")
+        self._log.warning("a request failed: %s: %.240r", type(e).__name__, str(e))
 
 
 def install() -> None:
