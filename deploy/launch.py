@@ -132,21 +132,60 @@ def launch_options(args, env: Mapping[str, str] | None = None) -> LaunchOptions 
 
 
 class RareLog:
-    """Log lines that a client can cause at will, at most one a second (with a count of those not written): a
-    request that fails must not let one client fill the operator's disk (red-team passes 20-22)."""
+    """Log lines that a client can cause at will, at most one a second per kind (with a count of those not
+    written): a request that fails must not let one client fill the operator's disk (red-team passes 20-22), nor
+    hide other kinds of failure behind its own (pass 23). At most MAX_KINDS kinds have their own second; the
+    others share one."""
+    MAX_KINDS = 32
 
     def __init__(self, logger: logging.Logger):
         self.logger, self._lock = logger, threading.Lock()
-        self._last, self._quiet = 0.0, 0
+        self._kinds: dict[str, list] = {}  # kind -> [time of its last line, lines not written since]
 
-    def warning(self, fmt: str, *args) -> None:
+    def warning(self, fmt: str, *args, kind: str = "") -> None:
         now = time.monotonic()
         with self._lock:
-            if now - self._last < 1.0:
-                self._quiet += 1
+            if kind not in self._kinds and len(self._kinds) >= self.MAX_KINDS:
+                kind = "*"
+            last = self._kinds.setdefault(kind, [-1e9, 0])
+            if now - last[0] < 1.0:
+                last[1] += 1
                 return
-            quiet, self._quiet, self._last = self._quiet, 0, now
+            quiet, last[0], last[1] = last[1], now, 0
         self.logger.warning(fmt + "%s", *args, f" ({quiet} more not logged)" if quiet else "")
+
+
+class RareFilter(logging.Filter):
+    """uvicorn's warnings that any connection can cause, without login and before this app sees the request (an
+    `Upgrade:` header: 183 bytes a request, ~386 kB/s from one connection; a bad request line: ~152 kB/s; red-team
+    pass 23): at most one a second each (with a count); other records pass."""
+    NOISY = ("Unsupported upgrade request", "No supported WebSocket library detected", "Invalid HTTP request received")
+
+    def __init__(self):
+        super().__init__()
+        self._lock, self._last, self._quiet = threading.Lock(), {}, {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        kind = next((n for n in self.NOISY if msg.startswith(n)), None)
+        if kind is None:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(kind, -1e9) < 1.0:
+                self._quiet[kind] = self._quiet.get(kind, 0) + 1
+                return False
+            quiet, self._last[kind] = self._quiet.pop(kind, 0), now
+        if quiet:
+            record.msg, record.args = f"{msg} ({quiet} more not logged)", None
+        return True
+
+
+def quiet_uvicorn() -> None:
+    """Puts RareFilter on uvicorn's error logger (once; a dictConfig at server start keeps a logger's filters)."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, RareFilter) for f in logger.filters):
+        logger.addFilter(RareFilter())
 
 
 # ---------------------------------------------------------------------------- request guard
@@ -625,7 +664,7 @@ class RequestGuard:
             # from four threads (red-team passes 20 and 21, the latter from inside a stream it had started): one
             # short line, at most one a second; a plain 500, or the started answer ended where it stopped
             self._failures.warning("a request failed: %s %r: %s: %.200r", method, path[:120], type(e).__name__,
-                                   str(e))
+                                   str(e), kind=type(e).__name__)
             if not started:
                 return await self._answer(send, 500, "internal error")
             if not ended:
@@ -644,6 +683,8 @@ class RequestGuard:
                         self._uploads.pop()
         if login and status and status < 400:
             self._record(client, ok=True)
+        elif login and status:  # the operator sees guessing (pass 23: failed logins were not logged at all)
+            self._failures.warning("a login failed (%s) from %s", status, client[:60], kind="login")
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")

@@ -809,5 +809,39 @@ def test_inputs_that_fail_gradios_checks_log_one_short_line(sec):
         r = raw.call(chat, bad)
         assert "Traceback" not in json.dumps(r), json.dumps(r)[:300]
     grown = log.read_bytes()[before:]
-    assert b"Traceback" not in grown and b"A" * 300 not in grown and len(grown) < 4000, (len(grown), grown[-2000:])
+    # the first of each kind with its traceback, cut to 4,000 characters (pass 23: a real bug must still show
+    # where); then one short line a second per kind
+    assert grown.count(b"Traceback") <= 2 and b"A" * 2100 not in grown and len(grown) < 12_000, \
+        (len(grown), grown[-2000:])
     assert answer_of(raw.chat()).strip()
+
+
+def test_noise_any_connection_can_cause_is_logged_once_a_second(sec):
+    """Red-team pass 23: an `Upgrade:` header made uvicorn log two lines per request (~386 kB/s from one
+    connection, no login), a bad request line one; now at most one a second each. A failed login is logged
+    (it was not), also at most once a second."""
+    log = sec["log"]
+    port = int(sec["url"].rsplit(":", 1)[1])
+    before = log.stat().st_size
+    for req in (b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n" * 100,
+                b"GARBAGE\x01 / HTTP/1.1\r\n\r\n"):
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port)) as c:
+                c.sendall(req)
+                c.settimeout(10)
+                got = b""
+                try:
+                    while got.count(b"HTTP/1.1 ") < (100 if req.startswith(b"GET") else 1):
+                        chunk = c.recv(65536)
+                        if not chunk:
+                            break
+                        got += chunk
+                except OSError:
+                    pass
+    grown = log.read_bytes()[before:]
+    assert len(grown) < 2000, (len(grown), grown[-1500:])
+    before = log.stat().st_size
+    for _ in range(3):
+        assert Raw(sec["url"], user=None).login(USER, "wrong").status_code in (400, 401, 429)
+    grown = log.read_bytes()[before:]
+    assert b"a login failed" in grown and grown.count(b"a login failed") <= 2, grown[-1000:]

@@ -291,12 +291,14 @@ class QuietTraceback:
     """Stands in for the `traceback` module in Gradio's routes, queueing and utils, which print the whole traceback
     of every handler input that fails its checks (a dropdown value not among its choices, a number out of bounds,
     too few inputs), with the request's inputs repeated in full in the message: one signed-in client with 480 kB
-    requests wrote 853 MB to the log in 8 s (red-team pass 22). print_exc writes one line of at most ~300
-    characters, at most one a second (with a count of the lines not written); $STUDIO_LOG_TRACEBACKS=1 keeps
-    Gradio's own output. Everything else is the real module."""
+    requests wrote 853 MB to the log in 8 s (red-team pass 22). print_exc writes the first exception of each kind
+    with its traceback (cut to 4,000 characters), then one line of at most ~300 characters, at most one a second
+    per kind (with a count of the lines not written); $STUDIO_LOG_TRACEBACKS=1 keeps Gradio's own output.
+    Everything else is the real module."""
 
     def __init__(self):
         self._log = RareLog(logging.getLogger("studio.requests"))
+        self._lock, self._seen = threading.Lock(), set()
 
     def __getattr__(self, name):
         return getattr(traceback, name)
@@ -305,7 +307,17 @@ class QuietTraceback:
         if os.environ.get("STUDIO_LOG_TRACEBACKS") == "1":
             return traceback.print_exc(*args, **kwargs)
         e = sys.exc_info()[1]
-        self._log.warning("a request failed: %s: %.240r", type(e).__name__, str(e))
+        kind = type(e).__name__
+        with self._lock:
+            first = kind not in self._seen and len(self._seen) < 32
+            self._seen.add(kind)
+        if first:  # the first of each kind with its traceback (cut to 4,000 characters): a real bug shows where
+            text = traceback.format_exc()
+            self._log.logger.warning("a request failed (the first %s; later ones in one line, at most one a "
+                                     "second):\n%s", kind, text if len(text) <= 4000 else text[:2000] + "\n...\n" +
+                                     text[-2000:])
+            return
+        self._log.warning("a request failed: %s: %.240r", kind, str(e), kind=kind)
 
 
 def install() -> None:

@@ -122,10 +122,11 @@ def serve(demo, host: str, port: int, opts, gradio_dir: str | None) -> None:
     (ui/hardening.py; Gradio's own cleanup leaves what it did not register), then serves with the share/auth
     options `opts` (deploy.launch.launch_options), the request guard and this app's Gradio settings."""
     from artifacts import max_upload_bytes, upload_budget_bytes
-    from deploy.launch import guard_kwargs
+    from deploy.launch import guard_kwargs, quiet_uvicorn
     from ui.hardening import sweep_in_background
     if gradio_dir:
         sweep_in_background(gradio_dir)
+    quiet_uvicorn()
     demo.launch(server_name=host, server_port=port, show_error=False, **opts.launch_kwargs(),
                 **guard_kwargs(max_upload_bytes(), upload_budget_bytes()), **launch_kwargs())
 
