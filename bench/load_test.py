@@ -1,8 +1,8 @@
 """Load test of the launched app (python app.py) on the default model, CPU: N concurrent gradio_client
 clients spread over the base and the adapters for T seconds. Greedy decoding, so every answer must equal
 the answer to the same request computed alone beforehand (0 errors, 0 answers from the wrong variant).
-On CUDA a batch of several rows rounds in fp16 slightly differently from a batch of one, which can flip a
-greedy near-tie: an answer that differs is counted as such a flip only where the reference's own logits, at
+On CUDA a batch of several rows rounds in fp16 slightly differently from a batch of one, and on the CPU a prompt
+is read in pieces sized by time (so under load in other pieces than alone); either can flip a greedy near-tie: an answer that differs is counted as such a flip only where the reference's own logits, at
 the first token where the two answers part, hold both tokens within NEAR_TIE of each other (computed by the
 onnxruntime-genai backend with the request's adapter); any other difference counts as a wrong answer.
 The app process's RSS (with its children) is sampled every second.

@@ -1,6 +1,7 @@
 """A short load test of the launched app (bench/load_test.py with 8 clients for 20 s): no errors, no
 answer from the wrong variant (greedy answers equal the same request answered alone, or part from it only
-at a near-tie of that request's own logits, which fp16 batches on CUDA may flip), bounded memory."""
+at a near-tie of that request's own logits, which fp16 batches on CUDA, and prompt pieces sized by time on the
+CPU, may flip), bounded memory."""
 from __future__ import annotations
 
 import json
@@ -22,10 +23,9 @@ def test_load_short():
     res = run(clients=8, seconds=20, window_s=5)
     assert res["errors"] == 0, res["error_examples"]
     assert res["wrong_variant_answers"] == 0, res["wrong_examples"]
+    # (a flip happens on CUDA, where a batch of rows rounds in fp16 unlike one row, and on the CPU too, where a prompt
+    # is read in pieces sized by time, so under load in other pieces than alone: CI at 8c8d263 flipped this pair)
     assert res["differing_answers"] == res["near_tie_flips"]
-    if res["near_tie_flips"]:  # only fp16 batches round differently from one row; the CPU kernels do not here
-        import onnxruntime as ort
-        assert "CUDAExecutionProvider" in ort.get_available_providers(), res["near_tie_examples"]
     assert res["distinct_reference_answers"] == len(res["variants"]) * res["prompts"]
     assert res["requests_served"] >= 16 and min(res["per_variant"].values()) > 0, res
     assert res["rss_mb"]["growth_first_to_last_window"] < 150, res["rss_mb"]
