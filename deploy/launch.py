@@ -131,18 +131,17 @@ def launch_options(args, env: Mapping[str, str] | None = None) -> LaunchOptions 
     return opts
 
 
-class RareLog:
-    """Log lines that a client can cause at will, at most one a second per kind (with a count of those not
-    written): a request that fails must not let one client fill the operator's disk (red-team passes 20-22), nor
-    hide other kinds of failure behind its own (pass 23). At most MAX_KINDS kinds have their own second; the
-    others share one."""
+class Rate:
+    """At most one event a second per kind, with a count of those let go by since; at most MAX_KINDS kinds have
+    their own second, the others share one."""
     MAX_KINDS = 32
 
-    def __init__(self, logger: logging.Logger):
-        self.logger, self._lock = logger, threading.Lock()
-        self._kinds: dict[str, list] = {}  # kind -> [time of its last line, lines not written since]
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._kinds: dict[str, list] = {}  # kind -> [time of its last event, events let go by since]
 
-    def warning(self, fmt: str, *args, kind: str = "") -> None:
+    def take(self, kind: str) -> int | None:
+        """None when `kind` had one less than a second ago; else how many were let go by since the last one."""
         now = time.monotonic()
         with self._lock:
             if kind not in self._kinds and len(self._kinds) >= self.MAX_KINDS:
@@ -150,34 +149,49 @@ class RareLog:
             last = self._kinds.setdefault(kind, [-1e9, 0])
             if now - last[0] < 1.0:
                 last[1] += 1
-                return
+                return None
             quiet, last[0], last[1] = last[1], now, 0
-        self.logger.warning(fmt + "%s", *args, f" ({quiet} more not logged)" if quiet else "")
+            return quiet
+
+
+def _not_logged(quiet: int) -> str:
+    return f" ({quiet} more not logged)" if quiet else ""
+
+
+class RareLog:
+    """Log lines that a client can cause at will, at most one a second per kind (Rate, with a count of those not
+    written): a request that fails must not let one client fill the operator's disk (red-team passes 20-22), nor
+    hide other kinds of failure behind its own (pass 23)."""
+
+    def __init__(self, logger: logging.Logger):
+        self.logger, self._rate = logger, Rate()
+
+    def warning(self, fmt: str, *args, kind: str = "") -> None:
+        quiet = self._rate.take(kind)
+        if quiet is not None:
+            self.logger.warning(fmt + "%s", *args, _not_logged(quiet))
 
 
 class RareFilter(logging.Filter):
     """uvicorn's warnings that any connection can cause, without login and before this app sees the request (an
     `Upgrade:` header: 183 bytes a request, ~386 kB/s from one connection; a bad request line: ~152 kB/s; red-team
-    pass 23): at most one a second each (with a count); other records pass."""
+    pass 23): at most one a second each (Rate, with a count); other records pass."""
     NOISY = ("Unsupported upgrade request", "No supported WebSocket library detected", "Invalid HTTP request received")
 
     def __init__(self):
         super().__init__()
-        self._lock, self._last, self._quiet = threading.Lock(), {}, {}
+        self._rate = Rate()
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = str(record.msg)
         kind = next((n for n in self.NOISY if msg.startswith(n)), None)
         if kind is None:
             return True
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last.get(kind, -1e9) < 1.0:
-                self._quiet[kind] = self._quiet.get(kind, 0) + 1
-                return False
-            quiet, self._last[kind] = self._quiet.pop(kind, 0), now
+        quiet = self._rate.take(kind)
+        if quiet is None:
+            return False
         if quiet:
-            record.msg, record.args = f"{msg} ({quiet} more not logged)", None
+            record.msg, record.args = msg + _not_logged(quiet), None
         return True
 
 

@@ -353,7 +353,8 @@ def make_room(ws: Workspace, limit: int, keep_s: float = 24 * 3600.0) -> list[st
         if len(most) <= share:
             break
         gone.append(most.pop(0)[2])
-    old = sorted(w for runs in resumable.values() for w in runs if w[0] < time.time() - keep_s)
+    cut = time.time() - keep_s
+    old = sorted(w for runs in resumable.values() for w in runs if w[0] < cut)
     gone += [d for _, _, d in old[:max(0, excess - len(gone))]]
     removed = []
     for d in gone:

@@ -135,7 +135,7 @@ class ChatEngineSide:
         hold=True: the caller uses it until release(engine), and it is not closed before that."""
         while True:
             eng = self._load(base)
-            pinned = self.default_base() if len(self._chat) > artifacts.limits.max_loaded_bases() else None
+            pinned = self._pinned()
             with self._chat_lock:
                 if self._chat.get(base) is not eng:  # closed to make room in between: load it again
                     continue
@@ -149,7 +149,7 @@ class ChatEngineSide:
 
     def release(self, eng) -> None:
         """A request that held `eng` (chat(hold=True)) is done with it."""
-        pinned = self.default_base() if len(self._chat) > artifacts.limits.max_loaded_bases() else None
+        pinned = self._pinned()
         with self._chat_lock:
             n = self._held.get(eng, 0) - 1
             if n > 0:
@@ -159,6 +159,11 @@ class ChatEngineSide:
             evicted = self._evict_locked(pinned)
         for e in evicted:
             e.close()
+
+    def _pinned(self) -> str | None:
+        """The default base when an eviction may follow (it reads base folders: done before taking the lock, and
+        only when more engines are loaded than the cap)."""
+        return self.default_base() if len(self._chat) > artifacts.limits.max_loaded_bases() else None
 
     def _evict_locked(self, pinned: str | None = None) -> list:
         """(self._chat_lock held) Engines taken out to keep at most max_loaded_bases(): the least recently used
