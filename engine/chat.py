@@ -174,7 +174,9 @@ class ChatEngine:
                        fpa_intb=_fpa_choice(env("STUDIO_FPA_INTB", "auto"), self.base.meta, device),
                        # decode batch sizes, e.g. "1,2,4,8" (default: ort_backend.default_buckets)
                        buckets=env("STUDIO_BUCKETS", "").split(",") if env("STUDIO_BUCKETS") else None,
-                       lora_a_t=env("STUDIO_LORA_A_T", "0") == "1")
+                       lora_a_t=env("STUDIO_LORA_A_T", "0") == "1",
+                       # the fused LoRA op (engine/fused_lora): off / auto / on
+                       lora_fused=env("STUDIO_LORA_FUSED", "off"))
         try:  # a few tokens through prefill and decode (on CUDA: the batch-1 graph captured and replayed)
             b.selftest()
         except Exception:

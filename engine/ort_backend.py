@@ -57,6 +57,12 @@ _ENV_LOCK = threading.Lock()
 
 
 FPA_MODES = ("off", "all", "batched")
+FUSED_MODES = ("off", "auto", "on")
+
+
+def _fused_rank_input() -> str:
+    from .fused_lora import RANK_INPUT
+    return RANK_INPUT
 
 
 def fpa_intb_eligible(meta: dict) -> bool:
@@ -187,7 +193,7 @@ class OrtBackend:
     def __init__(self, model_dir: Path, device: str = "cuda", graph: bool = True, max_rows: int = 8,
                  max_length: int | None = None, rank: int = 64, adapter_budget: int = 32,
                  batch_invariant: bool = False, base_rank0: bool = False, fpa_intb: str = "off",
-                 buckets: list[int] | None = None, lora_a_t: bool = False):
+                 buckets: list[int] | None = None, lora_a_t: bool = False, lora_fused: str = "off"):
         import onnxruntime as ort
         import onnxruntime_genai as og
         import torch
@@ -217,6 +223,24 @@ class OrtBackend:
         path = str(self.model_dir / dec["filename"])
         self.lora_a_t = bool(lora_a_t)
         self._graph_bytes = graph_with_a_transposed(Path(path)) if self.lora_a_t else None
+        # lora_fused (engine/fused_lora): "on" (fail if the op cannot be built), "auto" (fall back to the
+        # MatMul chain and say why), "off". The stats say which serves: lora_kernels "fused" or "chain".
+        if lora_fused not in FUSED_MODES:
+            raise ValueError(f"lora_fused must be one of {FUSED_MODES}, not {lora_fused!r}")
+        self._fused_lib, self.fused_note, self.fused_targets = None, "", 0
+        if lora_fused != "off":
+            from . import fused_lora
+            try:
+                if self.lora_a_t:
+                    raise fused_lora.FusedLoraUnavailable("not with STUDIO_LORA_A_T (the op reads A as [rows, K, r])")
+                self._graph_bytes, self.fused_targets = fused_lora.fuse_graph(Path(path))
+                self._fused_lib = fused_lora.library(device)
+            except (fused_lora.FusedLoraUnavailable, ValueError) as e:
+                if lora_fused == "on":
+                    raise
+                self._graph_bytes, self.fused_targets = None, 0
+                self.fused_note = str(e)[:300]
+                log.warning("fused LoRA op not used, serving with the MatMul chain: %s", e)
         self.sess = self._session(ort, path, providers, fpa=self.fpa_intb == "all", base=base)
         self.sess_batch, self.batch_session_bytes = self.sess, 0
         self.fpa_note = ""
@@ -245,7 +269,8 @@ class OrtBackend:
                        [onames["present_value_names"] % i for i in range(L)]
         listed = {i.name: i.type for i in self.sess.get_inputs()}
         self.has_pos = self.pos_name in listed
-        known = {self.ids_name, self.mask_name, *self.past} | ({self.pos_name} if self.has_pos else set())
+        known = {self.ids_name, self.mask_name, *self.past} | ({self.pos_name} if self.has_pos else set()) | \
+            ({_fused_rank_input()} if self._fused_lib is not None else set())
         extra = [n for n in listed if n not in known and not is_lora(n)]
         if extra:
             raise ValueError(f"model inputs the ort backend cannot feed: {extra[:4]}")
@@ -303,6 +328,7 @@ class OrtBackend:
         # The engine turns it on (STUDIO_BASE_RANK0=0: off): base 299 -> 393 tok/s on the H200 (bench/NOTES.md).
         self.base_rank0 = bool(base_rank0)
         self._rank0 = z((1,), self.kv_np)  # a valid address for the empty inputs
+        self.rank_used = z((1,), np.int32)  # the fused op's rank bound: the highest rank any slot row holds
         self._run_opts: dict[int, object] = {}
         self.counters = {"steps": 0, "rows_stepped": 0, "prefills": 0, "slot_writes": 0, "slot_write_s": 0.0,
                          "adapter_reads": 0, "adapter_read_s": 0.0, "evictions": 0, "max_batch": 0,
@@ -320,6 +346,8 @@ class OrtBackend:
     def _session(self, ort, path: str, providers, fpa: bool, base):
         so = ort.SessionOptions()
         so.log_severity_level = 3  # the "initializer appears in graph inputs" warnings of the LoRA slots
+        if self._fused_lib is not None:
+            so.register_custom_ops_library(str(self._fused_lib))
         if fpa:
             so.add_session_config_entry("ep.cuda.fpa_intb_gemm", "1")
         try:
@@ -412,6 +440,8 @@ class OrtBackend:
                 row[r:old].zero_()
             held[k] = r
         self.slot_owner[slot] = key
+        if self._fused_lib is not None:  # (ordered before the next run by _run's synchronize)
+            self.rank_used.fill_(max((v for h in self.slot_ranks for v in h.values()), default=0))
         self.counters["slot_writes"] += 1
         self.counters["slot_write_s"] += time.perf_counter() - t0
 
@@ -457,6 +487,8 @@ class OrtBackend:
         c["ended"] = dict(c["ended"])
         c["bucket_steps"] = dict(c["bucket_steps"])
         c.update(resident_adapters=len(self.resident), max_rows=self.B, lora_a_t=self.lora_a_t, buckets=self.buckets, max_length=self.T, rank=self.rank,
+                 lora_kernels="fused" if self._fused_lib is not None else "chain", fused_note=self.fused_note,
+                 fused_targets=self.fused_targets,
                  cuda_graph=self.graph, fpa_intb=self.fpa_intb, fpa_note=self.fpa_note,
                  sessions=1 + (self.sess_batch is not self.sess), batch_session_bytes=self.batch_session_bytes,
                  resident_bytes=int(sum(t.numel() * t.element_size()
@@ -543,6 +575,11 @@ class OrtBackend:
     def _bind_slots(self, b, slot: int, n: int) -> None:
         for k, t in self.slots.items():
             self._bind_rows(b, k, t, slot, n, self.kv_np)
+        self._bind_rank(b)
+
+    def _bind_rank(self, b) -> None:
+        if self._fused_lib is not None:
+            b.bind_input(_fused_rank_input(), self.device, 0, np.int32, [1], self.rank_used.data_ptr())
 
     def _run(self, sess, b, graph_id: int) -> None:
         """One run of `sess` on binding `b` (made by that session) under CUDA graph `graph_id` (-1: none;
@@ -622,6 +659,7 @@ class OrtBackend:
                 for k, t in self.slots.items():
                     shape = [n, 0, t.shape[2]] if self._rank_first(k) else [n, t.shape[1], 0]
                     b.bind_input(k, self.device, 0, self.kv_np, shape, self._rank0.data_ptr())
+                self._bind_rank(b)
             else:
                 self._bind_slots(b, 0, n)
             b.bind_output(self.logits_name, self.device, 0, self.logits_np, [n, 1, self.vocab],

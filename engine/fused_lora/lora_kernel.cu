@@ -1,0 +1,135 @@
+// The CUDA side of lora_kernel.h: one launch per LoRA target.
+//
+// Grid: x = tiles of 1024 output columns, y = (batch row, tile of TM tokens). Block: 1024 threads.
+// Each block first computes x·A for its TM tokens (the rank-16 "shrink"; every column tile recomputes it,
+// which costs an L2 read of A per tile and saves a second launch and a global round trip), 16 ranks at a time:
+// thread (r = tid % 16, kg = tid / 16) sums x[k]·A[k, r] over k = kg, kg + 64, ...; the 64 partial sums of a
+// rank are combined with one warp shuffle and a shared-memory pass. Then each thread owns one column and adds
+// sum_r t[r]·B[r, n] for the 16 ranks of the chunk ("expand"), coalesced over n. The base output is added last.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "lora_kernel.h"
+
+namespace studio_lora {
+namespace {
+
+constexpr int kThreads = 1024;
+constexpr int kRanks = 16;                 // ranks per chunk
+constexpr int kGroups = kThreads / kRanks;  // k groups (64)
+constexpr int kWarps = kThreads / 32;
+
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+
+template <typename T, int TM>
+__global__ void __launch_bounds__(kThreads) lora_add_kernel(const T* __restrict__ y, const T* __restrict__ x,
+                                                           const T* __restrict__ A, const T* __restrict__ B,
+                                                           T* __restrict__ out, Shape s,
+                                                           const int32_t* __restrict__ rank_used) {
+  __shared__ float red[kWarps][TM][kRanks];
+  __shared__ float t[TM][kRanks];
+  const int tid = threadIdx.x;
+  const int64_t tiles = (s.S + TM - 1) / TM;
+  const int64_t b = blockIdx.y / tiles;
+  const int64_t s0 = (blockIdx.y % tiles) * TM;
+  const int ms = static_cast<int>(s.S - s0 < TM ? s.S - s0 : TM);
+  int64_t rk = s.R;
+  if (rank_used != nullptr) {
+    const int64_t v = *rank_used;
+    rk = v < 0 ? s.R : (v < s.R ? v : s.R);
+  }
+  const T* Ab = A + (s.a_per_row ? b : 0) * s.K * s.R;
+  const T* Bb = B + (s.b_per_row ? b : 0) * s.R * s.N;
+  const T* xb = x + (b * s.S + s0) * s.K;
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * kThreads + tid;
+  float u[TM];
+#pragma unroll
+  for (int m = 0; m < TM; ++m) u[m] = 0.f;
+
+  const int lane_r = tid % kRanks, kg = tid / kRanks, warp = tid / 32, lane = tid % 32;
+  for (int64_t r0 = 0; r0 < rk; r0 += kRanks) {
+    const int64_t r = r0 + lane_r;
+    float acc[TM];
+#pragma unroll
+    for (int m = 0; m < TM; ++m) acc[m] = 0.f;
+    if (r < rk) {
+#pragma unroll 4
+      for (int64_t k = kg; k < s.K; k += kGroups) {
+        const float a = to_f(Ab[k * s.R + r]);
+#pragma unroll
+        for (int m = 0; m < TM; ++m)
+          if (m < ms) acc[m] += to_f(xb[m * s.K + k]) * a;
+      }
+    }
+#pragma unroll
+    for (int m = 0; m < TM; ++m) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], 16);  // the warp's two k groups
+    if (lane < kRanks) {
+#pragma unroll
+      for (int m = 0; m < TM; ++m) red[warp][m][lane] = acc[m];
+    }
+    __syncthreads();
+    if (tid < TM * kRanks) {
+      const int m = tid / kRanks, rr = tid % kRanks;
+      float v = 0.f;
+#pragma unroll 8
+      for (int w = 0; w < kWarps; ++w) v += red[w][m][rr];
+      t[m][rr] = v;
+    }
+    __syncthreads();
+    if (n < s.N) {
+      const int64_t rn = rk - r0 < kRanks ? rk - r0 : kRanks;
+      for (int64_t j = 0; j < rn; ++j) {
+        const float bv = to_f(Bb[(r0 + j) * s.N + n]);
+#pragma unroll
+        for (int m = 0; m < TM; ++m) u[m] += t[m][j] * bv;
+      }
+    }
+    __syncthreads();  // red and t are rewritten by the next chunk
+  }
+  if (n < s.N) {
+#pragma unroll
+    for (int m = 0; m < TM; ++m) {
+      if (m < ms) {
+        const int64_t i = (b * s.S + s0 + m) * s.N + n;
+        out[i] = from_f<T>(to_f(y[i]) + u[m]);
+      }
+    }
+  }
+}
+
+template <typename T, int TM>
+cudaError_t launch(const void* y, const void* x, const void* A, const void* B, void* out, const Shape& s,
+                   const int32_t* rank_used, cudaStream_t stream) {
+  const int64_t tiles = (s.S + TM - 1) / TM;
+  dim3 grid(static_cast<unsigned>((s.N + kThreads - 1) / kThreads), static_cast<unsigned>(s.rows * tiles));
+  lora_add_kernel<T, TM><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(y), static_cast<const T*>(x),
+                                                         static_cast<const T*>(A), static_cast<const T*>(B),
+                                                         static_cast<T*>(out), s, rank_used);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_for(const void* y, const void* x, const void* A, const void* B, void* out, const Shape& s,
+                       const int32_t* rank_used, cudaStream_t stream) {
+  if (s.S == 1) return launch<T, 1>(y, x, A, B, out, s, rank_used, stream);  // decode: one token per row
+  return launch<T, 8>(y, x, A, B, out, s, rank_used, stream);                // a prompt
+}
+
+}  // namespace
+
+int lora_add_cuda(int dtype, const void* y, const void* x, const void* A, const void* B, void* out, const Shape& s,
+                  const int32_t* rank_used, void* stream) {
+  if (s.rows == 0 || s.S == 0 || s.N == 0) return 0;
+  if (s.rows * ((s.S + 7) / 8) > 65535) return static_cast<int>(cudaErrorInvalidConfiguration);
+  auto st = static_cast<cudaStream_t>(stream);
+  cudaError_t e = dtype == 10 ? launch_for<__half>(y, x, A, B, out, s, rank_used, st)
+                  : dtype == 1 ? launch_for<float>(y, x, A, B, out, s, rank_used, st)
+                               : cudaErrorInvalidValue;
+  return static_cast<int>(e);
+}
+
+}  // namespace studio_lora
