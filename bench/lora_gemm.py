@@ -10,6 +10,8 @@ as the engine runs, how that chain costs with other arrangements of the same ari
   at_bt     A and B both stored transposed
   addmm     the Add folded into the B GEMM (cuBLAS beta = 1), 2-D, one adapter for all rows
   none      base only (the Adds' inputs, no LoRA): the floor
+  fused     engine/fused_lora's kernel: y + (x·A)·B in one launch per target (rows layout, rank-16 slots)
+  fused64   the same with rank-64 slots holding a rank-16 adapter and rank_used = 16 (what the engine binds)
 
 Prints JSON: per variant and rows M, median ms per graph replay of the 64-target chain, and the kernels one
 eager run launches (torch.profiler). With --ort the same chains run as ONNX graphs in onnxruntime (CUDA
@@ -28,6 +30,17 @@ import time
 import torch
 
 K, R, LAYERS = 3072, 16, 32
+_LIB = None
+
+
+def fused_lib():
+    global _LIB
+    if _LIB is None:
+        from pathlib import Path
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from engine import fused_lora
+        _LIB = fused_lora.library("cuda")
+    return _LIB
 NS = (9216, 3072)  # qkv (packed) and o
 
 
@@ -43,6 +56,33 @@ def make(variant: str, M: int, gen: torch.Generator):
                       a[0].contiguous(), b[0].contiguous()))
     x = torch.randn(M, 1, K, generator=gen, device=dev).to(dt)
     bases = {N: torch.randn(M, 1, N, generator=gen, device=dev).to(dt) for N in NS}
+    if variant in ("fused", "fused64"):
+        from engine import fused_lora
+        lib, slot_r = fused_lib(), (64 if variant == "fused64" else R)
+        used = torch.tensor([R], dtype=torch.int32, device=dev)
+        fw = []
+        for N, a, b, *_ in w:
+            sa = torch.zeros(rows, K, slot_r, device=dev, dtype=dt)
+            sb = torch.zeros(rows, slot_r, N, device=dev, dtype=dt)
+            sa[:, :, :R], sb[:, :R] = a, b
+            fw.append((N, sa, sb, torch.empty(M, 1, N, device=dev, dtype=dt)))
+
+        def run_fused():
+            st = torch.cuda.current_stream().cuda_stream
+            for N, sa, sb, out in fw:
+                fused_lora.lora_add(lib, 10, bases[N].data_ptr(), x.data_ptr(), sa.data_ptr(), sb.data_ptr(),
+                                    out.data_ptr(), (M, 1, K, slot_r, N), True, True, used.data_ptr(), st)
+            return [o for *_, o in fw]
+
+        def check() -> float:
+            outs, err = run_fused(), 0.0
+            torch.cuda.synchronize()
+            for (N, a, b, *_), o in zip(w, outs):
+                ref = bases[N].float() + torch.matmul(torch.matmul(x.float(), a.float()), b.float())
+                err = max(err, float((o.float() - ref).abs().max() / ref.abs().max()))
+            return err
+        run_fused.check = check
+        return run_fused
 
     def run():
         outs = []
@@ -122,6 +162,8 @@ def ort_graph(variant: str, M: int, path: str) -> list:
         feeds += [(f"A{i}", (rows, R, K) if at else (rows, K, R)), (f"B{i}", (rows, N, R) if bt else (rows, R, N))]
         if variant == "none":
             nodes.append(h.make_node("Add", [f"base{N}", f"base{N}"], [f"y{i}"]))
+        elif variant == "fused":
+            nodes.append(h.make_node("LoraAdd", [f"base{N}", "x", f"A{i}", f"B{i}"], [f"y{i}"], domain="studio.lora"))
         else:
             nodes.append(h.make_node("FusedMatMul", ["x", f"A{i}"], [f"xa{i}"], domain="com.microsoft", transB=1)
                          if at else h.make_node("MatMul", ["x", f"A{i}"], [f"xa{i}"]))
@@ -130,7 +172,8 @@ def ort_graph(variant: str, M: int, path: str) -> list:
             nodes.append(h.make_node("Add", [f"base{N}", f"d{i}"], [f"y{i}"]))
         outputs.append(h.make_tensor_value_info(f"y{i}", T.FLOAT16, [M, 1, N]))
     g = h.make_graph(nodes, "lora", inputs, outputs)
-    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("com.microsoft", 1)])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("com.microsoft", 1),
+                                       h.make_opsetid("studio.lora", 1)])
     m.ir_version = 8
     onnx.save(m, path)
     return feeds
@@ -145,6 +188,8 @@ def ort_time(variant: str, M: int, gen: torch.Generator, reps: int = 200) -> tup
     path = os.path.join(tempfile.mkdtemp(), f"{variant}{M}.onnx")
     feeds = ort_graph(variant, M, path)
     so = ort.SessionOptions()
+    if variant == "fused":
+        so.register_custom_ops_library(str(fused_lib()))
     sess = ort.InferenceSession(path, so, providers=[("CUDAExecutionProvider", {"enable_cuda_graph": "1"})])
     dev, dt = "cuda", torch.float16
     tens = {"x": torch.randn(M, 1, K, generator=gen, device=dev).to(dt)}
@@ -193,10 +238,12 @@ def main() -> int:
            "date": time.strftime("%Y-%m-%d"), "shape": {"K": K, "r": R, "targets": LAYERS * len(NS), "N": NS},
            "ms_per_replay": {}, "kernels_M1": {}}
     for M in [int(m) for m in args.rows.split(",")]:
-        for v in ("none", "rows", "at", "at_bt", "addmm"):
+        for v in ("none", "rows", "at", "at_bt", "addmm", "fused", "fused64"):
             if v == "addmm" and M > 1:
                 continue
             run = make(v, M, gen)
+            if hasattr(run, "check"):
+                res.setdefault("fused_rel_err", {})[f"{v}/M{M}"] = f"{run.check():.1e}"
             t1 = time_graph(run)
             t2 = time_graph(run)
             res["ms_per_replay"][f"{v}/M{M}"] = [round(t1, 4), round(t2, 4)]
@@ -211,7 +258,7 @@ def main() -> int:
         res["onnxruntime"] = ort.__version__
         res["ort_ms_per_run"] = {}
         for M in [int(m) for m in args.rows.split(",")]:
-            for v in ("none", "rows", "at", "at_bt"):
+            for v in ("none", "rows", "at", "at_bt", "fused"):
                 t1, err = ort_time(v, M, gen)
                 t2, _ = ort_time(v, M, gen)
                 res["ort_ms_per_run"][f"{v}/M{M}"] = [round(t1, 4), round(t2, 4), f"rel err {err:.1e}"]

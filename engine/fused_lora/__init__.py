@@ -36,6 +36,7 @@ SRC = Path(__file__).resolve().parent
 SOURCES = ("ort_abi.h", "lora_kernel.h", "lora_kernel.cu", "lora_op.cc")
 _LOCK = threading.Lock()
 _BUILT: dict[str, Path] = {}
+_FNS: dict[str, object] = {}
 
 
 class FusedLoraUnavailable(RuntimeError):
@@ -115,10 +116,13 @@ def lora_add(lib: Path, dtype: int, y, x, A, B, out, shape: tuple, a_per_row: bo
              rank_used=None, stream: int = 0) -> None:
     """Calls the op's kernel directly (no onnxruntime): pointers as ints (torch `data_ptr()`), on the device
     the library was built for. For tests and bench/lora_gemm.py. Raises RuntimeError on a failed launch."""
-    fn = ctypes.CDLL(str(lib)).studio_lora_add
-    fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_int] * 2 + \
-        [ctypes.c_void_p, ctypes.c_void_p]
+    fn = _FNS.get(str(lib))
+    if fn is None:
+        fn = ctypes.CDLL(str(lib)).studio_lora_add
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_int] * 2 + \
+            [ctypes.c_void_p, ctypes.c_void_p]
+        _FNS[str(lib)] = fn
     rows, S, K, R, N = (int(v) for v in shape)
     rc = fn(dtype, y, x, A, B, out, rows, S, K, R, N, int(a_per_row), int(b_per_row), rank_used, stream)
     if rc != 0:

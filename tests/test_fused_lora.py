@@ -1,0 +1,174 @@
+"""The fused LoRA op (engine/fused_lora): `studio.lora::LoraAdd(y, x, A, B, rank_used) = y + (x·A)·B` as an
+onnxruntime custom op, built on first use, and the ort backend serving with it (STUDIO_LORA_FUSED).
+
+On the CPU: the library built with g++, the op against a float64 reference (per-row and shared slots, a rank
+bound below the slot rank, rank 0, prompts and decode shapes), the graph rewrite, the engine's greedy answers
+equal to onnxruntime-genai's for the base, every adapter, compare rows and adapters of rank 8 and 4, and the
+fallback when the op cannot be built. On a CUDA machine the op test builds and checks the CUDA kernel instead
+(fp16, against the same reference); its speed is measured in bench/lora_gemm.py and the serving harness."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from engine import fused_lora
+from engine.chat import ChatEngine, SamplingParams
+from tests.engine_fixture import engine_scratch  # noqa: F401  (session fixture)
+
+MODEL, ADAPTERS = ROOT / "models" / "default", ROOT / "adapters"
+MSG = [{"role": "user", "content": "Plan a weekend in Lisbon"}]
+GREEDY = SamplingParams(max_new_tokens=48)
+
+
+def _device() -> str:
+    try:
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+@pytest.fixture(scope="module")
+def op_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("fused-lora-cache")
+
+
+@pytest.mark.parametrize("rows, S, K, R, N, a_rows, b_rows, used", [
+    (1, 1, 384, 16, 1152, 1, 1, None),      # one decode row (qkv of the default model)
+    (4, 1, 384, 64, 384, 4, 4, 16),         # four rows, rank-64 slots holding rank 16: the rest is not read
+    (3, 1, 96, 32, 40, 3, 1, 32),           # B shared by every row
+    (2, 37, 384, 16, 1152, 2, 2, None),     # a prompt (tiles of 8 tokens, the last one partial)
+    (1, 9, 64, 0, 32, 1, 1, None),          # rank 0 (a base-only step): y itself
+    (2, 1, 3072, 16, 9216, 2, 2, 7),        # the 3.82 B shape, a bound that is not a multiple of 16
+])
+def test_op_matches_reference_on_this_device(op_cache, rows, S, K, R, N, a_rows, b_rows, used):
+    import torch
+    dev = _device()
+    lib = fused_lora.library(dev, cache=op_cache)
+    dt, code = (torch.float16, 10) if dev == "cuda" else (torch.float32, 1)
+    g = torch.Generator().manual_seed(rows * 1000 + S)
+    rnd = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    y, x = rnd(rows, S, N), rnd(rows, S, K)
+    A, B = rnd(a_rows, K, R) / K ** 0.5, rnd(b_rows, R, N) / max(R, 1) ** 0.5
+    want = y.double() + torch.matmul(torch.matmul(x.double(), A[:, :, :used].double()), B[:, :used].double())
+    t = [v.to(dev, dt).contiguous() for v in (y, x, A, B)]
+    out = torch.full_like(t[0], float("nan"))
+    rank = torch.tensor([used], dtype=torch.int32, device=dev) if used is not None else None
+    fused_lora.lora_add(lib, code, *(v.data_ptr() for v in t), out.data_ptr(), (rows, S, K, R, N),
+                        a_rows == rows, b_rows == rows, rank.data_ptr() if rank is not None else None)
+    if dev == "cuda":
+        torch.cuda.synchronize()
+    err = float((out.double().cpu() - want).abs().max() / want.abs().max())
+    assert err < (2e-3 if dev == "cuda" else 1e-6), err
+    if R:  # the bound matters: the full product differs
+        full = y.double() + torch.matmul(torch.matmul(x.double(), A.double()), B.double())
+        assert used is None or used == R or float((full - want).abs().max()) > 1e-3
+
+
+def test_fuse_graph_replaces_every_chain_and_leaves_the_folder(tmp_path):
+    import onnx
+    before = {p.name: p.stat().st_mtime_ns for p in MODEL.iterdir()}
+    data, n = fused_lora.fuse_graph(MODEL / "model.onnx")
+    m = onnx.load_from_string(data)
+    ops = [x for x in m.graph.node if x.op_type == fused_lora.OP]
+    lora_in = [i.name for i in m.graph.input if ".lora_A." in i.name or ".lora_B." in i.name]
+    assert n == len(ops) == len(lora_in) // 2 == 12  # qkv and o of 6 layers
+    assert all(x.domain == fused_lora.DOMAIN and x.input[4] == fused_lora.RANK_INPUT for x in ops)
+    assert not [x for x in m.graph.node if x.op_type == "MatMul" and any(i in lora_in for i in x.input)]
+    assert {x.input[2] for x in ops} | {x.input[3] for x in ops} == set(lora_in)  # names unchanged
+    rank_in = [i for i in m.graph.input if i.name == fused_lora.RANK_INPUT]
+    assert len(rank_in) == 1 and rank_in[0].type.tensor_type.elem_type == onnx.TensorProto.INT32
+    assert {p.name: p.stat().st_mtime_ns for p in MODEL.iterdir()} == before
+    plain = onnx.load(str(MODEL / "model.onnx"), load_external_data=False)
+    for i in list(plain.graph.input):
+        if ".lora_" in i.name:
+            plain.graph.input.remove(i)
+    path = tmp_path / "nolora.onnx"
+    onnx.save(plain, str(path))
+    with pytest.raises(ValueError, match="no LoRA inputs"):
+        fused_lora.fuse_graph(path)
+
+
+def test_op_refuses_shapes_that_do_not_chain(op_cache):
+    """A node fed shapes that do not chain fails with the op's own message (not a crash). The CPU library,
+    also on a CUDA machine (its onnxruntime has the CPU provider too)."""
+    import onnxruntime as ort
+    from onnx import TensorProto as T, helper as h
+    lib = fused_lora.library("cpu", cache=op_cache)
+    ins = [h.make_tensor_value_info(n, T.FLOAT, None) for n in ("y", "x", "A", "B")]
+    node = h.make_node("LoraAdd", ["y", "x", "A", "B"], ["out"], domain="studio.lora")
+    m = h.make_model(h.make_graph([node], "g", ins, [h.make_tensor_value_info("out", T.FLOAT, None)]),
+                     opset_imports=[h.make_opsetid("", 17), h.make_opsetid("studio.lora", 1)])
+    m.ir_version = 8
+    so = ort.SessionOptions()
+    so.register_custom_ops_library(str(lib))
+    s = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    f = lambda *s: np.zeros(s, np.float32)  # noqa: E731
+    out = s.run(None, {"y": f(1, 2, 8), "x": f(1, 2, 4), "A": f(1, 4, 3), "B": f(1, 3, 8)})[0]
+    assert out.shape == (1, 2, 8)
+    with pytest.raises(Exception, match="shapes do not chain"):
+        s.run(None, {"y": f(1, 2, 8), "x": f(1, 2, 4), "A": f(1, 5, 3), "B": f(1, 3, 8)})
+    with pytest.raises(Exception, match="must be 3-D"):
+        s.run(None, {"y": f(2, 8), "x": f(2, 4), "A": f(4, 3), "B": f(3, 8)})
+
+
+def test_engine_with_the_fused_op_answers_as_og(engine_scratch, monkeypatch, tmp_path):
+    """Greedy answers of the ort backend on the fused graph equal onnxruntime-genai's, token for token: the
+    base, every adapter, compare rows, and (scratch model) adapters of rank 8 and 4 in rank-64 slots, where
+    rank_used follows the highest rank the slots hold."""
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path))
+    monkeypatch.setenv("STUDIO_LORA_FUSED", "on")
+    monkeypatch.setattr(fused_lora, "_BUILT", {})  # (not the library an earlier test of this process built)
+    og = ChatEngine(MODEL, ADAPTERS, backend="og", provider="cpu")
+    e = ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu")
+    try:
+        st = e.serving_stats()
+        assert st["lora_kernels"] == "fused" and st["fused_targets"] == 12 and st["fused_note"] == ""
+        assert (tmp_path / "cache" / "fused_lora").is_dir()  # built into the workspace cache
+        for v in og.variants():
+            assert e.generate(MSG, v, GREEDY)[0] == og.generate(MSG, v, GREEDY)[0], v
+        for a, b in (("travel", "pirate"), ("base", "travel")):
+            assert list(e.compare(MSG, a, b, GREEDY))[-1][:2] == list(og.compare(MSG, a, b, GREEDY))[-1][:2]
+        assert int(e.backend.rank_used[0]) == 32  # the shipped adapters' rank
+    finally:
+        og.close()
+        e.close()
+    og = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend="og", provider="cpu")
+    ort = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend="ort", max_rows=4,
+                     provider="cpu")
+    try:
+        p = SamplingParams(max_new_tokens=40)
+        assert ort.serving_stats()["lora_kernels"] == "fused"
+        seen = []
+        for v in og.variants():
+            assert ort.generate(MSG, v, p)[0] == og.generate(MSG, v, p)[0], v
+            seen.append(int(ort.backend.rank_used[0]))
+        assert max(seen) == 8 and ort.backend.rank == 64
+    finally:
+        og.close()
+        ort.close()
+
+
+def test_fused_auto_falls_back_to_the_chain_and_says_why(monkeypatch, tmp_path):
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path))  # an empty cache: the library must be built
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("PATH", str(tmp_path))          # no g++ / c++ on it
+    monkeypatch.setattr(fused_lora, "_BUILT", {})
+    monkeypatch.setenv("STUDIO_LORA_FUSED", "auto")
+    e = ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu")
+    try:
+        st = e.serving_stats()
+        assert st["lora_kernels"] == "chain" and "compiler" in st["fused_note"]
+        assert e.generate(MSG, "travel", SamplingParams(max_new_tokens=8))[1].tokens == 8
+    finally:
+        e.close()
+    monkeypatch.setenv("STUDIO_LORA_FUSED", "on")
+    with pytest.raises(fused_lora.FusedLoraUnavailable, match="compiler"):
+        ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu")
+    monkeypatch.setenv("STUDIO_LORA_FUSED", "sometimes")
+    with pytest.raises(ValueError, match="lora_fused must be one of"):
+        ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu")
+    assert shutil.which("g++") is None  # (the PATH above really hid the compiler)
