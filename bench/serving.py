@@ -412,7 +412,8 @@ LEVERS = {"engine-og": "engine forced onto onnxruntime-genai",
           "engine-rank16": "ort backend, LoRA slots of rank 16 (not 64)",
           "engine-slots": "ort backend, base-only steps run the full LoRA slots (rank-0 binding off)",
           "engine-buckets2": "ort backend, 2 rows in a 2-row graph (STUDIO_BUCKETS=1,2,4,8; CUDA default 1,4,8)",
-          "engine-at": "ort backend, LoRA-A read transposed (FusedMatMul transB=1; STUDIO_LORA_A_T=1)",
+          "engine-chain": "ort backend, LoRA as MatMul+MatMul+Add (STUDIO_LORA_FUSED=off; default: the fused op)",
+          "engine-at": "ort backend, LoRA-A read transposed (FusedMatMul transB=1; STUDIO_LORA_A_T=1, fused op off)",
           "engine-nofpa": "ort backend, onnxruntime's own int4 kernels on a base built for fpA_intB (STUDIO_FPA_INTB=0)",
           "engine-fpaall": "ort backend, fpA_intB for every run, one session (STUDIO_FPA_INTB=1; default: 2+ rows)"}
 # lever rows of the app part (the launched app under one environment change)
@@ -518,6 +519,8 @@ def part_report(a) -> dict:
         "adapter_device_mib": _get(eng, "adapter_memory", "device_mib_each"),
         "adapter_file_mib": _get(eng, "adapter_memory", "file_mib"),
         "fpa_intb": _get(eng, "serving_stats", "fpa_intb"),
+        "lora_kernels": _get(eng, "serving_stats", "lora_kernels"),
+        "fused_note": _get(eng, "serving_stats", "fused_note"),
         "batch_session_mib": None if _get(eng, "serving_stats", "batch_session_bytes") is None
         else round(_get(eng, "serving_stats", "batch_session_bytes") / 2**20, 1),
         "app_one_token_ms": _get(app, "one_token", "wall_ms"),

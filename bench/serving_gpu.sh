@@ -24,6 +24,8 @@
 #                   rank-0 LoRA inputs for them since 2026-12-03, when this row was engine-base0 and measured +25 %)
 #   engine-buckets2 lever row, the full engine part: two rows decode in a 2-row graph (STUDIO_BUCKETS=1,2,4,8);
 #                   the CUDA default since 2026-12-03 runs them in the 4-row graph (cheaper on the int4 kernels)
+#   engine-chain    lever row, the full engine part: the LoRA targets as onnxruntime's MatMul, MatMul, Add (four
+#                   kernels each on CUDA) instead of the fused op (STUDIO_LORA_FUSED=off; default auto = fused on CUDA)
 #   engine-at       (not in the default list) the full engine part with STUDIO_LORA_A_T=1: the LoRA-A products
 #                   read A transposed (FusedMatMul transB=1), which may spare cuBLAS's split-K pair (lora_gemm.py)
 #   engine-nofpa    (not in the default list) the full engine part with STUDIO_FPA_INTB=0: on a base built with
@@ -47,7 +49,7 @@ device="${DEVICE:-cuda}"
 hf="$work/hf"
 ws="${WS:-$work/ws}"
 base="${BASE:-phi35}"
-parts="${PARTS:-model build engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-slots engine-buckets2 report}"
+parts="${PARTS:-model build engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-slots engine-buckets2 engine-chain report}"
 budget="${BUDGET_S:-440}"
 hard="${HARD_S:-520}"
 part_timeout="${PART_TIMEOUT_S:-300}"
@@ -110,7 +112,9 @@ want engine-rank16 && run engine-rank16 env STUDIO_LORA_RANK=16 "$py" bench/serv
     "${common[@]}" --out "$work/parts/engine-rank16.json"
 want engine-buckets2 && run engine-buckets2 env STUDIO_BUCKETS=1,2,4,8 "$py" bench/serving.py engine \
     "${common[@]}" --out "$work/parts/engine-buckets2.json"
-want engine-at && run engine-at env STUDIO_LORA_A_T=1 "$py" bench/serving.py engine \
+want engine-chain && run engine-chain env STUDIO_LORA_FUSED=off "$py" bench/serving.py engine \
+    "${common[@]}" --out "$work/parts/engine-chain.json"
+want engine-at && run engine-at env STUDIO_LORA_A_T=1 STUDIO_LORA_FUSED=off "$py" bench/serving.py engine \
     "${common[@]}" --out "$work/parts/engine-at.json"
 want engine-nofpa && run engine-nofpa env STUDIO_FPA_INTB=0 "$py" bench/serving.py engine \
     "${common[@]}" --out "$work/parts/engine-nofpa.json"

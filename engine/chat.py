@@ -94,6 +94,16 @@ def pick_backend(backend: str, provider: str, base: lib.BaseInfo) -> tuple[str, 
 FPA_CHOICES = {"auto": None, "0": "off", "1": "all", "batched": "batched"}
 
 
+def _fused_choice(want: str, device: str) -> str:
+    """STUDIO_LORA_FUSED -> the ort backend's lora_fused. auto: the fused LoRA op on CUDA, where it replaces four
+    kernel launches per LoRA target with one (falling back to the MatMul chain, with the reason in the stats,
+    when it cannot be built or loaded); the chain on the CPU (onnxruntime's MLAS GEMMs). on: the op, or fail.
+    off: the chain."""
+    if want not in ("auto", "on", "off"):
+        raise ValueError(f"STUDIO_LORA_FUSED must be auto, on or off, not {want!r}")
+    return {"on": "on", "off": "off"}[want] if want != "auto" else ("try" if device == "cuda" else "off")
+
+
 def _fpa_choice(want: str, meta: dict, device: str = "cuda") -> str:
     """STUDIO_FPA_INTB -> the ort backend's int4 kernel mode. auto: "batched" for bases built for onnxruntime's
     fpA_intB kernels (fpa_intb_eligible: one-row steps and the prefill on its own kernels, steps of 2+ rows on
@@ -175,8 +185,7 @@ class ChatEngine:
                        # decode batch sizes, e.g. "1,2,4,8" (default: ort_backend.default_buckets)
                        buckets=env("STUDIO_BUCKETS", "").split(",") if env("STUDIO_BUCKETS") else None,
                        lora_a_t=env("STUDIO_LORA_A_T", "0") == "1",
-                       # the fused LoRA op (engine/fused_lora): off / auto / on
-                       lora_fused=env("STUDIO_LORA_FUSED", "off"))
+                       lora_fused=_fused_choice(env("STUDIO_LORA_FUSED", "auto"), device))
         try:  # a few tokens through prefill and decode (on CUDA: the batch-1 graph captured and replayed)
             b.selftest()
         except Exception:
@@ -231,6 +240,7 @@ class ChatEngine:
     # -- generation
     def _stats(self, variant: str, ids, note: str) -> Stats:
         return Stats(variant=variant, provider=self.provider, backend=self.backend_name,
+                     lora_kernels=getattr(self.backend, "lora_kernels", ""),
                      prompt_tokens=len(ids), note=note)
 
     def _request(self, messages, variant: str, params: SamplingParams, seed: int | None = None):

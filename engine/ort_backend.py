@@ -57,7 +57,7 @@ _ENV_LOCK = threading.Lock()
 
 
 FPA_MODES = ("off", "all", "batched")
-FUSED_MODES = ("off", "auto", "on")
+FUSED_MODES = ("off", "try", "on")
 
 
 def _fused_rank_input() -> str:
@@ -223,8 +223,8 @@ class OrtBackend:
         path = str(self.model_dir / dec["filename"])
         self.lora_a_t = bool(lora_a_t)
         self._graph_bytes = graph_with_a_transposed(Path(path)) if self.lora_a_t else None
-        # lora_fused (engine/fused_lora): "on" (fail if the op cannot be built), "auto" (fall back to the
-        # MatMul chain and say why), "off". The stats say which serves: lora_kernels "fused" or "chain".
+        # lora_fused (engine/fused_lora): "on" (fail if the op cannot be built or loaded), "try" (fall back to
+        # the MatMul chain and say why), "off". The stats say which serves: lora_kernels "fused" or "chain".
         if lora_fused not in FUSED_MODES:
             raise ValueError(f"lora_fused must be one of {FUSED_MODES}, not {lora_fused!r}")
         self._fused_lib, self.fused_note, self.fused_targets = None, "", 0
@@ -233,15 +233,25 @@ class OrtBackend:
             try:
                 if self.lora_a_t:
                     raise fused_lora.FusedLoraUnavailable("not with STUDIO_LORA_A_T (the op reads A as [rows, K, r])")
-                self._graph_bytes, self.fused_targets = fused_lora.fuse_graph(Path(path))
+                graph, targets = fused_lora.fuse_graph(Path(path))
                 self._fused_lib = fused_lora.library(device)
+                self._graph_bytes, self.fused_targets = graph, targets
             except (fused_lora.FusedLoraUnavailable, ValueError) as e:
                 if lora_fused == "on":
                     raise
-                self._graph_bytes, self.fused_targets = None, 0
-                self.fused_note = str(e)[:300]
+                self._fused_lib, self.fused_note = None, str(e)[:300]
                 log.warning("fused LoRA op not used, serving with the MatMul chain: %s", e)
-        self.sess = self._session(ort, path, providers, fpa=self.fpa_intb == "all", base=base)
+        try:
+            self.sess = self._session(ort, path, providers, fpa=self.fpa_intb == "all", base=base)
+        except Exception as e:  # noqa: BLE001
+            if self._fused_lib is None or lora_fused == "on":
+                raise
+            # the fused graph did not load (e.g. an onnxruntime whose ABI the op does not match): the chain
+            self._fused_lib, self.fused_targets = None, 0
+            self._graph_bytes = graph_with_a_transposed(Path(path)) if self.lora_a_t else None
+            self.fused_note = f"fused graph not loaded: {str(e).splitlines()[0][:250]}"
+            log.warning("fused LoRA graph not loaded, serving with the MatMul chain: %s", e)
+            self.sess = self._session(ort, path, providers, fpa=self.fpa_intb == "all", base=base)
         self.sess_batch, self.batch_session_bytes = self.sess, 0
         self.fpa_note = ""
         if fpa_intb == "batched":
@@ -370,6 +380,10 @@ class OrtBackend:
             raise RuntimeError(f"CUDA execution provider not usable: {sess.get_providers()}")
         return sess
 
+    @property
+    def lora_kernels(self) -> str:
+        return "fused" if self._fused_lib is not None else "chain"
+
     def _rank_first(self, name: str) -> bool:
         """Whether LoRA input `name` is laid out [rows, r, dim] (B; A with lora_a_t) rather than [rows, dim, r]."""
         return ".lora_A." not in name or self.lora_a_t
@@ -487,7 +501,7 @@ class OrtBackend:
         c["ended"] = dict(c["ended"])
         c["bucket_steps"] = dict(c["bucket_steps"])
         c.update(resident_adapters=len(self.resident), max_rows=self.B, lora_a_t=self.lora_a_t, buckets=self.buckets, max_length=self.T, rank=self.rank,
-                 lora_kernels="fused" if self._fused_lib is not None else "chain", fused_note=self.fused_note,
+                 lora_kernels=self.lora_kernels, fused_note=self.fused_note,
                  fused_targets=self.fused_targets,
                  cuda_graph=self.graph, fpa_intb=self.fpa_intb, fpa_note=self.fpa_note,
                  sessions=1 + (self.sess_batch is not self.sess), batch_session_bytes=self.batch_session_bytes,

@@ -54,6 +54,7 @@ class Stats:
     variant: str = BASE
     provider: str = "cpu"
     backend: str = "og"               # "og" (onnxruntime-genai) | "ort" (plain onnxruntime, engine/ort_backend.py)
+    lora_kernels: str = ""            # ort: "fused" (engine/fused_lora's op) | "chain" (MatMul, MatMul, Add)
     prompt_tokens: int = 0
     finished: bool = False
     finish_reason: str = ""           # "eos" | "length" | "context" | "cancelled" | "" while running

@@ -133,6 +133,9 @@ def test_engine_with_the_fused_op_answers_as_og(engine_scratch, monkeypatch, tmp
         for a, b in (("travel", "pirate"), ("base", "travel")):
             assert list(e.compare(MSG, a, b, GREEDY))[-1][:2] == list(og.compare(MSG, a, b, GREEDY))[-1][:2]
         assert int(e.backend.rank_used[0]) == 32  # the shipped adapters' rank
+        from ui.chat_tab import format_stats
+        s = e.generate(MSG, "travel", SamplingParams(max_new_tokens=4))[1]
+        assert s.lora_kernels == "fused" and "backend ort (onnxruntime, own loop) · fused LoRA op" in format_stats(s)
     finally:
         og.close()
         e.close()
@@ -152,23 +155,50 @@ def test_engine_with_the_fused_op_answers_as_og(engine_scratch, monkeypatch, tmp
         ort.close()
 
 
-def test_fused_auto_falls_back_to_the_chain_and_says_why(monkeypatch, tmp_path):
+def test_fused_try_falls_back_to_the_chain_and_says_why(monkeypatch, tmp_path):
+    """lora_fused="try" (what STUDIO_LORA_FUSED=auto gives on CUDA) serves with the MatMul chain when the op
+    cannot be built, and the stats say why; "on" fails instead; auto on the CPU is the chain."""
+    from engine.chat import _fused_choice
+    from engine.ort_backend import OrtBackend
+    assert (_fused_choice("auto", "cuda"), _fused_choice("auto", "cpu")) == ("try", "off")
+    assert (_fused_choice("on", "cpu"), _fused_choice("off", "cuda")) == ("on", "off")
+    with pytest.raises(ValueError, match="STUDIO_LORA_FUSED must be"):
+        _fused_choice("sometimes", "cuda")
     monkeypatch.setenv("STUDIO_HOME", str(tmp_path))  # an empty cache: the library must be built
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("PATH", str(tmp_path))          # no g++ / c++ on it
     monkeypatch.setattr(fused_lora, "_BUILT", {})
+    assert shutil.which("g++") is None
+    b = OrtBackend(MODEL, "cpu", graph=False, max_rows=2, lora_fused="try")
+    try:
+        st = b.stats()
+        assert st["lora_kernels"] == "chain" and "compiler" in st["fused_note"] and b._graph_bytes is None
+        b.selftest()
+    finally:
+        b.close()
+    # a library that does not load (e.g. built against another onnxruntime ABI): the chain, and why
+    bad = tmp_path / "bad.so"
+    bad.write_bytes(b"not a shared library")
+    monkeypatch.setattr(fused_lora, "library", lambda device, cache=None: bad)
+    b = OrtBackend(MODEL, "cpu", graph=False, max_rows=2, lora_fused="try")
+    try:
+        st = b.stats()
+        assert st["lora_kernels"] == "chain" and st["fused_note"].startswith("fused graph not loaded")
+        b.selftest()
+    finally:
+        b.close()
+    monkeypatch.undo()
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(fused_lora, "_BUILT", {})
+    with pytest.raises(fused_lora.FusedLoraUnavailable, match="compiler"):
+        OrtBackend(MODEL, "cpu", graph=False, max_rows=2, lora_fused="on")
+    with pytest.raises(ValueError, match="lora_fused must be one of"):
+        OrtBackend(MODEL, "cpu", graph=False, max_rows=2, lora_fused="auto")
     monkeypatch.setenv("STUDIO_LORA_FUSED", "auto")
     e = ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu")
     try:
-        st = e.serving_stats()
-        assert st["lora_kernels"] == "chain" and "compiler" in st["fused_note"]
-        assert e.generate(MSG, "travel", SamplingParams(max_new_tokens=8))[1].tokens == 8
+        assert e.serving_stats()["lora_kernels"] == "chain" and e.serving_stats()["fused_note"] == ""
     finally:
         e.close()
-    monkeypatch.setenv("STUDIO_LORA_FUSED", "on")
-    with pytest.raises(fused_lora.FusedLoraUnavailable, match="compiler"):
-        ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu")
-    monkeypatch.setenv("STUDIO_LORA_FUSED", "sometimes")
-    with pytest.raises(ValueError, match="lora_fused must be one of"):
-        ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu")
-    assert shutil.which("g++") is None  # (the PATH above really hid the compiler)

@@ -77,7 +77,8 @@ def format_stats(s) -> str:
     g = lambda k, d=None: getattr(s, k, d) if not isinstance(s, dict) else s.get(k, d)  # noqa: E731
     parts = [f"**{g('variant', '?')}**", f"provider {g('provider', '?')}"]
     if g("backend"):
-        parts.append(f"backend {g('backend')}{BACKEND_NAMES.get(g('backend'), '')}")
+        lora = " · fused LoRA op" if g("lora_kernels") == "fused" else ""
+        parts.append(f"backend {g('backend')}{BACKEND_NAMES.get(g('backend'), '')}{lora}")
     if g("ttft_s") is not None:
         parts.append(f"TTFT {g('ttft_s'):.3f} s")
     if g("tokens") is not None:
