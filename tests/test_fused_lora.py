@@ -43,6 +43,8 @@ def op_cache(tmp_path_factory):
     (2, 37, 384, 16, 1152, 2, 2, None),     # a prompt (tiles of 8 tokens, the last one partial)
     (1, 9, 64, 0, 32, 1, 1, None),          # rank 0 (a base-only step): y itself
     (2, 1, 3072, 16, 9216, 2, 2, 7),        # the 3.82 B shape, a bound that is not a multiple of 16
+    (2, 1, 64, 12, 48, 2, 2, None),         # a rank that is not a multiple of 8 (CUDA: the generic kernel)
+    (1, 1, 256, 72, 300, 1, 1, 70),         # more than 64 ranks (two chunks)
 ])
 def test_op_matches_reference_on_this_device(op_cache, rows, S, K, R, N, a_rows, b_rows, used):
     import torch
