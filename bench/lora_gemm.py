@@ -57,8 +57,8 @@ def make(variant: str, M: int, gen: torch.Generator):
     x = torch.randn(M, 1, K, generator=gen, device=dev).to(dt)
     bases = {N: torch.randn(M, 1, N, generator=gen, device=dev).to(dt) for N in NS}
     if variant in ("fused", "fused64"):
-        from engine import fused_lora
         lib, slot_r = fused_lib(), (64 if variant == "fused64" else R)
+        from engine import fused_lora
         used = torch.tensor([R], dtype=torch.int32, device=dev)
         fw = []
         for N, a, b, *_ in w:
@@ -230,6 +230,7 @@ def main() -> int:
     ap.add_argument("--out")
     ap.add_argument("--rows", default="1,2,8")
     ap.add_argument("--ort", action="store_true", help="also time the chains in onnxruntime (CUDA graph)")
+    ap.add_argument("--variants", default="none,rows,at,at_bt,addmm,fused,fused64", help="torch-side variants")
     args = ap.parse_args()
     gen = torch.Generator(device="cuda").manual_seed(0)
     res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
@@ -238,7 +239,7 @@ def main() -> int:
            "date": time.strftime("%Y-%m-%d"), "shape": {"K": K, "r": R, "targets": LAYERS * len(NS), "N": NS},
            "ms_per_replay": {}, "kernels_M1": {}}
     for M in [int(m) for m in args.rows.split(",")]:
-        for v in ("none", "rows", "at", "at_bt", "addmm", "fused", "fused64"):
+        for v in args.variants.split(","):
             if v == "addmm" and M > 1:
                 continue
             run = make(v, M, gen)

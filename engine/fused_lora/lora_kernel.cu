@@ -108,7 +108,11 @@ __global__ void __launch_bounds__(kThreads) lora_add_kernel(const T* __restrict_
 // The decode kernel for fp16 slots whose rank is a multiple of 8 (every pipeline-built slot): one token per row,
 // A read 16 bytes (8 ranks) at a time. A chunk of up to 64 ranks is `octs` octets (1, 2, 4 or 8, a power of two
 // at least the octets in use); thread (oct = tid % octs, kg = tid / octs) sums over k = kg, kg + 1024 / octs, ...,
-// so a rank-16 adapter on K = 3,072 takes 6 loads of 16 bytes per thread instead of 48 of 2 bytes.
+// so a rank-16 adapter on K = 3,072 takes 6 loads of 16 bytes per thread instead of 48 of 2 bytes. The kernel is
+// latency-bound (a few microseconds, 64 launches a step), so loads are issued in batches before their use: y and
+// the first 16 ranks of B at the start (they do not depend on x·A), A in batches of kBatch per thread.
+constexpr int kBatch = 4;
+
 __global__ void __launch_bounds__(kThreads) lora_add_decode8(const __half* __restrict__ y, const __half* __restrict__ x,
                                                             const __half* __restrict__ A, const __half* __restrict__ B,
                                                             __half* __restrict__ out, Shape s,
@@ -126,6 +130,12 @@ __global__ void __launch_bounds__(kThreads) lora_add_decode8(const __half* __res
   const __half* Bb = B + (s.b_per_row ? b : 0) * s.R * s.N;
   const __half* xb = x + b * s.K;
   const int64_t n = static_cast<int64_t>(blockIdx.x) * kThreads + tid;
+  const bool col = n < s.N;
+  const float yv = col ? __half2float(y[b * s.N + n]) : 0.f;
+  float b0[16];  // B's first 16 ranks for this column, loaded before x·A is known
+  const int64_t r16 = rk < 16 ? rk : 16;
+#pragma unroll
+  for (int j = 0; j < 16; ++j) b0[j] = (col && j < r16) ? __half2float(Bb[j * s.N + n]) : 0.f;
   float u = 0.f;
   for (int64_t r0 = 0; r0 < rk; r0 += 64) {
     const int64_t rn = rk - r0 < 64 ? rk - r0 : 64;
@@ -138,16 +148,25 @@ __global__ void __launch_bounds__(kThreads) lora_add_decode8(const __half* __res
     for (int j = 0; j < 8; ++j) acc[j] = 0.f;
     if (oct < used) {
       const __half* ap = Ab + r0 + oct * 8;
-#pragma unroll 2
-      for (int64_t k = tid / octs; k < s.K; k += groups) {
-        const uint4 raw = *reinterpret_cast<const uint4*>(ap + k * s.R);
-        const __half2* h = reinterpret_cast<const __half2*>(&raw);
-        const float xv = __half2float(xb[k]);
+      for (int64_t k0 = tid / octs; k0 < s.K; k0 += kBatch * groups) {
+        uint4 raw[kBatch];
+        float xv[kBatch];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const float2 f = __half22float2(h[j]);
-          acc[2 * j] += xv * f.x;
-          acc[2 * j + 1] += xv * f.y;
+        for (int i = 0; i < kBatch; ++i) {
+          const int64_t k = k0 + i * groups;
+          const bool in = k < s.K;
+          raw[i] = in ? *reinterpret_cast<const uint4*>(ap + k * s.R) : make_uint4(0, 0, 0, 0);
+          xv[i] = in ? __half2float(xb[k]) : 0.f;
+        }
+#pragma unroll
+        for (int i = 0; i < kBatch; ++i) {
+          const __half2* h = reinterpret_cast<const __half2*>(&raw[i]);
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const float2 f = __half22float2(h[j]);
+            acc[2 * j] += xv[i] * f.x;
+            acc[2 * j + 1] += xv[i] * f.y;
+          }
         }
       }
     }
@@ -160,23 +179,33 @@ __global__ void __launch_bounds__(kThreads) lora_add_decode8(const __half* __res
       for (int j = 0; j < 8; ++j) red[warp][lane * 8 + j] = acc[j];
     }
     __syncthreads();
-    if (tid < octs * 8) {
+    if (tid < 64) {  // every entry written: the expand below reads t[0..15] whatever the ranks in use
       float v = 0.f;
+      if (tid < octs * 8) {
 #pragma unroll 8
-      for (int w = 0; w < kWarps; ++w) v += red[w][tid];
+        for (int w = 0; w < kWarps; ++w) v += red[w][tid];
+      }
       t[tid] = tid < rn ? v : 0.f;  // ranks at or past rank_used count as zero
     }
     __syncthreads();
-    if (n < s.N) {
-#pragma unroll 4
-      for (int64_t j = 0; j < rn; ++j) u += t[j] * __half2float(Bb[(r0 + j) * s.N + n]);
+    if (col) {
+      int64_t j = 0;
+      if (r0 == 0) {
+#pragma unroll
+        for (int i = 0; i < 16; ++i) u += t[i] * b0[i];  // (t and b0 are zero past the ranks in use)
+        j = 16;
+      }
+      for (; j < rn; j += 16) {
+        float bv[16];
+#pragma unroll
+        for (int i = 0; i < 16; ++i) bv[i] = j + i < rn ? __half2float(Bb[(r0 + j + i) * s.N + n]) : 0.f;
+#pragma unroll
+        for (int i = 0; i < 16; ++i) u += t[j + i < 64 ? j + i : 63] * bv[i];
+      }
     }
     __syncthreads();
   }
-  if (n < s.N) {
-    const int64_t i = b * s.N + n;
-    out[i] = __float2half_rn(__half2float(y[i]) + u);
-  }
+  if (col) out[b * s.N + n] = __float2half_rn(yv + u);
 }
 
 bool decode8_ok(const void* A, const Shape& s) {
