@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <cooperative_groups.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -208,12 +209,131 @@ __global__ void __launch_bounds__(kThreads) lora_add_decode8(const __half* __res
   if (col) out[b * s.N + n] = __float2half_rn(yv + u);
 }
 
-bool decode8_ok(const void* A, const Shape& s) {
-  static const bool off = [] {
-    const char* v = std::getenv("STUDIO_LORA_KERNEL");  // "scalar": the generic kernel only (bench/lora_gemm.py)
-    return v != nullptr && std::strcmp(v, "scalar") == 0;
+// The same decode step spread over a cluster of 8 blocks (Hopper thread block clusters, sm_90+): block c of a
+// row's cluster reads the c-th eighth of K for x·A (one 16-byte load per thread for a rank-16 adapter on
+// K = 3,072), the eight partial sums meet in distributed shared memory, and each block then adds (x·A)·B to its
+// eighth of the columns. One round trip to memory for A instead of six. STUDIO_LORA_KERNEL=cluster picks it.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 || !defined(__CUDA_ARCH__)
+#define STUDIO_HAS_CLUSTER 1
+constexpr int kCluster = 8;
+
+__global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads)
+    lora_add_cluster8(const __half* __restrict__ y, const __half* __restrict__ x, const __half* __restrict__ A,
+                      const __half* __restrict__ B, __half* __restrict__ out, Shape s,
+                      const int32_t* __restrict__ rank_used) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  cg::cluster_group cluster = cg::this_cluster();
+  __shared__ float red[kWarps][64];
+  __shared__ float part[64];
+  __shared__ float t[64];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int c = static_cast<int>(cluster.block_rank());
+  const int64_t b = blockIdx.y;
+  int64_t rk = s.R;
+  if (rank_used != nullptr) {
+    const int64_t v = *rank_used;
+    rk = v < 0 ? s.R : (v < s.R ? v : s.R);
+  }
+  const __half* Ab = A + (s.a_per_row ? b : 0) * s.K * s.R;
+  const __half* Bb = B + (s.b_per_row ? b : 0) * s.R * s.N;
+  const __half* xb = x + b * s.K;
+  const int64_t tile = (s.N + kCluster - 1) / kCluster;
+  const int64_t n0 = c * tile + tid, n1 = n0 + kThreads;
+  const int64_t nend = (c + 1) * tile < s.N ? (c + 1) * tile : s.N;
+  const bool c0 = n0 < nend, c1 = tid + kThreads < tile && n1 < nend;
+  const float y0 = c0 ? __half2float(y[b * s.N + n0]) : 0.f, y1 = c1 ? __half2float(y[b * s.N + n1]) : 0.f;
+  const int64_t ks = (s.K + kCluster - 1) / kCluster, kbeg = c * ks, kend = kbeg + ks < s.K ? kbeg + ks : s.K;
+  float u0 = 0.f, u1 = 0.f;
+  for (int64_t r0 = 0; r0 < rk; r0 += 64) {
+    const int64_t rn = rk - r0 < 64 ? rk - r0 : 64;
+    const int used = static_cast<int>((rn + 7) / 8);
+    const int octs = used <= 1 ? 1 : used <= 2 ? 2 : used <= 4 ? 4 : 8;
+    const int oct = tid % octs;
+    const int64_t groups = kThreads / octs;
+    float acc[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[j] = 0.f;
+    if (oct < used) {
+      const __half* ap = Ab + r0 + oct * 8;
+      for (int64_t k0 = kbeg + tid / octs; k0 < kend; k0 += kBatch * groups) {
+        uint4 raw[kBatch];
+        float xv[kBatch];
+#pragma unroll
+        for (int i = 0; i < kBatch; ++i) {
+          const int64_t k = k0 + i * groups;
+          const bool in = k < kend;
+          raw[i] = in ? *reinterpret_cast<const uint4*>(ap + k * s.R) : make_uint4(0, 0, 0, 0);
+          xv[i] = in ? __half2float(xb[k]) : 0.f;
+        }
+#pragma unroll
+        for (int i = 0; i < kBatch; ++i) {
+          const __half2* h = reinterpret_cast<const __half2*>(&raw[i]);
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const float2 f = __half22float2(h[j]);
+            acc[2 * j] += xv[i] * f.x;
+            acc[2 * j + 1] += xv[i] * f.y;
+          }
+        }
+      }
+    }
+    for (int off = octs; off < 32; off <<= 1) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[j] += __shfl_xor_sync(0xffffffffu, acc[j], off);
+    }
+    if (lane < octs) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) red[warp][lane * 8 + j] = acc[j];
+    }
+    __syncthreads();
+    if (tid < 64) {
+      float v = 0.f;
+      if (tid < octs * 8) {
+#pragma unroll 8
+        for (int w = 0; w < kWarps; ++w) v += red[w][tid];
+      }
+      part[tid] = v;
+    }
+    cluster.sync();  // every block's partial x·A is in its shared memory
+    if (tid < 64) {
+      float v = 0.f;
+#pragma unroll
+      for (int q = 0; q < kCluster; ++q) v += cluster.map_shared_rank(part, q)[tid];
+      t[tid] = tid < rn ? v : 0.f;
+    }
+    cluster.sync();  // the partials are read before any block overwrites them (or exits)
+    for (int64_t j = 0; j < rn; j += 16) {
+      float bv0[16];
+#pragma unroll
+      for (int i = 0; i < 16; ++i) bv0[i] = (c0 && j + i < rn) ? __half2float(Bb[(r0 + j + i) * s.N + n0]) : 0.f;
+#pragma unroll
+      for (int i = 0; i < 16; ++i) u0 += t[j + i < 64 ? j + i : 63] * bv0[i];
+      if (c1) {
+#pragma unroll
+        for (int i = 0; i < 16; ++i) bv0[i] = j + i < rn ? __half2float(Bb[(r0 + j + i) * s.N + n1]) : 0.f;
+#pragma unroll
+        for (int i = 0; i < 16; ++i) u1 += t[j + i < 64 ? j + i : 63] * bv0[i];
+      }
+    }
+    __syncthreads();
+  }
+  if (c0) out[b * s.N + n0] = __float2half_rn(y0 + u0);
+  if (c1) out[b * s.N + n1] = __float2half_rn(y1 + u1);
+#endif
+}
+#endif
+
+int kernel_choice() {  // STUDIO_LORA_KERNEL: "scalar" (generic only), "cluster", else the default (decode8)
+  static const int v = [] {
+    const char* e = std::getenv("STUDIO_LORA_KERNEL");
+    return e == nullptr ? 0 : std::strcmp(e, "scalar") == 0 ? 1 : std::strcmp(e, "cluster") == 0 ? 2 : 0;
   }();
-  return !off && s.S == 1 && s.R % 8 == 0 && reinterpret_cast<uintptr_t>(A) % 16 == 0;
+  return v;
+}
+
+bool decode8_ok(const void* A, const Shape& s) {
+  return kernel_choice() != 1 && s.S == 1 && s.R % 8 == 0 && reinterpret_cast<uintptr_t>(A) % 16 == 0;
 }
 
 template <typename T, int TM>
@@ -241,6 +361,18 @@ int lora_add_cuda(int dtype, const void* y, const void* x, const void* A, const 
   if (s.rows == 0 || s.S == 0 || s.N == 0) return 0;
   if (s.rows * ((s.S + 7) / 8) > 65535) return static_cast<int>(cudaErrorInvalidConfiguration);
   auto st = static_cast<cudaStream_t>(stream);
+  static const bool hopper = [] {
+    int dev = 0, major = 0;
+    return cudaGetDevice(&dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+  }();
+  if (dtype == 10 && decode8_ok(A, s) && kernel_choice() == 2 && hopper && s.N <= 2 * kThreads * kCluster) {
+    dim3 grid(kCluster, static_cast<unsigned>(s.rows));
+    lora_add_cluster8<<<grid, kThreads, 0, st>>>(static_cast<const __half*>(y), static_cast<const __half*>(x),
+                                                  static_cast<const __half*>(A), static_cast<const __half*>(B),
+                                                  static_cast<__half*>(out), s, rank_used);
+    return static_cast<int>(cudaGetLastError());
+  }
   if (dtype == 10 && decode8_ok(A, s)) {
     dim3 grid(static_cast<unsigned>((s.N + kThreads - 1) / kThreads), static_cast<unsigned>(s.rows));
     lora_add_decode8<<<grid, kThreads, 0, st>>>(static_cast<const __half*>(y), static_cast<const __half*>(x),
