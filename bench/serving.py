@@ -520,6 +520,8 @@ def part_report(a) -> dict:
         "adapter_file_mib": _get(eng, "adapter_memory", "file_mib"),
         "fpa_intb": _get(eng, "serving_stats", "fpa_intb"),
         "lora_kernels": _get(eng, "serving_stats", "lora_kernels"),
+        "fused_check_equal": _get(parts.get("fused-check") or {}, "equal"),
+        "fused_check_median_common_tokens": _get(parts.get("fused-check") or {}, "median_common_tokens"),
         "fused_note": _get(eng, "serving_stats", "fused_note"),
         "batch_session_mib": None if _get(eng, "serving_stats", "batch_session_bytes") is None
         else round(_get(eng, "serving_stats", "batch_session_bytes") / 2**20, 1),

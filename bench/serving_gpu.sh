@@ -24,6 +24,7 @@
 #                   rank-0 LoRA inputs for them since 2026-12-03, when this row was engine-base0 and measured +25 %)
 #   engine-buckets2 lever row, the full engine part: two rows decode in a 2-row graph (STUDIO_BUCKETS=1,2,4,8);
 #                   the CUDA default since 2026-12-03 runs them in the 4-row graph (cheaper on the int4 kernels)
+#   fused-check     (untimed) greedy answers of the engine with the fused LoRA op and with the MatMul chain, compared
 #   engine-chain    lever row, the full engine part: the LoRA targets as onnxruntime's MatMul, MatMul, Add (four
 #                   kernels each on CUDA) instead of the fused op (STUDIO_LORA_FUSED=off; default auto = fused on CUDA)
 #   engine-at       (not in the default list) the full engine part with STUDIO_LORA_A_T=1: the LoRA-A products
@@ -112,6 +113,8 @@ want engine-rank16 && run engine-rank16 env STUDIO_LORA_RANK=16 "$py" bench/serv
     "${common[@]}" --out "$work/parts/engine-rank16.json"
 want engine-buckets2 && run engine-buckets2 env STUDIO_BUCKETS=1,2,4,8 "$py" bench/serving.py engine \
     "${common[@]}" --out "$work/parts/engine-buckets2.json"
+want fused-check && run fused-check "$py" bench/fused_check.py --ws "$ws" --base "$base" --device "$device" \
+    --out "$work/parts/fused-check.json"
 want engine-chain && run engine-chain env STUDIO_LORA_FUSED=off "$py" bench/serving.py engine \
     "${common[@]}" --out "$work/parts/engine-chain.json"
 want engine-at && run engine-at env STUDIO_LORA_A_T=1 STUDIO_LORA_FUSED=off "$py" bench/serving.py engine \
