@@ -44,7 +44,7 @@ def fused_lib():
 NS = (9216, 3072)  # qkv (packed) and o
 
 
-def make(variant: str, M: int, gen: torch.Generator):
+def make(variant: str, M: int, gen: torch.Generator, S: int = 1):
     dev, dt = "cuda", torch.float16
     rows = M if M > 1 else 1
     w = []
@@ -54,8 +54,8 @@ def make(variant: str, M: int, gen: torch.Generator):
             b = (torch.randn(rows, R, N, generator=gen, device=dev) / R ** 0.5).to(dt)
             w.append((N, a, b, a.transpose(1, 2).contiguous(), b.transpose(1, 2).contiguous(),
                       a[0].contiguous(), b[0].contiguous()))
-    x = torch.randn(M, 1, K, generator=gen, device=dev).to(dt)
-    bases = {N: torch.randn(M, 1, N, generator=gen, device=dev).to(dt) for N in NS}
+    x = torch.randn(M, S, K, generator=gen, device=dev).to(dt)
+    bases = {N: torch.randn(M, S, N, generator=gen, device=dev).to(dt) for N in NS}
     if variant in ("fused", "fused64"):
         lib, slot_r = fused_lib(), (64 if variant == "fused64" else R)
         from engine import fused_lora
@@ -65,13 +65,13 @@ def make(variant: str, M: int, gen: torch.Generator):
             sa = torch.zeros(rows, K, slot_r, device=dev, dtype=dt)
             sb = torch.zeros(rows, slot_r, N, device=dev, dtype=dt)
             sa[:, :, :R], sb[:, :R] = a, b
-            fw.append((N, sa, sb, torch.empty(M, 1, N, device=dev, dtype=dt)))
+            fw.append((N, sa, sb, torch.empty(M, S, N, device=dev, dtype=dt)))
 
         def run_fused():
             st = torch.cuda.current_stream().cuda_stream
             for N, sa, sb, out in fw:
                 fused_lora.lora_add(lib, 10, bases[N].data_ptr(), x.data_ptr(), sa.data_ptr(), sb.data_ptr(),
-                                    out.data_ptr(), (M, 1, K, slot_r, N), True, True, used.data_ptr(), st)
+                                    out.data_ptr(), (M, S, K, slot_r, N), True, True, used.data_ptr(), st)
             return [o for *_, o in fw]
 
         def check() -> float:
@@ -231,6 +231,7 @@ def main() -> int:
     ap.add_argument("--rows", default="1,2,8")
     ap.add_argument("--ort", action="store_true", help="also time the chains in onnxruntime (CUDA graph)")
     ap.add_argument("--variants", default="none,rows,at,at_bt,addmm,fused,fused64", help="torch-side variants")
+    ap.add_argument("--prompt", type=int, default=0, help="also time rows and fused64 on one row of this many tokens")
     args = ap.parse_args()
     gen = torch.Generator(device="cuda").manual_seed(0)
     res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
@@ -254,6 +255,14 @@ def main() -> int:
                 except Exception as e:  # noqa: BLE001 - the timings stand without the kernel list
                     res["kernels_M1"][v] = f"profiler failed: {type(e).__name__}: {e}"
             print(v, M, t1, t2, file=sys.stderr, flush=True)
+    if args.prompt:  # the prefill of one request: one row, args.prompt tokens (TTFT's LoRA share)
+        for v in ("none", "rows", "fused64"):
+            run = make(v, 1, gen, S=args.prompt)
+            if hasattr(run, "check"):
+                res.setdefault("fused_rel_err", {})[f"{v}/S{args.prompt}"] = f"{run.check():.1e}"
+            t1, t2 = time_graph(run, reps=50), time_graph(run, reps=50)
+            res["ms_per_replay"][f"{v}/M1S{args.prompt}"] = [round(t1, 4), round(t2, 4)]
+            print(v, f"S{args.prompt}", t1, t2, file=sys.stderr, flush=True)
     if args.ort:
         import onnxruntime as ort
         res["onnxruntime"] = ort.__version__

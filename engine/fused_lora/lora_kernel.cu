@@ -336,6 +336,84 @@ bool decode8_ok(const void* A, const Shape& s) {
   return kernel_choice() != 1 && s.S == 1 && s.R % 8 == 0 && reinterpret_cast<uintptr_t>(A) % 16 == 0;
 }
 
+// The prompt kernel: one block per tile of kTile tokens of one row, x·A computed once for the tile (into shared
+// memory, all ranks in use), then every column of the row: out = y + (x·A)·B, B read once per column for the
+// tile's tokens. (The generic kernel recomputes x·A for every tile of 1,024 columns: 9 times over for a qkv
+// projection, which made a 1,024-token prompt 13 ms slower than the MatMul chain on an H100.)
+constexpr int kTile = 8;
+constexpr int kMaxRank = 256;  // shared memory for x·A: kTile x kMaxRank floats (slots of higher rank: generic)
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) lora_add_prompt(const T* __restrict__ y, const T* __restrict__ x,
+                                                           const T* __restrict__ A, const T* __restrict__ B,
+                                                           T* __restrict__ out, Shape s,
+                                                           const int32_t* __restrict__ rank_used) {
+  __shared__ float red[kWarps][kTile][kRanks];
+  __shared__ float t[kTile][kMaxRank];
+  const int tid = threadIdx.x;
+  const int64_t tiles = (s.S + kTile - 1) / kTile;
+  const int64_t b = blockIdx.x / tiles;
+  const int64_t s0 = (blockIdx.x % tiles) * kTile;
+  const int ms = static_cast<int>(s.S - s0 < kTile ? s.S - s0 : kTile);
+  int64_t rk = s.R;
+  if (rank_used != nullptr) {
+    const int64_t v = *rank_used;
+    rk = v < 0 ? s.R : (v < s.R ? v : s.R);
+  }
+  const T* Ab = A + (s.a_per_row ? b : 0) * s.K * s.R;
+  const T* Bb = B + (s.b_per_row ? b : 0) * s.R * s.N;
+  const T* xb = x + (b * s.S + s0) * s.K;
+  const int lane_r = tid % kRanks, kg = tid / kRanks, warp = tid / 32, lane = tid % 32;
+  for (int64_t r0 = 0; r0 < rk; r0 += kRanks) {
+    const int64_t r = r0 + lane_r;
+    float acc[kTile];
+#pragma unroll
+    for (int m = 0; m < kTile; ++m) acc[m] = 0.f;
+    if (r < rk) {
+#pragma unroll 2
+      for (int64_t k = kg; k < s.K; k += kGroups) {
+        const float a = to_f(Ab[k * s.R + r]);
+#pragma unroll
+        for (int m = 0; m < kTile; ++m)
+          if (m < ms) acc[m] += to_f(xb[m * s.K + k]) * a;
+      }
+    }
+#pragma unroll
+    for (int m = 0; m < kTile; ++m) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], 16);
+    if (lane < kRanks) {
+#pragma unroll
+      for (int m = 0; m < kTile; ++m) red[warp][m][lane] = acc[m];
+    }
+    __syncthreads();
+    if (tid < kTile * kRanks) {
+      const int m = tid / kRanks, rr = tid % kRanks;
+      float v = 0.f;
+#pragma unroll 8
+      for (int w = 0; w < kWarps; ++w) v += red[w][m][rr];
+      if (r0 + rr < kMaxRank) t[m][r0 + rr] = r0 + rr < rk ? v : 0.f;
+    }
+    __syncthreads();
+  }
+  for (int64_t n = tid; n < s.N; n += kThreads) {
+    float u[kTile];
+#pragma unroll
+    for (int m = 0; m < kTile; ++m) u[m] = 0.f;
+#pragma unroll 1
+    for (int64_t j = 0; j < rk; ++j) {
+      const float bv = to_f(Bb[j * s.N + n]);
+#pragma unroll
+      for (int m = 0; m < kTile; ++m) u[m] += t[m][j] * bv;
+    }
+#pragma unroll
+    for (int m = 0; m < kTile; ++m) {
+      if (m < ms) {
+        const int64_t i = (b * s.S + s0 + m) * s.N + n;
+        out[i] = from_f<T>(to_f(y[i]) + u[m]);
+      }
+    }
+  }
+}
+
 template <typename T, int TM>
 cudaError_t launch(const void* y, const void* x, const void* A, const void* B, void* out, const Shape& s,
                    const int32_t* rank_used, cudaStream_t stream) {
@@ -351,6 +429,13 @@ template <typename T>
 cudaError_t launch_for(const void* y, const void* x, const void* A, const void* B, void* out, const Shape& s,
                        const int32_t* rank_used, cudaStream_t stream) {
   if (s.S == 1) return launch<T, 1>(y, x, A, B, out, s, rank_used, stream);  // decode: one token per row
+  if (s.R <= kMaxRank && kernel_choice() != 1) {
+    const int64_t blocks = s.rows * ((s.S + kTile - 1) / kTile);
+    lora_add_prompt<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+        static_cast<const T*>(y), static_cast<const T*>(x), static_cast<const T*>(A), static_cast<const T*>(B),
+        static_cast<T*>(out), s, rank_used);
+    return cudaGetLastError();
+  }
   return launch<T, 8>(y, x, A, B, out, s, rank_used, stream);                // a prompt
 }
 
