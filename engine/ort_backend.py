@@ -227,15 +227,16 @@ class OrtBackend:
         # the MatMul chain and say why), "off". The stats say which serves: lora_kernels "fused" or "chain".
         if lora_fused not in FUSED_MODES:
             raise ValueError(f"lora_fused must be one of {FUSED_MODES}, not {lora_fused!r}")
-        self._fused_lib, self.fused_note, self.fused_targets = None, "", 0
+        self._fused_lib, self.fused_note, self.fused_targets, self.fused_check_err = None, "", 0, None
         if lora_fused != "off":
             from . import fused_lora
             try:
                 if self.lora_a_t:
                     raise fused_lora.FusedLoraUnavailable("not with STUDIO_LORA_A_T (the op reads A as [rows, K, r])")
                 graph, targets = fused_lora.fuse_graph(Path(path))
-                self._fused_lib = fused_lora.library(device)
-                self._graph_bytes, self.fused_targets = graph, targets
+                op_lib = fused_lora.library(device)
+                self.fused_check_err = fused_lora.self_check(op_lib, device)
+                self._fused_lib, self._graph_bytes, self.fused_targets = op_lib, graph, targets
             except (fused_lora.FusedLoraUnavailable, ValueError) as e:
                 if lora_fused == "on":
                     raise
@@ -501,7 +502,7 @@ class OrtBackend:
         c["ended"] = dict(c["ended"])
         c["bucket_steps"] = dict(c["bucket_steps"])
         c.update(resident_adapters=len(self.resident), max_rows=self.B, lora_a_t=self.lora_a_t, buckets=self.buckets, max_length=self.T, rank=self.rank,
-                 lora_kernels=self.lora_kernels, fused_note=self.fused_note,
+                 lora_kernels=self.lora_kernels, fused_note=self.fused_note, fused_check_err=self.fused_check_err,
                  fused_targets=self.fused_targets,
                  cuda_graph=self.graph, fpa_intb=self.fpa_intb, fpa_note=self.fpa_note,
                  sessions=1 + (self.sess_batch is not self.sess), batch_session_bytes=self.batch_session_bytes,

@@ -129,6 +129,7 @@ def test_engine_with_the_fused_op_answers_as_og(engine_scratch, monkeypatch, tmp
     try:
         st = e.serving_stats()
         assert st["lora_kernels"] == "fused" and st["fused_targets"] == 12 and st["fused_note"] == ""
+        assert 0 <= st["fused_check_err"] < 1e-5  # the self-check ran when the op was loaded
         assert (tmp_path / "cache" / "fused_lora").is_dir()  # built into the workspace cache
         for v in og.variants():
             assert e.generate(MSG, v, GREEDY)[0] == og.generate(MSG, v, GREEDY)[0], v
@@ -183,12 +184,37 @@ def test_fused_try_falls_back_to_the_chain_and_says_why(monkeypatch, tmp_path):
     bad.write_bytes(b"not a shared library")
     monkeypatch.setattr(fused_lora, "library", lambda device, cache=None: bad)
     b = OrtBackend(MODEL, "cpu", graph=False, max_rows=2, lora_fused="try")
+    try:  # the self-check calls it first
+        st = b.stats()
+        assert st["lora_kernels"] == "chain" and "self-check" in st["fused_note"] and "bad.so" in st["fused_note"]
+    finally:
+        b.close()
+    monkeypatch.setattr(fused_lora, "self_check", lambda lib, device: 0.0)  # onnxruntime's own load then fails
+    b = OrtBackend(MODEL, "cpu", graph=False, max_rows=2, lora_fused="try")
     try:
         st = b.stats()
         assert st["lora_kernels"] == "chain" and st["fused_note"].startswith("fused graph not loaded")
         b.selftest()
     finally:
         b.close()
+    # a library that loads but computes something else: its self-check refuses it before any request
+    monkeypatch.undo()
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "h2"))
+    real_add = fused_lora.lora_add
+
+    def wrong(lib, dtype, y, x, A, B, out, *rest, **kw):
+        real_add(lib, dtype, y, x, A, B, out, *rest, **kw)
+        import ctypes
+        ctypes.memset(out, 0, 4)  # one wrong element
+    monkeypatch.setattr(fused_lora, "lora_add", wrong)
+    b = OrtBackend(MODEL, "cpu", graph=False, max_rows=2, lora_fused="try")
+    try:
+        st = b.stats()
+        assert st["lora_kernels"] == "chain" and "self-check" in st["fused_note"], st["fused_note"]
+    finally:
+        b.close()
+    with pytest.raises(fused_lora.FusedLoraUnavailable, match="self-check"):
+        OrtBackend(MODEL, "cpu", graph=False, max_rows=2, lora_fused="on")
     monkeypatch.undo()
     monkeypatch.setenv("STUDIO_HOME", str(tmp_path))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))

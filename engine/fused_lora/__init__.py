@@ -129,6 +129,42 @@ def lora_add(lib: Path, dtype: int, y, x, A, B, out, shape: tuple, a_per_row: bo
         raise RuntimeError(f"studio_lora_add failed with code {rc}")
 
 
+# (rows, S, K, R, N, rank_used): a decode step of 3 rows in rank-64 slots holding rank 16, a prompt, rank 0
+CHECK_SHAPES = ((3, 1, 256, 64, 640, 16), (1, 37, 256, 64, 384, 16), (2, 1, 128, 0, 96, None))
+
+
+def self_check(lib: Path, device: str) -> float:
+    """Runs the op on the device against a float64 reference for the shapes the engine uses (decode rows,
+    a prompt, rank 0) and returns the worst relative error; raises FusedLoraUnavailable over the tolerance
+    (fp16 on CUDA). The engine calls it once when it loads the op: a library that computes something else
+    (a compiler, a GPU, a driver this kernel was never run on) is not served from."""
+    import torch
+    dev, dt, code = (("cuda", torch.float16, 10) if device == "cuda" else ("cpu", torch.float32, 1))
+    g = torch.Generator().manual_seed(7)
+    worst = 0.0
+    for rows, S, K, R, N, used in CHECK_SHAPES:
+        y, x = torch.randn(rows, S, N, generator=g), torch.randn(rows, S, K, generator=g)
+        A = torch.randn(rows, K, R, generator=g) / K ** 0.5
+        B = torch.randn(rows, R, N, generator=g) / max(R, 1) ** 0.5
+        want = y.double() + torch.matmul(torch.matmul(x.double(), A[:, :, :used].double()),
+                                         B[:, :used].double())
+        t = [v.to(dev, dt).contiguous() for v in (y, x, A, B)]
+        out = torch.full_like(t[0], float("nan"))
+        rank = torch.tensor([used if used is not None else -1], dtype=torch.int32, device=dev)
+        try:
+            lora_add(lib, code, *(v.data_ptr() for v in t), out.data_ptr(), (rows, S, K, R, N), True, True,
+                     rank.data_ptr())
+            if dev == "cuda":
+                torch.cuda.synchronize()
+        except (RuntimeError, OSError, AttributeError) as e:
+            raise FusedLoraUnavailable(f"the fused LoRA op failed its self-check: {e}") from e
+        err = float((out.double().cpu() - want).abs().max() / want.abs().max())
+        worst = max(worst, err if err == err else float("inf"))  # (NaN: never written)
+    if worst > (5e-3 if dev == "cuda" else 1e-5):
+        raise FusedLoraUnavailable(f"the fused LoRA op failed its self-check: relative error {worst:.1e}")
+    return worst
+
+
 def fuse_graph(path: Path) -> tuple[bytes, int]:
     """The model at `path` with every LoRA chain fused (module doc), serialized, and how many were fused.
     Raises ValueError when a LoRA input is used other than as the weight of such a chain."""
