@@ -233,6 +233,8 @@ class OrtBackend:
             try:
                 if self.lora_a_t:
                     raise fused_lora.FusedLoraUnavailable("not with STUDIO_LORA_A_T (the op reads A as [rows, K, r])")
+                if int(rank) > fused_lora.MAX_RANK:
+                    raise fused_lora.FusedLoraUnavailable(f"slot rank {rank} over the op's {fused_lora.MAX_RANK}")
                 graph, targets = fused_lora.fuse_graph(Path(path))
                 op_lib = fused_lora.library(device)
                 self.fused_check_err = fused_lora.self_check(op_lib, device)

@@ -222,6 +222,8 @@ def test_fused_try_falls_back_to_the_chain_and_says_why(monkeypatch, tmp_path):
     monkeypatch.setattr(fused_lora, "_BUILT", {})
     with pytest.raises(fused_lora.FusedLoraUnavailable, match="compiler"):
         OrtBackend(MODEL, "cpu", graph=False, max_rows=2, lora_fused="on")
+    with pytest.raises(fused_lora.FusedLoraUnavailable, match="slot rank 320 over"):
+        OrtBackend(MODEL, "cpu", graph=False, max_rows=2, rank=320, lora_fused="on")
     with pytest.raises(ValueError, match="lora_fused must be one of"):
         OrtBackend(MODEL, "cpu", graph=False, max_rows=2, lora_fused="auto")
     monkeypatch.setenv("STUDIO_LORA_FUSED", "auto")

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 DOMAIN = "studio.lora"
 OP = "LoraAdd"
 RANK_INPUT = "studio_lora_rank_used"
+MAX_RANK = 256  # the CUDA kernels keep x·A for kMaxRank ranks in shared memory
 SRC = Path(__file__).resolve().parent
 SOURCES = ("ort_abi.h", "lora_kernel.h", "lora_kernel.cu", "lora_op.cc")
 _LOCK = threading.Lock()

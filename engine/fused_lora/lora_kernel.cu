@@ -1,16 +1,15 @@
-// The CUDA side of lora_kernel.h: one launch per LoRA target.
+// The CUDA side of lora_kernel.h: one launch per LoRA target, 1,024 threads a block, fp32 accumulation.
 //
-// Grid: x = tiles of 1024 output columns, y = (batch row, tile of TM tokens). Block: 1024 threads.
-// Each block first computes x·A for its TM tokens (the rank-16 "shrink"; every column tile recomputes it,
-// which costs an L2 read of A per tile and saves a second launch and a global round trip), 16 ranks at a time:
-// thread (r = tid % 16, kg = tid / 16) sums x[k]·A[k, r] over k = kg, kg + 64, ...; the 64 partial sums of a
-// rank are combined with one warp shuffle and a shared-memory pass. Then each thread owns one column and adds
-// sum_r t[r]·B[r, n] for the 16 ranks of the chunk ("expand"), coalesced over n. The base output is added last.
+// - lora_add_decode8 (decode steps on fp16 slots of a rank that is a multiple of 8: every pipeline-built base):
+//   grid (tiles of 1,024 columns, batch rows). Each block computes its row's x·A (8 ranks per 16-byte load of A,
+//   the partial sums met by warp shuffles and one shared-memory pass), then adds (x·A)·B to its columns.
+// - lora_add_prompt (prompts, and every other case): one block per tile of 8 tokens of a row; x·A once for the
+//   tile (thread = rank lane x k group), kept in shared memory, then a loop over all columns.
+// Slot ranks up to kMaxRank (256); `rank_used` bounds the ranks read.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
-#include <cooperative_groups.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -29,82 +28,6 @@ __device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
 template <typename T> __device__ __forceinline__ T from_f(float v);
 template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
 template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
-
-template <typename T, int TM>
-__global__ void __launch_bounds__(kThreads) lora_add_kernel(const T* __restrict__ y, const T* __restrict__ x,
-                                                           const T* __restrict__ A, const T* __restrict__ B,
-                                                           T* __restrict__ out, Shape s,
-                                                           const int32_t* __restrict__ rank_used) {
-  __shared__ float red[kWarps][TM][kRanks];
-  __shared__ float t[TM][kRanks];
-  const int tid = threadIdx.x;
-  const int64_t tiles = (s.S + TM - 1) / TM;
-  const int64_t b = blockIdx.y / tiles;
-  const int64_t s0 = (blockIdx.y % tiles) * TM;
-  const int ms = static_cast<int>(s.S - s0 < TM ? s.S - s0 : TM);
-  int64_t rk = s.R;
-  if (rank_used != nullptr) {
-    const int64_t v = *rank_used;
-    rk = v < 0 ? s.R : (v < s.R ? v : s.R);
-  }
-  const T* Ab = A + (s.a_per_row ? b : 0) * s.K * s.R;
-  const T* Bb = B + (s.b_per_row ? b : 0) * s.R * s.N;
-  const T* xb = x + (b * s.S + s0) * s.K;
-  const int64_t n = static_cast<int64_t>(blockIdx.x) * kThreads + tid;
-  float u[TM];
-#pragma unroll
-  for (int m = 0; m < TM; ++m) u[m] = 0.f;
-
-  const int lane_r = tid % kRanks, kg = tid / kRanks, warp = tid / 32, lane = tid % 32;
-  for (int64_t r0 = 0; r0 < rk; r0 += kRanks) {
-    const int64_t r = r0 + lane_r;
-    float acc[TM];
-#pragma unroll
-    for (int m = 0; m < TM; ++m) acc[m] = 0.f;
-    if (r < rk) {
-#pragma unroll 4
-      for (int64_t k = kg; k < s.K; k += kGroups) {
-        const float a = to_f(Ab[k * s.R + r]);
-#pragma unroll
-        for (int m = 0; m < TM; ++m)
-          if (m < ms) acc[m] += to_f(xb[m * s.K + k]) * a;
-      }
-    }
-#pragma unroll
-    for (int m = 0; m < TM; ++m) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], 16);  // the warp's two k groups
-    if (lane < kRanks) {
-#pragma unroll
-      for (int m = 0; m < TM; ++m) red[warp][m][lane] = acc[m];
-    }
-    __syncthreads();
-    if (tid < TM * kRanks) {
-      const int m = tid / kRanks, rr = tid % kRanks;
-      float v = 0.f;
-#pragma unroll 8
-      for (int w = 0; w < kWarps; ++w) v += red[w][m][rr];
-      t[m][rr] = v;
-    }
-    __syncthreads();
-    if (n < s.N) {
-      const int64_t rn = rk - r0 < kRanks ? rk - r0 : kRanks;
-      for (int64_t j = 0; j < rn; ++j) {
-        const float bv = to_f(Bb[(r0 + j) * s.N + n]);
-#pragma unroll
-        for (int m = 0; m < TM; ++m) u[m] += t[m][j] * bv;
-      }
-    }
-    __syncthreads();  // red and t are rewritten by the next chunk
-  }
-  if (n < s.N) {
-#pragma unroll
-    for (int m = 0; m < TM; ++m) {
-      if (m < ms) {
-        const int64_t i = (b * s.S + s0 + m) * s.N + n;
-        out[i] = from_f<T>(to_f(y[i]) + u[m]);
-      }
-    }
-  }
-}
 
 // The decode kernel for fp16 slots whose rank is a multiple of 8 (every pipeline-built slot): one token per row,
 // A read 16 bytes (8 ranks) at a time. A chunk of up to 64 ranks is `octs` octets (1, 2, 4 or 8, a power of two
@@ -209,125 +132,13 @@ __global__ void __launch_bounds__(kThreads) lora_add_decode8(const __half* __res
   if (col) out[b * s.N + n] = __float2half_rn(yv + u);
 }
 
-// The same decode step spread over a cluster of 8 blocks (Hopper thread block clusters, sm_90+): block c of a
-// row's cluster reads the c-th eighth of K for x·A (one 16-byte load per thread for a rank-16 adapter on
-// K = 3,072), the eight partial sums meet in distributed shared memory, and each block then adds (x·A)·B to its
-// eighth of the columns. One round trip to memory for A instead of six. STUDIO_LORA_KERNEL=cluster picks it.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 || !defined(__CUDA_ARCH__)
-#define STUDIO_HAS_CLUSTER 1
-constexpr int kCluster = 8;
-
-__global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads)
-    lora_add_cluster8(const __half* __restrict__ y, const __half* __restrict__ x, const __half* __restrict__ A,
-                      const __half* __restrict__ B, __half* __restrict__ out, Shape s,
-                      const int32_t* __restrict__ rank_used) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  namespace cg = cooperative_groups;
-  cg::cluster_group cluster = cg::this_cluster();
-  __shared__ float red[kWarps][64];
-  __shared__ float part[64];
-  __shared__ float t[64];
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int c = static_cast<int>(cluster.block_rank());
-  const int64_t b = blockIdx.y;
-  int64_t rk = s.R;
-  if (rank_used != nullptr) {
-    const int64_t v = *rank_used;
-    rk = v < 0 ? s.R : (v < s.R ? v : s.R);
-  }
-  const __half* Ab = A + (s.a_per_row ? b : 0) * s.K * s.R;
-  const __half* Bb = B + (s.b_per_row ? b : 0) * s.R * s.N;
-  const __half* xb = x + b * s.K;
-  const int64_t tile = (s.N + kCluster - 1) / kCluster;
-  const int64_t n0 = c * tile + tid, n1 = n0 + kThreads;
-  const int64_t nend = (c + 1) * tile < s.N ? (c + 1) * tile : s.N;
-  const bool c0 = n0 < nend, c1 = tid + kThreads < tile && n1 < nend;
-  const float y0 = c0 ? __half2float(y[b * s.N + n0]) : 0.f, y1 = c1 ? __half2float(y[b * s.N + n1]) : 0.f;
-  const int64_t ks = (s.K + kCluster - 1) / kCluster, kbeg = c * ks, kend = kbeg + ks < s.K ? kbeg + ks : s.K;
-  float u0 = 0.f, u1 = 0.f;
-  for (int64_t r0 = 0; r0 < rk; r0 += 64) {
-    const int64_t rn = rk - r0 < 64 ? rk - r0 : 64;
-    const int used = static_cast<int>((rn + 7) / 8);
-    const int octs = used <= 1 ? 1 : used <= 2 ? 2 : used <= 4 ? 4 : 8;
-    const int oct = tid % octs;
-    const int64_t groups = kThreads / octs;
-    float acc[8];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) acc[j] = 0.f;
-    if (oct < used) {
-      const __half* ap = Ab + r0 + oct * 8;
-      for (int64_t k0 = kbeg + tid / octs; k0 < kend; k0 += kBatch * groups) {
-        uint4 raw[kBatch];
-        float xv[kBatch];
-#pragma unroll
-        for (int i = 0; i < kBatch; ++i) {
-          const int64_t k = k0 + i * groups;
-          const bool in = k < kend;
-          raw[i] = in ? *reinterpret_cast<const uint4*>(ap + k * s.R) : make_uint4(0, 0, 0, 0);
-          xv[i] = in ? __half2float(xb[k]) : 0.f;
-        }
-#pragma unroll
-        for (int i = 0; i < kBatch; ++i) {
-          const __half2* h = reinterpret_cast<const __half2*>(&raw[i]);
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const float2 f = __half22float2(h[j]);
-            acc[2 * j] += xv[i] * f.x;
-            acc[2 * j + 1] += xv[i] * f.y;
-          }
-        }
-      }
-    }
-    for (int off = octs; off < 32; off <<= 1) {
-#pragma unroll
-      for (int j = 0; j < 8; ++j) acc[j] += __shfl_xor_sync(0xffffffffu, acc[j], off);
-    }
-    if (lane < octs) {
-#pragma unroll
-      for (int j = 0; j < 8; ++j) red[warp][lane * 8 + j] = acc[j];
-    }
-    __syncthreads();
-    if (tid < 64) {
-      float v = 0.f;
-      if (tid < octs * 8) {
-#pragma unroll 8
-        for (int w = 0; w < kWarps; ++w) v += red[w][tid];
-      }
-      part[tid] = v;
-    }
-    cluster.sync();  // every block's partial x·A is in its shared memory
-    if (tid < 64) {
-      float v = 0.f;
-#pragma unroll
-      for (int q = 0; q < kCluster; ++q) v += cluster.map_shared_rank(part, q)[tid];
-      t[tid] = tid < rn ? v : 0.f;
-    }
-    cluster.sync();  // the partials are read before any block overwrites them (or exits)
-    for (int64_t j = 0; j < rn; j += 16) {
-      float bv0[16];
-#pragma unroll
-      for (int i = 0; i < 16; ++i) bv0[i] = (c0 && j + i < rn) ? __half2float(Bb[(r0 + j + i) * s.N + n0]) : 0.f;
-#pragma unroll
-      for (int i = 0; i < 16; ++i) u0 += t[j + i < 64 ? j + i : 63] * bv0[i];
-      if (c1) {
-#pragma unroll
-        for (int i = 0; i < 16; ++i) bv0[i] = j + i < rn ? __half2float(Bb[(r0 + j + i) * s.N + n1]) : 0.f;
-#pragma unroll
-        for (int i = 0; i < 16; ++i) u1 += t[j + i < 64 ? j + i : 63] * bv0[i];
-      }
-    }
-    __syncthreads();
-  }
-  if (c0) out[b * s.N + n0] = __float2half_rn(y0 + u0);
-  if (c1) out[b * s.N + n1] = __float2half_rn(y1 + u1);
-#endif
-}
-#endif
-
-int kernel_choice() {  // STUDIO_LORA_KERNEL: "scalar" (generic only), "cluster", else the default (decode8)
+// STUDIO_LORA_KERNEL=scalar: the tile kernel for decode steps too (for bench/lora_gemm.py). A cluster-of-8 variant of the
+// decode kernel (x·A split over 8 blocks, partial sums met in distributed shared memory) was measured on an H100
+// and removed: 0.54 / 0.63 ms per 64 targets against 0.42 / 0.48 for this one (bench/NOTES.md, 2026-12-07).
+int kernel_choice() {
   static const int v = [] {
     const char* e = std::getenv("STUDIO_LORA_KERNEL");
-    return e == nullptr ? 0 : std::strcmp(e, "scalar") == 0 ? 1 : std::strcmp(e, "cluster") == 0 ? 2 : 0;
+    return e != nullptr && std::strcmp(e, "scalar") == 0 ? 1 : 0;
   }();
   return v;
 }
@@ -339,9 +150,10 @@ bool decode8_ok(const void* A, const Shape& s) {
 // The prompt kernel: one block per tile of kTile tokens of one row, x·A computed once for the tile (into shared
 // memory, all ranks in use), then every column of the row: out = y + (x·A)·B, B read once per column for the
 // tile's tokens. (The generic kernel recomputes x·A for every tile of 1,024 columns: 9 times over for a qkv
-// projection, which made a 1,024-token prompt 13 ms slower than the MatMul chain on an H100.)
+// projection, which made a 1,024-token prompt 13 ms slower than the MatMul chain on an H100.) It also serves
+// decode steps the decode kernel does not take, as one block per row.
 constexpr int kTile = 8;
-constexpr int kMaxRank = 256;  // shared memory for x·A: kTile x kMaxRank floats (slots of higher rank: generic)
+constexpr int kMaxRank = 256;  // shared memory for x·A: kTile x kMaxRank floats (higher slot ranks are refused)
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) lora_add_prompt(const T* __restrict__ y, const T* __restrict__ x,
@@ -421,29 +233,14 @@ __global__ void __launch_bounds__(kThreads) lora_add_prompt(const T* __restrict_
   }
 }
 
-template <typename T, int TM>
-cudaError_t launch(const void* y, const void* x, const void* A, const void* B, void* out, const Shape& s,
-                   const int32_t* rank_used, cudaStream_t stream) {
-  const int64_t tiles = (s.S + TM - 1) / TM;
-  dim3 grid(static_cast<unsigned>((s.N + kThreads - 1) / kThreads), static_cast<unsigned>(s.rows * tiles));
-  lora_add_kernel<T, TM><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(y), static_cast<const T*>(x),
-                                                         static_cast<const T*>(A), static_cast<const T*>(B),
-                                                         static_cast<T*>(out), s, rank_used);
-  return cudaGetLastError();
-}
-
 template <typename T>
-cudaError_t launch_for(const void* y, const void* x, const void* A, const void* B, void* out, const Shape& s,
-                       const int32_t* rank_used, cudaStream_t stream) {
-  if (s.S == 1) return launch<T, 1>(y, x, A, B, out, s, rank_used, stream);  // decode: one token per row
-  if (s.R <= kMaxRank && kernel_choice() != 1) {
-    const int64_t blocks = s.rows * ((s.S + kTile - 1) / kTile);
-    lora_add_prompt<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-        static_cast<const T*>(y), static_cast<const T*>(x), static_cast<const T*>(A), static_cast<const T*>(B),
-        static_cast<T*>(out), s, rank_used);
-    return cudaGetLastError();
-  }
-  return launch<T, 8>(y, x, A, B, out, s, rank_used, stream);                // a prompt
+cudaError_t launch_prompt(const void* y, const void* x, const void* A, const void* B, void* out, const Shape& s,
+                          const int32_t* rank_used, cudaStream_t stream) {
+  const int64_t blocks = s.rows * ((s.S + kTile - 1) / kTile);
+  lora_add_prompt<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+      static_cast<const T*>(y), static_cast<const T*>(x), static_cast<const T*>(A), static_cast<const T*>(B),
+      static_cast<T*>(out), s, rank_used);
+  return cudaGetLastError();
 }
 
 }  // namespace
@@ -451,20 +248,8 @@ cudaError_t launch_for(const void* y, const void* x, const void* A, const void* 
 int lora_add_cuda(int dtype, const void* y, const void* x, const void* A, const void* B, void* out, const Shape& s,
                   const int32_t* rank_used, void* stream) {
   if (s.rows == 0 || s.S == 0 || s.N == 0) return 0;
-  if (s.rows * ((s.S + 7) / 8) > 65535) return static_cast<int>(cudaErrorInvalidConfiguration);
+  if (s.R > kMaxRank) return static_cast<int>(cudaErrorInvalidValue);  // (lora_op.cc says why first)
   auto st = static_cast<cudaStream_t>(stream);
-  static const bool hopper = [] {
-    int dev = 0, major = 0;
-    return cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
-  }();
-  if (dtype == 10 && decode8_ok(A, s) && kernel_choice() == 2 && hopper && s.N <= 2 * kThreads * kCluster) {
-    dim3 grid(kCluster, static_cast<unsigned>(s.rows));
-    lora_add_cluster8<<<grid, kThreads, 0, st>>>(static_cast<const __half*>(y), static_cast<const __half*>(x),
-                                                  static_cast<const __half*>(A), static_cast<const __half*>(B),
-                                                  static_cast<__half*>(out), s, rank_used);
-    return static_cast<int>(cudaGetLastError());
-  }
   if (dtype == 10 && decode8_ok(A, s)) {
     dim3 grid(static_cast<unsigned>((s.N + kThreads - 1) / kThreads), static_cast<unsigned>(s.rows));
     lora_add_decode8<<<grid, kThreads, 0, st>>>(static_cast<const __half*>(y), static_cast<const __half*>(x),
@@ -472,8 +257,9 @@ int lora_add_cuda(int dtype, const void* y, const void* x, const void* A, const 
                                                  static_cast<__half*>(out), s, rank_used);
     return static_cast<int>(cudaGetLastError());
   }
-  cudaError_t e = dtype == 10 ? launch_for<__half>(y, x, A, B, out, s, rank_used, st)
-                  : dtype == 1 ? launch_for<float>(y, x, A, B, out, s, rank_used, st)
+  // prompts, and decode steps the decode kernel does not take (a rank not a multiple of 8, float32)
+  cudaError_t e = dtype == 10 ? launch_prompt<__half>(y, x, A, B, out, s, rank_used, st)
+                  : dtype == 1 ? launch_prompt<float>(y, x, A, B, out, s, rank_used, st)
                                : cudaErrorInvalidValue;
   return static_cast<int>(e);
 }

@@ -112,6 +112,9 @@ OrtStatus* compute(void* /*kernel*/, OrtKernelContext* ctx) {
     return fail(ORT_INVALID_ARGUMENT, "y, x, A and B are required");
   Shape s;
   RETURN_IF(shape_of(y, x, a, b, &s));
+#if defined(STUDIO_LORA_CUDA)
+  if (s.R > 256) return fail(ORT_INVALID_ARGUMENT, "slot rank " + std::to_string(s.R) + " over 256");
+#endif
   if (rank.value != nullptr && (rank.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 || rank.rank != 1 || rank.dims[0] != 1))
     return fail(ORT_INVALID_ARGUMENT, "rank_used must be int32 [1], got " + dims_of(rank));
   OrtValue* out_v = nullptr;
