@@ -27,6 +27,9 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q "$(grep -E '^torch==' "$REQ")"
   "$VENV/bin/python" -m pip install -q -r "$REQ"
   "$VENV/bin/python" -m pip install -q --no-deps -r requirements-nodeps.txt
+  if [ "$SET" = gpu ]; then  # the fused LoRA op, built now rather than at the first chat (nvcc: ~30 s)
+    "$VENV/bin/python" -m engine.fused_lora --device cuda || echo "(the engine will serve LoRA with onnxruntime's MatMul chain)"
+  fi
   touch "$stamp"
 fi
 if [ "$cmd" = test ] && [ ! -f "$test_stamp" ]; then

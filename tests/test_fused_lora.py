@@ -158,6 +158,23 @@ def test_engine_with_the_fused_op_answers_as_og(engine_scratch, monkeypatch, tmp
         ort.close()
 
 
+def test_build_command(tmp_path):
+    """`python -m engine.fused_lora` (what ./run.sh runs when it sets up the GPU set) builds into the workspace
+    cache and reports the self-check; without a compiler it exits 1 with the reason."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "STUDIO_HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "engine.fused_lora", "--device", "cpu"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "self-check relative error" in r.stdout, r.stderr
+    assert str(tmp_path / "cache" / "fused_lora") in r.stdout
+    env = {**env, "STUDIO_HOME": str(tmp_path / "other"), "CXX": "/nonexistent", "PATH": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "engine.fused_lora", "--device", "cpu"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "not available" in r.stderr and "compiler" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_fused_try_falls_back_to_the_chain_and_says_why(monkeypatch, tmp_path):
     """lora_fused="try" (what STUDIO_LORA_FUSED=auto gives on CUDA) serves with the MatMul chain when the op
     cannot be built, and the stats say why; "on" fails instead; auto on the CPU is the chain."""
