@@ -49,8 +49,39 @@ def check_uploads_room(folder, new_bytes: int, env: Mapping[str, str] | None = N
     except FileNotFoundError:
         pass
     if used + new_bytes > limit:
-        raise LimitError(f"the uploads folder is full ({used / 1e6:.0f} MB of {limit / 1e6:g} MB): the operator "
-                         f"can remove old uploads or raise {UPLOADS_ENV}")
+        raise LimitError(f"the uploads folder is full ({used / 1e6:.0f} MB of {limit / 1e6:g} MB, in files that runs "
+                         f"still use): the operator can remove old runs or uploads, or raise {UPLOADS_ENV}")
+
+
+def make_uploads_room(folder, new_bytes: int, in_use=frozenset(), env: Mapping[str, str] | None = None) -> list[str]:
+    """Makes room for `new_bytes` more under $STUDIO_MAX_UPLOADS_MB by removing the least recently used files of
+    the uploads folder that no run names (`in_use`: file names); returns the names removed. A file in use, a
+    link or anything not a plain file is never removed; when only those are left, check_uploads_room refuses.
+    Red-team pass 24: uploads were only ever refused, so a few clients with fresh content filled uploads/ once
+    and every later upload was refused for good."""
+    limit = int(_env_number(env, UPLOADS_ENV, MAX_UPLOADS_MB_DEFAULT) * 1e6)
+    files, used = [], 0
+    try:
+        with os.scandir(folder) as it:
+            for e in it:
+                if e.is_file(follow_symlinks=False):
+                    st = e.stat(follow_symlinks=False)
+                    used += st.st_size
+                    if e.name not in in_use:
+                        files.append((st.st_mtime, e.name, st.st_size))
+    except FileNotFoundError:
+        return []
+    removed = []
+    for _, name, size in sorted(files):
+        if used + new_bytes <= limit:
+            break
+        try:
+            os.unlink(os.path.join(folder, name))
+        except OSError:
+            continue
+        used -= size
+        removed.append(name)
+    return removed
 
 
 FREE_DISK_ENV = "STUDIO_MIN_FREE_GB"

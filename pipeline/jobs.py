@@ -307,6 +307,27 @@ def holds_work(st: JobState) -> bool:
         any(v["state"] == "done" for name, v in st.stages.items() if name != "prepare")
 
 
+def uploads_in_use(ws: Workspace) -> set[str]:
+    """Names of the files in uploads/ that a run in runs/ names as its training or held-out data: they stay when
+    uploads/ makes room (artifacts.limits.make_uploads_room), since resuming the run reads them again."""
+    names = set()
+    if not ws.runs.exists():
+        return names
+    for d in ws.runs.iterdir():
+        f = d / "recipe.yaml"
+        if d.name.startswith(".") or d.is_symlink() or not f.is_file():
+            continue
+        try:
+            r = Recipe.load(f)
+        except Exception:  # noqa: BLE001 - a run folder being written or damaged: nothing it names is known
+            continue
+        for p in (r.train_file, r.eval_file):
+            p = (p or "").strip().replace("\\", "/")
+            if p.startswith("uploads/") and "/" not in p[len("uploads/"):]:
+                names.add(p[len("uploads/"):])
+    return names
+
+
 UNKNOWN_CLIENT = "?"  # the share of runs whose client is not known (the command line, a tunnel without addresses)
 
 

@@ -200,19 +200,32 @@ def test_exports_are_capped(red):
 
 
 def test_uploads_folder_is_capped(red):
-    """Before: each upload with new content was kept in uploads/ forever, without a bound."""
+    """Before: each upload with new content was kept in uploads/ forever, without a bound. Pass 24: then, once it
+    was full, every later upload was refused for good (a few clients with fresh content filled it once). Now the
+    least recently used uploads that no run names make room; an upload a run names stays."""
+    from pipeline.recipe import Recipe
     raw, ws = red["raw"], red["ws"]
+    up = ws / "uploads"
     line = json.dumps({"prompt": "p" * 1000, "response": "r"}) + "\n"
-    refused = 0
+    names = []
     for i in range(4):
+        before = {p.name for p in up.iterdir()} if up.exists() else set()
         f = raw.upload(f"big{i}.jsonl", (line * 350).encode() + f'{{"prompt": "{i}", "response": "x"}}\n'.encode())
         r = raw.preview("", file=f)
         assert r["ok"], text(r)[:500]
-        if "uploads folder is full" in r["data"][1]:
-            refused += 1
-    assert refused >= 1
-    used = sum(p.stat().st_size for p in (ws / "uploads").iterdir())
-    assert used <= MAX_UPLOADS_MB * 1e6
+        assert "uploads folder is full" not in r["data"][1], r["data"][1][:300]
+        new = {p.name for p in up.iterdir()} - before
+        assert len(new) == 1, new
+        names.append(new.pop())
+        if i == 0:  # a run names the first one (as a resumable run's recipe does)
+            run = ws / "runs" / "pass24-run"
+            run.mkdir(parents=True, exist_ok=True)
+            Recipe(train_file=f"uploads/{names[0]}").save(run / "recipe.yaml")
+        used = sum(p.stat().st_size for p in up.iterdir())
+        assert used <= MAX_UPLOADS_MB * 1e6, used
+    left = {p.name for p in up.iterdir()}
+    assert names[0] in left and names[3] in left  # the one in use, and the newest
+    assert names[1] not in left                   # the least recently used one no run names made room
     serves(red)
 
 

@@ -11,7 +11,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 from artifacts import LimitError, check_uploads_room
-from pipeline import data as pdata
+from artifacts.limits import make_uploads_room
+from pipeline import data as pdata, jobs
 from pipeline.data import DataError, load_examples, render_text
 from pipeline.recipe import Recipe, default_adapter_name
 from ui.engine import AppEngine, UIError
@@ -117,11 +118,19 @@ def store_upload(app: AppEngine, tmp_path: str) -> str:
     suffix = ".json" if src.suffix.lower() == ".json" else ".jsonl"  # (the loader reads either by content)
     dest = dest_dir / f"{stem}-{digest}{suffix}"
     if not dest.exists():
+        size = src.stat().st_size
+        # requests cannot fill the disk: the least recently used uploads that no run names make room first
+        make_uploads_room(dest_dir, size, in_use=jobs.uploads_in_use(app.ws))
         try:
-            check_uploads_room(dest_dir, src.stat().st_size)  # requests cannot fill the disk
+            check_uploads_room(dest_dir, size)
         except LimitError as e:
             raise UIError(str(e)) from None
         shutil.copyfile(src, dest)
+    else:
+        try:
+            os.utime(dest)  # used again: the last to go when room is made
+        except OSError:
+            pass
     return f"uploads/{dest.name}"
 
 
