@@ -158,6 +158,29 @@ def test_engine_with_the_fused_op_answers_as_og(engine_scratch, monkeypatch, tmp
         ort.close()
 
 
+def test_fused_op_in_both_sessions_of_the_batched_mode(monkeypatch, tmp_path):
+    """STUDIO_FPA_INTB=batched loads a second session for steps of 2+ rows (on the CPU a plain one): it runs the
+    fused graph too, so compares (two-row steps there) equal the one-session fused engine's, and a single answer
+    equals og's."""
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path))
+    monkeypatch.setenv("STUDIO_LORA_FUSED", "on")
+    one = ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu")
+    monkeypatch.setenv("STUDIO_FPA_INTB", "batched")
+    two = ChatEngine(MODEL, ADAPTERS, backend="ort", provider="cpu")
+    og = ChatEngine(MODEL, ADAPTERS, backend="og", provider="cpu")
+    try:
+        st = two.serving_stats()
+        assert st["sessions"] == 2 and st["lora_kernels"] == "fused"
+        assert two.generate(MSG, "travel", GREEDY)[0] == og.generate(MSG, "travel", GREEDY)[0]
+        for a, b in (("pirate", "base"), ("travel", "pirate")):
+            got = list(two.compare(MSG, a, b, GREEDY))[-1]
+            assert got[:2] == list(one.compare(MSG, a, b, GREEDY))[-1][:2], (a, b)
+        assert two.serving_stats()["batch_session_steps"] > 0
+    finally:
+        for e in (one, two, og):
+            e.close()
+
+
 def test_build_command(tmp_path):
     """`python -m engine.fused_lora` (what ./run.sh runs when it sets up the GPU set) builds into the workspace
     cache and reports the self-check; without a compiler it exits 1 with the reason."""
