@@ -49,16 +49,22 @@ def check_uploads_room(folder, new_bytes: int, env: Mapping[str, str] | None = N
     except FileNotFoundError:
         pass
     if used + new_bytes > limit:
-        raise LimitError(f"the uploads folder is full ({used / 1e6:.0f} MB of {limit / 1e6:g} MB, in files that runs "
-                         f"still use): the operator can remove old runs or uploads, or raise {UPLOADS_ENV}")
+        raise LimitError(f"the uploads folder is full ({used / 1e6:.0f} MB of {limit / 1e6:g} MB): the operator "
+                         f"can remove old runs or uploads, or raise {UPLOADS_ENV}")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB" if n >= 1000 else f"{n} bytes"
 
 
 def make_uploads_room(folder, new_bytes: int, in_use=frozenset(), env: Mapping[str, str] | None = None) -> list[str]:
     """Makes room for `new_bytes` more under $STUDIO_MAX_UPLOADS_MB by removing the least recently used files of
-    the uploads folder that no run names (`in_use`: file names); returns the names removed. A file in use, a
-    link or anything not a plain file is never removed; when only those are left, check_uploads_room refuses.
-    Red-team pass 24: uploads were only ever refused, so a few clients with fresh content filled uploads/ once
-    and every later upload was refused for good."""
+    the uploads folder that no run needs; returns the names removed. `in_use`: the names runs need, or a callable
+    giving them, called only when room must be made (it reads every run's recipe). A file in use, a link or
+    anything not a plain file is never removed. LimitError, with nothing removed, when the new file would not fit
+    even with every removable file gone.
+    Red-team passes 24-25: uploads were only ever refused, so a few clients with fresh content filled uploads/ once
+    and every later upload was refused for good; then a refused upload first removed every removable file."""
     limit = int(_env_number(env, UPLOADS_ENV, MAX_UPLOADS_MB_DEFAULT) * 1e6)
     files, used = [], 0
     try:
@@ -67,12 +73,20 @@ def make_uploads_room(folder, new_bytes: int, in_use=frozenset(), env: Mapping[s
                 if e.is_file(follow_symlinks=False):
                     st = e.stat(follow_symlinks=False)
                     used += st.st_size
-                    if e.name not in in_use:
-                        files.append((st.st_mtime, e.name, st.st_size))
+                    files.append((st.st_mtime, e.name, st.st_size))
     except FileNotFoundError:
         return []
+    if used + new_bytes <= limit:
+        return []
+    keep = in_use() if callable(in_use) else in_use
+    removable = sorted(f for f in files if f[1] not in keep)
+    kept = used - sum(f[2] for f in removable)
+    if kept + new_bytes > limit:
+        raise LimitError(f"the uploads folder is full: this file ({_size(new_bytes)}) does not fit in "
+                         f"{_size(limit)} beside the {_size(kept)} that runs still use; the operator can "
+                         f"remove old runs or raise {UPLOADS_ENV}")
     removed = []
-    for _, name, size in sorted(files):
+    for _, name, size in removable:
         if used + new_bytes <= limit:
             break
         try:

@@ -67,7 +67,9 @@ class Policy:
         PolicyError (one message for missing and not allowed) unless it is a regular file under an
         allowed root after following links."""
         value = _text(value, what)
-        refusal = PolicyError(f"{what} {value!r}: no such file in uploads/ or data/ of the workspace")
+        refusal = PolicyError(f"{what} {value!r}: no such file in uploads/ or data/ of the workspace" + (
+            " (uploads no run needs are removed, least recently used first, when uploads/ needs room: upload it "
+            "again)" if str(value).replace("\\", "/").startswith("uploads/") else ""))
         p = Path(value)
         if not p.is_absolute():
             p = self.ws.root / p

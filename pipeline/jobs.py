@@ -308,23 +308,33 @@ def holds_work(st: JobState) -> bool:
 
 
 def uploads_in_use(ws: Workspace) -> set[str]:
-    """Names of the files in uploads/ that a run in runs/ names as its training or held-out data: they stay when
-    uploads/ makes room (artifacts.limits.make_uploads_room), since resuming the run reads them again."""
-    names = set()
+    """Names of the files in uploads/ that a run needs: its recipe names them as training or held-out data (as a
+    path relative to the workspace or, as the app records it, an absolute one) and the run is running or pending,
+    or ended holding work (holds_work: resuming it reads them again). They stay when uploads/ makes room
+    (artifacts.limits.make_uploads_room). Runs that ended without work protect nothing (pass 25: start-and-cancel
+    would otherwise pin uploads for good)."""
+    names: set[str] = set()
     if not ws.runs.exists():
         return names
+    up = os.path.abspath(ws.uploads)
     for d in ws.runs.iterdir():
         f = d / "recipe.yaml"
         if d.name.startswith(".") or d.is_symlink() or not f.is_file():
             continue
         try:
+            st = state(d)
+            if st.status in _ENDED and not holds_work(st) and not is_running(d):
+                continue
             r = Recipe.load(f)
         except Exception:  # noqa: BLE001 - a run folder being written or damaged: nothing it names is known
             continue
         for p in (r.train_file, r.eval_file):
             p = (p or "").strip().replace("\\", "/")
-            if p.startswith("uploads/") and "/" not in p[len("uploads/"):]:
-                names.add(p[len("uploads/"):])
+            if not p:
+                continue
+            full = os.path.abspath(p if os.path.isabs(p) else os.path.join(ws.root, p))
+            if os.path.dirname(full) == up:
+                names.add(os.path.basename(full))
     return names
 
 

@@ -1,10 +1,17 @@
-"""Red-team pass 24 (a stranger on the share link): uploads/ could be filled once for good. Four addresses put
-~151 MB of fresh valid JSONL into it in a minute, two more the next hour, and from then on every upload with new
-content was refused ("the uploads folder is full"), across restarts, until the operator cleaned the folder.
-Now the least recently used uploads that no run names make room (artifacts.limits.make_uploads_room with
-pipeline.jobs.uploads_in_use); the launched-app check is tests/test_security_redteam.py::test_uploads_folder_is_capped."""
+"""Red-team passes 24-25 (a stranger on the share link) on uploads/.
+- Pass 24: it could be filled once for good. Four addresses put ~151 MB of fresh valid JSONL into it in a minute,
+  two more the next hour, and from then on every upload with new content was refused, across restarts.
+  Now the least recently used uploads that no run needs make room (artifacts.limits.make_uploads_room with
+  pipeline.jobs.uploads_in_use).
+- Pass 25 on that fix: runs started from the page record absolute data paths, which uploads_in_use did not count,
+  so any upload could delete a running or resumable run's data; a refused upload first removed every removable
+  file; and the recipe scan ran on every new upload (2 CPU-s with 1,000 runs). Now absolute paths count, nothing
+  is removed when the file cannot fit anyway, the scan runs only when room must be made, and runs that ended
+  without work protect nothing (start-and-cancel would pin uploads for good).
+The launched-app check is tests/test_security_redteam.py::test_uploads_folder_is_capped."""
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -32,28 +39,60 @@ def test_least_recently_used_uploads_no_run_names_make_room(tmp_path):
     outside = tmp_path / "outside.jsonl"
     outside.write_bytes(b"y" * 300)
     _file(up, "old.jsonl", 300, 300)
-    _file(up, "in-use.jsonl", 300, 400)   # the oldest, but a run names it
+    _file(up, "in-use.jsonl", 300, 400)   # the oldest, but a run needs it
     _file(up, "mid.jsonl", 300, 200)
     os.symlink(outside, up / "link.jsonl")  # not a plain file: never removed, not counted
-    assert make_uploads_room(up, 300, {"in-use.jsonl"}, ENV) == ["old.jsonl"]
+    asked = []
+
+    def in_use():
+        asked.append(1)
+        return {"in-use.jsonl"}
+    assert make_uploads_room(up, 100, in_use, ENV) == [] and asked == []  # room: the runs are not even read
+    assert make_uploads_room(up, 300, in_use, ENV) == ["old.jsonl"] and asked == [1]
     assert sorted(p.name for p in up.iterdir()) == ["in-use.jsonl", "link.jsonl", "mid.jsonl"]
     check_uploads_room(up, 300, ENV)  # fits now
-    assert make_uploads_room(up, 900, {"in-use.jsonl"}, ENV) == ["mid.jsonl"]
-    with pytest.raises(LimitError, match="in files that runs still use"):
-        check_uploads_room(up, 900, ENV)
+    # a file that cannot fit beside what runs need: refused, and nothing removed for it (pass 25)
+    with pytest.raises(LimitError, match=r"this file \(900 bytes\) does not fit in 1.0 kB beside the 300 bytes that runs still use"):
+        make_uploads_room(up, 900, {"in-use.jsonl"}, ENV)
+    assert (up / "mid.jsonl").exists()
+    assert make_uploads_room(up, 700, {"in-use.jsonl"}, ENV) == ["mid.jsonl"]
     assert (up / "in-use.jsonl").exists() and outside.exists() and (up / "link.jsonl").is_symlink()
     assert make_uploads_room(tmp_path / "none", 10, set(), ENV) == []
 
 
 def test_uploads_in_use_reads_the_runs_recipes(tmp_path):
+    """Relative and absolute paths (the app records absolute ones) into uploads/; runs running, pending or holding
+    work count; a run that ended without work, a damaged recipe and a folder being removed do not."""
     ws = Workspace(tmp_path)
-    for name, train, held in (("a", "uploads/t1.jsonl", "uploads/h1.jsonl"), ("b", "data/travel/train.jsonl", ""),
-                              ("c", "uploads/../models/x.jsonl", "uploads\\t2.jsonl")):
+    ab = str(ws.uploads / "abs.jsonl")
+    runs = (("a", "uploads/t1.jsonl", "uploads/h1.jsonl", None), ("b", "data/travel/train.jsonl", "", None),
+            ("c", "uploads/../models/x.jsonl", "uploads\\t2.jsonl", None), ("d", ab, "", None),
+            ("e", "uploads/nowork.jsonl", "", [{"t": 1.0, "type": "job_start", "job_id": "e"},
+                                               {"t": 2.0, "type": "job_end", "status": "cancelled"}]),
+            ("f", "uploads/work.jsonl", "", [{"t": 1.0, "type": "job_start", "job_id": "f"},
+                                             {"t": 2.0, "type": "stage_end", "stage": "prepare", "seconds": 1},
+                                             {"t": 3.0, "type": "stage_end", "stage": "awq", "seconds": 1},
+                                             {"t": 4.0, "type": "job_end", "status": "cancelled"}]))
+    for name, train, held, events in runs:
         (ws.runs / name).mkdir(parents=True)
         Recipe(train_file=train, eval_file=held).save(ws.runs / name / "recipe.yaml")
+        if events:
+            (ws.runs / name / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     (ws.runs / "damaged").mkdir()
     (ws.runs / "damaged" / "recipe.yaml").write_text("train_file: [unclosed\n")
     (ws.runs / ".x.removing").mkdir()
     Recipe(train_file="uploads/gone.jsonl").save(ws.runs / ".x.removing" / "recipe.yaml")
-    assert uploads_in_use(ws) == {"t1.jsonl", "h1.jsonl", "t2.jsonl"}
+    assert uploads_in_use(ws) == {"t1.jsonl", "h1.jsonl", "t2.jsonl", "abs.jsonl", "work.jsonl"}
     assert uploads_in_use(Workspace(tmp_path / "empty")) == set()
+
+
+def test_a_missing_upload_says_to_upload_it_again(tmp_path):
+    """Pass 25: a file removed to make room before its build started was named only as missing."""
+    from artifacts.policy import Policy, PolicyError
+    ws = Workspace(tmp_path)
+    ws.uploads.mkdir(parents=True)
+    with pytest.raises(PolicyError, match=r"no such file in uploads/ or data/ .*: upload it again\)"):
+        Policy(ws).data_file("uploads/gone-1234.jsonl", "train_file")
+    with pytest.raises(PolicyError) as e:
+        Policy(ws).data_file("data/none.jsonl", "train_file")
+    assert "upload it again" not in str(e.value)

@@ -217,10 +217,10 @@ def test_uploads_folder_is_capped(red):
         new = {p.name for p in up.iterdir()} - before
         assert len(new) == 1, new
         names.append(new.pop())
-        if i == 0:  # a run names the first one (as a resumable run's recipe does)
+        if i == 0:  # a run needs the first one: its recipe names it by absolute path, as the app records it
             run = ws / "runs" / "pass24-run"
             run.mkdir(parents=True, exist_ok=True)
-            Recipe(train_file=f"uploads/{names[0]}").save(run / "recipe.yaml")
+            Recipe(train_file=str((up / names[0]).resolve())).save(run / "recipe.yaml")
         used = sum(p.stat().st_size for p in up.iterdir())
         assert used <= MAX_UPLOADS_MB * 1e6, used
     left = {p.name for p in up.iterdir()}

@@ -119,9 +119,9 @@ def store_upload(app: AppEngine, tmp_path: str) -> str:
     dest = dest_dir / f"{stem}-{digest}{suffix}"
     if not dest.exists():
         size = src.stat().st_size
-        # requests cannot fill the disk: the least recently used uploads that no run names make room first
-        make_uploads_room(dest_dir, size, in_use=jobs.uploads_in_use(app.ws))
+        # requests cannot fill the disk: the least recently used uploads that no run needs make room first
         try:
+            make_uploads_room(dest_dir, size, in_use=lambda: jobs.uploads_in_use(app.ws))
             check_uploads_room(dest_dir, size)
         except LimitError as e:
             raise UIError(str(e)) from None
