@@ -53,6 +53,11 @@ def check_uploads_room(folder, new_bytes: int, env: Mapping[str, str] | None = N
                          f"can remove old runs or uploads, or raise {UPLOADS_ENV}")
 
 
+def max_uploads_bytes(env: Mapping[str, str] | None = None) -> int:
+    """$STUDIO_MAX_UPLOADS_MB (256) in bytes: all the files of uploads/ together."""
+    return int(_env_number(env, UPLOADS_ENV, MAX_UPLOADS_MB_DEFAULT) * 1e6)
+
+
 def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB" if n >= 1000 else f"{n} bytes"
 
@@ -65,7 +70,7 @@ def make_uploads_room(folder, new_bytes: int, in_use=frozenset(), env: Mapping[s
     even with every removable file gone.
     Red-team passes 24-25: uploads were only ever refused, so a few clients with fresh content filled uploads/ once
     and every later upload was refused for good; then a refused upload first removed every removable file."""
-    limit = int(_env_number(env, UPLOADS_ENV, MAX_UPLOADS_MB_DEFAULT) * 1e6)
+    limit = max_uploads_bytes(env)
     files, used = [], 0
     try:
         with os.scandir(folder) as it:

@@ -307,16 +307,18 @@ def holds_work(st: JobState) -> bool:
         any(v["state"] == "done" for name, v in st.stages.items() if name != "prepare")
 
 
-def uploads_in_use(ws: Workspace) -> set[str]:
+def uploads_in_use(ws: Workspace, share_bytes: int | None = None) -> set[str]:
     """Names of the files in uploads/ that a run needs: its recipe names them as training or held-out data (as a
     path relative to the workspace or, as the app records it, an absolute one) and the run is running or pending,
     or ended holding work (holds_work: resuming it reads them again). They stay when uploads/ makes room
     (artifacts.limits.make_uploads_room). Runs that ended without work protect nothing (pass 25: start-and-cancel
-    would otherwise pin uploads for good)."""
-    names: set[str] = set()
+    would otherwise pin uploads for good). share_bytes: the runs of one client (its recorded address; runs
+    without one count as one client) protect at most that many bytes of files, those of its newest runs first,
+    so that one client's resumable runs cannot pin the whole folder."""
     if not ws.runs.exists():
-        return names
+        return set()
     up = os.path.abspath(ws.uploads)
+    wanted: dict[str, list] = {}  # client -> [(run start, [names])]
     for d in ws.runs.iterdir():
         f = d / "recipe.yaml"
         if d.name.startswith(".") or d.is_symlink() or not f.is_file():
@@ -328,14 +330,33 @@ def uploads_in_use(ws: Workspace) -> set[str]:
             r = Recipe.load(f)
         except Exception:  # noqa: BLE001 - a run folder being written or damaged: nothing it names is known
             continue
+        names = []
         for p in (r.train_file, r.eval_file):
             p = (p or "").strip().replace("\\", "/")
             if not p:
                 continue
             full = os.path.abspath(p if os.path.isabs(p) else os.path.join(ws.root, p))
             if os.path.dirname(full) == up:
-                names.add(os.path.basename(full))
-    return names
+                names.append(os.path.basename(full))
+        if names:
+            wanted.setdefault(client_of_run(d) or UNKNOWN_CLIENT, []).append((st.started or 0.0, d.name, names))
+    keep: set[str] = set()
+    for runs in wanted.values():
+        held, mine = 0, set()
+        for _, _, names in sorted(runs, reverse=True):  # newest first
+            for n in names:
+                if n in mine:
+                    continue
+                try:
+                    size = (ws.uploads / n).stat().st_size
+                except OSError:
+                    continue
+                if share_bytes is not None and held + size > share_bytes:
+                    continue
+                held += size
+                mine.add(n)
+        keep |= mine
+    return keep
 
 
 UNKNOWN_CLIENT = "?"  # the share of runs whose client is not known (the command line, a tunnel without addresses)

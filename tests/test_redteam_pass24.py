@@ -6,8 +6,9 @@
 - Pass 25 on that fix: runs started from the page record absolute data paths, which uploads_in_use did not count,
   so any upload could delete a running or resumable run's data; a refused upload first removed every removable
   file; and the recipe scan ran on every new upload (2 CPU-s with 1,000 runs). Now absolute paths count, nothing
-  is removed when the file cannot fit anyway, the scan runs only when room must be made, and runs that ended
-  without work protect nothing (start-and-cancel would pin uploads for good).
+  is removed when the file cannot fit anyway, the scan runs only when room must be made, runs that ended
+  without work protect nothing (start-and-cancel would pin uploads for good), and one client's runs protect at
+  most a quarter of the folder (resumable runs holding work could pin it all).
 The launched-app check is tests/test_security_redteam.py::test_uploads_folder_is_capped."""
 from __future__ import annotations
 
@@ -78,6 +79,9 @@ def test_uploads_in_use_reads_the_runs_recipes(tmp_path):
         Recipe(train_file=train, eval_file=held).save(ws.runs / name / "recipe.yaml")
         if events:
             (ws.runs / name / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    ws.uploads.mkdir(parents=True, exist_ok=True)
+    for n in ("t1", "h1", "t2", "abs", "nowork", "work", "gone"):
+        (ws.uploads / f"{n}.jsonl").write_text("{}\n")
     (ws.runs / "damaged").mkdir()
     (ws.runs / "damaged" / "recipe.yaml").write_text("train_file: [unclosed\n")
     (ws.runs / ".x.removing").mkdir()
@@ -96,3 +100,29 @@ def test_a_missing_upload_says_to_upload_it_again(tmp_path):
     with pytest.raises(PolicyError) as e:
         Policy(ws).data_file("data/none.jsonl", "train_file")
     assert "upload it again" not in str(e.value)
+
+
+def test_one_clients_runs_protect_at_most_its_share(tmp_path):
+    """Pass 25's suggestion: with data paths counted, one client's resumable runs (each holding work) could pin
+    the whole folder. A client's runs protect at most `share_bytes` of files, its newest runs' first; another
+    client's are counted apart; runs without a recorded client count as one client."""
+    from pipeline.jobs import CLIENT_FILE
+    ws = Workspace(tmp_path)
+    ws.uploads.mkdir(parents=True)
+    work = lambda t: [{"t": t, "type": "job_start", "job_id": "x"},  # noqa: E731
+                      {"t": t + 1, "type": "stage_end", "stage": "prepare", "seconds": 1},
+                      {"t": t + 2, "type": "stage_end", "stage": "awq", "seconds": 1},
+                      {"t": t + 3, "type": "job_end", "status": "cancelled"}]
+    for i, (run, client, data) in enumerate((("a1", "203.0.113.5", "f1"), ("a2", "203.0.113.5", "f2"),
+                                             ("a3", "203.0.113.5", "f3"), ("b1", "198.51.100.7", "g1"),
+                                             ("n1", None, "h1"))):
+        (ws.uploads / f"{data}.jsonl").write_bytes(b"x" * 300)
+        d = ws.runs / run
+        d.mkdir(parents=True)
+        Recipe(train_file=str(ws.uploads / f"{data}.jsonl")).save(d / "recipe.yaml")
+        (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in work(100.0 * (i + 1))))
+        if client:
+            (d / CLIENT_FILE).write_text(client)
+    assert uploads_in_use(ws) == {"f1.jsonl", "f2.jsonl", "f3.jsonl", "g1.jsonl", "h1.jsonl"}
+    assert uploads_in_use(ws, share_bytes=600) == {"f3.jsonl", "f2.jsonl", "g1.jsonl", "h1.jsonl"}
+    assert uploads_in_use(ws, share_bytes=299) == set()

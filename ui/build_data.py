@@ -11,7 +11,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from artifacts import LimitError, check_uploads_room
-from artifacts.limits import make_uploads_room
+from artifacts.limits import make_uploads_room, max_uploads_bytes
 from pipeline import data as pdata, jobs
 from pipeline.data import DataError, load_examples, render_text
 from pipeline.recipe import Recipe, default_adapter_name
@@ -121,7 +121,9 @@ def store_upload(app: AppEngine, tmp_path: str) -> str:
         size = src.stat().st_size
         # requests cannot fill the disk: the least recently used uploads that no run needs make room first
         try:
-            make_uploads_room(dest_dir, size, in_use=lambda: jobs.uploads_in_use(app.ws))
+            # (one client's runs keep at most a quarter of the folder from being made room of)
+            make_uploads_room(dest_dir, size,
+                              in_use=lambda: jobs.uploads_in_use(app.ws, share_bytes=max_uploads_bytes() // 4))
             check_uploads_room(dest_dir, size)
         except LimitError as e:
             raise UIError(str(e)) from None
