@@ -210,7 +210,9 @@ def test_uploads_folder_is_capped(red):
     names = []
     for i in range(4):
         before = {p.name for p in up.iterdir()} if up.exists() else set()
-        f = raw.upload(f"big{i}.jsonl", (line * 350).encode() + f'{{"prompt": "{i}", "response": "x"}}\n'.encode())
+        # (the first small enough for one client's share of protected uploads: a quarter of the folder)
+        f = raw.upload(f"big{i}.jsonl", (line * (80 if i == 0 else 350)).encode()
+                       + f'{{"prompt": "{i}", "response": "x"}}\n'.encode())
         r = raw.preview("", file=f)
         assert r["ok"], text(r)[:500]
         assert "uploads folder is full" not in r["data"][1], r["data"][1][:300]
