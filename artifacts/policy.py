@@ -67,9 +67,12 @@ class Policy:
         PolicyError (one message for missing and not allowed) unless it is a regular file under an
         allowed root after following links."""
         value = _text(value, what)
+        shown = str(value).replace("\\", "/")
+        in_uploads = shown.startswith("uploads/") or (
+            os.path.isabs(shown) and os.path.dirname(os.path.realpath(shown)) == os.path.realpath(self.ws.uploads))
         refusal = PolicyError(f"{what} {value!r}: no such file in uploads/ or data/ of the workspace" + (
             " (uploads no run needs are removed, least recently used first, when uploads/ needs room: upload it "
-            "again)" if str(value).replace("\\", "/").startswith("uploads/") else ""))
+            "again)" if in_uploads else ""))
         p = Path(value)
         if not p.is_absolute():
             p = self.ws.root / p

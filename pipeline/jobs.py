@@ -307,55 +307,73 @@ def holds_work(st: JobState) -> bool:
         any(v["state"] == "done" for name, v in st.stages.items() if name != "prepare")
 
 
-def uploads_in_use(ws: Workspace, share_bytes: int | None = None) -> set[str]:
-    """Names of the files in uploads/ that a run needs: its recipe names them as training or held-out data (as a
-    path relative to the workspace or, as the app records it, an absolute one) and the run is running or pending,
-    or ended holding work (holds_work: resuming it reads them again). They stay when uploads/ makes room
-    (artifacts.limits.make_uploads_room). Runs that ended without work protect nothing (pass 25: start-and-cancel
-    would otherwise pin uploads for good). share_bytes: the runs of one client (its recorded address; runs
-    without one count as one client) protect at most that many bytes of files, those of its newest runs first,
-    so that one client's resumable runs cannot pin the whole folder."""
+def _recipe_data_files(f: Path) -> list[str]:
+    """The train_file and eval_file of a saved recipe, read from their top-level lines (a full Recipe.load costs
+    ~1.5 ms, and uploads_in_use reads every run)."""
+    import yaml
+    out = []
+    with open(f, encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith(("train_file:", "eval_file:")):
+                v = yaml.safe_load(line.split(":", 1)[1])
+                if isinstance(v, str) and v.strip():
+                    out.append(v.strip())
+    return out
+
+
+def uploads_in_use(ws: Workspace, share_bytes: int | None = None, total_bytes: int | None = None) -> set[str]:
+    """Names of the files in uploads/ that a run needs: its recipe names them as training or held-out data (a path
+    relative to the workspace or, as the app records it, an absolute one). They stay when uploads/ makes room
+    (artifacts.limits.make_uploads_room).
+    - A running or pending run's data is always kept.
+    - A resumable run's (ended, not finished, holding work: resuming reads its data again) is kept within
+      `share_bytes` per client (its recorded address; runs without one count as one client) and `total_bytes`
+      for all resumable runs together, newest runs first.
+    - A finished run or one that ended without work needs nothing (passes 25-26: start-and-cancel, and finished
+      builds, pinned uploads for good; four quarters pinned the whole folder)."""
     if not ws.runs.exists():
         return set()
-    up = os.path.abspath(ws.uploads)
-    wanted: dict[str, list] = {}  # client -> [(run start, [names])]
+    up = os.path.realpath(ws.uploads)
+    keep: set[str] = set()
+    ended: list = []  # (run start, run name, client, [names])
     for d in ws.runs.iterdir():
         f = d / "recipe.yaml"
         if d.name.startswith(".") or d.is_symlink() or not f.is_file():
             continue
         try:
             st = state(d)
-            if st.status in _ENDED and not holds_work(st) and not is_running(d):
+            live = st.status not in _ENDED or is_running(d)
+            if not live and (st.status == "ok" or not holds_work(st)):
                 continue
-            r = Recipe.load(f)
+            paths = _recipe_data_files(f)
         except Exception:  # noqa: BLE001 - a run folder being written or damaged: nothing it names is known
             continue
         names = []
-        for p in (r.train_file, r.eval_file):
-            p = (p or "").strip().replace("\\", "/")
-            if not p:
-                continue
-            full = os.path.abspath(p if os.path.isabs(p) else os.path.join(ws.root, p))
+        for p in paths:
+            p = p.replace("\\", "/")
+            full = os.path.realpath(p if os.path.isabs(p) else os.path.join(ws.root, p))
             if os.path.dirname(full) == up:
                 names.append(os.path.basename(full))
-        if names:
-            wanted.setdefault(client_of_run(d) or UNKNOWN_CLIENT, []).append((st.started or 0.0, d.name, names))
-    keep: set[str] = set()
-    for runs in wanted.values():
-        held, mine = 0, set()
-        for _, _, names in sorted(runs, reverse=True):  # newest first
-            for n in names:
-                if n in mine:
-                    continue
-                try:
-                    size = (ws.uploads / n).stat().st_size
-                except OSError:
-                    continue
-                if share_bytes is not None and held + size > share_bytes:
-                    continue
-                held += size
-                mine.add(n)
-        keep |= mine
+        if live:
+            keep.update(names)
+        elif names:
+            ended.append((st.started or 0.0, d.name, client_of_run(d) or UNKNOWN_CLIENT, names))
+    held: dict[str, int] = {}
+    total = 0
+    for _, _, client, names in sorted(ended, reverse=True):  # newest first
+        for n in names:
+            if n in keep:
+                continue
+            try:
+                size = (ws.uploads / n).stat().st_size
+            except OSError:
+                continue
+            mine = held.get(client, 0)
+            if (share_bytes is not None and mine + size > share_bytes) or \
+                    (total_bytes is not None and total + size > total_bytes):
+                continue
+            held[client], total = mine + size, total + size
+            keep.add(n)
     return keep
 
 

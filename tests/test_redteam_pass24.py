@@ -1,4 +1,4 @@
-"""Red-team passes 24-25 (a stranger on the share link) on uploads/.
+"""Red-team passes 24-26 (a stranger on the share link) on uploads/.
 - Pass 24: it could be filled once for good. Four addresses put ~151 MB of fresh valid JSONL into it in a minute,
   two more the next hour, and from then on every upload with new content was refused, across restarts.
   Now the least recently used uploads that no run needs make room (artifacts.limits.make_uploads_room with
@@ -9,6 +9,11 @@
   is removed when the file cannot fit anyway, the scan runs only when room must be made, runs that ended
   without work protect nothing (start-and-cancel would pin uploads for good), and one client's runs protect at
   most a quarter of the folder (resumable runs holding work could pin it all).
+- Pass 26 on those: a running build's file bigger than the quarter was removed mid-run; four quarters (and
+  finished runs, kept for good) pinned the whole folder; a full folder made each upload read every run again.
+  Now a running or pending run's data is always kept, finished runs need nothing, resumable runs keep at most an
+  eighth per client and half in all, and room is made down to nine tenths of the limit. Clients without a
+  known address still share one share (documented).
 The launched-app check is tests/test_security_redteam.py::test_uploads_folder_is_capped."""
 from __future__ import annotations
 
@@ -61,9 +66,24 @@ def test_least_recently_used_uploads_no_run_names_make_room(tmp_path):
     assert make_uploads_room(tmp_path / "none", 10, set(), ENV) == []
 
 
+def test_room_is_made_with_slack_so_the_next_uploads_read_no_runs(tmp_path):
+    """Pass 26: with the folder full, each new upload removed exactly one old file and read every run again
+    (~2 CPU-s with 1,000 runs). Room is made down to nine tenths of the limit."""
+    up = tmp_path / "uploads"
+    up.mkdir()
+    for i in range(5):
+        _file(up, f"f{i}.jsonl", 200, 100 - i)  # f0 oldest
+    asked = []
+    in_use = lambda: asked.append(1) or set()  # noqa: E731
+    assert make_uploads_room(up, 100, in_use, ENV) == ["f0.jsonl"] and len(asked) == 1
+    (up / "new.jsonl").write_bytes(b"x" * 100)
+    assert make_uploads_room(up, 100, in_use, ENV) == [] and len(asked) == 1  # the slack: no scan
+
+
 def test_uploads_in_use_reads_the_runs_recipes(tmp_path):
     """Relative and absolute paths (the app records absolute ones) into uploads/; runs running, pending or holding
-    work count; a run that ended without work, a damaged recipe and a folder being removed do not."""
+    work count; a run that finished, one that ended without work, a damaged recipe and a folder being removed
+    do not."""
     ws = Workspace(tmp_path)
     ab = str(ws.uploads / "abs.jsonl")
     runs = (("a", "uploads/t1.jsonl", "uploads/h1.jsonl", None), ("b", "data/travel/train.jsonl", "", None),
@@ -73,14 +93,17 @@ def test_uploads_in_use_reads_the_runs_recipes(tmp_path):
             ("f", "uploads/work.jsonl", "", [{"t": 1.0, "type": "job_start", "job_id": "f"},
                                              {"t": 2.0, "type": "stage_end", "stage": "prepare", "seconds": 1},
                                              {"t": 3.0, "type": "stage_end", "stage": "awq", "seconds": 1},
-                                             {"t": 4.0, "type": "job_end", "status": "cancelled"}]))
+                                             {"t": 4.0, "type": "job_end", "status": "cancelled"}]),
+            ("g", "uploads/done.jsonl", "", [{"t": 1.0, "type": "job_start", "job_id": "g"},  # finished: needs none
+                                             {"t": 2.0, "type": "stage_end", "stage": "prepare", "seconds": 1},
+                                             {"t": 4.0, "type": "job_end", "status": "ok"}]))
     for name, train, held, events in runs:
         (ws.runs / name).mkdir(parents=True)
         Recipe(train_file=train, eval_file=held).save(ws.runs / name / "recipe.yaml")
         if events:
             (ws.runs / name / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     ws.uploads.mkdir(parents=True, exist_ok=True)
-    for n in ("t1", "h1", "t2", "abs", "nowork", "work", "gone"):
+    for n in ("t1", "h1", "t2", "abs", "nowork", "work", "gone", "done"):
         (ws.uploads / f"{n}.jsonl").write_text("{}\n")
     (ws.runs / "damaged").mkdir()
     (ws.runs / "damaged" / "recipe.yaml").write_text("train_file: [unclosed\n")
@@ -91,21 +114,24 @@ def test_uploads_in_use_reads_the_runs_recipes(tmp_path):
 
 
 def test_a_missing_upload_says_to_upload_it_again(tmp_path):
-    """Pass 25: a file removed to make room before its build started was named only as missing."""
+    """Pass 25: a file removed to make room before its build started was named only as missing; pass 26: so was
+    one a resumed run's recipe names by absolute path."""
     from artifacts.policy import Policy, PolicyError
     ws = Workspace(tmp_path)
     ws.uploads.mkdir(parents=True)
     with pytest.raises(PolicyError, match=r"no such file in uploads/ or data/ .*: upload it again\)"):
         Policy(ws).data_file("uploads/gone-1234.jsonl", "train_file")
+    with pytest.raises(PolicyError, match=r"upload it again\)"):  # as a run's recipe records it (pass 26)
+        Policy(ws).data_file(str(ws.uploads / "gone-1234.jsonl"), "train_file")
     with pytest.raises(PolicyError) as e:
         Policy(ws).data_file("data/none.jsonl", "train_file")
     assert "upload it again" not in str(e.value)
 
 
 def test_one_clients_runs_protect_at_most_its_share(tmp_path):
-    """Pass 25's suggestion: with data paths counted, one client's resumable runs (each holding work) could pin
-    the whole folder. A client's runs protect at most `share_bytes` of files, its newest runs' first; another
-    client's are counted apart; runs without a recorded client count as one client."""
+    """Resumable runs (ended, not finished, holding work) keep at most `share_bytes` per client and `total_bytes`
+    in all, newest runs first; runs without a recorded client count as one client. A pending or running run's
+    data is kept whatever its size (pass 26: a running build's file bigger than the share was removed)."""
     from pipeline.jobs import CLIENT_FILE
     ws = Workspace(tmp_path)
     ws.uploads.mkdir(parents=True)
@@ -113,16 +139,19 @@ def test_one_clients_runs_protect_at_most_its_share(tmp_path):
                       {"t": t + 1, "type": "stage_end", "stage": "prepare", "seconds": 1},
                       {"t": t + 2, "type": "stage_end", "stage": "awq", "seconds": 1},
                       {"t": t + 3, "type": "job_end", "status": "cancelled"}]
-    for i, (run, client, data) in enumerate((("a1", "203.0.113.5", "f1"), ("a2", "203.0.113.5", "f2"),
-                                             ("a3", "203.0.113.5", "f3"), ("b1", "198.51.100.7", "g1"),
-                                             ("n1", None, "h1"))):
-        (ws.uploads / f"{data}.jsonl").write_bytes(b"x" * 300)
+    for i, (run, client, data, size) in enumerate((("a1", "81.2.69.5", "f1", 300), ("a2", "81.2.69.5", "f2", 300),
+                                                   ("a3", "81.2.69.5", "f3", 300), ("b1", "81.2.69.7", "g1", 300),
+                                                   ("n1", None, "h1", 300), ("p1", "81.2.69.5", "big", 900))):
+        (ws.uploads / f"{data}.jsonl").write_bytes(b"x" * size)
         d = ws.runs / run
         d.mkdir(parents=True)
         Recipe(train_file=str(ws.uploads / f"{data}.jsonl")).save(d / "recipe.yaml")
-        (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in work(100.0 * (i + 1))))
+        if run != "p1":  # p1: pending (no events yet), the others resumable
+            (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in work(100.0 * (i + 1))))
         if client:
             (d / CLIENT_FILE).write_text(client)
-    assert uploads_in_use(ws) == {"f1.jsonl", "f2.jsonl", "f3.jsonl", "g1.jsonl", "h1.jsonl"}
-    assert uploads_in_use(ws, share_bytes=600) == {"f3.jsonl", "f2.jsonl", "g1.jsonl", "h1.jsonl"}
-    assert uploads_in_use(ws, share_bytes=299) == set()
+    everything = {"f1.jsonl", "f2.jsonl", "f3.jsonl", "g1.jsonl", "h1.jsonl", "big.jsonl"}
+    assert uploads_in_use(ws) == everything
+    assert uploads_in_use(ws, share_bytes=600) == {"f3.jsonl", "f2.jsonl", "g1.jsonl", "h1.jsonl", "big.jsonl"}
+    assert uploads_in_use(ws, share_bytes=299) == {"big.jsonl"}
+    assert uploads_in_use(ws, total_bytes=600) == {"h1.jsonl", "g1.jsonl", "big.jsonl"}  # newest runs first

@@ -121,9 +121,10 @@ def store_upload(app: AppEngine, tmp_path: str) -> str:
         size = src.stat().st_size
         # requests cannot fill the disk: the least recently used uploads that no run needs make room first
         try:
-            # (one client's runs keep at most a quarter of the folder from being made room of)
+            # (resumable runs keep at most an eighth of the folder per client and half of it in all)
+            cap = max_uploads_bytes()
             make_uploads_room(dest_dir, size,
-                              in_use=lambda: jobs.uploads_in_use(app.ws, share_bytes=max_uploads_bytes() // 4))
+                              in_use=lambda: jobs.uploads_in_use(app.ws, share_bytes=cap // 8, total_bytes=cap // 2))
             check_uploads_room(dest_dir, size)
         except LimitError as e:
             raise UIError(str(e)) from None
