@@ -308,17 +308,35 @@ def holds_work(st: JobState) -> bool:
 
 
 def _recipe_data_files(f: Path) -> list[str]:
-    """The train_file and eval_file of a saved recipe, read from their top-level lines (a full Recipe.load costs
-    ~1.5 ms, and uploads_in_use reads every run)."""
+    """The train_file and eval_file of a saved recipe, read from their top-level entries (a full Recipe.load costs
+    ~1.5 ms, and uploads_in_use reads every run). An entry is its line and the indented lines after it (YAML
+    folds a long quoted value, e.g. a non-ASCII path, onto a second line: pass 27). Raises when an entry does not
+    parse: the caller then reads the whole recipe."""
     import yaml
-    out = []
+    out, block = [], None
     with open(f, encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith(("train_file:", "eval_file:")):
-                v = yaml.safe_load(line.split(":", 1)[1])
-                if isinstance(v, str) and v.strip():
-                    out.append(v.strip())
+        lines = fh.read().splitlines()
+    for line in lines + [""]:
+        if block is not None and line[:1] in (" ", "\t"):
+            block.append(line)
+            continue
+        if block is not None:
+            v = yaml.safe_load("\n".join(block))
+            v = next(iter(v.values())) if isinstance(v, dict) and len(v) == 1 else None
+            if isinstance(v, str) and v.strip():
+                out.append(v.strip())
+            block = None
+        if line.startswith(("train_file:", "eval_file:")):
+            block = [line]
     return out
+
+
+def _run_data_files(f: Path) -> list[str]:
+    try:
+        return _recipe_data_files(f)
+    except Exception:  # noqa: BLE001 - an entry the line reader cannot take: the whole recipe, the slow way
+        r = Recipe.load(f)
+        return [p.strip() for p in (r.train_file, r.eval_file) if p and p.strip()]
 
 
 def uploads_in_use(ws: Workspace, share_bytes: int | None = None, total_bytes: int | None = None) -> set[str]:
@@ -328,7 +346,7 @@ def uploads_in_use(ws: Workspace, share_bytes: int | None = None, total_bytes: i
     - A running or pending run's data is always kept.
     - A resumable run's (ended, not finished, holding work: resuming reads its data again) is kept within
       `share_bytes` per client (its recorded address; runs without one count as one client) and `total_bytes`
-      for all resumable runs together, newest runs first.
+      for all resumable runs together: each client's newest run first, clients round by round.
     - A finished run or one that ended without work needs nothing (passes 25-26: start-and-cancel, and finished
       builds, pinned uploads for good; four quarters pinned the whole folder)."""
     if not ws.runs.exists():
@@ -345,7 +363,7 @@ def uploads_in_use(ws: Workspace, share_bytes: int | None = None, total_bytes: i
             live = st.status not in _ENDED or is_running(d)
             if not live and (st.status == "ok" or not holds_work(st)):
                 continue
-            paths = _recipe_data_files(f)
+            paths = _run_data_files(f)
         except Exception:  # noqa: BLE001 - a run folder being written or damaged: nothing it names is known
             continue
         names = []
@@ -358,9 +376,16 @@ def uploads_in_use(ws: Workspace, share_bytes: int | None = None, total_bytes: i
             keep.update(names)
         elif names:
             ended.append((st.started or 0.0, d.name, client_of_run(d) or UNKNOWN_CLIENT, names))
+    # each client's newest run first, then its next ones, round by round; within a round the oldest run first,
+    # so newer runs of other clients cannot push a client's run out of the total (pass 27)
+    by_client: dict[str, list] = {}
+    for run in sorted(ended, reverse=True):
+        by_client.setdefault(run[2], []).append(run)
+    order = [run for k in range(max((len(v) for v in by_client.values()), default=0))
+             for run in sorted(v[k] for v in by_client.values() if k < len(v))]
     held: dict[str, int] = {}
     total = 0
-    for _, _, client, names in sorted(ended, reverse=True):  # newest first
+    for _, _, client, names in order:
         for n in names:
             if n in keep:
                 continue

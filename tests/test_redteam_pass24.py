@@ -14,6 +14,10 @@
   Now a running or pending run's data is always kept, finished runs need nothing, resumable runs keep at most an
   eighth per client and half in all, and room is made down to nine tenths of the limit. Clients without a
   known address still share one share (documented).
+- Pass 27 on those: a long non-ASCII upload name is saved folded onto two YAML lines, which the two-line reader
+  could not parse, so the run's data went unprotected; newer resumable runs of four other clients could take
+  the whole half. Now an entry is read with its continuation lines (else the whole recipe), and the half is
+  filled round by round across clients.
 The launched-app check is tests/test_security_redteam.py::test_uploads_folder_is_capped."""
 from __future__ import annotations
 
@@ -154,4 +158,23 @@ def test_one_clients_runs_protect_at_most_its_share(tmp_path):
     assert uploads_in_use(ws) == everything
     assert uploads_in_use(ws, share_bytes=600) == {"f3.jsonl", "f2.jsonl", "g1.jsonl", "h1.jsonl", "big.jsonl"}
     assert uploads_in_use(ws, share_bytes=299) == {"big.jsonl"}
-    assert uploads_in_use(ws, total_bytes=600) == {"h1.jsonl", "g1.jsonl", "big.jsonl"}  # newest runs first
+    # the total is filled round by round (each client's newest run first), oldest first within a round: newer
+    # runs of other clients cannot push a client's run out (pass 27)
+    assert uploads_in_use(ws, total_bytes=600) == {"f3.jsonl", "g1.jsonl", "big.jsonl"}
+
+
+def test_a_folded_non_ascii_path_is_still_read(tmp_path):
+    """Pass 27: a recipe's long non-ASCII path is saved as a quoted YAML string folded onto a second line; reading
+    only the first line failed and left a running build's data unprotected."""
+    from pipeline.jobs import _recipe_data_files
+    ws = Workspace(tmp_path / ("очень-длинный-путь-к-рабочему-каталогу" * 2))
+    ws.uploads.mkdir(parents=True)
+    name = "客户支持训练数据集_обучающие_данные-577efed468.jsonl"
+    (ws.uploads / name).write_text("{}\n")
+    d = ws.runs / "r1"
+    d.mkdir(parents=True)
+    Recipe(train_file=str(ws.uploads / name), eval_file=str(ws.uploads / name)).save(d / "recipe.yaml")
+    text = (d / "recipe.yaml").read_text()
+    assert "\\\n" in text  # (PyYAML did fold it)
+    assert _recipe_data_files(d / "recipe.yaml") == [str(ws.uploads / name)] * 2
+    assert uploads_in_use(ws) == {name}  # a pending run: always kept
