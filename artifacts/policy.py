@@ -67,12 +67,6 @@ class Policy:
         PolicyError (one message for missing and not allowed) unless it is a regular file under an
         allowed root after following links."""
         value = _text(value, what)
-        shown = str(value).replace("\\", "/")
-        in_uploads = shown.startswith("uploads/") or (
-            os.path.isabs(shown) and os.path.dirname(os.path.realpath(shown)) == os.path.realpath(self.ws.uploads))
-        refusal = PolicyError(f"{what} {value!r}: no such file in uploads/ or data/ of the workspace" + (
-            " (uploads no run needs are removed, least recently used first, when uploads/ needs room: upload it "
-            "again)" if in_uploads else ""))
         p = Path(value)
         if not p.is_absolute():
             p = self.ws.root / p
@@ -80,10 +74,20 @@ class Policy:
             real = p.resolve(strict=True)
             st = os.stat(real)
         except (OSError, RuntimeError, ValueError):
-            raise refusal from None
+            raise self._no_data_file(value, what) from None
         if not stat.S_ISREG(st.st_mode) or not any(_under(real, r) for r in self._data_roots()):
-            raise refusal
+            raise self._no_data_file(value, what)
         return real
+
+    def _no_data_file(self, value: str, what: str) -> PolicyError:
+        """The one refusal for a data file missing or not allowed; one named in uploads/ (as typed, or as a run's
+        recipe records it) may have been removed to make room there."""
+        shown = value.replace("\\", "/")
+        in_uploads = shown.startswith("uploads/") or (
+            os.path.isabs(shown) and os.path.dirname(os.path.realpath(shown)) == os.path.realpath(self.ws.uploads))
+        return PolicyError(f"{what} {value!r}: no such file in uploads/ or data/ of the workspace" + (
+            " (uploads no run needs are removed, least recently used first, when uploads/ needs room: upload it "
+            "again)" if in_uploads else ""))
 
     # ------------------------------------------------------------------ base models
     def base_model(self, value, what: str = "base_model") -> str:

@@ -101,7 +101,7 @@ def _fused_choice(want: str, device: str) -> str:
     off: the chain."""
     if want not in ("auto", "on", "off"):
         raise ValueError(f"STUDIO_LORA_FUSED must be auto, on or off, not {want!r}")
-    return {"on": "on", "off": "off"}[want] if want != "auto" else ("try" if device == "cuda" else "off")
+    return want if want != "auto" else ("try" if device == "cuda" else "off")
 
 
 def _fpa_choice(want: str, meta: dict, device: str = "cuda") -> str:

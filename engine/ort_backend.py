@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 import artifacts as lib
+from .fused_lora import RANK_INPUT
 from .sampling import Sampler, SamplingParams
 
 _NP = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
@@ -58,11 +59,6 @@ _ENV_LOCK = threading.Lock()
 
 FPA_MODES = ("off", "all", "batched")
 FUSED_MODES = ("off", "try", "on")
-
-
-def _fused_rank_input() -> str:
-    from .fused_lora import RANK_INPUT
-    return RANK_INPUT
 
 
 def fpa_intb_eligible(meta: dict) -> bool:
@@ -250,8 +246,7 @@ class OrtBackend:
             if self._fused_lib is None or lora_fused == "on":
                 raise
             # the fused graph did not load (e.g. an onnxruntime whose ABI the op does not match): the chain
-            self._fused_lib, self.fused_targets = None, 0
-            self._graph_bytes = graph_with_a_transposed(Path(path)) if self.lora_a_t else None
+            self._fused_lib, self.fused_targets, self._graph_bytes = None, 0, None  # (never with lora_a_t)
             self.fused_note = f"fused graph not loaded: {str(e).splitlines()[0][:250]}"
             log.warning("fused LoRA graph not loaded, serving with the MatMul chain: %s", e)
             self.sess = self._session(ort, path, providers, fpa=self.fpa_intb == "all", base=base)
@@ -283,7 +278,7 @@ class OrtBackend:
         listed = {i.name: i.type for i in self.sess.get_inputs()}
         self.has_pos = self.pos_name in listed
         known = {self.ids_name, self.mask_name, *self.past} | ({self.pos_name} if self.has_pos else set()) | \
-            ({_fused_rank_input()} if self._fused_lib is not None else set())
+            ({RANK_INPUT} if self._fused_lib is not None else set())
         extra = [n for n in listed if n not in known and not is_lora(n)]
         if extra:
             raise ValueError(f"model inputs the ort backend cannot feed: {extra[:4]}")
@@ -596,7 +591,7 @@ class OrtBackend:
 
     def _bind_rank(self, b) -> None:
         if self._fused_lib is not None:
-            b.bind_input(_fused_rank_input(), self.device, 0, np.int32, [1], self.rank_used.data_ptr())
+            b.bind_input(RANK_INPUT, self.device, 0, np.int32, [1], self.rank_used.data_ptr())
 
     def _run(self, sess, b, graph_id: int) -> None:
         """One run of `sess` on binding `b` (made by that session) under CUDA graph `graph_id` (-1: none;

@@ -307,6 +307,15 @@ def holds_work(st: JobState) -> bool:
         any(v["state"] == "done" for name, v in st.stages.items() if name != "prepare")
 
 
+def run_kind(d: Path) -> tuple[JobState, str]:
+    """A run's state and what it holds: "live" (running or pending), "empty" (ended without work), "finished"
+    (ended ok) or "resumable" (ended with work, not finished). make_room and uploads_in_use both go by it."""
+    st = state(d)
+    if st.status not in _ENDED or is_running(d):
+        return st, "live"
+    return st, "empty" if not holds_work(st) else "finished" if st.status == "ok" else "resumable"
+
+
 def _recipe_data_files(f: Path) -> list[str]:
     """The train_file and eval_file of a saved recipe, read from their top-level entries (a full Recipe.load costs
     ~1.5 ms, and uploads_in_use reads every run). An entry is its line and the indented lines after it (YAML
@@ -359,9 +368,8 @@ def uploads_in_use(ws: Workspace, share_bytes: int | None = None, total_bytes: i
         if d.name.startswith(".") or d.is_symlink() or not f.is_file():
             continue
         try:
-            st = state(d)
-            live = st.status not in _ENDED or is_running(d)
-            if not live and (st.status == "ok" or not holds_work(st)):
+            st, kind = run_kind(d)
+            if kind in ("empty", "finished"):
                 continue
             paths = _run_data_files(f)
         except Exception:  # noqa: BLE001 - a run folder being written or damaged: nothing it names is known
@@ -372,7 +380,7 @@ def uploads_in_use(ws: Workspace, share_bytes: int | None = None, total_bytes: i
             full = os.path.realpath(p if os.path.isabs(p) else os.path.join(ws.root, p))
             if os.path.dirname(full) == up:
                 names.append(os.path.basename(full))
-        if live:
+        if kind == "live":
             keep.update(names)
         elif names:
             ended.append((st.started or 0.0, d.name, client_of_run(d) or UNKNOWN_CLIENT, names))
@@ -429,15 +437,13 @@ def make_room(ws: Workspace, limit: int, keep_s: float = 24 * 3600.0) -> list[st
         return []
     empty, finished, resumable = [], [], {}
     for d in dirs:
-        st = state(d)
-        if st.status not in _ENDED or is_running(d):
-            continue
+        st, kind = run_kind(d)
         when = (st.ended or st.started or 0.0, d.name, d)
-        if not holds_work(st):
+        if kind == "empty":
             empty.append(when)
-        elif st.status == "ok":
+        elif kind == "finished":
             finished.append(when)
-        else:
+        elif kind == "resumable":
             resumable.setdefault(client_of_run(d) or UNKNOWN_CLIENT, []).append(when)
     gone = [d for _, _, d in (sorted(empty) + sorted(finished))[:excess]]
     share = max(1, limit // 4)

@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from artifacts import LimitError, check_uploads_room
+from artifacts import LimitError
 from artifacts.limits import make_uploads_room, max_uploads_bytes
 from pipeline import data as pdata, jobs
 from pipeline.data import DataError, load_examples, render_text
@@ -125,7 +125,6 @@ def store_upload(app: AppEngine, tmp_path: str) -> str:
             cap = max_uploads_bytes()
             make_uploads_room(dest_dir, size,
                               in_use=lambda: jobs.uploads_in_use(app.ws, share_bytes=cap // 8, total_bytes=cap // 2))
-            check_uploads_room(dest_dir, size)
         except LimitError as e:
             raise UIError(str(e)) from None
         shutil.copyfile(src, dest)

@@ -198,10 +198,7 @@ def fuse_graph(path: Path) -> tuple[bytes, int]:
         fused.append((add, helper.make_node(OP, [y, n.input[0], n.input[1], bnode.input[1], RANK_INPUT],
                                             list(add.output), name=add.name + "/fused", domain=DOMAIN)))
         drop.update({id(n), id(bnode)})
-    used = {i for n in g.node if id(n) not in drop for i in n.input if i in lora}
-    for add, new in fused:
-        used -= set(add.input)
-    stray = used - {i for _, new in fused for i in new.input}
+    stray = {i for n in g.node if id(n) not in drop for i in n.input if i in lora}
     if stray:
         raise ValueError(f"LoRA inputs used outside a chain: {sorted(stray)[:3]}")
     by_add = {id(add): new for add, new in fused}

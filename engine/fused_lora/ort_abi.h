@@ -253,8 +253,6 @@ constexpr uint32_t kOrt1_31ApiVersion = 31;
 // reader holding the real header can cross-check quickly.
 namespace idx {
 constexpr size_t CreateStatus = 0;        // first member; 1 GetErrorCode
-constexpr size_t GetErrorCode = 1;        // 0 CreateStatus, 2 GetErrorMessage
-constexpr size_t GetErrorMessage = 2;     // 1 GetErrorCode, 3 CreateEnv
 constexpr size_t CreateCustomOpDomain = 26;  // 25 SetInterOpNumThreads, 27 CustomOpDomain_Add
 constexpr size_t CustomOpDomain_Add = 27;    // 26 CreateCustomOpDomain, 28 AddCustomOpDomain
 constexpr size_t AddCustomOpDomain = 28;     // 27 CustomOpDomain_Add, 29 RegisterCustomOpsLibrary
@@ -262,35 +260,21 @@ constexpr size_t GetTensorMutableData = 51;  // 50 IsTensor, 52 FillStringTensor
 constexpr size_t GetTensorElementType = 60;  // 59 SetDimensions, 61 GetDimensionsCount
 constexpr size_t GetDimensionsCount = 61;    // 60 GetTensorElementType, 62 GetDimensions
 constexpr size_t GetDimensions = 62;         // 61 GetDimensionsCount, 63 GetSymbolicDimensions
-constexpr size_t GetTensorShapeElementCount = 64;  // 63 GetSymbolicDimensions, 65 GetTensorTypeAndShape
 constexpr size_t GetTensorTypeAndShape = 65;       // 64 GetTensorShapeElementCount, 66 GetTypeInfo
-constexpr size_t KernelInfoGetAttribute_float = 85;  // 84 GetOpaqueValue, 86 ..._int64
-constexpr size_t KernelInfoGetAttribute_int64 = 86;  // 85 ..._float, 87 ..._string
 constexpr size_t KernelContext_GetInputCount = 88;   // 87 KernelInfoGetAttribute_string, 89 GetOutputCount
-constexpr size_t KernelContext_GetOutputCount = 89;  // 88 GetInputCount, 90 GetInput
 constexpr size_t KernelContext_GetInput = 90;        // 89 GetOutputCount, 91 GetOutput
 constexpr size_t KernelContext_GetOutput = 91;       // 90 GetInput, 92 ReleaseEnv
-constexpr size_t ReleaseStatus = 93;                 // 92 ReleaseEnv, 94 ReleaseMemoryInfo
 constexpr size_t ReleaseTensorTypeAndShapeInfo = 99;  // 98 ReleaseTypeInfo, 100 ReleaseSessionOptions
-constexpr size_t ReleaseCustomOpDomain = 101;  // last slot of API v1 (static_assert'ed upstream);
-                                               // 100 ReleaseSessionOptions, 102 GetDenotationFromTypeInfo
 constexpr size_t KernelContext_GetGPUComputeStream = 193;  // API v10; 192 HasValue, 194 GetTensorMemoryInfo
 }  // namespace idx
 
 // Exact signatures of those slots (all const/non-const qualifiers as in ORT).
 namespace fn {
 using CreateStatus = OrtStatus* (*)(OrtErrorCode code, const char* msg);  // msg is copied
-using GetErrorCode = OrtErrorCode (*)(const OrtStatus* status);
-using GetErrorMessage = const char* (*)(const OrtStatus* status);  // owned by status
-using ReleaseStatus = void (*)(OrtStatus* status);                 // NULL ok
 using CreateCustomOpDomain = OrtStatus* (*)(const char* domain, OrtCustomOpDomain** out);
 using CustomOpDomain_Add = OrtStatus* (*)(OrtCustomOpDomain* domain, const OrtCustomOp* op);
 using AddCustomOpDomain = OrtStatus* (*)(OrtSessionOptions* options, OrtCustomOpDomain* domain);
-using ReleaseCustomOpDomain = void (*)(OrtCustomOpDomain* domain);
-using KernelInfoGetAttribute_float = OrtStatus* (*)(const OrtKernelInfo* info, const char* name, float* out);
-using KernelInfoGetAttribute_int64 = OrtStatus* (*)(const OrtKernelInfo* info, const char* name, int64_t* out);
 using KernelContext_GetInputCount = OrtStatus* (*)(const OrtKernelContext* ctx, size_t* out);
-using KernelContext_GetOutputCount = OrtStatus* (*)(const OrtKernelContext* ctx, size_t* out);
 using KernelContext_GetInput = OrtStatus* (*)(const OrtKernelContext* ctx, size_t index, const OrtValue** out);
 // Allocates (or returns) output `index` with the given shape.
 using KernelContext_GetOutput = OrtStatus* (*)(OrtKernelContext* ctx, size_t index, const int64_t* dims,
@@ -300,7 +284,6 @@ using GetTensorTypeAndShape = OrtStatus* (*)(const OrtValue* value, OrtTensorTyp
 using GetTensorElementType = OrtStatus* (*)(const OrtTensorTypeAndShapeInfo* info, ONNXTensorElementDataType* out);
 using GetDimensionsCount = OrtStatus* (*)(const OrtTensorTypeAndShapeInfo* info, size_t* out);
 using GetDimensions = OrtStatus* (*)(const OrtTensorTypeAndShapeInfo* info, int64_t* dims, size_t dims_len);
-using GetTensorShapeElementCount = OrtStatus* (*)(const OrtTensorTypeAndShapeInfo* info, size_t* out);
 using ReleaseTensorTypeAndShapeInfo = void (*)(OrtTensorTypeAndShapeInfo* info);
 // Takes a non-const OrtValue*; for inputs, const_cast the pointer from GetInput.
 using GetTensorMutableData = OrtStatus* (*)(OrtValue* value, void** out);
@@ -318,24 +301,16 @@ inline F slot(const OrtApi* api, size_t i) {
 // Convenience: all functions above resolved once.
 struct Api {
   fn::CreateStatus CreateStatus = nullptr;
-  fn::GetErrorCode GetErrorCode = nullptr;
-  fn::GetErrorMessage GetErrorMessage = nullptr;
-  fn::ReleaseStatus ReleaseStatus = nullptr;
   fn::CreateCustomOpDomain CreateCustomOpDomain = nullptr;
   fn::CustomOpDomain_Add CustomOpDomain_Add = nullptr;
   fn::AddCustomOpDomain AddCustomOpDomain = nullptr;
-  fn::ReleaseCustomOpDomain ReleaseCustomOpDomain = nullptr;
-  fn::KernelInfoGetAttribute_float KernelInfoGetAttribute_float = nullptr;
-  fn::KernelInfoGetAttribute_int64 KernelInfoGetAttribute_int64 = nullptr;
   fn::KernelContext_GetInputCount KernelContext_GetInputCount = nullptr;
-  fn::KernelContext_GetOutputCount KernelContext_GetOutputCount = nullptr;
   fn::KernelContext_GetInput KernelContext_GetInput = nullptr;
   fn::KernelContext_GetOutput KernelContext_GetOutput = nullptr;
   fn::GetTensorTypeAndShape GetTensorTypeAndShape = nullptr;
   fn::GetTensorElementType GetTensorElementType = nullptr;
   fn::GetDimensionsCount GetDimensionsCount = nullptr;
   fn::GetDimensions GetDimensions = nullptr;
-  fn::GetTensorShapeElementCount GetTensorShapeElementCount = nullptr;
   fn::ReleaseTensorTypeAndShapeInfo ReleaseTensorTypeAndShapeInfo = nullptr;
   fn::GetTensorMutableData GetTensorMutableData = nullptr;
   fn::KernelContext_GetGPUComputeStream KernelContext_GetGPUComputeStream = nullptr;
@@ -344,24 +319,16 @@ struct Api {
   bool load(const OrtApi* api) {
     if (!api) return false;
     CreateStatus = slot<fn::CreateStatus>(api, idx::CreateStatus);
-    GetErrorCode = slot<fn::GetErrorCode>(api, idx::GetErrorCode);
-    GetErrorMessage = slot<fn::GetErrorMessage>(api, idx::GetErrorMessage);
-    ReleaseStatus = slot<fn::ReleaseStatus>(api, idx::ReleaseStatus);
     CreateCustomOpDomain = slot<fn::CreateCustomOpDomain>(api, idx::CreateCustomOpDomain);
     CustomOpDomain_Add = slot<fn::CustomOpDomain_Add>(api, idx::CustomOpDomain_Add);
     AddCustomOpDomain = slot<fn::AddCustomOpDomain>(api, idx::AddCustomOpDomain);
-    ReleaseCustomOpDomain = slot<fn::ReleaseCustomOpDomain>(api, idx::ReleaseCustomOpDomain);
-    KernelInfoGetAttribute_float = slot<fn::KernelInfoGetAttribute_float>(api, idx::KernelInfoGetAttribute_float);
-    KernelInfoGetAttribute_int64 = slot<fn::KernelInfoGetAttribute_int64>(api, idx::KernelInfoGetAttribute_int64);
     KernelContext_GetInputCount = slot<fn::KernelContext_GetInputCount>(api, idx::KernelContext_GetInputCount);
-    KernelContext_GetOutputCount = slot<fn::KernelContext_GetOutputCount>(api, idx::KernelContext_GetOutputCount);
     KernelContext_GetInput = slot<fn::KernelContext_GetInput>(api, idx::KernelContext_GetInput);
     KernelContext_GetOutput = slot<fn::KernelContext_GetOutput>(api, idx::KernelContext_GetOutput);
     GetTensorTypeAndShape = slot<fn::GetTensorTypeAndShape>(api, idx::GetTensorTypeAndShape);
     GetTensorElementType = slot<fn::GetTensorElementType>(api, idx::GetTensorElementType);
     GetDimensionsCount = slot<fn::GetDimensionsCount>(api, idx::GetDimensionsCount);
     GetDimensions = slot<fn::GetDimensions>(api, idx::GetDimensions);
-    GetTensorShapeElementCount = slot<fn::GetTensorShapeElementCount>(api, idx::GetTensorShapeElementCount);
     ReleaseTensorTypeAndShapeInfo = slot<fn::ReleaseTensorTypeAndShapeInfo>(api, idx::ReleaseTensorTypeAndShapeInfo);
     GetTensorMutableData = slot<fn::GetTensorMutableData>(api, idx::GetTensorMutableData);
     KernelContext_GetGPUComputeStream =
