@@ -32,6 +32,32 @@ def engine(ws: Path, base: str, device: str, fused: str):
     return ChatEngine(ws / "models" / base, ws / "adapters", provider=device, backend="ort")
 
 
+def last_logits(e, ids: list[int], variant: str):
+    """The next-token logits of prompt `ids` under `variant` on e's ort backend (one prefill), as its sampler
+    receives them."""
+    import numpy as np
+
+    import engine.ort_backend as ob
+    from engine.chat import SamplingParams
+    got, orig = [], ob.Sampler
+
+    class Recorder(orig):
+        def __call__(self, logits):
+            got.append(np.array(logits, dtype=np.float32))
+            return super().__call__(logits)
+    ob.Sampler = Recorder
+    held = e.registry.acquire(variant)
+    try:
+        req = e.backend.submit(ob.Request(ids, held and held.key, held and held.info.path,
+                                          SamplingParams(max_new_tokens=1), 0, 1))
+        while req.out.get()[0] is not None:
+            pass
+    finally:
+        ob.Sampler = orig
+        e.registry.release(held)
+    return got[0]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ws", type=Path, required=True)
@@ -62,6 +88,23 @@ def main() -> int:
     rows = res["rows"]
     res["equal"] = f"{sum(r['equal'] for r in rows)}/{len(rows)}"
     res["median_common_tokens"] = sorted(r["common_tokens"] for r in rows)[len(rows) // 2]
+    # the logits where the answers part: both engines read the same ids (the prompt and the shared tokens, as one
+    # prefill) and we compare their next-token logits. A near-tie: the chain's top-2 gap there is below the
+    # fused-vs-chain logit difference, and the two differ by about fp16 rounding everywhere else too.
+    res["partings"] = []
+    for r in [r for r in rows if not r["equal"]][:8]:
+        msgs = [{"role": "user", "content": r["prompt"]}]
+        ids = fused.encode(msgs, a.tokens)[0] + list(tok.encode(chain.generate(msgs, r["variant"], p)[0]))[
+            :r["common_tokens"]]
+        lf, lc = last_logits(fused, ids, r["variant"]), last_logits(chain, ids, r["variant"])
+        top_c = lc.argsort()[-2:][::-1]
+        res["partings"].append({
+            "variant": r["variant"], "prompt": r["prompt"][:40], "at_token": r["common_tokens"],
+            "top1_fused": int(lf.argmax()), "top1_chain": int(top_c[0]),
+            "chain_top2_gap": round(float(lc[top_c[0]] - lc[top_c[1]]), 4),
+            "fused_gap_same_pair": round(float(lf[top_c[0]] - lf[top_c[1]]), 4),
+            "max_abs_logit_diff": round(float(abs(lf - lc).max()), 4), "max_abs_logit": round(float(abs(lc).max()), 2)})
+        print("parting", res["partings"][-1], flush=True)
     fused.close()
     chain.close()
     text = json.dumps(res, indent=1)

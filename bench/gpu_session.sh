@@ -37,7 +37,7 @@ if [ "${RUN_TESTS:-1}" != 0 ]; then  # RUN_TESTS=0: no CUDA test suite this time
  echo $? >"$w/tests.done") &
 fi
 wait
-PYTHON=$py PARTS="${SERVE_PARTS:-engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-slots fused-check engine-chain report}" bash bench/serving_gpu.sh "$w/results" \
+PYTHON=$py PARTS="${SERVE_PARTS:-engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-slots fused-check engine-chain engine-fusedk report}" bash bench/serving_gpu.sh "$w/results" \
     >"$w/serving.log" 2>&1
 echo $? >"$w/all.done"
 # Seen on 2026-12-03: the CUDA tests beside the serving build slowed it past its 300 s part limit (the build

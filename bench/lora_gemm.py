@@ -11,7 +11,8 @@ as the engine runs, how that chain costs with other arrangements of the same ari
   addmm     the Add folded into the B GEMM (cuBLAS beta = 1), 2-D, one adapter for all rows
   none      base only (the Adds' inputs, no LoRA): the floor
   fused     engine/fused_lora's kernel: y + (x·A)·B in one launch per target (rows layout, rank-16 slots)
-  fused64   the same with rank-64 slots holding a rank-16 adapter and rank_used = 16 (what the engine binds)
+  fused64   the same with rank-64 slots holding a rank-16 adapter and rank_used = 16
+  fused64t  the same with A rank-first ([rows, 64, K], the op LoraAddAT: what the engine binds by default)
 
 Prints JSON: per variant and rows M, median ms per graph replay of the 64-target chain, and the kernels one
 eager run launches (torch.profiler). With --ort the same chains run as ONNX graphs in onnxruntime (CUDA
@@ -56,22 +57,28 @@ def make(variant: str, M: int, gen: torch.Generator, S: int = 1):
                       a[0].contiguous(), b[0].contiguous()))
     x = torch.randn(M, S, K, generator=gen, device=dev).to(dt)
     bases = {N: torch.randn(M, S, N, generator=gen, device=dev).to(dt) for N in NS}
-    if variant in ("fused", "fused64"):
-        lib, slot_r = fused_lib(), (64 if variant == "fused64" else R)
+    if variant in ("fused", "fused64", "fused64t"):
+        lib, slot_r = fused_lib(), (R if variant == "fused" else 64)
+        at = variant == "fused64t"
         from engine import fused_lora
         used = torch.tensor([R], dtype=torch.int32, device=dev)
         fw = []
         for N, a, b, *_ in w:
-            sa = torch.zeros(rows, K, slot_r, device=dev, dtype=dt)
+            sa = torch.zeros(*((rows, slot_r, K) if at else (rows, K, slot_r)), device=dev, dtype=dt)
             sb = torch.zeros(rows, slot_r, N, device=dev, dtype=dt)
-            sa[:, :, :R], sb[:, :R] = a, b
+            if at:
+                sa[:, :R] = a.transpose(1, 2)
+            else:
+                sa[:, :, :R] = a
+            sb[:, :R] = b
             fw.append((N, sa, sb, torch.empty(M, S, N, device=dev, dtype=dt)))
 
         def run_fused():
             st = torch.cuda.current_stream().cuda_stream
             for N, sa, sb, out in fw:
                 fused_lora.lora_add(lib, 10, bases[N].data_ptr(), x.data_ptr(), sa.data_ptr(), sb.data_ptr(),
-                                    out.data_ptr(), (M, S, K, slot_r, N), True, True, used.data_ptr(), st)
+                                    out.data_ptr(), (M, S, K, slot_r, N), True, True, used.data_ptr(), st,
+                                    a_rank_first=at)
             return [o for *_, o in fw]
 
         def check() -> float:
@@ -124,6 +131,23 @@ def time_graph(run, reps: int = 200) -> float:
         e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         e0.record()
         g.replay()
+        e1.record()
+        e1.synchronize()
+        ts.append(e0.elapsed_time(e1))
+    return statistics.median(ts)
+
+
+def time_eager(run, reps: int = 50) -> float:
+    """Median ms per eager run (launched from Python, timed on the GPU): how the engine runs a prefill (outside
+    CUDA graph capture, where the fused op's two-kernel prompt path applies)."""
+    for _ in range(3):
+        run()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        run()
         e1.record()
         e1.synchronize()
         ts.append(e0.elapsed_time(e1))
@@ -230,8 +254,10 @@ def main() -> int:
     ap.add_argument("--out")
     ap.add_argument("--rows", default="1,2,8")
     ap.add_argument("--ort", action="store_true", help="also time the chains in onnxruntime (CUDA graph)")
-    ap.add_argument("--variants", default="none,rows,at,at_bt,addmm,fused,fused64", help="torch-side variants")
-    ap.add_argument("--prompt", type=int, default=0, help="also time rows and fused64 on one row of this many tokens")
+    ap.add_argument("--variants", default="none,rows,at,at_bt,addmm,fused,fused64,fused64t", help="torch-side variants")
+    ap.add_argument("--prompt", type=int, default=0,
+                    help="also time rows and fused64 on one row of this many tokens (eager, as a prefill runs; "
+                         "STUDIO_LORA_KERNEL=scalar: the single prompt kernel instead of the two-kernel path)")
     args = ap.parse_args()
     gen = torch.Generator(device="cuda").manual_seed(0)
     res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
@@ -239,7 +265,7 @@ def main() -> int:
                torch.backends.cuda, "preferred_blas_library") else "",
            "date": time.strftime("%Y-%m-%d"), "shape": {"K": K, "r": R, "targets": LAYERS * len(NS), "N": NS},
            "ms_per_replay": {}, "kernels_M1": {}}
-    for M in [int(m) for m in args.rows.split(",")]:
+    for M in [int(m) for m in args.rows.split(",") if m]:
         for v in args.variants.split(","):
             if v == "addmm" and M > 1:
                 continue
@@ -256,18 +282,18 @@ def main() -> int:
                     res["kernels_M1"][v] = f"profiler failed: {type(e).__name__}: {e}"
             print(v, M, t1, t2, file=sys.stderr, flush=True)
     if args.prompt:  # the prefill of one request: one row, args.prompt tokens (TTFT's LoRA share)
-        for v in ("none", "rows", "fused64"):
+        for v in ("none", "rows", "fused64", "fused64t"):
             run = make(v, 1, gen, S=args.prompt)
             if hasattr(run, "check"):
                 res.setdefault("fused_rel_err", {})[f"{v}/S{args.prompt}"] = f"{run.check():.1e}"
-            t1, t2 = time_graph(run, reps=50), time_graph(run, reps=50)
-            res["ms_per_replay"][f"{v}/M1S{args.prompt}"] = [round(t1, 4), round(t2, 4)]
+            t1, t2 = time_eager(run), time_eager(run)
+            res.setdefault("ms_per_eager_run", {})[f"{v}/M1S{args.prompt}"] = [round(t1, 4), round(t2, 4)]
             print(v, f"S{args.prompt}", t1, t2, file=sys.stderr, flush=True)
     if args.ort:
         import onnxruntime as ort
         res["onnxruntime"] = ort.__version__
         res["ort_ms_per_run"] = {}
-        for M in [int(m) for m in args.rows.split(",")]:
+        for M in [int(m) for m in args.rows.split(",") if m]:
             for v in ("none", "rows", "at", "at_bt", "fused"):
                 t1, err = ort_time(v, M, gen)
                 t2, _ = ort_time(v, M, gen)

@@ -184,7 +184,8 @@ class ChatEngine:
                        fpa_intb=_fpa_choice(env("STUDIO_FPA_INTB", "auto"), self.base.meta, device),
                        # decode batch sizes, e.g. "1,2,4,8" (default: ort_backend.default_buckets)
                        buckets=env("STUDIO_BUCKETS", "").split(",") if env("STUDIO_BUCKETS") else None,
-                       lora_a_t=env("STUDIO_LORA_A_T", "0") == "1",
+                       # A slots rank-first (1) or K-first (0); auto: rank-first with the fused op, else K-first
+                       lora_a_t={"1": True, "0": False}.get(env("STUDIO_LORA_A_T", "auto")),
                        lora_fused=_fused_choice(env("STUDIO_LORA_FUSED", "auto"), device))
         try:  # a few tokens through prefill and decode (on CUDA: the batch-1 graph captured and replayed)
             b.selftest()

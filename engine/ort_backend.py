@@ -25,6 +25,8 @@ own thread serving every request as a row of one continuous batch, each row with
   on the GPU cuBLAS then gets a "T" weight operand for the [1, K] x [K, 16] product, which it may serve
   without the split-K pair of kernels it picks for the stored layout (bench/lora_gemm.py measures it). The
   files on disk are unchanged (the rewritten graph lives in memory; its weights are read from the folder).
+  With the fused LoRA op (lora_fused) A is rank-first by default (the op LoraAddAT): a rank-16 adapter in
+  rank-64 slots is then one contiguous block of A, where K-first it is 32 bytes of every 128.
 - New requests join between steps (continuous batching); a finished or cancelled row frees its slot at
   once. Sampling per row with engine.sampling.Sampler (greedy equals onnxruntime-genai).
 On the CPU the same loop runs with the CPU execution provider and no graph (tests/test_serving.py).
@@ -45,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 import artifacts as lib
+from . import fused_lora
 from .fused_lora import RANK_INPUT
 from .sampling import Sampler, SamplingParams
 
@@ -137,20 +140,7 @@ def graph_with_a_transposed(path: Path) -> bytes:
                                transB=1)
         n.CopyFrom(new)
         done += 1
-    for i in g.input:
-        if i.name in names:
-            d = i.type.tensor_type.shape.dim
-            if len(d) != 3:
-                raise ValueError(f"LoRA-A input {i.name} has rank {len(d)}, expected 3 (the rows layout)")
-            k, r = onnx.TensorShapeProto.Dimension(), onnx.TensorShapeProto.Dimension()
-            k.CopyFrom(d[1])
-            r.CopyFrom(d[2])
-            d[1].CopyFrom(r)
-            d[2].CopyFrom(k)
-    for t in g.initializer:
-        if t.name in names:
-            a = numpy_helper.to_array(t)
-            t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(np.swapaxes(a, 1, 2)), t.name))
+    fused_lora.transpose_a_inputs(g, names)
     if not any(o.domain == "com.microsoft" for o in m.opset_import):
         m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     log.info("LoRA-A transposed in %d MatMul nodes", done)
@@ -189,7 +179,7 @@ class OrtBackend:
     def __init__(self, model_dir: Path, device: str = "cuda", graph: bool = True, max_rows: int = 8,
                  max_length: int | None = None, rank: int = 64, adapter_budget: int = 32,
                  batch_invariant: bool = False, base_rank0: bool = False, fpa_intb: str = "off",
-                 buckets: list[int] | None = None, lora_a_t: bool = False, lora_fused: str = "off"):
+                 buckets: list[int] | None = None, lora_a_t: bool | None = False, lora_fused: str = "off"):
         import onnxruntime as ort
         import onnxruntime_genai as og
         import torch
@@ -217,36 +207,41 @@ class OrtBackend:
         else:
             providers = ["CPUExecutionProvider"]
         path = str(self.model_dir / dec["filename"])
-        self.lora_a_t = bool(lora_a_t)
-        self._graph_bytes = graph_with_a_transposed(Path(path)) if self.lora_a_t else None
+        # lora_a_t: A slots rank-first (True), K-first (False), or None: rank-first when the fused op serves
+        # (its decode kernel then reads a rank-16 adapter in rank-64 slots as one contiguous block), K-first
+        # for the MatMul chain (where cuBLAS was measured no faster on the transposed operand).
+        chain_a_t = bool(lora_a_t)
         # lora_fused (engine/fused_lora): "on" (fail if the op cannot be built or loaded), "try" (fall back to
         # the MatMul chain and say why), "off". The stats say which serves: lora_kernels "fused" or "chain".
         if lora_fused not in FUSED_MODES:
             raise ValueError(f"lora_fused must be one of {FUSED_MODES}, not {lora_fused!r}")
         self._fused_lib, self.fused_note, self.fused_targets, self.fused_check_err = None, "", 0, None
+        self.lora_a_t, self._graph_bytes = chain_a_t, None
         if lora_fused != "off":
-            from . import fused_lora
             try:
-                if self.lora_a_t:
-                    raise fused_lora.FusedLoraUnavailable("not with STUDIO_LORA_A_T (the op reads A as [rows, K, r])")
                 if int(rank) > fused_lora.MAX_RANK:
                     raise fused_lora.FusedLoraUnavailable(f"slot rank {rank} over the op's {fused_lora.MAX_RANK}")
-                graph, targets = fused_lora.fuse_graph(Path(path))
+                a_rank_first = lora_a_t is not False
+                graph, targets = fused_lora.fuse_graph(Path(path), a_rank_first=a_rank_first)
                 op_lib = fused_lora.library(device)
                 self.fused_check_err = fused_lora.self_check(op_lib, device)
                 self._fused_lib, self._graph_bytes, self.fused_targets = op_lib, graph, targets
+                self.lora_a_t = a_rank_first
             except (fused_lora.FusedLoraUnavailable, ValueError) as e:
                 if lora_fused == "on":
                     raise
                 self._fused_lib, self.fused_note = None, str(e)[:300]
                 log.warning("fused LoRA op not used, serving with the MatMul chain: %s", e)
+        if self._fused_lib is None and self.lora_a_t:
+            self._graph_bytes = graph_with_a_transposed(Path(path))
         try:
             self.sess = self._session(ort, path, providers, fpa=self.fpa_intb == "all", base=base)
         except Exception as e:  # noqa: BLE001
             if self._fused_lib is None or lora_fused == "on":
                 raise
             # the fused graph did not load (e.g. an onnxruntime whose ABI the op does not match): the chain
-            self._fused_lib, self.fused_targets, self._graph_bytes = None, 0, None  # (never with lora_a_t)
+            self._fused_lib, self.fused_targets, self.lora_a_t = None, 0, chain_a_t
+            self._graph_bytes = graph_with_a_transposed(Path(path)) if chain_a_t else None
             self.fused_note = f"fused graph not loaded: {str(e).splitlines()[0][:250]}"
             log.warning("fused LoRA graph not loaded, serving with the MatMul chain: %s", e)
             self.sess = self._session(ort, path, providers, fpa=self.fpa_intb == "all", base=base)

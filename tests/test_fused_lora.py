@@ -45,8 +45,13 @@ def op_cache(tmp_path_factory):
     (2, 1, 3072, 16, 9216, 2, 2, 7),        # the 3.82 B shape, a bound that is not a multiple of 16
     (2, 1, 64, 12, 48, 2, 2, None),         # a rank that is not a multiple of 8 (CUDA: the generic kernel)
     (1, 1, 256, 72, 300, 1, 1, 70),         # more than 64 ranks (two chunks)
+    (2, 5, 384, 64, 1152, 2, 2, 24),        # a prompt of one tile (CUDA: the single prompt kernel)
+    (1, 70, 200, 12, 600, 1, 1, None),      # CUDA: the two-kernel prompt path, an odd rank, partial tiles
+    (3, 33, 256, 64, 520, 3, 1, 64),        # the two-kernel path over 3 rows, B shared
+    (1, 40, 128, 72, 100, 1, 1, 70),        # the two-kernel path with more than 64 ranks
 ])
-def test_op_matches_reference_on_this_device(op_cache, rows, S, K, R, N, a_rows, b_rows, used):
+@pytest.mark.parametrize("a_rank_first", [False, True], ids=["A-K-first", "A-rank-first"])
+def test_op_matches_reference_on_this_device(op_cache, rows, S, K, R, N, a_rows, b_rows, used, a_rank_first):
     import torch
     dev = _device()
     lib = fused_lora.library(dev, cache=op_cache)
@@ -56,11 +61,12 @@ def test_op_matches_reference_on_this_device(op_cache, rows, S, K, R, N, a_rows,
     y, x = rnd(rows, S, N), rnd(rows, S, K)
     A, B = rnd(a_rows, K, R) / K ** 0.5, rnd(b_rows, R, N) / max(R, 1) ** 0.5
     want = y.double() + torch.matmul(torch.matmul(x.double(), A[:, :, :used].double()), B[:, :used].double())
-    t = [v.to(dev, dt).contiguous() for v in (y, x, A, B)]
+    t = [v.to(dev, dt).contiguous() for v in (y, x, A.transpose(1, 2) if a_rank_first else A, B)]
     out = torch.full_like(t[0], float("nan"))
     rank = torch.tensor([used], dtype=torch.int32, device=dev) if used is not None else None
     fused_lora.lora_add(lib, code, *(v.data_ptr() for v in t), out.data_ptr(), (rows, S, K, R, N),
-                        a_rows == rows, b_rows == rows, rank.data_ptr() if rank is not None else None)
+                        a_rows == rows, b_rows == rows, rank.data_ptr() if rank is not None else None,
+                        a_rank_first=a_rank_first)
     if dev == "cuda":
         torch.cuda.synchronize()
     err = float((out.double().cpu() - want).abs().max() / want.abs().max())
@@ -84,6 +90,15 @@ def test_fuse_graph_replaces_every_chain_and_leaves_the_folder(tmp_path):
     rank_in = [i for i in m.graph.input if i.name == fused_lora.RANK_INPUT]
     assert len(rank_in) == 1 and rank_in[0].type.tensor_type.elem_type == onnx.TensorProto.INT32
     assert {p.name: p.stat().st_mtime_ns for p in MODEL.iterdir()} == before
+    # rank-first A: the other op, the A inputs declared [rows, r, K], B and everything else as before
+    data_t, n_t = fused_lora.fuse_graph(MODEL / "model.onnx", a_rank_first=True)
+    mt = onnx.load_from_string(data_t)
+    assert n_t == 12 and [x.op_type for x in mt.graph.node if x.domain == fused_lora.DOMAIN] == [fused_lora.OP_AT] * 12
+    dims = lambda g: {i.name: [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim]  # noqa: E731
+                      for i in g.input if ".lora_" in i.name}
+    d0, d1 = dims(m.graph), dims(mt.graph)
+    for k in lora_in:
+        assert d1[k] == ([d0[k][0], d0[k][2], d0[k][1]] if ".lora_A." in k else d0[k]), k
     plain = onnx.load(str(MODEL / "model.onnx"), load_external_data=False)
     for i in list(plain.graph.input):
         if ".lora_" in i.name:
@@ -136,6 +151,7 @@ def test_engine_with_the_fused_op_answers_as_og(engine_scratch, monkeypatch, tmp
         for a, b in (("travel", "pirate"), ("base", "travel")):
             assert list(e.compare(MSG, a, b, GREEDY))[-1][:2] == list(og.compare(MSG, a, b, GREEDY))[-1][:2]
         assert int(e.backend.rank_used[0]) == 32  # the shipped adapters' rank
+        assert e.backend.lora_a_t and st["lora_a_t"]  # A slots rank-first: the default with the fused op
         from ui.chat_tab import format_stats
         s = e.generate(MSG, "travel", SamplingParams(max_new_tokens=4))[1]
         assert s.lora_kernels == "fused" and "backend ort (onnxruntime, own loop) · fused LoRA op" in format_stats(s)
@@ -145,17 +161,25 @@ def test_engine_with_the_fused_op_answers_as_og(engine_scratch, monkeypatch, tmp
     og = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend="og", provider="cpu")
     ort = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend="ort", max_rows=4,
                      provider="cpu")
+    monkeypatch.setenv("STUDIO_LORA_A_T", "0")  # the op on K-first A slots (LoraAdd)
+    ort_k = ChatEngine(engine_scratch["model_dir"], engine_scratch["adapters_dir"], backend="ort", max_rows=4,
+                       provider="cpu")
     try:
         p = SamplingParams(max_new_tokens=40)
-        assert ort.serving_stats()["lora_kernels"] == "fused"
+        assert ort.serving_stats()["lora_kernels"] == "fused" and ort.backend.lora_a_t
+        assert ort_k.serving_stats()["lora_kernels"] == "fused" and not ort_k.backend.lora_a_t
         seen = []
         for v in og.variants():
-            assert ort.generate(MSG, v, p)[0] == og.generate(MSG, v, p)[0], v
+            want = og.generate(MSG, v, p)[0]
+            assert ort.generate(MSG, v, p)[0] == want, v
             seen.append(int(ort.backend.rank_used[0]))
+            assert ort_k.generate(MSG, v, p)[0] == want, v
         assert max(seen) == 8 and ort.backend.rank == 64
+        a, b = og.variants()[-2:]
+        assert list(ort_k.compare(MSG, a, b, p))[-1][:2] == list(og.compare(MSG, a, b, p))[-1][:2]
     finally:
-        og.close()
-        ort.close()
+        for x in (og, ort, ort_k):
+            x.close()
 
 
 def test_fused_op_in_both_sessions_of_the_batched_mode(monkeypatch, tmp_path):

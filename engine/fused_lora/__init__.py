@@ -10,8 +10,8 @@ reads each batch row's own slot row (lora_kernel.cu), with a CPU version for CPU
 - `library(device)` compiles the op library once per source version into the workspace cache (g++ for "cpu",
   nvcc for "cuda", for the GPU present) and returns its path, or raises FusedLoraUnavailable with the reason
   (no compiler, a failed build). The engine then serves with the MatMul chain and says why in its stats.
-- `fuse_graph(path)` returns the model at `path` (graph only; weights stay in their external file) with every
-  chain replaced by the op and one new int32 graph input, RANK_INPUT [1]: the highest rank any slot row holds,
+- `fuse_graph(path, a_rank_first)` returns the model at `path` (graph only; weights stay in their external file)
+  with every chain replaced by the op (LoraAddAT: A slots rank-first) and one new int32 graph input, RANK_INPUT [1]: the highest rank any slot row holds,
   so that the zero padding of the slots is skipped. The LoRA inputs keep their names and shapes, so the
   adapter files and the slot writing are unchanged.
 - The onnxruntime ABI comes from ort_abi.h (declared here; the official headers are not part of the wheels).
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DOMAIN = "studio.lora"
 OP = "LoraAdd"
+OP_AT = "LoraAddAT"  # the same with A rank-first, [rows, r, K]
 RANK_INPUT = "studio_lora_rank_used"
 MAX_RANK = 256  # the CUDA kernels keep x·A for kMaxRank ranks in shared memory
 SRC = Path(__file__).resolve().parent
@@ -114,24 +115,28 @@ def library(device: str, cache: Path | None = None) -> Path:
 
 
 def lora_add(lib: Path, dtype: int, y, x, A, B, out, shape: tuple, a_per_row: bool, b_per_row: bool,
-             rank_used=None, stream: int = 0) -> None:
+             rank_used=None, stream: int = 0, a_rank_first: bool = False) -> None:
     """Calls the op's kernel directly (no onnxruntime): pointers as ints (torch `data_ptr()`), on the device
-    the library was built for. For tests and bench/lora_gemm.py. Raises RuntimeError on a failed launch."""
+    the library was built for; A is [A_rows, K, R], or [A_rows, R, K] with a_rank_first. For tests and
+    bench/lora_gemm.py. Raises RuntimeError on a failed launch."""
     fn = _FNS.get(str(lib))
     if fn is None:
         fn = ctypes.CDLL(str(lib)).studio_lora_add
         fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_int] * 2 + \
+        fn.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_int] * 3 + \
             [ctypes.c_void_p, ctypes.c_void_p]
         _FNS[str(lib)] = fn
     rows, S, K, R, N = (int(v) for v in shape)
-    rc = fn(dtype, y, x, A, B, out, rows, S, K, R, N, int(a_per_row), int(b_per_row), rank_used, stream)
+    rc = fn(dtype, y, x, A, B, out, rows, S, K, R, N, int(a_per_row), int(b_per_row), int(a_rank_first), rank_used,
+            stream)
     if rc != 0:
         raise RuntimeError(f"studio_lora_add failed with code {rc}")
 
 
-# (rows, S, K, R, N, rank_used): a decode step of 3 rows in rank-64 slots holding rank 16, a prompt, rank 0
-CHECK_SHAPES = ((3, 1, 256, 64, 640, 16), (1, 37, 256, 64, 384, 16), (2, 1, 128, 0, 96, None))
+# (rows, S, K, R, N, rank_used): a decode step of 3 rows in rank-64 slots holding rank 16, prompts (CUDA: the
+# two-kernel path; one tile; an odd rank), rank 0
+CHECK_SHAPES = ((3, 1, 256, 64, 640, 16), (1, 37, 256, 64, 384, 16), (2, 5, 256, 64, 384, 24),
+                (1, 40, 200, 12, 300, None), (2, 1, 128, 0, 96, None))
 
 
 def self_check(lib: Path, device: str) -> float:
@@ -149,26 +154,51 @@ def self_check(lib: Path, device: str) -> float:
         B = torch.randn(rows, R, N, generator=g) / max(R, 1) ** 0.5
         want = y.double() + torch.matmul(torch.matmul(x.double(), A[:, :, :used].double()),
                                          B[:, :used].double())
-        t = [v.to(dev, dt).contiguous() for v in (y, x, A, B)]
-        out = torch.full_like(t[0], float("nan"))
         rank = torch.tensor([used if used is not None else -1], dtype=torch.int32, device=dev)
-        try:
-            lora_add(lib, code, *(v.data_ptr() for v in t), out.data_ptr(), (rows, S, K, R, N), True, True,
-                     rank.data_ptr())
-            if dev == "cuda":
-                torch.cuda.synchronize()
-        except (RuntimeError, OSError, AttributeError) as e:
-            raise FusedLoraUnavailable(f"the fused LoRA op failed its self-check: {e}") from e
-        err = float((out.double().cpu() - want).abs().max() / want.abs().max())
-        worst = max(worst, err if err == err else float("inf"))  # (NaN: never written)
+        for at in (False, True):  # A K-first (LoraAdd) and rank-first (LoraAddAT)
+            t = [v.to(dev, dt).contiguous() for v in (y, x, A.transpose(1, 2) if at else A, B)]
+            out = torch.full_like(t[0], float("nan"))
+            try:
+                lora_add(lib, code, *(v.data_ptr() for v in t), out.data_ptr(), (rows, S, K, R, N), True, True,
+                         rank.data_ptr(), a_rank_first=at)
+                if dev == "cuda":
+                    torch.cuda.synchronize()
+            except (RuntimeError, OSError, AttributeError) as e:
+                raise FusedLoraUnavailable(f"the fused LoRA op failed its self-check: {e}") from e
+            err = float((out.double().cpu() - want).abs().max() / want.abs().max())
+            worst = max(worst, err if err == err else float("inf"))  # (NaN: never written)
     if worst > (5e-3 if dev == "cuda" else 1e-5):
         raise FusedLoraUnavailable(f"the fused LoRA op failed its self-check: relative error {worst:.1e}")
     return worst
 
 
-def fuse_graph(path: Path) -> tuple[bytes, int]:
-    """The model at `path` with every LoRA chain fused (module doc), serialized, and how many were fused.
-    Raises ValueError when a LoRA input is used other than as the weight of such a chain."""
+def transpose_a_inputs(g, names: set) -> None:
+    """Declares the LoRA-A graph inputs `names` of graph `g` rank-first, [rows, K, r] -> [rows, r, K], and
+    transposes their rank-0 default initializers to match. Raises ValueError for an input that is not 3-D."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    for i in g.input:
+        if i.name in names:
+            d = i.type.tensor_type.shape.dim
+            if len(d) != 3:
+                raise ValueError(f"LoRA-A input {i.name} has rank {len(d)}, expected 3 (the rows layout)")
+            k, r = onnx.TensorShapeProto.Dimension(), onnx.TensorShapeProto.Dimension()
+            k.CopyFrom(d[1])
+            r.CopyFrom(d[2])
+            d[1].CopyFrom(r)
+            d[2].CopyFrom(k)
+    for t in g.initializer:
+        if t.name in names:
+            a = numpy_helper.to_array(t)
+            t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(np.swapaxes(a, 1, 2)), t.name))
+
+
+def fuse_graph(path: Path, a_rank_first: bool = False) -> tuple[bytes, int]:
+    """The model at `path` with every LoRA chain fused (module doc), serialized, and how many were fused. With
+    a_rank_first the op is LoraAddAT and the LoRA-A inputs are declared [rows, r, K]: each rank's row of A is
+    contiguous, so a rank-16 adapter in rank-64 slots is read as one block (the decode kernel reads A 16 bytes
+    at a time along K). Raises ValueError when a LoRA input is used other than as the weight of such a chain."""
     import onnx
     from onnx import TensorProto, helper
     m = onnx.load(str(path), load_external_data=False)
@@ -195,7 +225,8 @@ def fuse_graph(path: Path) -> tuple[bytes, int]:
             raise ValueError(f"LoRA-B product {bnode.name} does not feed exactly one Add")
         add = add[0]
         y = add.input[1] if add.input[0] == bnode.output[0] else add.input[0]
-        fused.append((add, helper.make_node(OP, [y, n.input[0], n.input[1], bnode.input[1], RANK_INPUT],
+        fused.append((add, helper.make_node(OP_AT if a_rank_first else OP,
+                                            [y, n.input[0], n.input[1], bnode.input[1], RANK_INPUT],
                                             list(add.output), name=add.name + "/fused", domain=DOMAIN)))
         drop.update({id(n), id(bnode)})
     stray = {i for n in g.node if id(n) not in drop for i in n.input if i in lora}
@@ -205,6 +236,8 @@ def fuse_graph(path: Path) -> tuple[bytes, int]:
     nodes = [by_add.get(id(n), n) for n in g.node if id(n) not in drop]
     del g.node[:]
     g.node.extend(nodes)
+    if a_rank_first:
+        transpose_a_inputs(g, {i for i in lora if ".lora_A." in i})
     g.input.append(helper.make_tensor_value_info(RANK_INPUT, TensorProto.INT32, [1]))
     m.opset_import.append(helper.make_opsetid(DOMAIN, 1))
     log.info("fused %d LoRA chains", len(fused))

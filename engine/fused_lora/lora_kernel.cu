@@ -3,8 +3,11 @@
 // - lora_add_decode8 (decode steps on fp16 slots of a rank that is a multiple of 8: every pipeline-built base):
 //   grid (tiles of 1,024 columns, batch rows). Each block computes its row's x·A (8 ranks per 16-byte load of A,
 //   the partial sums met by warp shuffles and one shared-memory pass), then adds (x·A)·B to its columns.
-// - lora_add_prompt (prompts, and every other case): one block per tile of 8 tokens of a row; x·A once for the
-//   tile (thread = rank lane x k group), kept in shared memory, then a loop over all columns.
+// - prompts of more than one tile of 8 tokens (outside CUDA graph capture, where the prefill runs): two kernels
+//   over a stream-ordered scratch buffer. lora_xa computes x·A per tile of 8 tokens into the scratch (fp32);
+//   lora_expand adds (x·A)·B to y over a grid of 32 tokens x 256 columns, so every SM streams y.
+// - lora_add_prompt (short prompts, and every other case): one block per tile of 8 tokens of a row; x·A once for
+//   the tile (thread = rank lane x k group), kept in shared memory, then a loop over all columns.
 // Slot ranks up to kMaxRank (256); `rank_used` bounds the ranks read.
 #include <cstdint>
 #include <cstdlib>
@@ -37,6 +40,49 @@ template <> __device__ __forceinline__ __half from_f<__half>(float v) { return _
 // the first 16 ranks of B at the start (they do not depend on x·A), A in batches of kBatch per thread.
 constexpr int kBatch = 4;
 
+// x·A of one decode row for the ranks r0 .. r0 + rn (rn <= 64) with A rank-first ([R, K]: each rank's row is
+// contiguous, so the ranks in use are one contiguous block however large the slot rank). Warps take (rank, part of
+// K) pairs, 32 / rn parts per rank when rn < 32; lanes read 8 k (16 bytes of A and of x) at a time; a warp's sum
+// meets the others in t[r] by a shared-memory atomic. t (64 entries) is zeroed here; entries >= rn stay zero.
+__device__ __forceinline__ void decode_xa_rank_first(const __half* __restrict__ xb, const __half* __restrict__ Ab,
+                                                     const Shape& s, int64_t r0, int rn, float* t) {
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  if (tid < 64) t[tid] = 0.f;
+  __syncthreads();
+  const int parts = rn >= 32 ? 1 : 32 / rn;
+  const int64_t octs = s.K / 8;
+  for (int p = warp; p < rn * parts; p += kWarps) {
+    const int r = p / parts, part = p % parts;
+    const int64_t o0 = octs * part / parts, o1 = octs * (part + 1) / parts;
+    const __half* ar = Ab + (r0 + r) * s.K;
+    float acc = 0.f;
+    for (int64_t o = o0 + lane; o < o1; o += 32 * kBatch) {
+      uint4 ra[kBatch], rx[kBatch];
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i) {
+        const int64_t oo = o + 32 * i;
+        const bool in = oo < o1;
+        ra[i] = in ? *reinterpret_cast<const uint4*>(ar + oo * 8) : make_uint4(0, 0, 0, 0);
+        rx[i] = in ? *reinterpret_cast<const uint4*>(xb + oo * 8) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i) {
+        const __half2* ha = reinterpret_cast<const __half2*>(&ra[i]);
+        const __half2* hx = reinterpret_cast<const __half2*>(&rx[i]);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const float2 fa = __half22float2(ha[j]), fx = __half22float2(hx[j]);
+          acc += fa.x * fx.x + fa.y * fx.y;
+        }
+      }
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (lane == 0) atomicAdd(&t[r], acc);
+  }
+}
+
+template <bool AT>
 __global__ void __launch_bounds__(kThreads) lora_add_decode8(const __half* __restrict__ y, const __half* __restrict__ x,
                                                             const __half* __restrict__ A, const __half* __restrict__ B,
                                                             __half* __restrict__ out, Shape s,
@@ -63,6 +109,9 @@ __global__ void __launch_bounds__(kThreads) lora_add_decode8(const __half* __res
   float u = 0.f;
   for (int64_t r0 = 0; r0 < rk; r0 += 64) {
     const int64_t rn = rk - r0 < 64 ? rk - r0 : 64;
+    if constexpr (AT) {
+      decode_xa_rank_first(xb, Ab, s, r0, static_cast<int>(rn), t);
+    } else {
     const int used = static_cast<int>((rn + 7) / 8);
     const int octs = used <= 1 ? 1 : used <= 2 ? 2 : used <= 4 ? 4 : 8;
     const int oct = tid % octs;
@@ -111,6 +160,7 @@ __global__ void __launch_bounds__(kThreads) lora_add_decode8(const __half* __res
       }
       t[tid] = tid < rn ? v : 0.f;  // ranks at or past rank_used count as zero
     }
+    }  // (the K-first x·A)
     __syncthreads();
     if (col) {
       int64_t j = 0;
@@ -143,8 +193,9 @@ int kernel_choice() {
   return v;
 }
 
-bool decode8_ok(const void* A, const Shape& s) {
-  return kernel_choice() != 1 && s.S == 1 && s.R % 8 == 0 && reinterpret_cast<uintptr_t>(A) % 16 == 0;
+bool decode8_ok(const void* x, const void* A, const Shape& s) {
+  if (kernel_choice() == 1 || s.S != 1 || reinterpret_cast<uintptr_t>(A) % 16 != 0) return false;
+  return s.a_rank_first ? s.K % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 : s.R % 8 == 0;
 }
 
 // The prompt kernel: one block per tile of kTile tokens of one row, x·A computed once for the tile (into shared
@@ -154,6 +205,61 @@ bool decode8_ok(const void* A, const Shape& s) {
 // decode steps the decode kernel does not take, as one block per row.
 constexpr int kTile = 8;
 constexpr int kMaxRank = 256;  // shared memory for x·A: kTile x kMaxRank floats (higher slot ranks are refused)
+
+__device__ __forceinline__ int64_t ranks_in_use(const Shape& s, const int32_t* rank_used) {
+  if (rank_used == nullptr) return s.R;
+  const int64_t v = *rank_used;
+  return v < 0 ? s.R : (v < s.R ? v : s.R);
+}
+
+// x·A for the `ms` (<= kTile) tokens at xb (rows of K), ranks below rk, into t[m][r] (r < rk); every thread of the
+// block takes part, as rank lane (16) x k group (64). A K-first ([K, R]): lanes along ranks (tid % 16), two k groups
+// a warp, met by one shuffle. A rank-first ([R, K]): lanes along k (a warp reads 32 consecutive k of one rank), warp
+// = rank lane (warp % 16) x k half (warp / 16), met by a full warp shuffle. Then shared memory across warps.
+template <typename T>
+__device__ __forceinline__ void tile_xa(const T* __restrict__ xb, const T* __restrict__ Ab, const Shape& s,
+                                        int64_t rk, int ms, float (*red)[kTile][kRanks], float (*t)[kMaxRank]) {
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const bool at = s.a_rank_first;
+  const int lane_r = at ? warp % kRanks : tid % kRanks;
+  const int kg = at ? lane + 32 * (warp / kRanks) : tid / kRanks;
+  for (int64_t r0 = 0; r0 < rk; r0 += kRanks) {
+    const int64_t r = r0 + lane_r;
+    float acc[kTile];
+#pragma unroll
+    for (int m = 0; m < kTile; ++m) acc[m] = 0.f;
+    if (r < rk) {
+#pragma unroll 2
+      for (int64_t k = kg; k < s.K; k += kGroups) {
+        const float a = to_f(at ? Ab[r * s.K + k] : Ab[k * s.R + r]);
+#pragma unroll
+        for (int m = 0; m < kTile; ++m)
+          if (m < ms) acc[m] += to_f(xb[m * s.K + k]) * a;
+      }
+    }
+    for (int off = 16; off >= (at ? 1 : 16); off >>= 1) {
+#pragma unroll
+      for (int m = 0; m < kTile; ++m) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], off);
+    }
+    if (at ? lane == 0 : lane < kRanks) {
+#pragma unroll
+      for (int m = 0; m < kTile; ++m) red[warp][m][at ? 0 : lane] = acc[m];
+    }
+    __syncthreads();
+    if (tid < kTile * kRanks) {
+      const int m = tid / kRanks, rr = tid % kRanks;
+      float v = 0.f;
+      if (at) {
+        v = red[rr][m][0] + red[rr + kRanks][m][0];
+      } else {
+#pragma unroll 8
+        for (int w = 0; w < kWarps; ++w) v += red[w][m][rr];
+      }
+      if (r0 + rr < kMaxRank) t[m][r0 + rr] = r0 + rr < rk ? v : 0.f;
+    }
+    __syncthreads();
+  }
+}
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) lora_add_prompt(const T* __restrict__ y, const T* __restrict__ x,
@@ -167,45 +273,10 @@ __global__ void __launch_bounds__(kThreads) lora_add_prompt(const T* __restrict_
   const int64_t b = blockIdx.x / tiles;
   const int64_t s0 = (blockIdx.x % tiles) * kTile;
   const int ms = static_cast<int>(s.S - s0 < kTile ? s.S - s0 : kTile);
-  int64_t rk = s.R;
-  if (rank_used != nullptr) {
-    const int64_t v = *rank_used;
-    rk = v < 0 ? s.R : (v < s.R ? v : s.R);
-  }
+  const int64_t rk = ranks_in_use(s, rank_used);
   const T* Ab = A + (s.a_per_row ? b : 0) * s.K * s.R;
   const T* Bb = B + (s.b_per_row ? b : 0) * s.R * s.N;
-  const T* xb = x + (b * s.S + s0) * s.K;
-  const int lane_r = tid % kRanks, kg = tid / kRanks, warp = tid / 32, lane = tid % 32;
-  for (int64_t r0 = 0; r0 < rk; r0 += kRanks) {
-    const int64_t r = r0 + lane_r;
-    float acc[kTile];
-#pragma unroll
-    for (int m = 0; m < kTile; ++m) acc[m] = 0.f;
-    if (r < rk) {
-#pragma unroll 2
-      for (int64_t k = kg; k < s.K; k += kGroups) {
-        const float a = to_f(Ab[k * s.R + r]);
-#pragma unroll
-        for (int m = 0; m < kTile; ++m)
-          if (m < ms) acc[m] += to_f(xb[m * s.K + k]) * a;
-      }
-    }
-#pragma unroll
-    for (int m = 0; m < kTile; ++m) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], 16);
-    if (lane < kRanks) {
-#pragma unroll
-      for (int m = 0; m < kTile; ++m) red[warp][m][lane] = acc[m];
-    }
-    __syncthreads();
-    if (tid < kTile * kRanks) {
-      const int m = tid / kRanks, rr = tid % kRanks;
-      float v = 0.f;
-#pragma unroll 8
-      for (int w = 0; w < kWarps; ++w) v += red[w][m][rr];
-      if (r0 + rr < kMaxRank) t[m][r0 + rr] = r0 + rr < rk ? v : 0.f;
-    }
-    __syncthreads();
-  }
+  tile_xa(x + (b * s.S + s0) * s.K, Ab, s, rk, ms, red, t);
   // (every load of a column is issued before its first use: a loop that waits on each B load in turn made this
   // part 2.5x slower than the MatMul chain for a 1,025-token prompt on the H100)
   for (int64_t n = tid; n < s.N; n += kThreads) {
@@ -243,6 +314,110 @@ cudaError_t launch_prompt(const void* y, const void* x, const void* A, const voi
   return cudaGetLastError();
 }
 
+// The two-kernel prompt path. lora_xa: the x·A of one tile of kTile tokens into xa [rows * S, R] (fp32, ranks below
+// rank_used). lora_expand: out = y + xa·B for kExpTok tokens x kExpCols columns a block, the tile's x·A in shared
+// memory and B read once per tile (the single prompt kernel streams all of y through 129 blocks for a 1,025-token
+// prompt, one per SM at most).
+constexpr int kExpTok = 32, kExpCols = 256;
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) lora_xa(const T* __restrict__ x, const T* __restrict__ A,
+                                                   float* __restrict__ xa, Shape s,
+                                                   const int32_t* __restrict__ rank_used) {
+  __shared__ float red[kWarps][kTile][kRanks];
+  __shared__ float t[kTile][kMaxRank];
+  const int64_t tiles = (s.S + kTile - 1) / kTile;
+  const int64_t b = blockIdx.x / tiles;
+  const int64_t s0 = (blockIdx.x % tiles) * kTile;
+  const int ms = static_cast<int>(s.S - s0 < kTile ? s.S - s0 : kTile);
+  const int64_t rk = ranks_in_use(s, rank_used);
+  tile_xa(x + (b * s.S + s0) * s.K, A + (s.a_per_row ? b : 0) * s.K * s.R, s, rk, ms, red, t);
+  for (int64_t i = threadIdx.x; i < ms * rk; i += kThreads) {
+    const int64_t m = i / rk, r = i % rk;
+    xa[(b * s.S + s0 + m) * s.R + r] = t[m][r];
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kExpCols) lora_expand(const T* __restrict__ y, const float* __restrict__ xa,
+                                                       const T* __restrict__ B, T* __restrict__ out, Shape s,
+                                                       const int32_t* __restrict__ rank_used) {
+  __shared__ float t[kExpTok][kMaxRank];
+  const int tid = threadIdx.x;
+  const int64_t b = blockIdx.z, s0 = static_cast<int64_t>(blockIdx.y) * kExpTok;
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * kExpCols + tid;
+  const int ms = static_cast<int>(s.S - s0 < kExpTok ? s.S - s0 : kExpTok);
+  const int64_t rk = ranks_in_use(s, rank_used);
+  for (int64_t i = tid; i < kExpTok * rk; i += kExpCols) {
+    const int64_t m = i / rk, r = i % rk;
+    t[m][r] = m < ms ? xa[(b * s.S + s0 + m) * s.R + r] : 0.f;
+  }
+  __syncthreads();
+  if (n >= s.N) return;
+  const T* Bb = B + (s.b_per_row ? b : 0) * s.R * s.N;
+  float u[kExpTok];
+#pragma unroll
+  for (int m = 0; m < kExpTok; ++m) u[m] = 0.f;
+  for (int64_t j0 = 0; j0 < rk; j0 += 16) {
+    float bv[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) bv[i] = j0 + i < rk ? to_f(Bb[(j0 + i) * s.N + n]) : 0.f;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      const int64_t j = j0 + i < kMaxRank ? j0 + i : kMaxRank - 1;  // (bv is 0 past rk)
+#pragma unroll
+      for (int m = 0; m < kExpTok; ++m) u[m] += t[m][j] * bv[i];
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < kExpTok; ++m) {
+    if (m < ms) {
+      const int64_t i = (b * s.S + s0 + m) * s.N + n;
+      out[i] = from_f<T>(to_f(y[i]) + u[m]);
+    }
+  }
+}
+
+// The scratch comes from the device's stream-ordered pool (cudaMallocAsync), freed on the stream after the expand.
+// Not under graph capture (the engine's prefill runs outside it; a decode step is one token and never comes here):
+// there the single prompt kernel serves. Returns false when the two-kernel path was not taken (nothing launched).
+template <typename T>
+bool launch_prompt_split(const void* y, const void* x, const void* A, const void* B, void* out, const Shape& s,
+                         const int32_t* rank_used, cudaStream_t stream, cudaError_t* err) {
+  if (kernel_choice() != 0 || s.S <= kTile || s.R == 0) return false;
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &cap) != cudaSuccess || cap != cudaStreamCaptureStatusNone) {
+    cudaGetLastError();
+    return false;
+  }
+  static bool pool_set[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) == cudaSuccess && dev >= 0 && dev < 64 && !pool_set[dev]) {
+    // keep up to 64 MiB in the pool across synchronizations: one scratch per target, 64 targets a prefill
+    cudaMemPool_t pool;
+    uint64_t keep = 64ull << 20;
+    if (cudaDeviceGetDefaultMemPool(&pool, dev) == cudaSuccess)
+      cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    pool_set[dev] = true;
+  }
+  float* xa = nullptr;
+  if (cudaMallocAsync(reinterpret_cast<void**>(&xa), static_cast<size_t>(s.rows * s.S * s.R) * sizeof(float),
+                      stream) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  const int64_t tiles = s.rows * ((s.S + kTile - 1) / kTile);
+  lora_xa<T><<<static_cast<unsigned>(tiles), kThreads, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(A),
+                                                                   xa, s, rank_used);
+  dim3 grid(static_cast<unsigned>((s.N + kExpCols - 1) / kExpCols),
+            static_cast<unsigned>((s.S + kExpTok - 1) / kExpTok), static_cast<unsigned>(s.rows));
+  lora_expand<T><<<grid, kExpCols, 0, stream>>>(static_cast<const T*>(y), xa, static_cast<const T*>(B),
+                                               static_cast<T*>(out), s, rank_used);
+  *err = cudaGetLastError();
+  cudaFreeAsync(xa, stream);
+  return true;
+}
+
 }  // namespace
 
 int lora_add_cuda(int dtype, const void* y, const void* x, const void* A, const void* B, void* out, const Shape& s,
@@ -250,15 +425,19 @@ int lora_add_cuda(int dtype, const void* y, const void* x, const void* A, const 
   if (s.rows == 0 || s.S == 0 || s.N == 0) return 0;
   if (s.R > kMaxRank) return static_cast<int>(cudaErrorInvalidValue);  // (lora_op.cc says why first)
   auto st = static_cast<cudaStream_t>(stream);
-  if (dtype == 10 && decode8_ok(A, s)) {
+  if (dtype == 10 && decode8_ok(x, A, s)) {
     dim3 grid(static_cast<unsigned>((s.N + kThreads - 1) / kThreads), static_cast<unsigned>(s.rows));
-    lora_add_decode8<<<grid, kThreads, 0, st>>>(static_cast<const __half*>(y), static_cast<const __half*>(x),
-                                                 static_cast<const __half*>(A), static_cast<const __half*>(B),
-                                                 static_cast<__half*>(out), s, rank_used);
+    auto kernel = s.a_rank_first ? lora_add_decode8<true> : lora_add_decode8<false>;
+    kernel<<<grid, kThreads, 0, st>>>(static_cast<const __half*>(y), static_cast<const __half*>(x),
+                                      static_cast<const __half*>(A), static_cast<const __half*>(B),
+                                      static_cast<__half*>(out), s, rank_used);
     return static_cast<int>(cudaGetLastError());
   }
   // prompts, and decode steps the decode kernel does not take (a rank not a multiple of 8, float32)
-  cudaError_t e = dtype == 10 ? launch_prompt<__half>(y, x, A, B, out, s, rank_used, st)
+  cudaError_t e = cudaSuccess;
+  if (dtype == 10 && launch_prompt_split<__half>(y, x, A, B, out, s, rank_used, st, &e)) return static_cast<int>(e);
+  if (dtype == 1 && launch_prompt_split<float>(y, x, A, B, out, s, rank_used, st, &e)) return static_cast<int>(e);
+  e = dtype == 10 ? launch_prompt<__half>(y, x, A, B, out, s, rank_used, st)
                   : dtype == 1 ? launch_prompt<float>(y, x, A, B, out, s, rank_used, st)
                                : cudaErrorInvalidValue;
   return static_cast<int>(e);

@@ -2,7 +2,8 @@
 //
 //   out[b, s, n] = y[b, s, n] + sum_r ( sum_k x[b, s, k] * A[b', k, r] ) * B[b', r, n]
 //
-// y [rows, S, N] is the base projection's output, x [rows, S, K] its input, A [A_rows, K, R] and
+// y [rows, S, N] is the base projection's output, x [rows, S, K] its input, A [A_rows, K, R] (or [A_rows, R, K]:
+// rank-first, `a_rank_first`) and
 // B [B_rows, R, N] the LoRA slots in the rows layout (row b of the batch reads row b of the slots; a slot with
 // one row serves every row). Only ranks below `rank_used` (when given) are read: the serving slots are padded
 // with zeros to the slot rank, and the zeros need not be multiplied.
@@ -22,6 +23,7 @@ namespace studio_lora {
 struct Shape {
   int64_t rows, S, K, R, N;   // batch rows, tokens per row, in features, slot rank, out features
   bool a_per_row, b_per_row;  // A / B have one row per batch row (else one row for all)
+  bool a_rank_first = false;  // A is [A_rows, R, K] (the op LoraAddAT) rather than [A_rows, K, R]
 };
 
 // The CPU version: the reference the tests compare the GPU and the MatMul chain with, and what a CPU session
@@ -41,8 +43,12 @@ void lora_add_cpu(const T* y, const T* x, const T* A, const T* B, T* out, const 
       std::fill(u.begin(), u.end(), 0.f);
       for (int64_t k = 0; k < s.K; ++k) {
         const float xv = static_cast<float>(xi[k]);
-        const T* arow = Ab + k * s.R;
-        for (int64_t r = 0; r < rk; ++r) t[r] += xv * static_cast<float>(arow[r]);
+        if (s.a_rank_first) {
+          for (int64_t r = 0; r < rk; ++r) t[r] += xv * static_cast<float>(Ab[r * s.K + k]);
+        } else {
+          const T* arow = Ab + k * s.R;
+          for (int64_t r = 0; r < rk; ++r) t[r] += xv * static_cast<float>(arow[r]);
+        }
       }
       for (int64_t r = 0; r < rk; ++r) {
         const T* brow = Bb + r * s.N;

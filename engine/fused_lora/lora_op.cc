@@ -1,6 +1,7 @@
 // The onnxruntime custom op `studio.lora::LoraAdd` (engine/fused_lora/__init__.py says why and how it is used).
 //
 //   inputs : y [rows, S, N], x [rows, S, K], A [1|rows, K, R], B [1|rows, R, N]   (one element type T)
+//            (`studio.lora::LoraAddAT`: the same with A rank-first, [1|rows, R, K])
 //            rank_used (optional) int32 [1]: only ranks below it are read (the slots' zero padding is skipped)
 //   output : y + (x·A)·B, [rows, S, N], T
 //
@@ -76,7 +77,7 @@ std::string dims_of(const Tensor& t) {
 }
 
 // Checks the shapes (the op's contract above) and fills `s`.
-OrtStatus* shape_of(const Tensor& y, const Tensor& x, const Tensor& a, const Tensor& b, Shape* s) {
+OrtStatus* shape_of(const Tensor& y, const Tensor& x, const Tensor& a, const Tensor& b, bool at, Shape* s) {
   if (y.rank != 3 || x.rank != 3 || a.rank != 3 || b.rank != 3)
     return fail(ORT_INVALID_ARGUMENT, "y, x, A, B must be 3-D, got " + dims_of(y) + " " + dims_of(x) + " " +
                                           dims_of(a) + " " + dims_of(b));
@@ -84,8 +85,9 @@ OrtStatus* shape_of(const Tensor& y, const Tensor& x, const Tensor& a, const Ten
   s->S = y.dims[1];
   s->N = y.dims[2];
   s->K = x.dims[2];
-  s->R = a.dims[2];
-  const bool ok = x.dims[0] == s->rows && x.dims[1] == s->S && a.dims[1] == s->K && b.dims[1] == s->R &&
+  s->a_rank_first = at;
+  s->R = a.dims[at ? 1 : 2];
+  const bool ok = x.dims[0] == s->rows && x.dims[1] == s->S && a.dims[at ? 2 : 1] == s->K && b.dims[1] == s->R &&
                   b.dims[2] == s->N && (a.dims[0] == s->rows || a.dims[0] == 1) &&
                   (b.dims[0] == s->rows || b.dims[0] == 1);
   if (!ok)
@@ -99,7 +101,9 @@ OrtStatus* shape_of(const Tensor& y, const Tensor& x, const Tensor& a, const Ten
   return nullptr;
 }
 
-OrtStatus* compute(void* /*kernel*/, OrtKernelContext* ctx) {
+extern OrtCustomOp g_op_at;
+
+OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
   Tensor y, x, a, b, rank;
   RETURN_IF(read(ctx, 0, &y));
   RETURN_IF(read(ctx, 1, &x));
@@ -111,7 +115,7 @@ OrtStatus* compute(void* /*kernel*/, OrtKernelContext* ctx) {
   if (y.value == nullptr || x.value == nullptr || a.value == nullptr || b.value == nullptr)
     return fail(ORT_INVALID_ARGUMENT, "y, x, A and B are required");
   Shape s;
-  RETURN_IF(shape_of(y, x, a, b, &s));
+  RETURN_IF(shape_of(y, x, a, b, kernel == &g_op_at, &s));
 #if defined(STUDIO_LORA_CUDA)
   if (s.R > 256) return fail(ORT_INVALID_ARGUMENT, "slot rank " + std::to_string(s.R) + " over 256");
 #endif
@@ -137,10 +141,10 @@ OrtStatus* compute(void* /*kernel*/, OrtKernelContext* ctx) {
 
 // ---- the OrtCustomOp table (version 16: CreateKernelV2 / KernelComputeV2, nothing later)
 OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi*, const OrtKernelInfo*, void** kernel) {
-  *kernel = const_cast<OrtCustomOp*>(op);  // stateless
+  *kernel = const_cast<OrtCustomOp*>(op);  // stateless: the op itself says which A layout
   return nullptr;
 }
-const char* op_name(const OrtCustomOp*) { return "LoraAdd"; }
+const char* op_name(const OrtCustomOp* op) { return op == &g_op_at ? "LoraAddAT" : "LoraAdd"; }
 const char* op_provider(const OrtCustomOp*) { return kProvider; }
 ONNXTensorElementDataType input_type(const OrtCustomOp*, size_t i) {
   return i == 4 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : kType;
@@ -180,6 +184,7 @@ OrtCustomOp make_op() {
 }
 
 OrtCustomOp g_op = make_op();       // lives as long as the library: onnxruntime keeps pointers to it
+OrtCustomOp g_op_at = make_op();    // LoraAddAT: A rank-first
 OrtCustomOpDomain* g_domain = nullptr;  // never released (sessions reference it)
 
 }  // namespace
@@ -192,17 +197,19 @@ STUDIO_EXPORT OrtStatus* RegisterCustomOps(OrtSessionOptions* options, const Ort
   if (g_domain == nullptr) {
     RETURN_IF(g_api.CreateCustomOpDomain("studio.lora", &g_domain));
     RETURN_IF(g_api.CustomOpDomain_Add(g_domain, &g_op));
+    RETURN_IF(g_api.CustomOpDomain_Add(g_domain, &g_op_at));
   }
   return g_api.AddCustomOpDomain(options, g_domain);
 }
 
 // The op's computation on raw pointers (no onnxruntime). dtype: 1 float (CPU library), 10 float16 (CUDA
-// library); rank_used: an int32 on the op's device or null; stream: a cudaStream_t (0: the default stream).
+// library); a_rank_first: A is [A_rows, R, K]; rank_used: an int32 on the op's device or null; stream: a
+// cudaStream_t (0: the default stream).
 // Returns 0, or an error code (CUDA's, or -1 for a dtype the library does not serve).
 STUDIO_EXPORT int studio_lora_add(int dtype, const void* y, const void* x, const void* A, const void* B, void* out,
                                   int64_t rows, int64_t S, int64_t K, int64_t R, int64_t N, int a_per_row,
-                                  int b_per_row, const int32_t* rank_used, void* stream) {
-  Shape s{rows, S, K, R, N, a_per_row != 0, b_per_row != 0};
+                                  int b_per_row, int a_rank_first, const int32_t* rank_used, void* stream) {
+  Shape s{rows, S, K, R, N, a_per_row != 0, b_per_row != 0, a_rank_first != 0};
   if (dtype != kType) return -1;
 #if defined(STUDIO_LORA_CUDA)
   return studio_lora::lora_add_cuda(dtype, y, x, A, B, out, s, rank_used, stream);
