@@ -10,7 +10,8 @@
 #
 # Each step writes WORK/<step>.done; WORK/all.done at the end. Logs: WORK/{pre,tests,serving-build,serving}.log.
 # Environment: SERVE_PARTS (the timed parts of bench/serving_gpu.sh, report last), BUILD_ARGS (the base's build
-# options, e.g. "--onnx.block_size 32 --onnx.symmetric true"), PYTHON (python3), PRE_STEPS (1000; 0 skips pre-training), PRE_DROPS ("0.3 0.4 0.5"), TEST_WORKERS (6, pytest-xdist), RUN_TESTS (1; 0 skips the CUDA suite).
+# options, e.g. "--onnx.block_size 32 --onnx.symmetric true"), PYTHON (python3), PRE_STEPS (1000; 0 skips pre-training), PRE_DROPS ("0.3 0.4 0.5"), TEST_WORKERS (6, pytest-xdist), RUN_TESTS (1; 0 skips the CUDA suite), PROBE_LORA (0; 1 runs bench/lora_gemm.py's
+# probes of the fused LoRA op first, alone).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 w=${1:-/tmp/gs}
@@ -25,6 +26,14 @@ if [ -z "${GS_IN_COPY:-}" ]; then
   GS_IN_COPY=1 exec bash "$w/tree/bench/gpu_session.sh" "$w"
 fi
 export PYTHONUNBUFFERED=1
+if [ "${PROBE_LORA:-0}" = 1 ]; then  # the fused LoRA op's kernels alone first, on an idle GPU (bench/lora_gemm.py)
+  "$py" bench/lora_gemm.py --rows 1,8 --variants none,rows,fused,fused64,fused64t --prompt 1025 \
+      --out "$w/lora_gemm.json" >"$w/probe.log" 2>&1
+  for k in tile simt; do  # the prompt path's alternatives: the single kernel; x·A on CUDA cores
+    STUDIO_LORA_KERNEL=$k "$py" bench/lora_gemm.py --rows "" --prompt 1025 --out "$w/lora_gemm-$k.json" >>"$w/probe.log" 2>&1
+  done
+  echo done >"$w/probe.done"
+fi
 if [ "${PRE_STEPS:-1000}" != 0 ]; then  # PRE_STEPS=0: no pre-training this time
   (STEPS=${PRE_STEPS:-1000} PYTHON=$py bash pipeline/gpu_pretrain.sh "$w/pre" ${PRE_DROPS:-0.3 0.4 0.5} >"$w/pre.log" 2>&1
    echo $? >"$w/pre.done") &
@@ -37,7 +46,7 @@ if [ "${RUN_TESTS:-1}" != 0 ]; then  # RUN_TESTS=0: no CUDA test suite this time
  echo $? >"$w/tests.done") &
 fi
 wait
-PYTHON=$py PARTS="${SERVE_PARTS:-engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-slots fused-check engine-chain engine-fusedk report}" bash bench/serving_gpu.sh "$w/results" \
+PYTHON=$py PARTS="${SERVE_PARTS:-engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-slots fused-check engine-chain engine-fusedk engine-prompt1 report}" bash bench/serving_gpu.sh "$w/results" \
     >"$w/serving.log" 2>&1
 echo $? >"$w/all.done"
 # Seen on 2026-12-03: the CUDA tests beside the serving build slowed it past its 300 s part limit (the build

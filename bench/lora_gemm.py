@@ -257,7 +257,7 @@ def main() -> int:
     ap.add_argument("--variants", default="none,rows,at,at_bt,addmm,fused,fused64,fused64t", help="torch-side variants")
     ap.add_argument("--prompt", type=int, default=0,
                     help="also time rows and fused64 on one row of this many tokens (eager, as a prefill runs; "
-                         "STUDIO_LORA_KERNEL=scalar: the single prompt kernel instead of the two-kernel path)")
+                         "STUDIO_LORA_KERNEL=tile: the single prompt kernel instead of the two-kernel path)")
     args = ap.parse_args()
     gen = torch.Generator(device="cuda").manual_seed(0)
     res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
@@ -288,6 +288,10 @@ def main() -> int:
                 res.setdefault("fused_rel_err", {})[f"{v}/S{args.prompt}"] = f"{run.check():.1e}"
             t1, t2 = time_eager(run), time_eager(run)
             res.setdefault("ms_per_eager_run", {})[f"{v}/M1S{args.prompt}"] = [round(t1, 4), round(t2, 4)]
+            try:  # GPU time per kernel (the eager timing above also holds the launches from Python)
+                res.setdefault("kernels_prompt", {})[v] = kernels(run)[:6]
+            except Exception as e:  # noqa: BLE001
+                res.setdefault("kernels_prompt", {})[v] = f"profiler failed: {type(e).__name__}: {e}"
             print(v, f"S{args.prompt}", t1, t2, file=sys.stderr, flush=True)
     if args.ort:
         import onnxruntime as ort

@@ -414,6 +414,7 @@ LEVERS = {"engine-og": "engine forced onto onnxruntime-genai",
           "engine-buckets2": "ort backend, 2 rows in a 2-row graph (STUDIO_BUCKETS=1,2,4,8; CUDA default 1,4,8)",
           "engine-chain": "ort backend, LoRA as MatMul+MatMul+Add (STUDIO_LORA_FUSED=off; default: the fused op)",
           "engine-fusedk": "ort backend, the fused op on K-first A slots (STUDIO_LORA_A_T=0; default rank-first)",
+          "engine-prompt1": "ort backend, prompts through the fused op's single kernel (STUDIO_LORA_KERNEL=tile)",
           "engine-at": "ort backend, LoRA-A read transposed (FusedMatMul transB=1; STUDIO_LORA_A_T=1, fused op off)",
           "engine-nofpa": "ort backend, onnxruntime's own int4 kernels on a base built for fpA_intB (STUDIO_FPA_INTB=0)",
           "engine-fpaall": "ort backend, fpA_intB for every run, one session (STUDIO_FPA_INTB=1; default: 2+ rows)"}

@@ -4,17 +4,20 @@
 //   grid (tiles of 1,024 columns, batch rows). Each block computes its row's x·A (8 ranks per 16-byte load of A,
 //   the partial sums met by warp shuffles and one shared-memory pass), then adds (x·A)·B to its columns.
 // - prompts of more than one tile of 8 tokens (outside CUDA graph capture, where the prefill runs): two kernels
-//   over a stream-ordered scratch buffer. lora_xa computes x·A per tile of 8 tokens into the scratch (fp32);
-//   lora_expand adds (x·A)·B to y over a grid of 32 tokens x 256 columns, so every SM streams y.
+//   over a stream-ordered scratch buffer. lora_xa_mma (fp16, K and rank multiples of 16: every pipeline-built
+//   base) computes x·A on tensor cores into the scratch (fp32), lora_xa on CUDA cores otherwise;
+//   lora_expand adds (x·A)·B to y over a grid of 16 tokens x 256 columns, so every SM streams y.
 // - lora_add_prompt (short prompts, and every other case): one block per tile of 8 tokens of a row; x·A once for
 //   the tile (thread = rank lane x k group), kept in shared memory, then a loop over all columns.
 // Slot ranks up to kMaxRank (256); `rank_used` bounds the ranks read.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include "lora_kernel.h"
 
@@ -182,13 +185,17 @@ __global__ void __launch_bounds__(kThreads) lora_add_decode8(const __half* __res
   if (col) out[b * s.N + n] = __float2half_rn(yv + u);
 }
 
-// STUDIO_LORA_KERNEL=scalar: the tile kernel for decode steps too (for bench/lora_gemm.py). A cluster-of-8 variant of the
-// decode kernel (x·A split over 8 blocks, partial sums met in distributed shared memory) was measured on an H100
-// and removed: 0.54 / 0.63 ms per 64 targets against 0.42 / 0.48 for this one (bench/NOTES.md, 2026-12-07).
+// STUDIO_LORA_KERNEL (for bench/lora_gemm.py and the serving harness's lever rows): "scalar", the single prompt kernel
+// for every call, decode steps too; "tile", the single prompt kernel for prompts (not the two-kernel path); "simt",
+// the two-kernel path's x·A on CUDA cores (lora_xa) where it would use tensor cores (lora_xa_mma). A
+// cluster-of-8 variant of the decode kernel (x·A split over 8 blocks, partial sums met in distributed shared memory)
+// was measured on an H100 and removed: 0.54 / 0.63 ms per 64 targets against 0.42 / 0.48 for this one
+// (bench/NOTES.md, 2026-12-07).
 int kernel_choice() {
   static const int v = [] {
     const char* e = std::getenv("STUDIO_LORA_KERNEL");
-    return e != nullptr && std::strcmp(e, "scalar") == 0 ? 1 : 0;
+    if (e == nullptr) return 0;
+    return std::strcmp(e, "scalar") == 0 ? 1 : std::strcmp(e, "tile") == 0 ? 2 : std::strcmp(e, "simt") == 0 ? 3 : 0;
   }();
   return v;
 }
@@ -212,13 +219,13 @@ __device__ __forceinline__ int64_t ranks_in_use(const Shape& s, const int32_t* r
   return v < 0 ? s.R : (v < s.R ? v : s.R);
 }
 
-// x·A for the `ms` (<= kTile) tokens at xb (rows of K), ranks below rk, into t[m][r] (r < rk); every thread of the
+// x·A for the `ms` (<= kTile) tokens at xb (rows of K), ranks below rk, into t[r][m] (r < rk); every thread of the
 // block takes part, as rank lane (16) x k group (64). A K-first ([K, R]): lanes along ranks (tid % 16), two k groups
 // a warp, met by one shuffle. A rank-first ([R, K]): lanes along k (a warp reads 32 consecutive k of one rank), warp
 // = rank lane (warp % 16) x k half (warp / 16), met by a full warp shuffle. Then shared memory across warps.
 template <typename T>
 __device__ __forceinline__ void tile_xa(const T* __restrict__ xb, const T* __restrict__ Ab, const Shape& s,
-                                        int64_t rk, int ms, float (*red)[kTile][kRanks], float (*t)[kMaxRank]) {
+                                        int64_t rk, int ms, float (*red)[kTile][kRanks], float (*t)[kTile]) {
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const bool at = s.a_rank_first;
   const int lane_r = at ? warp % kRanks : tid % kRanks;
@@ -255,7 +262,7 @@ __device__ __forceinline__ void tile_xa(const T* __restrict__ xb, const T* __res
 #pragma unroll 8
         for (int w = 0; w < kWarps; ++w) v += red[w][m][rr];
       }
-      if (r0 + rr < kMaxRank) t[m][r0 + rr] = r0 + rr < rk ? v : 0.f;
+      if (r0 + rr < kMaxRank) t[r0 + rr][m] = r0 + rr < rk ? v : 0.f;
     }
     __syncthreads();
   }
@@ -267,7 +274,7 @@ __global__ void __launch_bounds__(kThreads) lora_add_prompt(const T* __restrict_
                                                            T* __restrict__ out, Shape s,
                                                            const int32_t* __restrict__ rank_used) {
   __shared__ float red[kWarps][kTile][kRanks];
-  __shared__ float t[kTile][kMaxRank];
+  __shared__ __align__(16) float t[kMaxRank][kTile];  // rank-major: one rank's kTile values are two float4 loads
   const int tid = threadIdx.x;
   const int64_t tiles = (s.S + kTile - 1) / kTile;
   const int64_t b = blockIdx.x / tiles;
@@ -290,8 +297,16 @@ __global__ void __launch_bounds__(kThreads) lora_add_prompt(const T* __restrict_
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
         const int64_t j = j0 + i < kMaxRank ? j0 + i : kMaxRank - 1;  // (bv is 0 past rk; t is set up to rk)
+        // (one shared-memory load per 4 products: a load per product made the loop bound on shared memory)
+        const float4* tj = reinterpret_cast<const float4*>(t[j]);
 #pragma unroll
-        for (int m = 0; m < kTile; ++m) u[m] += t[m][j] * bv[i];
+        for (int q = 0; q < kTile / 4; ++q) {
+          const float4 v = tj[q];
+          u[4 * q] += v.x * bv[i];
+          u[4 * q + 1] += v.y * bv[i];
+          u[4 * q + 2] += v.z * bv[i];
+          u[4 * q + 3] += v.w * bv[i];
+        }
       }
     }
 #pragma unroll
@@ -318,14 +333,14 @@ cudaError_t launch_prompt(const void* y, const void* x, const void* A, const voi
 // rank_used). lora_expand: out = y + xa·B for kExpTok tokens x kExpCols columns a block, the tile's x·A in shared
 // memory and B read once per tile (the single prompt kernel streams all of y through 129 blocks for a 1,025-token
 // prompt, one per SM at most).
-constexpr int kExpTok = 32, kExpCols = 256;
+constexpr int kExpTok = 16, kExpCols = 256;
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) lora_xa(const T* __restrict__ x, const T* __restrict__ A,
                                                    float* __restrict__ xa, Shape s,
                                                    const int32_t* __restrict__ rank_used) {
   __shared__ float red[kWarps][kTile][kRanks];
-  __shared__ float t[kTile][kMaxRank];
+  __shared__ __align__(16) float t[kMaxRank][kTile];
   const int64_t tiles = (s.S + kTile - 1) / kTile;
   const int64_t b = blockIdx.x / tiles;
   const int64_t s0 = (blockIdx.x % tiles) * kTile;
@@ -334,7 +349,7 @@ __global__ void __launch_bounds__(kThreads) lora_xa(const T* __restrict__ x, con
   tile_xa(x + (b * s.S + s0) * s.K, A + (s.a_per_row ? b : 0) * s.K * s.R, s, rk, ms, red, t);
   for (int64_t i = threadIdx.x; i < ms * rk; i += kThreads) {
     const int64_t m = i / rk, r = i % rk;
-    xa[(b * s.S + s0 + m) * s.R + r] = t[m][r];
+    xa[(b * s.S + s0 + m) * s.R + r] = t[r][m];
   }
 }
 
@@ -342,7 +357,7 @@ template <typename T>
 __global__ void __launch_bounds__(kExpCols) lora_expand(const T* __restrict__ y, const float* __restrict__ xa,
                                                        const T* __restrict__ B, T* __restrict__ out, Shape s,
                                                        const int32_t* __restrict__ rank_used) {
-  __shared__ float t[kExpTok][kMaxRank];
+  __shared__ __align__(16) float t[kMaxRank][kExpTok];  // rank-major: float4 loads along the tokens
   const int tid = threadIdx.x;
   const int64_t b = blockIdx.z, s0 = static_cast<int64_t>(blockIdx.y) * kExpTok;
   const int64_t n = static_cast<int64_t>(blockIdx.x) * kExpCols + tid;
@@ -350,7 +365,7 @@ __global__ void __launch_bounds__(kExpCols) lora_expand(const T* __restrict__ y,
   const int64_t rk = ranks_in_use(s, rank_used);
   for (int64_t i = tid; i < kExpTok * rk; i += kExpCols) {
     const int64_t m = i / rk, r = i % rk;
-    t[m][r] = m < ms ? xa[(b * s.S + s0 + m) * s.R + r] : 0.f;
+    t[r][m] = m < ms ? xa[(b * s.S + s0 + m) * s.R + r] : 0.f;
   }
   __syncthreads();
   if (n >= s.N) return;
@@ -365,8 +380,15 @@ __global__ void __launch_bounds__(kExpCols) lora_expand(const T* __restrict__ y,
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
       const int64_t j = j0 + i < kMaxRank ? j0 + i : kMaxRank - 1;  // (bv is 0 past rk)
+      const float4* tj = reinterpret_cast<const float4*>(t[j]);
 #pragma unroll
-      for (int m = 0; m < kExpTok; ++m) u[m] += t[m][j] * bv[i];
+      for (int q = 0; q < kExpTok / 4; ++q) {
+        const float4 v = tj[q];
+        u[4 * q] += v.x * bv[i];
+        u[4 * q + 1] += v.y * bv[i];
+        u[4 * q + 2] += v.z * bv[i];
+        u[4 * q + 3] += v.w * bv[i];
+      }
     }
   }
 #pragma unroll
@@ -378,13 +400,100 @@ __global__ void __launch_bounds__(kExpCols) lora_expand(const T* __restrict__ y,
   }
 }
 
+// The x·A of the two-kernel path on tensor cores (fp16 in, fp32 accumulation; WMMA 16x16x16), for fp16 with K and
+// the slot rank multiples of 16: a block is 4 warps over one tile of 16 tokens and one of `ksplit` slices of K;
+// each warp takes a 16-rank fragment of A and every (4 / fragments)-th step of 16 k of the slice, kNb steps per
+// batch of loads, and adds its 16 x 16 partial products into xa (zeroed first) by atomics. The x tile goes through
+// shared memory, so tokens past the prompt's end read as zeros. The SIMT lora_xa above serves everything else.
+constexpr int kNb = 4;
+
+template <bool AT>
+__global__ void __launch_bounds__(128) lora_xa_mma(const __half* __restrict__ x, const __half* __restrict__ A,
+                                                  float* __restrict__ xa, Shape s,
+                                                  const int32_t* __restrict__ rank_used, int ksplit) {
+  using namespace nvcuda;
+  using BLayout = typename std::conditional<AT, wmma::col_major, wmma::row_major>::type;
+  __shared__ __align__(32) __half xs[4][kNb][16 * 16];
+  __shared__ __align__(32) float cs[4][16 * 16];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t tiles = (s.S + 15) / 16;
+  const int64_t b = blockIdx.x / tiles, s0 = (blockIdx.x % tiles) * 16;
+  const int ms = static_cast<int>(s.S - s0 < 16 ? s.S - s0 : 16);
+  const int64_t rk = ranks_in_use(s, rank_used);
+  const int64_t ksteps = s.K / 16, per = (ksteps + ksplit - 1) / ksplit;
+  const int64_t k0 = blockIdx.y * per, k1 = k0 + per < ksteps ? k0 + per : ksteps;
+  const __half* xb = x + (b * s.S + s0) * s.K;
+  const __half* Ab = A + (s.a_per_row ? b : 0) * s.K * s.R;
+  const int xr = lane / 2, xc = (lane % 2) * 8;  // this lane's 8 halves of a 16 x 16 x tile
+  const int64_t frags = (rk + 15) / 16;
+  for (int64_t f0 = 0; f0 < frags; f0 += 4) {
+    const int nf = static_cast<int>(frags - f0 < 4 ? frags - f0 : 4);
+    const int phases = 4 / nf, f = warp % nf, ph = warp / nf;
+    if (ph >= phases) continue;  // (3 fragments: one warp idle)
+    const int64_t r0 = (f0 + f) * 16;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::fill_fragment(acc, 0.f);
+    for (int64_t ks = k0 + ph; ks < k1; ks += kNb * phases) {
+      uint4 v[kNb];
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, BLayout> fb[kNb];
+#pragma unroll
+      for (int i = 0; i < kNb; ++i) {  // every load of the batch first
+        const int64_t k = (ks + i * phases) * 16;
+        const bool in = ks + i * phases < k1;
+        v[i] = in && xr < ms ? *reinterpret_cast<const uint4*>(xb + xr * s.K + k + xc) : make_uint4(0, 0, 0, 0);
+        if (in) {
+          if constexpr (AT) wmma::load_matrix_sync(fb[i], Ab + r0 * s.K + k, static_cast<unsigned>(s.K));
+          else wmma::load_matrix_sync(fb[i], Ab + k * s.R + r0, static_cast<unsigned>(s.R));
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < kNb; ++i) *reinterpret_cast<uint4*>(&xs[warp][i][xr * 16 + xc]) = v[i];
+      __syncwarp();
+#pragma unroll
+      for (int i = 0; i < kNb; ++i) {
+        if (ks + i * phases < k1) {
+          wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa;
+          wmma::load_matrix_sync(fa, xs[warp][i], 16);
+          wmma::mma_sync(acc, fa, fb[i], acc);
+        }
+      }
+      __syncwarp();
+    }
+    wmma::store_matrix_sync(cs[warp], acc, 16, wmma::mem_row_major);
+    __syncwarp();
+    for (int i = lane; i < 256; i += 32) {
+      const int m = i / 16;
+      const int64_t r = r0 + i % 16;
+      if (m < ms && r < rk) atomicAdd(&xa[(b * s.S + s0 + m) * s.R + r], cs[warp][i]);
+    }
+    __syncwarp();
+  }
+}
+
+bool mma_ok(const void* x, const void* A, const Shape& s) {
+  return kernel_choice() != 3 && s.K % 16 == 0 && s.R % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(A) % 32 == 0;
+}
+
+int sm_count() {
+  static const int v = [] {
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      cudaGetLastError();
+      return 132;
+    }
+    return n;
+  }();
+  return v;
+}
+
 // The scratch comes from the device's stream-ordered pool (cudaMallocAsync), freed on the stream after the expand.
 // Not under graph capture (the engine's prefill runs outside it; a decode step is one token and never comes here):
 // there the single prompt kernel serves. Returns false when the two-kernel path was not taken (nothing launched).
 template <typename T>
 bool launch_prompt_split(const void* y, const void* x, const void* A, const void* B, void* out, const Shape& s,
                          const int32_t* rank_used, cudaStream_t stream, cudaError_t* err) {
-  if (kernel_choice() != 0 || s.S <= kTile || s.R == 0) return false;
+  if (kernel_choice() == 1 || kernel_choice() == 2 || s.S <= kTile || s.R == 0) return false;
   cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(stream, &cap) != cudaSuccess || cap != cudaStreamCaptureStatusNone) {
     cudaGetLastError();
@@ -406,9 +515,25 @@ bool launch_prompt_split(const void* y, const void* x, const void* A, const void
     cudaGetLastError();
     return false;
   }
-  const int64_t tiles = s.rows * ((s.S + kTile - 1) / kTile);
-  lora_xa<T><<<static_cast<unsigned>(tiles), kThreads, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(A),
-                                                                   xa, s, rank_used);
+  const size_t bytes = static_cast<size_t>(s.rows * s.S * s.R) * sizeof(float);
+  if constexpr (std::is_same<T, __half>::value) {
+    if (mma_ok(x, A, s)) {
+      const int64_t tiles = s.rows * ((s.S + 15) / 16), ksteps = s.K / 16;
+      // about two blocks per SM, and at least kNb steps of 16 k per slice
+      int64_t ksplit = (2 * sm_count() + tiles - 1) / tiles;
+      ksplit = ksplit < 1 ? 1 : ksplit > ksteps / kNb ? (ksteps / kNb > 0 ? ksteps / kNb : 1) : ksplit;
+      cudaMemsetAsync(xa, 0, bytes, stream);
+      dim3 g(static_cast<unsigned>(tiles), static_cast<unsigned>(ksplit));
+      auto kernel = s.a_rank_first ? lora_xa_mma<true> : lora_xa_mma<false>;
+      kernel<<<g, 128, 0, stream>>>(static_cast<const __half*>(x), static_cast<const __half*>(A), xa, s, rank_used,
+                                    static_cast<int>(ksplit));
+    }
+  }
+  if (!(std::is_same<T, __half>::value && mma_ok(x, A, s))) {
+    const int64_t tiles = s.rows * ((s.S + kTile - 1) / kTile);
+    lora_xa<T><<<static_cast<unsigned>(tiles), kThreads, 0, stream>>>(static_cast<const T*>(x),
+                                                                     static_cast<const T*>(A), xa, s, rank_used);
+  }
   dim3 grid(static_cast<unsigned>((s.N + kExpCols - 1) / kExpCols),
             static_cast<unsigned>((s.S + kExpTok - 1) / kExpTok), static_cast<unsigned>(s.rows));
   lora_expand<T><<<grid, kExpCols, 0, stream>>>(static_cast<const T*>(y), xa, static_cast<const T*>(B),
