@@ -8,10 +8,13 @@
 #
 #   PYTHONPATH=/tmp/site:$PYTHONPATH setsid nohup bash bench/gpu_session.sh /tmp/gs &
 #
+# Keep a polling call in flight until it ends (e.g. `sleep 300; tail ...`, back to back): the machine is given
+# back ~30 s after a call returns, and this job with it (a lease of 2026-12-07 lost its suite and build that way).
+#
 # Each step writes WORK/<step>.done; WORK/all.done at the end. Logs: WORK/{pre,tests,serving-build,serving}.log.
 # Environment: SERVE_PARTS (the timed parts of bench/serving_gpu.sh, report last), BUILD_ARGS (the base's build
 # options, e.g. "--onnx.block_size 32 --onnx.symmetric true"), PYTHON (python3), PRE_STEPS (1000; 0 skips pre-training), PRE_DROPS ("0.3 0.4 0.5"), TEST_WORKERS (6, pytest-xdist), RUN_TESTS (1; 0 skips the CUDA suite), PROBE_LORA (0; 1 runs bench/lora_gemm.py's
-# probes of the fused LoRA op first, alone).
+# probes of the fused LoRA op first, alone; quick: without the prompt path's alternatives), TESTS (tests: the files).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 w=${1:-/tmp/gs}
@@ -26,10 +29,10 @@ if [ -z "${GS_IN_COPY:-}" ]; then
   GS_IN_COPY=1 exec bash "$w/tree/bench/gpu_session.sh" "$w"
 fi
 export PYTHONUNBUFFERED=1
-if [ "${PROBE_LORA:-0}" = 1 ]; then  # the fused LoRA op's kernels alone first, on an idle GPU (bench/lora_gemm.py)
+if [ "${PROBE_LORA:-0}" != 0 ]; then  # the fused LoRA op's kernels alone first, on an idle GPU (bench/lora_gemm.py)
   "$py" bench/lora_gemm.py --rows 1,8 --variants none,rows,fused,fused64,fused64t --prompt 1025 \
       --out "$w/lora_gemm.json" >"$w/probe.log" 2>&1
-  for k in tile simt; do  # the prompt path's alternatives: the single kernel; x·A on CUDA cores
+  [ "$PROBE_LORA" = 1 ] && for k in tile simt; do  # the prompt path's alternatives (PROBE_LORA=quick: not these)
     STUDIO_LORA_KERNEL=$k "$py" bench/lora_gemm.py --rows "" --prompt 1025 --out "$w/lora_gemm-$k.json" >>"$w/probe.log" 2>&1
   done
   # a prompt path that computed something else would make the engine serve with the MatMul chain (its self-check
@@ -59,7 +62,7 @@ fi
 (PART_TIMEOUT_S=${PART_TIMEOUT_S:-450} BUDGET_S=${BUDGET_S:-900} HARD_S=${HARD_S:-1000} PYTHON=$py PARTS="model build" bash bench/serving_gpu.sh "$w/results" >"$w/serving-build.log" 2>&1
  echo $? >"$w/build.done") &
 if [ "${RUN_TESTS:-1}" != 0 ]; then  # RUN_TESTS=0: no CUDA test suite this time (a short lease)
-("$py" -m pytest -v -rfE -p no:cacheprovider tests -m "not browser and not pypi" -n "${TEST_WORKERS:-6}" --dist loadfile \
+("$py" -m pytest -v -rfE -p no:cacheprovider ${TESTS:-tests} -m "not browser and not pypi" -n "${TEST_WORKERS:-6}" --dist loadfile \
      --junitxml "$w/junit.xml" >"$w/tests.log" 2>&1
  echo $? >"$w/tests.done") &
 fi
