@@ -287,6 +287,9 @@ __global__ void __launch_bounds__(kThreads) lora_add_prompt(const T* __restrict_
   // (every load of a column is issued before its first use: a loop that waits on each B load in turn made this
   // part 2.5x slower than the MatMul chain for a 1,025-token prompt on the H100)
   for (int64_t n = tid; n < s.N; n += kThreads) {
+    T yv[kTile];  // loaded first, with B: a y load after each store waited on the previous one
+#pragma unroll
+    for (int m = 0; m < kTile; ++m) yv[m] = m < ms ? y[(b * s.S + s0 + m) * s.N + n] : from_f<T>(0.f);
     float u[kTile];
 #pragma unroll
     for (int m = 0; m < kTile; ++m) u[m] = 0.f;
@@ -311,10 +314,7 @@ __global__ void __launch_bounds__(kThreads) lora_add_prompt(const T* __restrict_
     }
 #pragma unroll
     for (int m = 0; m < kTile; ++m) {
-      if (m < ms) {
-        const int64_t i = (b * s.S + s0 + m) * s.N + n;
-        out[i] = from_f<T>(to_f(y[i]) + u[m]);
-      }
+      if (m < ms) out[(b * s.S + s0 + m) * s.N + n] = from_f<T>(to_f(yv[m]) + u[m]);
     }
   }
 }
