@@ -76,7 +76,7 @@ def test_serving_harness_cpu_path(tmp_path):
     env = dict(os.environ, WORK=str(work), DEVICE="cpu", WS=str(ws), BASE="default", TOKENS="24", REPS="1",
                LONG="96", USERS="3", MANY="6", PYTHON=PY)
     levers = ("engine-og", "engine-nograph", "engine-len1024", "engine-rank16", "engine-slots", "engine-buckets2")
-    env["PARTS"] = " ".join(("engine", "app", "app-nopace", "og", *levers, "report"))
+    env["PARTS"] = " ".join(("engine", "app", "app-nopace", "og", *levers, "fused-check", "report"))
     p = subprocess.run(["bash", "bench/serving_gpu.sh", str(out)], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
@@ -101,10 +101,15 @@ def test_serving_harness_cpu_path(tmp_path):
     assert s["backend"] == "og" and r["failed_parts"] == {}  # the CPU default: onnxruntime-genai
     assert r["parts"]["engine"]["switch100"]["adapters"] == 6 and "| the app" in r["table"]
     assert "backend og" in r["parts"]["app"]["adapter"]["stats"] and s["app_raw_http_adapter_tok_s"] > 0
+    # fused-check: the ort engine with the fused op (g++ library) and with the MatMul chain give the same greedy
+    # token ids for the base and both adapters on 4 prompts
+    fc = json.loads((work / "parts" / "fused-check.json").read_text())
+    assert fc["fused_stats"]["lora_kernels"] == "fused" and fc["chain_stats"]["lora_kernels"] == "chain"
+    assert s["fused_check_equal"] == fc["equal"] == "12/12" and fc["partings"] == [], fc["rows"][:2]
     # resumable: a second run skips every part that has its JSON
     p = subprocess.run(["bash", "bench/serving_gpu.sh", str(out)], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=300)
-    assert p.returncode == 0 and p.stdout.count("done before, skipped") == 4 + len(levers), p.stdout[-2000:]
+    assert p.returncode == 0 and p.stdout.count("done before, skipped") == 5 + len(levers), p.stdout[-2000:]
 
 
 
