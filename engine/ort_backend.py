@@ -123,7 +123,7 @@ def graph_with_a_transposed(path: Path) -> bytes:
     [rows, K, r] taken as [rows, r, K]: each MatMul(x, A) becomes FusedMatMul(x, A, transB=1), and the
     rank-0 default initializers are reshaped. Raises ValueError when an A input feeds anything else."""
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import helper
     m = onnx.load(str(path), load_external_data=False)
     g = m.graph
     names = {i.name for i in g.input if ".lora_A." in i.name}

@@ -221,6 +221,21 @@ __device__ __forceinline__ int64_t ranks_in_use(const Shape& s, const int32_t* r
   return v < 0 ? s.R : (v < s.R ? v : s.R);
 }
 
+// u[m] += t_r[m] * bv for M tokens, t_r one rank's row of x·A in shared memory (16-byte aligned): one shared-memory
+// load per 4 products (a load per product made the column loops bound on shared memory).
+template <int M>
+__device__ __forceinline__ void add_rank(float* u, const float* t_r, float bv) {
+  const float4* tq = reinterpret_cast<const float4*>(t_r);
+#pragma unroll
+  for (int q = 0; q < M / 4; ++q) {
+    const float4 v = tq[q];
+    u[4 * q] += v.x * bv;
+    u[4 * q + 1] += v.y * bv;
+    u[4 * q + 2] += v.z * bv;
+    u[4 * q + 3] += v.w * bv;
+  }
+}
+
 // x·A for the `ms` (<= kTile) tokens at xb (rows of K), ranks below rk, into t[r][m] (r < rk); every thread of the
 // block takes part, as rank lane (16) x k group (64). A K-first ([K, R]): lanes along ranks (tid % 16), two k groups
 // a warp, met by one shuffle. A rank-first ([R, K]): lanes along k (a warp reads 32 consecutive k of one rank), warp
@@ -302,16 +317,7 @@ __global__ void __launch_bounds__(kThreads) lora_add_prompt(const T* __restrict_
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
         const int64_t j = j0 + i < kMaxRank ? j0 + i : kMaxRank - 1;  // (bv is 0 past rk; t is set up to rk)
-        // (one shared-memory load per 4 products: a load per product made the loop bound on shared memory)
-        const float4* tj = reinterpret_cast<const float4*>(t[j]);
-#pragma unroll
-        for (int q = 0; q < kTile / 4; ++q) {
-          const float4 v = tj[q];
-          u[4 * q] += v.x * bv[i];
-          u[4 * q + 1] += v.y * bv[i];
-          u[4 * q + 2] += v.z * bv[i];
-          u[4 * q + 3] += v.w * bv[i];
-        }
+        add_rank<kTile>(u, t[j], bv[i]);
       }
     }
 #pragma unroll
@@ -403,15 +409,7 @@ __global__ void __launch_bounds__(kExpCols) lora_expand(const T* __restrict__ y,
     }
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      const float4* tj = reinterpret_cast<const float4*>(t[j0 + i]);  // (j0 + i < rk16 <= kMaxRank)
-#pragma unroll
-      for (int q = 0; q < kExpTok / 4; ++q) {
-        const float4 v = tj[q];
-        u[4 * q] += v.x * bv[i];
-        u[4 * q + 1] += v.y * bv[i];
-        u[4 * q + 2] += v.z * bv[i];
-        u[4 * q + 3] += v.w * bv[i];
-      }
+      add_rank<kExpTok>(u, t[j0 + i], bv[i]);  // (j0 + i < rk16 <= kMaxRank)
     }
   }
 #pragma unroll
