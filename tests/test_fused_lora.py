@@ -51,7 +51,7 @@ def op_cache(tmp_path_factory):
     (1, 40, 128, 72, 100, 1, 1, 70),        # the two-kernel path with more than 64 ranks
     (1, 100, 512, 32, 700, 1, 1, 20),       # CUDA: x·A on tensor cores, a bound inside the second fragment
     (2, 600, 256, 64, 300, 2, 2, None),     # CUDA: tensor cores over 2 rows, a partial last tile of 16 tokens
-    (1, 20, 64, 16, 77, 1, 1, None),        # CUDA: an odd N (the one-column expand kernel)
+    (1, 20, 64, 16, 77, 1, 1, None),        # an odd N
 ])
 @pytest.mark.parametrize("a_rank_first", [False, True], ids=["A-K-first", "A-rank-first"])
 def test_op_matches_reference_on_this_device(op_cache, rows, S, K, R, N, a_rows, b_rows, used, a_rank_first):
