@@ -521,3 +521,53 @@ def test_compare_runs_in_the_bucket_given(monkeypatch):
             assert ta and tb and sa.tokens > 0 and sb.tokens > 0
         finally:
             e.close()
+
+
+def test_prefill_computes_the_logits_of_the_last_position_only(tmp_path):
+    """The ort backend's graph applies the LM head to the last position (a Slice before it; logits declared
+    [batch, 1, vocab]): its logits for a prompt equal the last row of the file's graph, and the backend says so."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from engine.ort_backend import OrtBackend, last_position_logits
+    path = MODEL / "model.onnx"
+    data = last_position_logits(None, path)
+    m = onnx.load_from_string(data)
+    (out,) = [o for o in m.graph.output if o.name == "logits"]
+    assert [d.dim_value or d.dim_param for d in out.type.tensor_type.shape.dim] == ["batch_size", 1, 4096]
+    head = next(n for n in m.graph.node if "logits" in n.output)
+    sl = next(n for n in m.graph.node if n.output[0] == head.input[0])
+    order = [n.name for n in m.graph.node]
+    assert sl.op_type == "Slice" and order.index(sl.name) < order.index(head.name)
+
+    import json
+    dec = json.loads((MODEL / "genai_config.json").read_text())["model"]["decoder"]
+
+    def run(model):
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.add_session_config_entry("session.model_external_initializers_file_folder_path", str(MODEL))
+        s = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+        P = 7
+        feeds = {"input_ids": np.arange(10, 10 + P, dtype=np.int64)[None],
+                 "attention_mask": np.ones((1, P), np.int64)}
+        for i in s.get_inputs():
+            if i.name.startswith("past_key_values"):
+                feeds[i.name] = np.zeros((1, dec["num_key_value_heads"], 0, dec["head_size"]), np.float32)
+        return s.run(["logits"], feeds)[0]
+    full, last = run(str(path)), run(data)
+    assert full.shape == (1, 7, 4096) and last.shape == (1, 1, 4096)
+    np.testing.assert_allclose(last[0, 0], full[0, -1], rtol=1e-5, atol=1e-5)
+    b = OrtBackend(MODEL, "cpu", graph=False, max_rows=2)
+    try:
+        assert b.last_logits and b.stats()["last_logits"]
+    finally:
+        b.close()
+    # a graph whose logits do not come from a MatMul is left as it is (the backend then binds every position)
+    m = onnx.load(str(path), load_external_data=False)
+    for n in m.graph.node:
+        if "logits" in n.output:
+            n.output[0] = "head_out"
+    m.graph.node.append(onnx.helper.make_node("Relu", ["head_out"], ["logits"]))
+    with pytest.raises(ValueError, match="not the output of a MatMul"):
+        last_position_logits(m.SerializeToString(), path)
