@@ -134,9 +134,11 @@ def lora_add(lib: Path, dtype: int, y, x, A, B, out, shape: tuple, a_per_row: bo
 
 
 # (rows, S, K, R, N, rank_used): a decode step of 3 rows in rank-64 slots holding rank 16, prompts (CUDA: the
-# two-kernel path with x·A on tensor cores, twice; one tile; an odd rank, x·A on CUDA cores), rank 0
+# two-kernel path with x·A on tensor cores, twice; one tile; an odd rank, x·A on CUDA cores), rank 0 (a decode
+# step; a prompt, a device copy)
 CHECK_SHAPES = ((3, 1, 256, 64, 640, 16), (1, 37, 256, 64, 384, 16), (2, 70, 256, 64, 384, 40),
-                (2, 5, 256, 64, 384, 24), (1, 40, 200, 12, 300, None), (2, 1, 128, 0, 96, None))
+                (2, 5, 256, 64, 384, 24), (1, 40, 200, 12, 300, None), (2, 1, 128, 0, 96, None),
+                (1, 12, 64, 0, 48, None))
 
 
 def self_check(lib: Path, device: str) -> float:

@@ -640,6 +640,10 @@ int lora_add_cuda(int dtype, const void* y, const void* x, const void* A, const 
   if (s.rows == 0 || s.S == 0 || s.N == 0) return 0;
   if (s.R > kMaxRank) return static_cast<int>(cudaErrorInvalidValue);  // (lora_op.cc says why first)
   auto st = static_cast<cudaStream_t>(stream);
+  if (s.R == 0 && s.S > 1 && (dtype == 10 || dtype == 1)) {  // a base-only prompt (rank-0 binding): out = y
+    const size_t bytes = static_cast<size_t>(s.rows * s.S * s.N) * (dtype == 10 ? 2 : 4);
+    return static_cast<int>(cudaMemcpyAsync(out, y, bytes, cudaMemcpyDeviceToDevice, st));
+  }
   if (dtype == 10 && decode8_ok(x, A, s)) {
     dim3 grid(static_cast<unsigned>((s.N + kThreads - 1) / kThreads), static_cast<unsigned>(s.rows));
     auto kernel = s.a_rank_first ? lora_add_decode8<true> : lora_add_decode8<false>;
