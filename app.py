@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from artifacts import Policy, Workspace  # noqa: E402
+from artifacts.limits import shared_job_defaults  # noqa: E402
 from deploy.launch import add_launch_arguments, launch_options, private_gradio_dir  # noqa: E402
 GRADIO_DIR = private_gradio_dir()  # before gradio is imported (below)
 from ui.interface import create_chat_only_ui, create_ui, serve  # noqa: E402
@@ -80,6 +81,11 @@ def main(argv=None) -> int:
         return 2
     if not args.allow_server_token:  # build jobs (subprocesses) download Hub models without the server's token
         os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
+    if opts.share or opts.auth:  # shared: build jobs get memory and time limits unless the operator set some
+        said = shared_job_defaults(os.environ)
+        if said:
+            print("shared app: build jobs are stopped (resumable) beyond " + ", ".join(said)
+                  + "; set these variables to change that")
     demo = build_demo(args.models_dir, args.adapters_dir, args.provider, chat_only=args.chat_only,
                       warning=opts.warning, policy=policy_of(args))
     serve(demo, args.host, args.port, opts, GRADIO_DIR)
@@ -89,4 +95,5 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 elif os.environ.get("SYSTEM") == "spaces":  # Hugging Face Spaces imports app.py and serves `demo`
+    shared_job_defaults(os.environ)
     demo = build_demo()

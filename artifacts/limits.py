@@ -162,6 +162,18 @@ def max_exports(env: Mapping[str, str] | None = None) -> int:
     return int(_env_number(env, EXPORTS_ENV, MAX_EXPORTS_DEFAULT))
 
 
+CLIENT_ADAPTERS_ENV = "STUDIO_MAX_ADAPTERS_PER_CLIENT"
+CLIENT_ADAPTERS_DEFAULT = 8
+
+
+def max_adapters_per_client(env: Mapping[str, str] | None = None) -> int:
+    """Adapters one web client may have in adapters/ (artifacts/owners.py): $STUDIO_MAX_ADAPTERS_PER_CLIENT,
+    default 8; 0: no limit. A new build beyond it is refused until the client deletes one of its own or replaces
+    it (red-team pass 28: rank-512, one-step builds published 55 MB adapters every 13 s, never removed). The
+    operator (a request with no known client) is not limited."""
+    return max(0, int(_env_number(env, CLIENT_ADAPTERS_ENV, CLIENT_ADAPTERS_DEFAULT)))
+
+
 RUNS_ENV = "STUDIO_MAX_RUNS"
 MAX_RUNS_DEFAULT = 1000  # job folders in <workspace>/runs/ (each failed request leaves one, ~30 kB)
 
@@ -226,6 +238,30 @@ def max_job_memory_bytes(env: Mapping[str, str] | None = None) -> int | None:
     not a hard cap (the operator's cgroup or container limit is one)."""
     gb = _env_number(env, JOB_MEMORY_ENV, 0.0)
     return int(gb * 1e9) if gb > 0 else None
+
+
+SHARED_JOB_MINUTES = 120
+
+
+def shared_job_defaults(env) -> list[str]:
+    """When the app is shared (a share link, a login, a Space) and the operator set no job limits: a build run
+    may hold at most half of this machine's memory, and run SHARED_JOB_MINUTES minutes, before it is stopped as
+    if cancelled (resumable). Red-team pass 28: one stranger's build at batch 64 x 2,048 tokens took 12 GB in
+    45 s and was still climbing on a 24 GB machine. Sets the variables in `env` (os.environ: the build jobs
+    inherit them) and returns what it set, for the launch message."""
+    said = []
+    if not (env.get(JOB_MEMORY_ENV) or "").strip():
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            total = 0
+        if total > 0:
+            env[JOB_MEMORY_ENV] = f"{max(1.0, total / 2e9):.1f}"
+            said.append(f"{JOB_MEMORY_ENV}={env[JOB_MEMORY_ENV]} (half of this machine's memory)")
+    if not (env.get(JOB_MINUTES_ENV) or "").strip():
+        env[JOB_MINUTES_ENV] = str(SHARED_JOB_MINUTES)
+        said.append(f"{JOB_MINUTES_ENV}={SHARED_JOB_MINUTES}")
+    return said
 
 
 PROMPT_ENV = "STUDIO_MAX_PROMPT_CHARS"

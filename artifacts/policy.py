@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .limits import max_exports
 from .names import BASE_VARIANT, NAME_RULE, is_temp_name, safe_name, skeleton
+from .owners import may_change
 from .workspace import PROJECT_ROOT, Workspace
 
 EXPORT_MARKER = ".studio-export"  # written into every exported Space folder; replace/publish need it
@@ -153,22 +154,28 @@ class Policy:
         return value
 
     # ------------------------------------------------------------------ adapters
-    def adapter_change(self, name, what: str = "adapter", adapters_dir: Path | None = None) -> None:
+    def adapter_change(self, name, what: str = "adapter", adapters_dir: Path | None = None,
+                       client: str | None = None) -> None:
         """Replacing or deleting adapters/<name>: refused for a protected adapter (metadata.json
         `"protected": true`, as the shipped ones are), so that a stranger on a shared link cannot swap
-        what everyone chats with; the operator changes those from the command line."""
+        what everyone chats with; the operator changes those from the command line. A web client (`client`,
+        deploy/clients.share_of; None: the operator) may change only the adapters it built (artifacts/owners.py)."""
         if not isinstance(name, str) or not safe_name(name.strip()):
             return  # not a name: the library and the pipeline refuse it with their own message
         d = Path(adapters_dir or self.ws.adapters) / name.strip()
         if d.is_symlink():
             return
         try:
-            protected = json.loads((d / "metadata.json").read_text(encoding="utf-8")).get("protected") is True
+            meta = json.loads((d / "metadata.json").read_text(encoding="utf-8"))
+            protected = meta.get("protected") is True
         except (OSError, ValueError, AttributeError):
             return
         if protected:
             raise PolicyError(f"{what} '{name.strip()}' is protected (it ships with the studio): build under "
                               "another name; the operator can replace or delete it from the command line")
+        if not may_change(self.ws, meta.get("owner"), client):
+            raise PolicyError(f"{what} '{name.strip()}' was built by another user of this server: only they can "
+                              "replace or delete it; build under another name")
 
     def adapter_lookalike(self, name, what: str = "adapter_name") -> None:
         """A new adapter's name that looks like a protected one in the pickers ('Travel', 'traveI', 'trave1',
@@ -231,10 +238,14 @@ class Policy:
                               "the operator must remove it")
         return d
 
-    def new_export(self, value, what: str = "export") -> Path:
+    def new_export(self, value, what: str = "export", client: str | None = None) -> Path:
         """export_dir, and a NEW export only while exports/ holds fewer than limits.max_exports() folders
-        (each is a copy of a base: a request cannot fill the disk); replacing an existing one is allowed."""
+        (each is a copy of a base: a request cannot fill the disk); replacing an existing one is allowed to
+        whoever made it (its marker's owner line, artifacts/owners.py; `client` None: the operator)."""
         d = self.export_dir(value, what)
+        if is_marked_export(d) and not may_change(self.ws, export_owner(d), client):
+            raise PolicyError(f"{what} {value!r} was exported by another user of this server: only they can "
+                              "replace it; choose another name")
         if not os.path.lexists(d):
             limit = max_exports()
             try:
@@ -259,6 +270,18 @@ class Policy:
 
 def is_marked_export(d: Path) -> bool:
     return d.is_dir() and not d.is_symlink() and (d / EXPORT_MARKER).is_file()
+
+
+OWNER_LINE = "owner: "
+
+
+def export_owner(d: Path) -> str | None:
+    """The owner tag an export's marker records (deploy/space.py writes it), or None."""
+    try:
+        lines = (d / EXPORT_MARKER).read_text(encoding="utf-8", errors="replace").splitlines()[:4]
+    except OSError:
+        return None
+    return next((x[len(OWNER_LINE):].strip() or None for x in lines if x.startswith(OWNER_LINE)), None)
 
 
 _CXX_SIGNATURE = re.compile(r"[\w:<>*&~, ]+\([^()]*\)(?: const)?\s+")

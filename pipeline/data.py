@@ -452,6 +452,13 @@ def preview(train_file, fmt: str = "auto", eval_file: str = "", eval_fraction: f
     bad file. `examples`: the training file's, when the caller has loaded them already."""
     train = examples if examples is not None else load_examples(train_file, fmt)
     n_eval = len(load_examples(eval_file, fmt)) if eval_file else 0
-    k = 0 if eval_file else heldout_size(len(train), eval_fraction)
-    return (f"{Path(train_file).name}: {len(train)} examples, {len(train) - k} for training; "
-            + heldout_note(len(train), eval_file, n_eval, eval_fraction, seed))
+    return preview_of_counts(train_file, len(train), eval_file, n_eval, eval_fraction, seed)
+
+
+def preview_of_counts(train_file, n_train: int, eval_file: str, n_eval: int, eval_fraction: float = 0.1,
+                      seed: int = 0) -> str:
+    """preview() from the files' example counts (the app keeps them, so that another seed or held-out fraction
+    does not parse the files again)."""
+    k = 0 if eval_file else heldout_size(n_train, eval_fraction)
+    return (f"{Path(train_file).name}: {n_train} examples, {n_train - k} for training; "
+            + heldout_note(n_train, eval_file, n_eval, eval_fraction, seed))

@@ -242,6 +242,9 @@ def run(job, d: Path) -> dict:
     """Stage `adapter`: the PEFT LoRA as .onnx_adapter for the base, with peft/ and metadata.json, in
     <stage>/built/<name>/ (the evaluate stage serves it from there, publish copies it into adapters/)."""
     from datetime import datetime, timezone
+
+    from artifacts import owner_tag
+    from pipeline.jobs import client_of_run
     r = job.recipe
     ft, prep, onnx = job.out["finetune"], job.out["prepare"], job.out["onnx"]
     out = d / "built" / r.adapter_name
@@ -266,6 +269,9 @@ def run(job, d: Path) -> dict:
         "timings": dict(job.timings), "size_bytes": size,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "job": job.job_dir.name,
         "tensors": info.get("tensors"),
+        # who may replace or delete it from the web page: the tag of the client that started the build
+        # (artifacts/owners.py; none for the command line and the operator)
+        "owner": owner_tag(job.ws, client_of_run(job.job_dir)),
     }
     (out / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
     served = (out / "adapter.onnx_adapter").stat().st_size

@@ -233,7 +233,7 @@ def test_export_space_folder(artifacts, tmp_path):
                  "deploy/launch.py", "deploy/clients.py",
                  *(f"engine/{f}" for f in ("__init__.py", "chat.py", "registry.py", "sampling.py", "templates.py",
                                            "live.py", "og_backend.py")),
-                 *(f"artifacts/{f}" for f in ("__init__.py", "adapter_file.py", "library.py", "limits.py", "names.py",
+                 *(f"artifacts/{f}" for f in ("__init__.py", "adapter_file.py", "library.py", "limits.py", "names.py", "owners.py",
                                               "policy.py", "publish.py", "workspace.py")), ".studio-export",
                  "ui/__init__.py", "ui/interface.py", "ui/hardening.py", "ui/chat_tab.py", "ui/slots.py", "ui/library_tab.py", "ui/engine.py"}
                 | base_files | {f"adapters/{a}/{f}" for a in artifacts for f in ("adapter.onnx_adapter",

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
-from gradio.context import LocalContext
 
-from deploy import clients
 from pipeline.command import preview_command
 from pipeline.data import DataError, load_examples
 from pipeline.events import JobState
@@ -29,8 +27,8 @@ from ui.build_form import (FIELD_NAMES, META, MODE_ADAPTER, MODE_BASE, PRESET_FI
                            elem_id, form_values, make_component, preset_recipe, recipe_from_form)
 from ui.build_view import (LOG_LINES, LOSS_TITLES, RUNS_SHOWN, job_eval_html, loss_plot, runs_frame, stages_html,
                            status_text)
-from ui.engine import AppEngine, UIError
-from ui.slots import Gate
+from ui.engine import AppEngine, NotYours, UIError
+from ui.slots import Gate, requester
 
 # ------------------------------------------------------------------ restoring a reloaded page
 # Runs in the browser when the page-load answer arrives: the running job's recipe goes into the form only
@@ -145,14 +143,20 @@ class BuildService:
 
     def view(self, job_id, last):
         """Status, stages, loss, log, evaluation (and runs when something changed) of the shown job."""
+        me = requester()
         if not job_id:
-            cur = self.app.current_job()
+            cur = self.app.current_job(me)
             if cur is None:  # said once: a message shown in the status line (e.g. cannot start) stays
                 return ((gr.update(),) * 9) if last == "none" else (("", "No build yet.") + (gr.update(),) * 6
                                                                      + ("none",))
             job_id = cur
         try:
-            st = self.app.job_state(job_id)
+            st = self.app.job_state(job_id, me)
+        except NotYours:  # (the running build of another user: the page says so, and shows nothing of it)
+            running = self.app.running_job() == job_id
+            note = "another user's build is running: yours can start when it ends" if running else \
+                "another user's build: its log, data and results are theirs"
+            return (job_id, f"**{job_id}**: {note}") + (gr.update(),) * 6 + (last,)
         except UIError as e:
             return (job_id, f"⚠ {e}") + (gr.update(),) * 6 + (last,)
         key = f"{job_id}:{st.status}:{len(st.lines)}"
@@ -160,7 +164,7 @@ class BuildService:
             return (gr.update(),) * 8 + (last,)
         runs, run_select = gr.update(), gr.update()
         if key.rsplit(":", 1)[0] != last.rsplit(":", 1)[0]:  # another job or status: the runs changed
-            all_jobs = self.app.list_jobs()
+            all_jobs = self.app.list_jobs(me)
             runs = runs_frame(all_jobs)
             run_select = gr.update(choices=[j.job_id for j in all_jobs[:RUNS_SHOWN]], value=job_id)
         scrub = self.app.ws.scrub  # job logs quote libraries that name the server's folders
@@ -174,11 +178,11 @@ class BuildService:
             running = self.app.running_job()  # (said before the data files are read: they may take seconds)
             if running is not None:
                 raise UIError(f"job {running} is still running: cancel it or wait until it ends")
-            recipe = self.app.check_recipe(recipe)  # the request policy, before any file is read
+            recipe = self.app.check_recipe(recipe, requester())  # the request policy, before any file is read
             recipe.validate()
             check_data(self.app, recipe)
             # who asks (Gradio's request of this event; a handler with *values cannot take it as a parameter)
-            return self.app.start(recipe, client=clients.share_of(LocalContext.request.get(None)))
+            return self.app.start(recipe, client=requester())
 
     def start(self, *values):
         try:
@@ -191,7 +195,7 @@ class BuildService:
 
     def cancel(self, job_id):
         try:
-            secs = self.app.cancel(job_id)
+            secs = self.app.cancel(job_id, requester())
         except UIError as e:
             gr.Warning(self.app.ws.scrub(str(e)))
             return f"⚠ {self.app.ws.scrub(str(e))}"
@@ -202,7 +206,7 @@ class BuildService:
             with self.build_gate.enter() as busy:
                 if busy:
                     raise UIError(busy)
-                self.app.resume(job_id)
+                self.app.resume(job_id, requester())
         except (UIError, RuntimeError) as e:
             gr.Warning(self.app.ws.scrub(str(e)))
             return f"⚠ {self.app.ws.scrub(str(e))}"
@@ -213,7 +217,7 @@ class BuildService:
 
     def load_form(self, job_id):
         try:
-            return form_values(self.app.recipe_of(job_id), self.app.default_base(), self.app.ws) + [""]
+            return form_values(self.app.recipe_of(job_id, requester()), self.app.default_base(), self.app.ws) + [""]
         except Exception as e:
             gr.Warning(self.app.ws.scrub(f"cannot load the recipe of {job_id!r}: {e}"))
             return [gr.update()] * (1 + len(FIELD_NAMES)) + [gr.update()]
@@ -266,7 +270,7 @@ class BuildService:
     def job_summary(self, job_id: str) -> dict:
         """State of a job: status, error, result, stages, last steps, resumed step, evaluation."""
         try:
-            st = self.app.job_state(job_id)
+            st = self.app.job_state(job_id, requester())
         except UIError as e:
             return {"job_id": job_id, "status": "unknown", "error": str(e)}
         return self.app.ws.scrub({"job_id": job_id, "status": st.status, "error": st.error, "result": st.result,
@@ -277,20 +281,20 @@ class BuildService:
     def page_state(self):
         """What a freshly loaded page needs: the job to show, the running job's recipe (the browser
         decides whether it goes into the form), the published bases, the derived adapter name."""
-        running = self.app.running_job()
+        running, me = self.app.running_job(), requester()
         payload = None
         if running:
-            try:
-                payload = {"job": running, "values": form_values(self.app.recipe_of(running), self.app.default_base(),
-                                                                 self.app.ws)}
+            try:  # (only the build's own user gets its recipe)
+                payload = {"job": running, "values": form_values(self.app.recipe_of(running, me),
+                                                                 self.app.default_base(), self.app.ws)}
             except (UIError, RecipeError, OSError):
                 payload = None
-        return running or self.app.current_job() or "", "", payload, gr.update(choices=self.app.base_names())
+        return running or self.app.current_job(me) or "", "", payload, gr.update(choices=self.app.base_names())
 
     def job_recipe(self, job_id: str) -> dict:
         """The recipe of a job, as the form shows it: {"mode", "fields": {dotted name: value}}."""
         try:
-            values = form_values(self.app.recipe_of(job_id), self.app.default_base(), self.app.ws)
+            values = form_values(self.app.recipe_of(job_id, requester()), self.app.default_base(), self.app.ws)
         except (UIError, RecipeError, OSError) as e:
             return {"error": self.app.ws.scrub(str(e))}
         return {"mode": values[0], "fields": dict(zip(FIELD_NAMES, values[1:]))}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ui.slots import Gate
+from ui.slots import Gate, requester
 
 HARDWARE_HELP = "CPU hardware installs onnxruntime-genai; GPU hardware the -cuda build with onnxruntime-gpu"
 
@@ -41,17 +41,19 @@ def _default_out(app, base: str | None) -> str:
     return f"space-{base or 'default'}"
 
 
-def export_action(app, base, adapters, hardware, out, force=False):
-    """Returns (markdown message, export name or '')."""
-    from artifacts import LimitError, PolicyError, check_build_room
+def export_action(app, base, adapters, hardware, out, force=False, client: str | None = None):
+    """Returns (markdown message, export name or ''). client: who asks (deploy/clients.share_of; None: the
+    operator): an existing export is replaced only by whoever made it."""
+    from artifacts import LimitError, PolicyError, check_build_room, owner_tag
     from deploy.space import ExportError, export_space
     if not out:
         return "⚠ give an export name", ""
     try:
-        out_dir = app.policy.new_export(out)
+        out_dir = app.policy.new_export(out, client=client)
         check_build_room(app.ws.root)  # an export copies a base
         r = export_space(out_dir, base or "default", list(adapters or []), hardware or "cpu-basic",
-                         app.models_dir, app.adapters_dir, force=bool(force), keep_previous=False)
+                         app.models_dir, app.adapters_dir, force=bool(force), keep_previous=False,
+                         owner=owner_tag(app.ws, client))
     except (PolicyError, ExportError, LimitError, OSError) as e:
         return f"⚠ export failed: {app.ws.scrub(str(e))}", ""
     return (f"exported **{r.base}** with adapters {', '.join(r.adapters) or '(none)'} for `{r.hardware}` to "
@@ -135,7 +137,7 @@ def create_deploy_tab(app) -> DeployTab:
 
     def do_export(b, ads, hw, o, f):
         with gate.enter() as busy:
-            msg, path = (f"⚠ {busy}", None) if busy else export_action(app, b, ads, hw, o, f)
+            msg, path = (f"⚠ {busy}", None) if busy else export_action(app, b, ads, hw, o, f, requester())
         if msg.startswith("⚠"):
             gr.Warning(msg[2:])
         return msg, (path or gr.update())

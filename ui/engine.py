@@ -20,6 +20,10 @@ from pipeline.recipe import Recipe, RecipeError
 from ui.chat_engine import ChatEngineSide, UIError
 
 
+class NotYours(UIError):
+    """A web client asked to see or change another client's build."""
+
+
 class _Follower:
     """An incrementally folded JobState for one job folder."""
 
@@ -55,7 +59,7 @@ class AppEngine(ChatEngineSide):
         self._job_lock = threading.Lock()
 
     # ------------------------------------------------------------------ request policy
-    def check_recipe(self, recipe: Recipe) -> Recipe:
+    def check_recipe(self, recipe: Recipe, client: str | None = None) -> Recipe:
         """A copy of a request's recipe with its data files and local base model replaced by the paths
         the policy allows (absolute, links resolved); UIError for anything else, before any file is read."""
         try:
@@ -70,7 +74,7 @@ class AppEngine(ChatEngineSide):
             self.policy.trust_remote_code(r.trust_remote_code)
             self.policy.base_output(r.base_name)
             if r.replace:
-                self.policy.adapter_change(r.adapter_name, "adapter_name")
+                self.policy.adapter_change(r.adapter_name, "adapter_name", client=client)
             self.policy.adapter_lookalike(r.adapter_name)
         except PolicyError as e:
             raise UIError(str(e)) from None
@@ -93,9 +97,9 @@ class AppEngine(ChatEngineSide):
             r.base, r.base_model = "", ""
         return resolve_preset(r, self.models_dir)
 
-    def delete_adapter(self, name: str) -> None:
+    def delete_adapter(self, name: str, client: str | None = None) -> None:
         try:
-            self.policy.adapter_change(name, adapters_dir=self.adapters_dir)
+            self.policy.adapter_change(name, adapters_dir=self.adapters_dir, client=client)
         except PolicyError as e:
             raise UIError(str(e)) from None
         super().delete_adapter(name)
@@ -123,10 +127,36 @@ class AppEngine(ChatEngineSide):
             raise UIError(f"no job {job_id!r} in runs/ of the workspace")
         return d
 
+    def _own(self, d: Path, client: str | None, doing: str) -> None:
+        """A run's owner (the client recorded when it started, pipeline/jobs.py) or the operator (client None) may
+        see or change it; another web client is refused (red-team pass 28: strangers cancelled, resumed and read
+        each other's builds, logs and data)."""
+        if client is not None and jobs.client_of_run(d) != client:
+            raise NotYours(f"job {d.name} is another user's build: only they can {doing}")
+
+    def _check_client_adapters(self, recipe: Recipe, client: str | None) -> None:
+        """A web client builds a new adapter only while it owns fewer than limits.max_adapters_per_client()
+        (replacing one of its own is always allowed)."""
+        limit = artifacts.limits.max_adapters_per_client()
+        if client is None or not limit:
+            return
+        tag = artifacts.owner_tag(self.ws, client)
+        mine = []
+        for a in artifacts.list_adapters(self.adapters_dir, None):
+            if (a.metadata or {}).get("owner") == tag:
+                mine.append(a.name)
+        if recipe.adapter_name in mine and recipe.replace:
+            return
+        if len(mine) >= limit:
+            raise UIError(f"you have {len(mine)} adapters on this server (the limit is {limit}): delete one in the "
+                          f"Library tab, or rebuild one of yours with replace ({', '.join(sorted(mine)[:8])})")
+
     def start(self, recipe: Recipe, client: str | None = None) -> str:
         """Validate, create and launch a job; returns its id. One build at a time per workspace. client: who asks
-        (a web request's address, deploy/clients.py; None: not known), recorded for runs/'s per-client share."""
-        recipe = self.check_recipe(recipe)
+        (a web request's address, deploy/clients.share_of; None: not known), recorded as the run's owner (who may
+        see, cancel and resume it) and for runs/'s per-client share."""
+        recipe = self.check_recipe(recipe, client)
+        self._check_client_adapters(recipe, client)
         self._check_room()
         with self._job_lock:
             running = self.running_job()
@@ -149,16 +179,18 @@ class AppEngine(ChatEngineSide):
         except artifacts.LimitError as e:
             raise UIError(str(e)) from None
 
-    def cancel(self, job_id: str) -> float:
+    def cancel(self, job_id: str, client: str | None = None) -> float:
         d = self.job_dir(job_id)
+        self._own(d, client, "cancel it")
         if not jobs.is_running(d):
             raise UIError(f"job {job_id} is not running")
         return jobs.cancel(d)
 
-    def resume(self, job_id: str) -> str:
+    def resume(self, job_id: str, client: str | None = None) -> str:
         d = self.job_dir(job_id)
+        self._own(d, client, "resume it")
         try:  # a job made by the command line (or under wider flags) runs again only if this policy allows it
-            self.check_recipe(Recipe.load(d / "recipe.yaml"))
+            self.check_recipe(Recipe.load(d / "recipe.yaml"), client)
         except (UIError, RecipeError) as e:
             raise UIError(f"job {job_id} cannot be resumed from this page: {e}") from None
         self._check_room()
@@ -174,8 +206,9 @@ class AppEngine(ChatEngineSide):
             jobs.launch(d, self.ws, lend_token=self.policy.allow_server_token)
         return job_id
 
-    def job_state(self, job_id: str) -> JobState:
+    def job_state(self, job_id: str, client: str | None = None) -> JobState:
         d = self.job_dir(job_id)
+        self._own(d, client, "see its log, data and results")
         with self._job_lock:
             f = self._followers.get(job_id)
             if f is None:
@@ -189,16 +222,21 @@ class AppEngine(ChatEngineSide):
                 return j.job_id
         return None
 
-    def list_jobs(self) -> list[jobs.JobInfo]:
-        return jobs.list_jobs(self.ws)
+    def list_jobs(self, client: str | None = None) -> list[jobs.JobInfo]:
+        """Every run (client None: the operator), or the runs a web client started."""
+        all_jobs = jobs.list_jobs(self.ws)
+        return all_jobs if client is None else [j for j in all_jobs if jobs.client_of_run(j.job_dir) == client]
 
-    def current_job(self) -> str | None:
-        """The running job, else the latest one (what a freshly opened page shows)."""
-        all_jobs = self.list_jobs()
-        running = self.running_job(all_jobs)
+    def current_job(self, client: str | None = None) -> str | None:
+        """The running job (whoever's: the page says a build is running), else the client's latest one (what a
+        freshly opened page shows)."""
+        running = self.running_job()
         if running is not None:
             return running
-        return all_jobs[0].job_id if all_jobs else None
+        mine = self.list_jobs(client)
+        return mine[0].job_id if mine else None
 
-    def recipe_of(self, job_id: str) -> Recipe:
-        return Recipe.load(self.job_dir(job_id) / "recipe.yaml")
+    def recipe_of(self, job_id: str, client: str | None = None) -> Recipe:
+        d = self.job_dir(job_id)
+        self._own(d, client, "see its recipe")
+        return Recipe.load(d / "recipe.yaml")

@@ -13,8 +13,11 @@ import time
 import gradio as gr
 import pandas as pd
 
-from artifacts import LibraryError
+from artifacts import LibraryError, may_change
 from ui.chat_engine import ChatEngineSide, UIError
+from ui.slots import requester
+
+PAGE = "(the page as built)"  # a client that owns nothing
 
 BASE_COLS = ["base", "precision", "provider", "source model", "fingerprint", "size MB", "created", "status"]
 ADAPTER_COLS = ["adapter", "base", "fits", "dataset", "examples", "steps", "train loss", "held-out loss",
@@ -148,14 +151,20 @@ class LibraryTab:
     eval_reload: object = None
 
 
-def adapter_eval(app: ChatEngineSide, name: str | None) -> str:
-    """The evaluation of adapter `name` as HTML (an unknown name is a message, not an error)."""
+def adapter_eval(app: ChatEngineSide, name: str | None, client: str | None = None) -> str:
+    """The evaluation of adapter `name` as HTML (an unknown name is a message, not an error). Its held-out
+    prompts and reference answers come from its user's data: a web client (`client`, ui.slots.requester) sees
+    them for the adapters it built and the protected (shipped) ones; the operator (None) for all."""
     if not name:
         return ""
     info = next((a for a in app.adapters(None) if a.name == name), None)
     if info is None:
         return f"<p>⚠ no adapter {html.escape(repr(name))}</p>"
-    return eval_html((info.metadata or {}).get("eval"), f"{name}: base vs adapter")
+    meta = info.metadata or {}
+    if meta.get("protected") is not True and not may_change(app.ws, meta.get("owner"), client):
+        return (f"<p>{html.escape(name)}: another user's adapter. Its evaluation shows examples of their data, "
+                "so only they see it; everyone can chat with it.</p>")
+    return eval_html(meta.get("eval"), f"{name}: base vs adapter")
 
 
 def _eval_section(app: ChatEngineSide):
@@ -164,14 +173,16 @@ def _eval_section(app: ChatEngineSide):
     names = [a.name for a in app.adapters(None)]
     pick = gr.Dropdown(choices=names, value=names[0] if names else None, label="Adapter",
                        elem_id="lib-eval-name", interactive=True, allow_custom_value=True)
-    view = gr.HTML(adapter_eval(app, names[0] if names else None), elem_id="lib-eval")
+    # (the page as built is the same for everyone: as for a client that built nothing)
+    view = gr.HTML(adapter_eval(app, names[0] if names else None, client=PAGE), elem_id="lib-eval")
 
     def choices(current):
         names = [a.name for a in app.adapters(None)]
         value = current if current in names else (names[0] if names else None)
-        return gr.update(choices=names, value=value), adapter_eval(app, value)
+        return gr.update(choices=names, value=value), adapter_eval(app, value, requester())
 
-    pick.change(lambda n: adapter_eval(app, n), pick, view, api_name="adapter_eval", concurrency_id="ui")
+    pick.change(lambda n: adapter_eval(app, n, requester()), pick, view, api_name="adapter_eval",
+                concurrency_id="ui")
     return pick, view, (choices, pick, [pick, view])
 
 
@@ -218,7 +229,7 @@ def create_library_tab(app: ChatEngineSide, read_only: bool | None = None) -> Li
             gr.Warning("tick the confirmation box to delete")
             return (gr.update(), gr.update(), gr.update(), False, f"⚠ tick the confirmation to delete `{name}`")
         try:
-            app.delete_adapter(name)
+            app.delete_adapter(name, requester())
         except (LibraryError, UIError, OSError) as e:
             msg = app.ws.scrub(str(e))  # (an OSError names the server's folders)
             gr.Warning(msg)

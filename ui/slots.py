@@ -11,6 +11,15 @@ from contextlib import contextmanager
 from deploy import clients
 
 
+def requester(request=None) -> str | None:
+    """Who owns what this request makes or may change (artifacts/owners.py): deploy/clients.share_of of the request
+    (default: Gradio's request of the event being handled); None: the operator, or no known client."""
+    if request is None:
+        from gradio.context import LocalContext
+        request = LocalContext.request.get(None)
+    return clients.share_of(request)
+
+
 def chats_per_client() -> int:
     """Answers one client may have streaming at once: $STUDIO_CHAT_PER_CLIENT, default 2 (0: no limit)."""
     return int(os.environ.get("STUDIO_CHAT_PER_CLIENT", "2"))

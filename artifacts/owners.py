@@ -1,0 +1,48 @@
+"""Who owns what a web client made (build runs, adapters, exports), so that on a shared app one client cannot
+cancel, read, resume, replace or delete another's (red-team pass 28).
+
+A client is deploy/clients.share_of(request): a public address, an IPv6 one by its /48. What is recorded with an
+adapter or an export is not the address but a tag derived from it with a secret of the workspace
+(cache/owner-secret), because adapter metadata travels (the Library, exported and pushed Spaces). A request with
+no known client (the operator on the server itself, the command line, a proxy that forwards no address) may act on
+everything, as the per-client limits already treat it; what nobody owns (the shipped adapters, the operator's)
+only such a request may change."""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+
+from .workspace import Workspace
+
+SECRET_FILE = "owner-secret"
+
+
+def _secret(ws: Workspace) -> bytes:
+    p = ws.cache / SECRET_FILE
+    try:
+        return p.read_bytes()
+    except OSError:
+        pass
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{SECRET_FILE}.tmp-{os.getpid()}")
+    tmp.write_bytes(secrets.token_bytes(32))
+    try:
+        os.link(tmp, p)  # the first writer wins; every later one reads its secret
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return p.read_bytes()
+
+
+def owner_tag(ws: Workspace, client: str | None) -> str | None:
+    """The tag recorded for what `client` makes (None: no known client, nothing recorded)."""
+    if not client:
+        return None
+    return hashlib.sha256(_secret(ws) + b"\0" + client.encode()).hexdigest()[:24]
+
+
+def may_change(ws: Workspace, owner: str | None, client: str | None) -> bool:
+    """Whether a request from `client` may act on something recorded with tag `owner` (None: nobody's)."""
+    return client is None or (owner is not None and owner == owner_tag(ws, client))

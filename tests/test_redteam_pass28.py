@@ -1,0 +1,192 @@
+"""Red-team pass 28 (a stranger on the share link, 2026-12-07): nothing told web clients apart for what they
+made. A second address read a build's log, recipe and data (the upload path from /job_recipe, then its examples
+through /preview_data), cancelled and resumed the build, replaced the adapter it published (the next chat with
+it told users to send their password elsewhere), deleted it, read its held-out evaluation, and replaced an
+exported Space folder that its owner would later publish.
+
+Now a run belongs to the client that started it (runs/<id>/client), an adapter and an export to a tag of that
+client (artifacts/owners.py: a workspace secret, so that metadata which travels carries no address), and only
+the owner, or the operator (a request with no known client), may see or change them. Clients are told apart as
+the app does behind a share tunnel: a loopback peer with the X-Forwarded-For the tunnel appends."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+
+from app_helpers import free_port, make_workspace, start_app, stop_app
+from test_security import BASE, PASSWORD, USER, Raw, answer_of
+
+pytestmark = pytest.mark.timeout(900)
+
+OWNER, STRANGER = "81.2.69.10", "81.2.69.20"  # public addresses (documentation ranges count as not public)
+
+
+def as_client(url: str, address: str) -> Raw:
+    raw = Raw(url, USER, PASSWORD)
+    raw.http.headers["X-Forwarded-For"] = address
+    return raw
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pass28")
+    ws = make_workspace(root / "ws")
+    port = free_port()
+    proc = start_app(ws, port, root / "app.log", ("--auth", f"{USER}:{PASSWORD}"))
+    url = f"http://127.0.0.1:{port}"
+    yield {"ws": ws, "url": url, "owner": as_client(url, OWNER), "stranger": as_client(url, STRANGER),
+           "operator": Raw(url, USER, PASSWORD), "log": root / "app.log"}
+    stop_app(proc, ws)
+
+
+def data(r: dict):
+    assert r["ok"], r
+    return r["data"]
+
+
+def test_a_build_is_its_starters(app):
+    owner, stranger, operator, ws = app["owner"], app["stranger"], app["operator"], app["ws"]
+    r = data(owner.call("build_recipe", [{"base": BASE, "adapter_name": "owner-bot",
+                                          "train_file": "data/pirate/train.jsonl", "lora": {"max_steps": 400}}]))[0]
+    assert r["ok"], r
+    job = r["job_id"]
+    assert (ws / "runs" / job / "client").read_text().strip() == OWNER
+    # the stranger sees no log, recipe or data path, and cannot cancel it
+    s = data(stranger.call("job_summary", [job]))[0]
+    assert s["status"] == "unknown" and "another user's build" in s["error"] and "log_tail" not in s, s
+    rec = data(stranger.call("job_recipe", [job]))[0]
+    assert "another user's build" in rec.get("error", "") and "fields" not in rec, rec
+    assert "another user's build" in data(stranger.call("cancel_build", [job]))[-1]
+    assert data(owner.call("job_summary", [job]))[0]["status"] in ("pending", "running")
+    assert data(owner.call("job_recipe", [job]))[0]["fields"]["adapter_name"] == "owner-bot"
+    # the owner cancels; the stranger cannot resume it; the owner can
+    deadline = time.time() + 60
+    while "cancelled" not in (m := data(owner.call("cancel_build", [job]))[-1]) and time.time() < deadline:
+        time.sleep(0.5)  # (a job that has not written its start yet says "not running")
+    assert "cancelled" in m, m
+    assert "another user's build" in data(stranger.call("resume_build", [job]))[-1]
+    assert data(owner.call("job_summary", [job]))[0]["status"] in ("cancelled", "failed")
+    # the operator (no forwarded address: the server itself) sees it
+    assert data(operator.call("job_summary", [job]))[0]["status"] in ("cancelled", "failed")
+    assert answer_of(stranger.chat()).strip()
+
+
+def _plant_adapter(ws, name: str, owner: str | None) -> None:
+    """A copy of the shipped travel adapter, not protected, owned by `owner`'s tag (None: nobody's)."""
+    from artifacts import Workspace, owner_tag
+    d = ws / "adapters" / name
+    shutil.copytree(ws / "adapters" / "travel", d)
+    meta = json.loads((d / "metadata.json").read_text())
+    meta.pop("protected", None)
+    meta["name"], meta["owner"] = name, owner_tag(Workspace(ws), owner)
+    (d / "metadata.json").write_text(json.dumps(meta))
+
+
+def test_an_adapter_is_replaced_deleted_and_its_evaluation_read_by_its_builder_only(app):
+    owner, stranger, operator, ws = app["owner"], app["stranger"], app["operator"], app["ws"]
+    _plant_adapter(ws, "owned-bot", OWNER)
+    _plant_adapter(ws, "operators-bot", None)
+    data(owner.call("library", []))  # (the app sees the new folders)
+    for name in ("owned-bot", "operators-bot"):
+        r = data(stranger.call("build_recipe", [{"base": BASE, "adapter_name": name, "replace": True,
+                                                 "train_file": "data/pirate/train.jsonl",
+                                                 "lora": {"max_steps": 1}}]))[0]
+        assert not r["ok"] and "another user" in r["error"], r
+        assert "another user" in data(stranger.call("delete_adapter", [name, True]))[-1]
+        assert (ws / "adapters" / name / "adapter.onnx_adapter").is_file()
+    ev = data(stranger.call("adapter_eval", ["owned-bot"]))[0]
+    assert "another user's adapter" in ev, ev
+    assert "another user's adapter" not in data(owner.call("adapter_eval", ["owned-bot"]))[0]
+    assert "another user's adapter" not in data(stranger.call("adapter_eval", ["travel"]))[0]  # shipped: public
+    assert "deleted" in data(owner.call("delete_adapter", ["owned-bot", True]))[-1]
+    assert not (ws / "adapters" / "owned-bot").exists()
+    assert "deleted" in data(operator.call("delete_adapter", ["operators-bot", True]))[-1]
+    assert answer_of(stranger.chat()).strip()
+
+
+def test_an_export_is_replaced_by_its_exporter_only(app):
+    from artifacts import Workspace, export_owner, owner_tag
+    owner, stranger, ws = app["owner"], app["stranger"], app["ws"]
+    m = data(owner.call("export_space", [BASE, [], "cpu-basic", "space-owner", False]))[0]
+    assert "exported" in m, m
+    d = ws / "exports" / "space-owner"
+    assert export_owner(d) == owner_tag(Workspace(ws), OWNER) and OWNER not in (d / ".studio-export").read_text()
+    before = sorted(p.name for p in d.iterdir())
+    m = data(stranger.call("export_space", [BASE, ["travel"], "cpu-basic", "space-owner", True]))[0]
+    assert "another user" in m, m
+    assert sorted(p.name for p in d.iterdir()) == before and not (d / "adapters" / "travel").exists()
+    assert "exported" in data(owner.call("export_space", [BASE, ["travel"], "cpu-basic", "space-owner", True]))[0]
+
+
+def test_a_preview_with_another_seed_does_not_parse_the_file_again(tmp_path, monkeypatch):
+    """Before: the preview cache was keyed by seed and held-out fraction too, so a new seed per request parsed a
+    6.5 MB file of 199,000 rows again (1.6 CPU-s each): two addresses held both data-check slots. Now the files'
+    counts and first examples are kept by the files' identity; the held-out note still follows the seed."""
+    from artifacts import Workspace
+    from ui import build_data
+    from ui.engine import AppEngine
+    app = AppEngine(Workspace(make_workspace(tmp_path / "ws")))
+    up = app.ws.root / "uploads"
+    up.mkdir(exist_ok=True)
+    f = up / "many.jsonl"
+    f.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
+                                                  {"role": "assistant", "content": f"a{i}"}]}) + "\n"
+                         for i in range(500)))
+    calls = []
+    real = build_data.load_examples
+    monkeypatch.setattr(build_data, "load_examples", lambda *a, **k: calls.append(a) or real(*a, **k))
+    outs = [build_data.preview_data(app, "uploads/many.jsonl", "auto", "{prompt} -> {response}", "", False, seed=s,
+                                    eval_fraction=fr) for s, fr in ((1, 0.1), (2, 0.1), (3, 0.2), (4, 0.3))]
+    assert len(calls) == 1, calls
+    assert all(o.startswith("✓ many.jsonl: 500 examples") for o in outs), outs[0][:200]
+    assert "seed 2" in outs[1] and "450 for training" in outs[1] and "400 for training" in outs[2], outs[1][:300]
+    assert "q0" in outs[0] and "q2" in outs[0]  # the first examples, rendered
+    f.write_text(f.read_text() + json.dumps({"messages": [{"role": "user", "content": "x"},
+                                                          {"role": "assistant", "content": "y"}]}) + "\n")
+    assert "501 examples" in build_data.preview_data(app, "uploads/many.jsonl", "auto", "{prompt} -> {response}", "", False)
+    assert len(calls) == 2  # a changed file is read again
+
+
+def test_a_shared_app_limits_build_jobs_unless_the_operator_did(app):
+    """Before: with STUDIO_MAX_JOB_MEM_GB and STUDIO_MAX_JOB_MIN unset (the default), one stranger's build at
+    batch 64 x 2,048 tokens took 12 GB in 45 s and kept climbing, and max_steps 100,000 held the one build slot
+    for good. A shared app (a login, a share link, a Space) now sets half of the machine's memory and 120
+    minutes for the jobs when the operator set nothing (a job over them stops as if cancelled: resumable)."""
+    from artifacts.limits import (JOB_MEMORY_ENV, JOB_MINUTES_ENV, max_job_memory_bytes, max_job_seconds,
+                                  shared_job_defaults)
+    env = {}
+    said = shared_job_defaults(env)
+    total = __import__("os").sysconf("SC_PAGE_SIZE") * __import__("os").sysconf("SC_PHYS_PAGES")
+    assert abs(max_job_memory_bytes(env) - total / 2) < 0.06e9 and max_job_seconds(env) == 120 * 60
+    assert len(said) == 2 and JOB_MEMORY_ENV in said[0]
+    env = {JOB_MEMORY_ENV: "3", JOB_MINUTES_ENV: "0"}  # the operator's choice (0: no time limit) stays
+    assert shared_job_defaults(env) == [] and env == {JOB_MEMORY_ENV: "3", JOB_MINUTES_ENV: "0"}
+    assert "shared app: build jobs are stopped (resumable) beyond STUDIO_MAX_JOB_MEM_GB=" in app["log"].read_text()
+
+
+def test_a_client_keeps_a_bounded_number_of_adapters(tmp_path, monkeypatch):
+    """Before: one-step rank-512 builds published a 55 MB adapter every 13 s and nothing removed them (the disk's
+    free-space floor then refused everyone's builds). A web client now owns at most STUDIO_MAX_ADAPTERS_PER_CLIENT
+    adapters (default 8): beyond, a new build is refused until it deletes or replaces one of its own."""
+    from artifacts import Workspace
+    from pipeline.recipe import Recipe
+    from ui.chat_engine import UIError
+    from ui.engine import AppEngine
+    monkeypatch.setenv("STUDIO_MAX_ADAPTERS_PER_CLIENT", "2")
+    ws = make_workspace(tmp_path / "ws")
+    app = AppEngine(Workspace(ws))
+    _plant_adapter(ws, "mine-1", OWNER)
+    _plant_adapter(ws, "mine-2", OWNER)
+    _plant_adapter(ws, "theirs", STRANGER)
+    r = Recipe(base=BASE, adapter_name="mine-3", train_file="data/pirate/train.jsonl")
+    with pytest.raises(UIError, match="you have 2 adapters on this server"):
+        app.start(r, client=OWNER)
+    assert not (ws / "runs").exists() or not any((ws / "runs").iterdir())
+    app._check_client_adapters(Recipe(base=BASE, adapter_name="mine-1", replace=True), OWNER)  # its own: fine
+    app._check_client_adapters(r, STRANGER)  # one adapter: below the limit
+    app._check_client_adapters(r, None)  # the operator: no limit
+    monkeypatch.setenv("STUDIO_MAX_ADAPTERS_PER_CLIENT", "0")
+    app._check_client_adapters(r, OWNER)  # 0: no limit
