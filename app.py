@@ -30,6 +30,7 @@ from artifacts import Policy, Workspace  # noqa: E402
 from artifacts.limits import shared_job_defaults  # noqa: E402
 from deploy.launch import add_launch_arguments, launch_options, private_gradio_dir  # noqa: E402
 GRADIO_DIR = private_gradio_dir()  # before gradio is imported (below)
+SHARED_ENV = "STUDIO_SHARED"  # (ui.slots.SHARED_ENV; that module imports gradio)
 from ui.interface import create_chat_only_ui, create_ui, serve  # noqa: E402
 
 
@@ -82,6 +83,7 @@ def main(argv=None) -> int:
     if not args.allow_server_token:  # build jobs (subprocesses) download Hub models without the server's token
         os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
     if opts.share or opts.auth:  # shared: build jobs get memory and time limits unless the operator set some
+        os.environ[SHARED_ENV] = "1"  # (and a request with no known address is not the operator: ui/slots.py)
         said = shared_job_defaults(os.environ)
         if said:
             print("shared app: build jobs are stopped (resumable) beyond " + ", ".join(said)
@@ -95,5 +97,6 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 elif os.environ.get("SYSTEM") == "spaces":  # Hugging Face Spaces imports app.py and serves `demo`
+    os.environ[SHARED_ENV] = "1"
     shared_job_defaults(os.environ)
     demo = build_demo()

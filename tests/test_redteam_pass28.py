@@ -37,8 +37,9 @@ def app(tmp_path_factory):
     port = free_port()
     proc = start_app(ws, port, root / "app.log", ("--auth", f"{USER}:{PASSWORD}"))
     url = f"http://127.0.0.1:{port}"
+    # (no forwarded address: on this shared app (a login) that is "anonymous", not the operator)
     yield {"ws": ws, "url": url, "owner": as_client(url, OWNER), "stranger": as_client(url, STRANGER),
-           "operator": Raw(url, USER, PASSWORD), "log": root / "app.log"}
+           "anonymous": Raw(url, USER, PASSWORD), "log": root / "app.log"}
     stop_app(proc, ws)
 
 
@@ -48,7 +49,7 @@ def data(r: dict):
 
 
 def test_a_build_is_its_starters(app):
-    owner, stranger, operator, ws = app["owner"], app["stranger"], app["operator"], app["ws"]
+    owner, stranger, anonymous, ws = app["owner"], app["stranger"], app["anonymous"], app["ws"]
     r = data(owner.call("build_recipe", [{"base": BASE, "adapter_name": "owner-bot",
                                           "train_file": "data/pirate/train.jsonl", "lora": {"max_steps": 400}}]))[0]
     assert r["ok"], r
@@ -69,8 +70,9 @@ def test_a_build_is_its_starters(app):
     assert "cancelled" in m, m
     assert "another user's build" in data(stranger.call("resume_build", [job]))[-1]
     assert data(owner.call("job_summary", [job]))[0]["status"] in ("cancelled", "failed")
-    # the operator (no forwarded address: the server itself) sees it
-    assert data(operator.call("job_summary", [job]))[0]["status"] in ("cancelled", "failed")
+    # a request with no known address is not the operator on a shared app: it sees nothing of it either
+    assert "another user's build" in data(anonymous.call("job_summary", [job]))[0]["error"]
+    assert "another user's build" in data(anonymous.call("resume_build", [job]))[-1]
     assert answer_of(stranger.chat()).strip()
 
 
@@ -86,9 +88,10 @@ def _plant_adapter(ws, name: str, owner: str | None) -> None:
 
 
 def test_an_adapter_is_replaced_deleted_and_its_evaluation_read_by_its_builder_only(app):
-    owner, stranger, operator, ws = app["owner"], app["stranger"], app["operator"], app["ws"]
+    owner, stranger, anonymous, ws = app["owner"], app["stranger"], app["anonymous"], app["ws"]
     _plant_adapter(ws, "owned-bot", OWNER)
     _plant_adapter(ws, "operators-bot", None)
+    _plant_adapter(ws, "anonymous-bot", "anonymous")
     data(owner.call("library", []))  # (the app sees the new folders)
     for name in ("owned-bot", "operators-bot"):
         r = data(stranger.call("build_recipe", [{"base": BASE, "adapter_name": name, "replace": True,
@@ -103,8 +106,49 @@ def test_an_adapter_is_replaced_deleted_and_its_evaluation_read_by_its_builder_o
     assert "another user's adapter" not in data(stranger.call("adapter_eval", ["travel"]))[0]  # shipped: public
     assert "deleted" in data(owner.call("delete_adapter", ["owned-bot", True]))[-1]
     assert not (ws / "adapters" / "owned-bot").exists()
-    assert "deleted" in data(operator.call("delete_adapter", ["operators-bot", True]))[-1]
+    # requests with no known address: one owner ("anonymous"), never the operator
+    assert "another user" in data(anonymous.call("delete_adapter", ["operators-bot", True]))[-1]
+    assert "deleted" in data(anonymous.call("delete_adapter", ["anonymous-bot", True]))[-1]
+    assert (ws / "adapters" / "operators-bot").is_dir()
     assert answer_of(stranger.chat()).strip()
+
+
+def test_the_operator_acts_on_every_build_and_adapter(tmp_path):
+    """A request with no known client on an app that is not shared (alone on localhost), and the command line:
+    the operator, who may see and change everything."""
+    from artifacts import Policy, PolicyError, Workspace
+    from pipeline import jobs
+    from pipeline.recipe import Recipe
+    from ui.engine import AppEngine, NotYours
+    ws = make_workspace(tmp_path / "ws")
+    app = AppEngine(Workspace(ws))
+    d = jobs.create_job(Recipe(base=BASE, adapter_name="x", train_file="data/pirate/train.jsonl"), Workspace(ws),
+                        client=OWNER)
+    assert app.recipe_of(d.name).adapter_name == "x" and app.recipe_of(d.name, OWNER).adapter_name == "x"
+    with pytest.raises(NotYours):
+        app.recipe_of(d.name, STRANGER)
+    assert [j.job_id for j in app.list_jobs(STRANGER)] == [] and [j.job_id for j in app.list_jobs()] == [d.name]
+    _plant_adapter(ws, "owned-bot", OWNER)
+    pol = Policy(Workspace(ws))
+    pol.adapter_change("owned-bot", client=None)
+    pol.adapter_change("owned-bot", client=OWNER)
+    with pytest.raises(PolicyError, match="another user"):
+        pol.adapter_change("owned-bot", client=STRANGER)
+
+
+def test_no_known_address_is_the_operator_only_on_an_app_that_is_not_shared(monkeypatch):
+    from ui.slots import ANONYMOUS, SHARED_ENV, requester
+
+    class Req:  # a loopback peer with no forwarded address
+        class client:
+            host = "127.0.0.1"
+        headers = {}
+    monkeypatch.delenv(SHARED_ENV, raising=False)
+    assert requester(Req()) is None
+    monkeypatch.setenv(SHARED_ENV, "1")
+    assert requester(Req()) == ANONYMOUS
+    Req.headers = {"x-forwarded-for": OWNER}
+    assert requester(Req()) == OWNER
 
 
 def test_an_export_is_replaced_by_its_exporter_only(app):

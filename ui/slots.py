@@ -11,13 +11,22 @@ from contextlib import contextmanager
 from deploy import clients
 
 
+SHARED_ENV = "STUDIO_SHARED"  # app.py sets it for a login, a share link or a Space
+ANONYMOUS = "anonymous"  # the owner of what requests with no known address make on a shared app
+
+
 def requester(request=None) -> str | None:
     """Who owns what this request makes or may change (artifacts/owners.py): deploy/clients.share_of of the request
-    (default: Gradio's request of the event being handled); None: the operator, or no known client."""
+    (default: Gradio's request of the event being handled). No known address: None, the operator, on an app that
+    is not shared (alone on localhost); on a shared one ANONYMOUS, one owner for all such requests, never the
+    operator: a tunnel or proxy that forwarded no address must not make a stranger the operator."""
     if request is None:
         from gradio.context import LocalContext
         request = LocalContext.request.get(None)
-    return clients.share_of(request)
+    client = clients.share_of(request)
+    if client is None and os.environ.get(SHARED_ENV) == "1":
+        return ANONYMOUS
+    return client
 
 
 def chats_per_client() -> int:
