@@ -162,6 +162,16 @@ def max_exports(env: Mapping[str, str] | None = None) -> int:
     return int(_env_number(env, EXPORTS_ENV, MAX_EXPORTS_DEFAULT))
 
 
+CLIENT_EXPORTS_ENV = "STUDIO_MAX_EXPORTS_PER_CLIENT"
+
+
+def max_exports_per_client(env: Mapping[str, str] | None = None) -> int:
+    """Export folders one web client may have in exports/: $STUDIO_MAX_EXPORTS_PER_CLIENT, default 2 (0: no
+    limit; replacing one of its own is always allowed). Red-team pass 29: one client filled all of
+    STUDIO_MAX_EXPORTS, which only their owner may replace, and nobody else could export."""
+    return max(0, int(_env_number(env, CLIENT_EXPORTS_ENV, 2)))
+
+
 CLIENT_ADAPTERS_ENV = "STUDIO_MAX_ADAPTERS_PER_CLIENT"
 CLIENT_ADAPTERS_DEFAULT = 8
 

@@ -10,8 +10,10 @@ only such a request may change."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
+import threading
 
 from .workspace import Workspace
 
@@ -46,3 +48,48 @@ def owner_tag(ws: Workspace, client: str | None) -> str | None:
 def may_change(ws: Workspace, owner: str | None, client: str | None) -> bool:
     """Whether a request from `client` may act on something recorded with tag `owner` (None: nobody's)."""
     return client is None or (owner is not None and owner == owner_tag(ws, client))
+
+
+# ------------------------------------------------------------------ uploads
+# Who uploaded each file of uploads/ (content-addressed, so one file may have several uploaders): owner tags by file
+# name in cache/upload-owners.json. A web client may name an upload in a build or a data check only if it
+# uploaded it (red-team pass 29: the Library named another client's upload, whose examples the data check then
+# showed, and a build on it exposed its held-out split through the attacker's own adapter).
+UPLOADS_INDEX = "upload-owners.json"
+_uploads_lock = threading.Lock()
+
+
+def _read_index(ws: Workspace) -> dict:
+    try:
+        data = json.loads((ws.cache / UPLOADS_INDEX).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def add_upload_owner(ws: Workspace, name: str, client: str | None) -> None:
+    """Records that `client` uploaded uploads/<name> (entries of files no longer there are dropped)."""
+    tag = owner_tag(ws, client)
+    if tag is None:
+        return
+    with _uploads_lock:
+        index = _read_index(ws)
+        tags = [t for t in index.get(name, []) if isinstance(t, str)]
+        if tag not in tags:
+            tags.append(tag)
+        index[name] = tags[-16:]
+        uploads = ws.root / "uploads"
+        index = {k: v for k, v in index.items() if (uploads / k).is_file()}
+        p = ws.cache / UPLOADS_INDEX
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{UPLOADS_INDEX}.tmp-{os.getpid()}-{threading.get_ident()}")
+        tmp.write_text(json.dumps(index), encoding="utf-8")
+        os.replace(tmp, p)
+
+
+def may_use_upload(ws: Workspace, name: str, client: str | None) -> bool:
+    """Whether a request from `client` may read uploads/<name> (None: the operator, always)."""
+    if client is None:
+        return True
+    with _uploads_lock:
+        return owner_tag(ws, client) in _read_index(ws).get(name, [])

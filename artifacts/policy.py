@@ -22,9 +22,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .limits import max_exports
+from .limits import max_exports, max_exports_per_client
 from .names import BASE_VARIANT, NAME_RULE, is_temp_name, safe_name, skeleton
-from .owners import may_change
+from .owners import may_change, may_use_upload, owner_tag
 from .workspace import PROJECT_ROOT, Workspace
 
 EXPORT_MARKER = ".studio-export"  # written into every exported Space folder; replace/publish need it
@@ -63,10 +63,11 @@ class Policy:
     def _data_roots(self) -> list[Path]:
         return [r.resolve() for r in (self.ws.uploads, self.ws.data, *self.data_roots)]
 
-    def data_file(self, value, what: str = "data file") -> Path:
+    def data_file(self, value, what: str = "data file", client: str | None = None) -> Path:
         """The resolved path of a data file a request names: relative to the workspace, or absolute.
         PolicyError (one message for missing and not allowed) unless it is a regular file under an
-        allowed root after following links."""
+        allowed root after following links. A web client (`client`; None: the operator) may name a file of
+        uploads/ only if it uploaded it (artifacts/owners.py); data/ is for everyone."""
         value = _text(value, what)
         p = Path(value)
         if not p.is_absolute():
@@ -78,6 +79,9 @@ class Policy:
             raise self._no_data_file(value, what) from None
         if not stat.S_ISREG(st.st_mode) or not any(_under(real, r) for r in self._data_roots()):
             raise self._no_data_file(value, what)
+        if client is not None and _under(real, self.ws.uploads.resolve()) and \
+                not may_use_upload(self.ws, real.name, client):
+            raise self._no_data_file(value, what)  # (another user's upload: the same message as a missing one)
         return real
 
     def _no_data_file(self, value: str, what: str) -> PolicyError:
@@ -246,6 +250,16 @@ class Policy:
         if is_marked_export(d) and not may_change(self.ws, export_owner(d), client):
             raise PolicyError(f"{what} {value!r} was exported by another user of this server: only they can "
                               "replace it; choose another name")
+        if not os.path.lexists(d) and client is not None and max_exports_per_client():
+            tag = owner_tag(self.ws, client)
+            try:
+                mine = sorted(e.name for e in os.scandir(self.ws.exports) if e.is_dir(follow_symlinks=False)
+                              and not is_temp_name(e.name) and export_owner(Path(e.path)) == tag)
+            except FileNotFoundError:
+                mine = []
+            if len(mine) >= max_exports_per_client():
+                raise PolicyError(f"you have {len(mine)} exports on this server ({', '.join(mine)}; the limit is "
+                                  f"{max_exports_per_client()}): replace one of them (same name, tick replace)")
         if not os.path.lexists(d):
             limit = max_exports()
             try:

@@ -7,7 +7,12 @@ exported Space folder that its owner would later publish.
 Now a run belongs to the client that started it (runs/<id>/client), an adapter and an export to a tag of that
 client (artifacts/owners.py: a workspace secret, so that metadata which travels carries no address), and only
 the owner, or the operator (a request with no known client), may see or change them. Clients are told apart as
-the app does behind a share tunnel: a loopback peer with the X-Forwarded-For the tunnel appends."""
+the app does behind a share tunnel: a loopback peer with the X-Forwarded-For the tunnel appends.
+
+Pass 29 re-attacked that: a request with no known address (a Teredo client's, or none forwarded) was the
+operator; uploads were anyone's to name (the Library showed their paths); exports and pushes took other users'
+adapters with their held-out examples; resume skipped the adapter limit; one client filled the export places;
+the page as built listed every client's runs. Each is fixed below."""
 from __future__ import annotations
 
 import json
@@ -234,3 +239,90 @@ def test_a_client_keeps_a_bounded_number_of_adapters(tmp_path, monkeypatch):
     app._check_client_adapters(r, None)  # the operator: no limit
     monkeypatch.setenv("STUDIO_MAX_ADAPTERS_PER_CLIENT", "0")
     app._check_client_adapters(r, OWNER)  # 0: no limit
+
+
+# ------------------------------------------------------------------ pass 29: re-attacking pass 28
+def test_pass29_an_upload_is_named_by_its_uploaders_only(tmp_path):
+    """Before: the Library named another client's upload (its dataset column), the data check then showed its
+    examples, and a build on it exposed its held-out split through the attacker's own adapter. A web client may
+    now name a file of uploads/ only if it uploaded it (the same message as for a missing file); data/ is
+    everyone's; the operator names any."""
+    from artifacts import Workspace
+    from pipeline.recipe import Recipe
+    from ui import build_data
+    from ui.chat_engine import UIError
+    from ui.engine import AppEngine
+    ws = make_workspace(tmp_path / "ws")
+    app = AppEngine(Workspace(ws))
+    src = tmp_path / "secret.jsonl"
+    src.write_text("".join(json.dumps({"prompt": f"SECRET {i}", "response": "x"}) + "\n" for i in range(30)))
+    dest = build_data.store_upload(app, str(src), OWNER)
+    args = (app, dest, "auto", "{prompt} -> {response}", "", False)
+    assert "SECRET 0" in build_data.preview_data(*args, client=OWNER)
+    for who in (STRANGER, "anonymous"):
+        out = build_data.preview_data(*args, client=who)
+        assert "SECRET" not in out and "no such file" in out, out
+        with pytest.raises(UIError, match="no such file"):
+            app.check_recipe(Recipe(base=BASE, adapter_name="thief", train_file=dest), who)
+    assert "SECRET 0" in build_data.preview_data(*args)  # the operator
+    app.check_recipe(Recipe(base=BASE, adapter_name="mine", train_file=dest), OWNER)
+    # the same content uploaded by the stranger too: then it may name it (it has the data anyway)
+    assert build_data.store_upload(app, str(src), STRANGER) == dest
+    assert "SECRET 0" in build_data.preview_data(*args, client=STRANGER)
+    app.check_recipe(Recipe(base=BASE, adapter_name="x", train_file="data/pirate/train.jsonl"), STRANGER)  # data/
+
+
+def test_pass29_resume_counts_towards_the_adapter_limit(tmp_path, monkeypatch):
+    """Before: builds started and cancelled below the limit were resumed past it (5 adapters at a limit of 2)."""
+    from artifacts import Workspace
+    from pipeline import jobs
+    from pipeline.recipe import Recipe
+    from ui.chat_engine import UIError
+    from ui.engine import AppEngine
+    monkeypatch.setenv("STUDIO_MAX_ADAPTERS_PER_CLIENT", "2")
+    ws = make_workspace(tmp_path / "ws")
+    app = AppEngine(Workspace(ws))
+    d = jobs.create_job(Recipe(base=BASE, adapter_name="q0", train_file="data/pirate/train.jsonl"), Workspace(ws),
+                        client=OWNER)
+    _plant_adapter(ws, "mine-1", OWNER)
+    _plant_adapter(ws, "mine-2", OWNER)
+    with pytest.raises(UIError, match="you have 2 adapters"):
+        app.resume(d.name, OWNER)
+
+
+def test_pass29_exports_hold_the_shipped_adapters_and_the_clients_own(tmp_path, monkeypatch):
+    """Before: a client exported another's adapter, whose metadata carries its evaluation's held-out examples, and
+    could push it to a Hub repository of its own; it could also publish another's export folder; and one client
+    filled every export place, which only it could replace. Now a client exports and pushes the shipped adapters
+    and its own, publishes its own exports, and keeps at most STUDIO_MAX_EXPORTS_PER_CLIENT (2) exports."""
+    from artifacts import Workspace
+    from ui.deploy_tab import export_action, push_action
+    from ui.engine import AppEngine
+    ws = make_workspace(tmp_path / "ws")
+    app = AppEngine(Workspace(ws))
+    _plant_adapter(ws, "victim-bot", OWNER)
+    msg, _ = export_action(app, BASE, ["travel", "victim-bot"], "cpu-basic", "a-space", client=STRANGER)
+    assert "victim-bot are other users'" in msg and not (ws / "exports" / "a-space").exists(), msg
+    for kind, folder in (("Model repository", ""), ("Space", "")):
+        m = push_action(app, kind, "me/x", "hf_typed", True, False, folder, BASE, ["victim-bot"], "cpu-basic",
+                        client=STRANGER)
+        assert "other users'" in m, m
+    msg, name = export_action(app, BASE, ["victim-bot"], "cpu-basic", "victim-space", client=OWNER)
+    assert name == "victim-space", msg
+    m = push_action(app, "Space", "me/x", "hf_typed", True, False, "victim-space", BASE, [], "cpu-basic",
+                    client=STRANGER)
+    assert "another user's export" in m, m
+    assert export_action(app, BASE, ["travel"], "cpu-basic", "s1", client=STRANGER)[1] == "s1"
+    assert export_action(app, BASE, [], "cpu-basic", "s2", client=STRANGER)[1] == "s2"
+    msg, name = export_action(app, BASE, [], "cpu-basic", "s3", client=STRANGER)
+    assert not name and "you have 2 exports" in msg, msg
+    assert export_action(app, BASE, ["travel"], "cpu-basic", "s1", force=True, client=STRANGER)[1] == "s1"
+    assert export_action(app, BASE, [], "cpu-basic", "s3", client=None)[1] == "s3"  # the operator
+
+
+def test_pass29_the_page_as_built_lists_no_runs(app):
+    """Before: after a restart, /config (the page as built, the same for everyone) listed every client's runs."""
+    assert any((app["ws"] / "runs").iterdir())
+    cfg = app["stranger"].http.get("/config").json()
+    (runs,) = [c for c in cfg["components"] if c.get("props", {}).get("elem_id") == "build-runs"]
+    assert not runs["props"]["value"]["data"], runs["props"]["value"]

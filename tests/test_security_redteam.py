@@ -546,7 +546,9 @@ def test_resume_rechecks_the_stored_recipe(red, tmp_path):
     recipe = Recipe(base="", base_model=str(model), trust_remote_code=True, eval_file="",
                     adapter_name="operator-job")
     recipe.awq.enabled = False
-    job = jobs.create_job(recipe, Workspace(red["ws"]))  # the operator's own run (command line)
+    # a run of the requests with no known address (this app has a login: "anonymous", who may resume it), as if
+    # made under wider flags (the operator's command line)
+    job = jobs.create_job(recipe, Workspace(red["ws"]), client="anonymous")
     EventLog(job / "events.jsonl").emit("job_end", status="failed", error="stopped by the operator")
     r = red["raw"].call("resume_build", [job.name])
     assert r["ok"] and "cannot be resumed" in r["data"][0], r

@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from artifacts import LimitError
+from artifacts import LimitError, add_upload_owner
 from artifacts.limits import make_uploads_room, max_uploads_bytes
 from pipeline import data as pdata, jobs
 from pipeline.data import DataError, load_examples, render_text
@@ -33,7 +33,7 @@ def _tokenizer(app: AppEngine, base_model: str):
 
 def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_model: str, trust: bool,
                  rows: int = 3, eval_file: str = "", eval_fraction: float = 0.1, seed: int = 0,
-                 examples: list | None = None) -> str:
+                 examples: list | None = None, client: str | None = None) -> str:
     """The data file checked, the held-out part named (pipeline.data.preview), and the first examples
     rendered as the model will see them. `examples`: the file's, when the caller loaded them (parsed once)."""
     if not (train_file or "").strip():
@@ -47,8 +47,8 @@ def preview_data(app: AppEngine, train_file: str, fmt: str, template: str, base_
         return msg
 
     try:
-        path = app.data_file(train_file)
-        eval_path = str(app.data_file(eval_file, "eval_file")) if (eval_file or "").strip() else ""
+        path = app.data_file(train_file, "train_file", client)  # (client: only its own uploads)
+        eval_path = str(app.data_file(eval_file, "eval_file", client)) if (eval_file or "").strip() else ""
         key = (_stat(path), _stat(eval_path), fmt, template, base_model, rows, eval_fraction, seed)
         with _previews_lock:  # the same files, unchanged, the same settings: no parse
             if examples is None and key in _previews:
@@ -125,7 +125,7 @@ def _cap(text: str) -> str:
     return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + f" … ({len(text):,} characters)"
 
 
-def store_upload(app: AppEngine, tmp_path: str) -> str:
+def store_upload(app: AppEngine, tmp_path: str, client: str | None = None) -> str:
     """Copies an uploaded file into <workspace>/uploads/ under a content-addressed name; returns the path
     relative to the workspace (what the form shows)."""
     src = Path(tmp_path)
@@ -151,6 +151,7 @@ def store_upload(app: AppEngine, tmp_path: str) -> str:
             os.utime(dest)  # used again: the last to go when room is made
         except OSError:
             pass
+    add_upload_owner(app.ws, dest.name, client)  # (only its uploaders may name it: artifacts/owners.py)
     return f"uploads/{dest.name}"
 
 

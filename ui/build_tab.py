@@ -153,10 +153,15 @@ class BuildService:
         try:
             st = self.app.job_state(job_id, me)
         except NotYours:  # (the running build of another user: the page says so, and shows nothing of it)
+            key = f"{job_id}:not-yours"
+            if key == last:
+                return (gr.update(),) * 8 + (last,)
             running = self.app.running_job() == job_id
             note = "another user's build is running: yours can start when it ends" if running else \
                 "another user's build: its log, data and results are theirs"
-            return (job_id, f"**{job_id}**: {note}") + (gr.update(),) * 6 + (last,)
+            mine = self.app.list_jobs(me)
+            return (job_id, f"**{job_id}**: {note}", "", gr.update(), "", "", runs_frame(mine),
+                    gr.update(choices=[j.job_id for j in mine[:RUNS_SHOWN]], value=None), key)
         except UIError as e:
             return (job_id, f"⚠ {e}") + (gr.update(),) * 6 + (last,)
         key = f"{job_id}:{st.status}:{len(st.lines)}"
@@ -230,9 +235,10 @@ class BuildService:
             if busy:
                 gr.Warning(busy)
                 return "", f"⚠ {html.escape(busy)}{NOT_TAKEN}"
-            return self._take_upload(file, fmt, template, base_model, trust, eval_file, eval_fraction, seed)
+            return self._take_upload(file, fmt, template, base_model, trust, eval_file, eval_fraction, seed,
+                                     requester(request))
 
-    def _take_upload(self, file, fmt, template, base_model, trust, eval_file, eval_fraction, seed):
+    def _take_upload(self, file, fmt, template, base_model, trust, eval_file, eval_fraction, seed, client=None):
         path = file if isinstance(file, str) else getattr(file, "name", str(file))
         try:
             examples = load_examples(path, fmt or "auto")
@@ -243,12 +249,12 @@ class BuildService:
             # set by default) in place for Start to build on without a word
             return "", f"⚠ **bad data file**: {html.escape(msg)}{NOT_TAKEN}"
         try:
-            dest = store_upload(self.app, path)
+            dest = store_upload(self.app, path, client)
         except UIError as e:
             gr.Warning(str(e))
             return "", f"⚠ {html.escape(str(e))}{NOT_TAKEN}"
         return dest, preview_data(self.app, dest, fmt, template, base_model, trust, eval_file=eval_file,
-                                  eval_fraction=eval_fraction, seed=seed, examples=examples)
+                                  eval_fraction=eval_fraction, seed=seed, examples=examples, client=client)
 
     def check_data(self, train_file, fmt, template, base_model, trust, eval_file="", eval_fraction=0.1, seed=0,
                    request: gr.Request = None):
@@ -256,7 +262,7 @@ class BuildService:
             if busy:
                 return f"⚠ {html.escape(busy)}"
             return preview_data(self.app, train_file, fmt, template, base_model, trust, eval_file=eval_file,
-                                eval_fraction=eval_fraction, seed=seed)
+                                eval_fraction=eval_fraction, seed=seed, client=requester(request))
 
     def build_recipe(self, overrides: dict) -> dict:
         """Start a build: the default recipe with `overrides` (nested or dotted field names)."""
@@ -375,7 +381,8 @@ def create_build_tab(app: AppEngine) -> BuildTab:
                                                  allow_custom_value=True, scale=3)
                     load_recipe = gr.Button("Load its recipe into the form", size="sm",
                                             elem_id="build-load-recipe", scale=1)
-                tab.runs = gr.Dataframe(runs_frame(app.list_jobs()), interactive=False, elem_id="build-runs",
+                # (the page as built is the same for everyone: no runs; the page's load fills in the client's)
+                tab.runs = gr.Dataframe(runs_frame([]), interactive=False, elem_id="build-runs",
                                         wrap=True, max_height=300)
     tab.timer = gr.Timer(1.0)
     last_key = gr.State("")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from ui.library_tab import PAGE
 from ui.slots import Gate, requester
 
 HARDWARE_HELP = "CPU hardware installs onnxruntime-genai; GPU hardware the -cuda build with onnxruntime-gpu"
@@ -41,6 +42,22 @@ def _default_out(app, base: str | None) -> str:
     return f"space-{base or 'default'}"
 
 
+def exportable(app, info, client: str | None) -> bool:
+    """Whether `client` may export or push adapter `info`: the shipped (protected) ones and its own (their metadata
+    holds its evaluation's held-out examples, from the builder's data: red-team pass 29); the operator (None) all."""
+    from artifacts import may_change
+    meta = info.metadata or {}
+    return meta.get("protected") is True or may_change(app.ws, meta.get("owner"), client)
+
+
+def _others(app, names, client) -> str:
+    """A refusal naming the adapters of `names` that `client` may not export, or ''."""
+    names = set(names or [])
+    bad = sorted(a.name for a in app.adapters(None) if a.name in names and not exportable(app, a, client))
+    return (f"adapters {', '.join(bad)} are other users': a Space or repository may hold the shipped adapters and "
+            "yours") if bad else ""
+
+
 def export_action(app, base, adapters, hardware, out, force=False, client: str | None = None):
     """Returns (markdown message, export name or ''). client: who asks (deploy/clients.share_of; None: the
     operator): an existing export is replaced only by whoever made it."""
@@ -48,6 +65,8 @@ def export_action(app, base, adapters, hardware, out, force=False, client: str |
     from deploy.space import ExportError, export_space
     if not out:
         return "⚠ give an export name", ""
+    if _others(app, adapters, client):
+        return f"⚠ export failed: {_others(app, adapters, client)}", ""
     try:
         out_dir = app.policy.new_export(out, client=client)
         check_build_room(app.ws.root)  # an export copies a base
@@ -60,9 +79,11 @@ def export_action(app, base, adapters, hardware, out, force=False, client: str |
             f"`exports/{r.out.name}` ({len(r.files)} files, {r.size_bytes / 1e6:.1f} MB)", r.out.name)
 
 
-def push_action(app, kind, repo_id, token, private, exist_ok, folder, base, adapters, hardware):
-    """Pushes a Space (the given export folder, else a fresh export) or a model repository."""
-    from artifacts import LimitError, PolicyError, check_build_room
+def push_action(app, kind, repo_id, token, private, exist_ok, folder, base, adapters, hardware,
+                client: str | None = None):
+    """Pushes a Space (the given export folder, else a fresh export) or a model repository. client (None: the
+    operator): only its own exports and adapters, and the shipped ones."""
+    from artifacts import LimitError, PolicyError, check_build_room, export_owner, may_change
     from deploy.push import PushError, export_and_push_space, push_model, push_space, scrub
     from deploy.space import ExportError
     typed = token if isinstance(token, str) else ""
@@ -70,6 +91,12 @@ def push_action(app, kind, repo_id, token, private, exist_ok, folder, base, adap
     token = ""
     try:
         token = app.policy.hub_token(typed, os.environ.get("HF_TOKEN"))
+        if (kind == "Model repository" or not folder) and _others(app, adapters, client):
+            raise PolicyError(_others(app, adapters, client))
+        if kind != "Model repository" and folder:
+            d = app.policy.published_export(folder)
+            if not may_change(app.ws, export_owner(d), client):
+                raise PolicyError(f"exports/{d.name} is another user's export: publish yours")
         if kind == "Model repository" or not folder:  # both copy a base into a temporary folder first
             check_build_room(tempfile.gettempdir())
         if kind == "Model repository":
@@ -96,7 +123,8 @@ def create_deploy_tab(app) -> DeployTab:
     with gr.Row():
         base = gr.Dropdown(choices=app.base_names(), value=base0, label="Base model (ONNX)",
                            elem_id="deploy-base", interactive=True)
-        fitting0 = [a.name for a in app.adapters(base0) if a.ok] if base0 else []
+        # (the page as built is the same for everyone: the shipped adapters; its load fills in the client's)
+        fitting0 = [a.name for a in app.adapters(base0) if a.ok and exportable(app, a, PAGE)] if base0 else []
         adapters = gr.CheckboxGroup(choices=fitting0, value=fitting0, label="Adapters",
                                     elem_id="deploy-adapters")
         hardware = gr.Dropdown(choices=list(HARDWARE), value="cpu-basic", label="Space hardware",
@@ -127,7 +155,8 @@ def create_deploy_tab(app) -> DeployTab:
         names = app.base_names()
         if base_name not in names:
             base_name = app.default_base()
-        fitting = [a.name for a in app.adapters(base_name) if a.ok] if base_name else []
+        me = requester()
+        fitting = [a.name for a in app.adapters(base_name) if a.ok and exportable(app, a, me)] if base_name else []
         return (gr.update(choices=names, value=base_name), gr.update(choices=fitting, value=fitting),
                 _default_out(app, base_name))
 
@@ -144,7 +173,7 @@ def create_deploy_tab(app) -> DeployTab:
 
     def do_push(k, r, t, p, e, fo, b, ads, hw):
         with gate.enter() as busy:
-            msg = f"⚠ {busy}" if busy else push_action(app, k, r, t, p, e, fo, b, ads, hw)
+            msg = f"⚠ {busy}" if busy else push_action(app, k, r, t, p, e, fo, b, ads, hw, requester())
         if msg.startswith("⚠"):
             gr.Warning(msg[2:])
         return msg

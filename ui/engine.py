@@ -64,9 +64,9 @@ class AppEngine(ChatEngineSide):
         the policy allows (absolute, links resolved); UIError for anything else, before any file is read."""
         try:
             r = Recipe.from_dict(recipe.to_dict())
-            r.train_file = str(self.policy.data_file(r.train_file, "train_file"))
+            r.train_file = str(self.policy.data_file(r.train_file, "train_file", client))
             if (r.eval_file or "").strip():
-                r.eval_file = str(self.policy.data_file(r.eval_file, "eval_file"))
+                r.eval_file = str(self.policy.data_file(r.eval_file, "eval_file", client))
             if getattr(r, "base", ""):  # a published ONNX base to build onto: models/<base>
                 r.base = self.policy.base_name(r.base)
             if (r.base_model or "").strip() or not getattr(r, "base", ""):
@@ -104,9 +104,9 @@ class AppEngine(ChatEngineSide):
             raise UIError(str(e)) from None
         super().delete_adapter(name)
 
-    def data_file(self, value, what: str = "train_file") -> Path:
+    def data_file(self, value, what: str = "train_file", client: str | None = None) -> Path:
         try:
-            return self.policy.data_file(value, what)
+            return self.policy.data_file(value, what, client)
         except PolicyError as e:
             raise UIError(str(e)) from None
 
@@ -190,7 +190,7 @@ class AppEngine(ChatEngineSide):
         d = self.job_dir(job_id)
         self._own(d, client, "resume it")
         try:  # a job made by the command line (or under wider flags) runs again only if this policy allows it
-            self.check_recipe(Recipe.load(d / "recipe.yaml"), client)
+            self._check_client_adapters(self.check_recipe(Recipe.load(d / "recipe.yaml"), client), client)
         except (UIError, RecipeError) as e:
             raise UIError(f"job {job_id} cannot be resumed from this page: {e}") from None
         self._check_room()
