@@ -162,6 +162,16 @@ def max_exports(env: Mapping[str, str] | None = None) -> int:
     return int(_env_number(env, EXPORTS_ENV, MAX_EXPORTS_DEFAULT))
 
 
+CLIENT_BASES_ENV = "STUDIO_MAX_BASES_PER_CLIENT"
+
+
+def max_bases_per_client(env: Mapping[str, str] | None = None) -> int:
+    """New ONNX bases (models/<name>, a full copy of a model each) one web client may build:
+    $STUDIO_MAX_BASES_PER_CLIENT, default 1; 0: no limit. Red-team pass 30: base builds were outside the adapter
+    limit, one a minute, until the free-disk floor stopped everyone's builds."""
+    return max(0, int(_env_number(env, CLIENT_BASES_ENV, 1)))
+
+
 CLIENT_EXPORTS_ENV = "STUDIO_MAX_EXPORTS_PER_CLIENT"
 
 

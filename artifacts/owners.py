@@ -56,6 +56,7 @@ def may_change(ws: Workspace, owner: str | None, client: str | None) -> bool:
 # uploaded it (red-team pass 29: the Library named another client's upload, whose examples the data check then
 # showed, and a build on it exposed its held-out split through the attacker's own adapter).
 UPLOADS_INDEX = "upload-owners.json"
+OWNERS_KEPT = 1024  # uploaders kept per file (pass 30: 16 addresses uploading the same bytes pushed out the first)
 _uploads_lock = threading.Lock()
 
 
@@ -77,7 +78,7 @@ def add_upload_owner(ws: Workspace, name: str, client: str | None) -> None:
         tags = [t for t in index.get(name, []) if isinstance(t, str)]
         if tag not in tags:
             tags.append(tag)
-        index[name] = tags[-16:]
+        index[name] = tags[-OWNERS_KEPT:]
         uploads = ws.root / "uploads"
         index = {k: v for k, v in index.items() if (uploads / k).is_file()}
         p = ws.cache / UPLOADS_INDEX

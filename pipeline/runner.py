@@ -142,7 +142,9 @@ class JobRunner:
 
     def publish_base(self, onnx_dir: Path, info: dict, ep: str) -> Path:
         """A new ONNX base is published once into models/<base_name>/ with base.json."""
+        from artifacts import owner_tag
         from pipeline.data import file_sha256
+        from pipeline.jobs import client_of_run
         r = self.recipe
         fp = self.out["awq"]["fingerprint"]
         asked = _int4_settings(asdict(r.onnx))
@@ -191,6 +193,9 @@ class JobRunner:
             "prepared": {"source": self.ws.shown_model(r.base_model), "awq": awq_info if applied else None,
                          "calib_sha256": file_sha256(calib) if applied and calib.exists() else None,
                          "fingerprint": fp, "path": self._prepared_path()},
+            # the tag of the web client that built it (artifacts/owners.py; none from the command line): a
+            # client's bases count towards STUDIO_MAX_BASES_PER_CLIENT
+            "owner": owner_tag(self.ws, client_of_run(self.job_dir)),
             "created": _now()})
         publish(tmp, final)
         self.log.log(f"published ONNX base models/{name}")

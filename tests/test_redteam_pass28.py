@@ -326,3 +326,53 @@ def test_pass29_the_page_as_built_lists_no_runs(app):
     cfg = app["stranger"].http.get("/config").json()
     (runs,) = [c for c in cfg["components"] if c.get("props", {}).get("elem_id") == "build-runs"]
     assert not runs["props"]["value"]["data"], runs["props"]["value"]
+
+
+# ------------------------------------------------------------------ pass 30: re-attacking pass 29
+def test_pass30_a_name_is_not_proof_of_the_content(tmp_path):
+    """Before: an upload whose name (stem and 10-digit digest) matched another client's made the uploader an owner
+    of that file without its bytes (a digest prefix can be forged: 24 bits took 66 s on one core). A different
+    file under a taken name is now stored under its full digest."""
+    import hashlib
+    from artifacts import Workspace, may_use_upload
+    from ui import build_data
+    from ui.engine import AppEngine
+    ws = make_workspace(tmp_path / "ws")
+    app = AppEngine(Workspace(ws))
+    src = tmp_path / "acme.jsonl"
+    src.write_text(json.dumps({"prompt": "forged", "response": "x"}) + "\n")
+    taken = ws / "uploads" / f"acme-{hashlib.sha256(src.read_bytes()).hexdigest()[:10]}.jsonl"
+    taken.parent.mkdir(exist_ok=True)
+    taken.write_text(json.dumps({"prompt": "VICTIM SECRET", "response": "x"}) + "\n")  # the victim's, same name
+    from artifacts import add_upload_owner
+    add_upload_owner(Workspace(ws), taken.name, OWNER)
+    dest = build_data.store_upload(app, str(src), STRANGER)
+    assert dest != f"uploads/{taken.name}" and hashlib.sha256(src.read_bytes()).hexdigest() in dest
+    assert not may_use_upload(Workspace(ws), taken.name, STRANGER) and may_use_upload(Workspace(ws), taken.name, OWNER)
+    assert "VICTIM" in taken.read_text()
+
+
+def test_pass30_new_bases_count_per_client(tmp_path):
+    """Before: builds of a new base (a full copy of a model each) were outside every per-client limit. A web client
+    now builds at most STUDIO_MAX_BASES_PER_CLIENT (1) new bases; building onto a published base is not limited."""
+    from artifacts import Workspace, owner_tag
+    from pipeline.recipe import Recipe
+    from ui.chat_engine import UIError
+    from ui.engine import AppEngine
+    ws = make_workspace(tmp_path / "ws")
+    app = AppEngine(Workspace(ws))
+    mine = ws / "models" / "sq-base"
+    shutil.copytree(ws / "models" / BASE, mine)
+    meta = json.loads((mine / "base.json").read_text())
+    meta["name"], meta["owner"] = "sq-base", owner_tag(Workspace(ws), OWNER)
+    (mine / "base.json").write_text(json.dumps(meta))
+    new = Recipe(base="", base_model="models/default-hf", base_name="sq-base2", adapter_name="b2",
+                 train_file="data/pirate/train.jsonl")
+    with pytest.raises(UIError, match="you have built 1 base"):
+        app._check_client_adapters(new, OWNER)
+    new.replace = True  # (rebuilding an adapter of its own does not pass the base limit either)
+    with pytest.raises(UIError, match="you have built 1 base"):
+        app._check_client_adapters(new, OWNER)
+    app._check_client_adapters(new, STRANGER)
+    app._check_client_adapters(new, None)
+    app._check_client_adapters(Recipe(base=BASE, adapter_name="onto", train_file="data/pirate/train.jsonl"), OWNER)

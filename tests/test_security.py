@@ -182,6 +182,8 @@ def sec(tmp_path_factory):
     os.symlink(outside / "secret.jsonl", up / "secret-link.jsonl")     # a link inside uploads/
     os.symlink(outside, up / "dir-link")
     (up / "good.jsonl").write_text('{"prompt": "Where to?", "response": "Lisbon."}\n')
+    from artifacts import Workspace, add_upload_owner  # as if the page's client (no forwarded address) uploaded it
+    add_upload_owner(Workspace(ws), "good.jsonl", "anonymous")
     evil_model(up / "evilmodel", sentinel, "config.json")              # code an upload brought along
     evil_model(ws / "models" / "evil-config", sentinel, "config.json")  # the operator's folders, with code
     evil_model(ws / "models" / "evil-tok", sentinel, "tokenizer_config.json")

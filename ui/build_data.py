@@ -2,6 +2,7 @@
 examples rendered as the model sees them), uploads kept in <workspace>/uploads/, the derived adapter name."""
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import html
 import os
@@ -135,6 +136,11 @@ def store_upload(app: AppEngine, tmp_path: str, client: str | None = None) -> st
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in src.stem)[:40] or "data"
     suffix = ".json" if src.suffix.lower() == ".json" else ".jsonl"  # (the loader reads either by content)
     dest = dest_dir / f"{stem}-{digest}{suffix}"
+    if dest.exists() and not filecmp.cmp(src, dest, shallow=False):
+        # another file under the same name: the 10-digit digest is only a name, never proof of the content
+        # (red-team pass 30 forged a file whose digest began like another client's upload, to be recorded as its
+        # owner): this one is stored under its full digest
+        dest = dest_dir / f"{stem}-{hashlib.sha256(src.read_bytes()).hexdigest()}{suffix}"
     if not dest.exists():
         size = src.stat().st_size
         # requests cannot fill the disk: the least recently used uploads that no run needs make room first

@@ -53,6 +53,8 @@ def exportable(app, info, client: str | None) -> bool:
 def _others(app, names, client) -> str:
     """A refusal naming the adapters of `names` that `client` may not export, or ''."""
     names = set(names or [])
+    if client is None or not names:
+        return ""
     bad = sorted(a.name for a in app.adapters(None) if a.name in names and not exportable(app, a, client))
     return (f"adapters {', '.join(bad)} are other users': a Space or repository may hold the shipped adapters and "
             "yours") if bad else ""

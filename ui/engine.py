@@ -136,11 +136,20 @@ class AppEngine(ChatEngineSide):
 
     def _check_client_adapters(self, recipe: Recipe, client: str | None) -> None:
         """A web client builds a new adapter only while it owns fewer than limits.max_adapters_per_client()
-        (replacing one of its own is always allowed)."""
-        limit = artifacts.limits.max_adapters_per_client()
-        if client is None or not limit:
+        (replacing one of its own is always allowed), and a new base (a build from a model, not onto a published
+        base) only while it owns fewer than limits.max_bases_per_client()."""
+        if client is None:
             return
         tag = artifacts.owner_tag(self.ws, client)
+        bases = artifacts.limits.max_bases_per_client()
+        if bases and not getattr(recipe, "base", ""):
+            mine_b = sorted(b.name for b in artifacts.list_bases(self.models_dir) if (b.meta or {}).get("owner") == tag)
+            if len(mine_b) >= bases and (recipe.base_name or "") not in mine_b:
+                raise UIError(f"you have built {len(mine_b)} base(s) on this server ({', '.join(mine_b[:4])}; the "
+                              f"limit is {bases}): build your adapters onto a published base")
+        limit = artifacts.limits.max_adapters_per_client()
+        if not limit:
+            return
         mine = []
         for a in artifacts.list_adapters(self.adapters_dir, None):
             if (a.metadata or {}).get("owner") == tag:
