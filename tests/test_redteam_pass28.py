@@ -22,7 +22,7 @@ import time
 import pytest
 
 from app_helpers import free_port, make_workspace, start_app, stop_app
-from test_security import BASE, PASSWORD, USER, Raw, answer_of
+from test_security import BASE, PASSWORD, USER, Raw, answer_of, session_of
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -42,7 +42,7 @@ def app(tmp_path_factory):
     port = free_port()
     proc = start_app(ws, port, root / "app.log", ("--auth", f"{USER}:{PASSWORD}"))
     url = f"http://127.0.0.1:{port}"
-    # (no forwarded address: on this shared app (a login) that is "anonymous", not the operator)
+    # (no forwarded address: on this shared app (a login) the client is its login session, never the operator)
     yield {"ws": ws, "url": url, "owner": as_client(url, OWNER), "stranger": as_client(url, STRANGER),
            "anonymous": Raw(url, USER, PASSWORD), "log": root / "app.log"}
     stop_app(proc, ws)
@@ -96,7 +96,7 @@ def test_an_adapter_is_replaced_deleted_and_its_evaluation_read_by_its_builder_o
     owner, stranger, anonymous, ws = app["owner"], app["stranger"], app["anonymous"], app["ws"]
     _plant_adapter(ws, "owned-bot", OWNER)
     _plant_adapter(ws, "operators-bot", None)
-    _plant_adapter(ws, "anonymous-bot", "anonymous")
+    _plant_adapter(ws, "anonymous-bot", session_of(anonymous))
     data(owner.call("library", []))  # (the app sees the new folders)
     for name in ("owned-bot", "operators-bot"):
         r = data(stranger.call("build_recipe", [{"base": BASE, "adapter_name": name, "replace": True,
@@ -111,7 +111,9 @@ def test_an_adapter_is_replaced_deleted_and_its_evaluation_read_by_its_builder_o
     assert "another user's adapter" not in data(stranger.call("adapter_eval", ["travel"]))[0]  # shipped: public
     assert "deleted" in data(owner.call("delete_adapter", ["owned-bot", True]))[-1]
     assert not (ws / "adapters" / "owned-bot").exists()
-    # requests with no known address: one owner ("anonymous"), never the operator
+    # a request with no known address: its login session, never the operator; another session is another client
+    other = Raw(app["url"], USER, PASSWORD)
+    assert "another user" in data(other.call("delete_adapter", ["anonymous-bot", True]))[-1]
     assert "another user" in data(anonymous.call("delete_adapter", ["operators-bot", True]))[-1]
     assert "deleted" in data(anonymous.call("delete_adapter", ["anonymous-bot", True]))[-1]
     assert (ws / "adapters" / "operators-bot").is_dir()
@@ -151,7 +153,11 @@ def test_no_known_address_is_the_operator_only_on_an_app_that_is_not_shared(monk
     monkeypatch.delenv(SHARED_ENV, raising=False)
     assert requester(Req()) is None
     monkeypatch.setenv(SHARED_ENV, "1")
-    assert requester(Req()) == ANONYMOUS
+    assert requester(Req()) == ANONYMOUS  # (no login session either: an app shared without a password)
+    Req.cookies = {"access-token-abc": "tok-1"}
+    one = requester(Req())
+    Req.cookies = {"access-token-unsecure-abc": "tok-2"}
+    assert one.startswith("session-") and requester(Req()).startswith("session-") and requester(Req()) != one
     Req.headers = {"x-forwarded-for": OWNER}
     assert requester(Req()) == OWNER
 

@@ -35,6 +35,15 @@ SENTINEL_NAME = "code-ran"                           # written by any model code
 
 
 # ---------------------------------------------------------------------------- raw HTTP client
+def session_of(raw) -> str:
+    """The client a Raw session is on a shared app when no address is forwarded: its login session
+    (ui.slots.session_client)."""
+    from types import SimpleNamespace
+
+    from ui.slots import session_client
+    return session_client(SimpleNamespace(cookies=dict(raw.http.cookies)))
+
+
 class Raw:
     """A logged-in browser session without a browser: config, upload, queue/join + SSE."""
 
@@ -182,8 +191,6 @@ def sec(tmp_path_factory):
     os.symlink(outside / "secret.jsonl", up / "secret-link.jsonl")     # a link inside uploads/
     os.symlink(outside, up / "dir-link")
     (up / "good.jsonl").write_text('{"prompt": "Where to?", "response": "Lisbon."}\n')
-    from artifacts import Workspace, add_upload_owner  # as if the page's client (no forwarded address) uploaded it
-    add_upload_owner(Workspace(ws), "good.jsonl", "anonymous")
     evil_model(up / "evilmodel", sentinel, "config.json")              # code an upload brought along
     evil_model(ws / "models" / "evil-config", sentinel, "config.json")  # the operator's folders, with code
     evil_model(ws / "models" / "evil-tok", sentinel, "tokenizer_config.json")
@@ -204,8 +211,11 @@ def sec(tmp_path_factory):
                               "GRADIO_TEMP_DIR": str(root / "gradio-tmp")})
         try:
             url = f"http://127.0.0.1:{port}"
+            raw = Raw(url)
+            from artifacts import Workspace, add_upload_owner  # as if this session (no forwarded address) uploaded it
+            add_upload_owner(Workspace(ws), "good.jsonl", session_of(raw))
             yield {"url": url, "ws": ws, "outside": outside, "sentinel": sentinel, "hub": hub,
-                   "raw": Raw(url), "log": root / "app.log", "root": root}
+                   "raw": raw, "log": root / "app.log", "root": root}
         finally:
             stop_app(proc, ws)
 

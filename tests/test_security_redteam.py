@@ -546,9 +546,10 @@ def test_resume_rechecks_the_stored_recipe(red, tmp_path):
     recipe = Recipe(base="", base_model=str(model), trust_remote_code=True, eval_file="",
                     adapter_name="operator-job")
     recipe.awq.enabled = False
-    # a run of the requests with no known address (this app has a login: "anonymous", who may resume it), as if
-    # made under wider flags (the operator's command line)
-    job = jobs.create_job(recipe, Workspace(red["ws"]), client="anonymous")
+    # a run of this session's (no forwarded address on an app with a login: the client is its login session), as
+    # if made under wider flags (the operator's command line)
+    from test_security import session_of
+    job = jobs.create_job(recipe, Workspace(red["ws"]), client=session_of(red["raw"]))
     EventLog(job / "events.jsonl").emit("job_end", status="failed", error="stopped by the operator")
     r = red["raw"].call("resume_build", [job.name])
     assert r["ok"] and "cannot be resumed" in r["data"][0], r

@@ -12,21 +12,40 @@ from deploy import clients
 
 
 SHARED_ENV = "STUDIO_SHARED"  # app.py sets it for a login, a share link or a Space
-ANONYMOUS = "anonymous"  # the owner of what requests with no known address make on a shared app
+ANONYMOUS = "anonymous"  # the owner of what requests with no address and no login session make on a shared app
 
 
 def requester(request=None) -> str | None:
     """Who owns what this request makes or may change (artifacts/owners.py): deploy/clients.share_of of the request
     (default: Gradio's request of the event being handled). No known address: None, the operator, on an app that
-    is not shared (alone on localhost); on a shared one ANONYMOUS, one owner for all such requests, never the
-    operator: a tunnel or proxy that forwarded no address must not make a stranger the operator."""
+    is not shared (alone on localhost); on a shared one its login session (session_client), else ANONYMOUS (an app
+    shared without a password), never the operator: a tunnel or proxy that forwarded no address must not make a
+    stranger the operator."""
     if request is None:
         from gradio.context import LocalContext
         request = LocalContext.request.get(None)
     client = clients.share_of(request)
     if client is None and os.environ.get(SHARED_ENV) == "1":
-        return ANONYMOUS
+        return session_client(request) or ANONYMOUS
     return client
+
+
+def session_client(request) -> str | None:
+    """A client with no known address on a shared app, told apart by its login session: the Gradio session cookie
+    (`access-token[-unsecure]-<app>`, a random token per login) hashed, or None (no login on this app). Red-team
+    pass 31: with one "anonymous" owner, two strangers whose addresses the proxy did not forward could read,
+    cancel and delete each other's work; a token is not guessable as an address is, and a new login is a new
+    client (what the earlier login made stays that session's)."""
+    try:
+        cookies = getattr(request, "cookies", None) or {}
+        token = next((str(v) for k, v in sorted(dict(cookies).items())
+                      if str(k).startswith("access-token") and v), None)
+    except Exception:  # noqa: BLE001 - no readable cookies: no session
+        return None
+    if not token:
+        return None
+    import hashlib
+    return "session-" + hashlib.sha256(token.encode()).hexdigest()[:24]
 
 
 def chats_per_client() -> int:
