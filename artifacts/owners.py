@@ -1,12 +1,12 @@
-"""Who owns what a web client made (build runs, adapters, exports), so that on a shared app one client cannot
-cancel, read, resume, replace or delete another's (red-team pass 28).
+"""Who owns what a web client made (build runs, uploads, adapters, exports, bases), so that on a shared app one
+client cannot cancel, read, resume, replace or delete another's (red-team passes 28-31).
 
-A client is deploy/clients.share_of(request): a public address, an IPv6 one by its /48. What is recorded with an
-adapter or an export is not the address but a tag derived from it with a secret of the workspace
-(cache/owner-secret), because adapter metadata travels (the Library, exported and pushed Spaces). A request with
-no known client (the operator on the server itself, the command line, a proxy that forwards no address) may act on
-everything, as the per-client limits already treat it; what nobody owns (the shipped adapters, the operator's)
-only such a request may change."""
+A client is ui.slots.requester(request): a public address (deploy/clients.share_of, an IPv6 one by its /48), or
+on a shared app with no known address its login session. What is recorded with an adapter, an export or a base is
+not the client but a tag derived from it with a secret of the workspace (cache/owner-secret), because that
+metadata travels (the Library, exported and pushed Spaces). The operator (client None: the command line, or a
+request with no known address on an app that is not shared) may act on everything; what nobody owns (the shipped
+adapters, the operator's) only the operator may change."""
 from __future__ import annotations
 
 import hashlib
@@ -48,6 +48,12 @@ def owner_tag(ws: Workspace, client: str | None) -> str | None:
 def may_change(ws: Workspace, owner: str | None, client: str | None) -> bool:
     """Whether a request from `client` may act on something recorded with tag `owner` (None: nobody's)."""
     return client is None or (owner is not None and owner == owner_tag(ws, client))
+
+
+def may_read_adapter(ws: Workspace, meta: dict, client: str | None) -> bool:
+    """Whether `client` may read an adapter's private metadata (its evaluation's held-out examples come from its
+    builder's data) or export and push it: the shipped (protected) ones and its own; the operator all."""
+    return meta.get("protected") is True or may_change(ws, meta.get("owner"), client)
 
 
 # ------------------------------------------------------------------ uploads

@@ -250,26 +250,23 @@ class Policy:
         if is_marked_export(d) and not may_change(self.ws, export_owner(d), client):
             raise PolicyError(f"{what} {value!r} was exported by another user of this server: only they can "
                               "replace it; choose another name")
-        if not os.path.lexists(d) and client is not None and max_exports_per_client():
-            tag = owner_tag(self.ws, client)
+        if not os.path.lexists(d):  # a new one: the exports there, one scan, against both limits
             try:
-                mine = sorted(e.name for e in os.scandir(self.ws.exports) if e.is_dir(follow_symlinks=False)
-                              and not is_temp_name(e.name) and export_owner(Path(e.path)) == tag)
+                held = [Path(e.path) for e in os.scandir(self.ws.exports)
+                        if e.is_dir(follow_symlinks=False) and not is_temp_name(e.name)]
             except FileNotFoundError:
-                mine = []
-            if len(mine) >= max_exports_per_client():
-                raise PolicyError(f"you have {len(mine)} exports on this server ({', '.join(mine)}; the limit is "
-                                  f"{max_exports_per_client()}): replace one of them (same name, tick replace)")
-        if not os.path.lexists(d):
+                held = []
+            per_client = max_exports_per_client()
+            if client is not None and per_client:
+                tag = owner_tag(self.ws, client)
+                mine = sorted(x.name for x in held if export_owner(x) == tag)
+                if len(mine) >= per_client:
+                    raise PolicyError(f"you have {len(mine)} exports on this server ({', '.join(mine)}; the limit "
+                                      f"is {per_client}): replace one of them (same name, tick replace)")
             limit = max_exports()
-            try:
-                n = sum(1 for e in os.scandir(self.ws.exports)
-                        if e.is_dir(follow_symlinks=False) and not is_temp_name(e.name))
-            except FileNotFoundError:
-                n = 0
-            if n >= limit:
-                raise PolicyError(f"exports/ already holds {n} exports (the limit is {limit}): replace one of "
-                                  "them (same name, tick replace), or the operator can remove some or raise "
+            if len(held) >= limit:
+                raise PolicyError(f"exports/ already holds {len(held)} exports (the limit is {limit}): replace one "
+                                  "of them (same name, tick replace), or the operator can remove some or raise "
                                   "STUDIO_MAX_EXPORTS")
         return d
 

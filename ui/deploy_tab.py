@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ui.library_tab import PAGE
-from ui.slots import Gate, requester
+from ui.slots import PAGE, Gate, requester
 
 HARDWARE_HELP = "CPU hardware installs onnxruntime-genai; GPU hardware the -cuda build with onnxruntime-gpu"
 
@@ -43,11 +42,10 @@ def _default_out(app, base: str | None) -> str:
 
 
 def exportable(app, info, client: str | None) -> bool:
-    """Whether `client` may export or push adapter `info`: the shipped (protected) ones and its own (their metadata
-    holds its evaluation's held-out examples, from the builder's data: red-team pass 29); the operator (None) all."""
-    from artifacts import may_change
-    meta = info.metadata or {}
-    return meta.get("protected") is True or may_change(app.ws, meta.get("owner"), client)
+    """Whether `client` may export or push adapter `info` (artifacts.may_read_adapter: its metadata holds its
+    evaluation's held-out examples, from the builder's data: red-team pass 29)."""
+    from artifacts import may_read_adapter
+    return may_read_adapter(app.ws, info.metadata or {}, client)
 
 
 def _others(app, names, client) -> str:
@@ -67,8 +65,9 @@ def export_action(app, base, adapters, hardware, out, force=False, client: str |
     from deploy.space import ExportError, export_space
     if not out:
         return "⚠ give an export name", ""
-    if _others(app, adapters, client):
-        return f"⚠ export failed: {_others(app, adapters, client)}", ""
+    refused = _others(app, adapters, client)
+    if refused:
+        return f"⚠ export failed: {refused}", ""
     try:
         out_dir = app.policy.new_export(out, client=client)
         check_build_room(app.ws.root)  # an export copies a base
@@ -93,8 +92,9 @@ def push_action(app, kind, repo_id, token, private, exist_ok, folder, base, adap
     token = ""
     try:
         token = app.policy.hub_token(typed, os.environ.get("HF_TOKEN"))
-        if (kind == "Model repository" or not folder) and _others(app, adapters, client):
-            raise PolicyError(_others(app, adapters, client))
+        refused = _others(app, adapters, client) if kind == "Model repository" or not folder else ""
+        if refused:
+            raise PolicyError(refused)
         if kind != "Model repository" and folder:
             d = app.policy.published_export(folder)
             if not may_change(app.ws, export_owner(d), client):

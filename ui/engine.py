@@ -150,10 +150,7 @@ class AppEngine(ChatEngineSide):
         limit = artifacts.limits.max_adapters_per_client()
         if not limit:
             return
-        mine = []
-        for a in artifacts.list_adapters(self.adapters_dir, None):
-            if (a.metadata or {}).get("owner") == tag:
-                mine.append(a.name)
+        mine = [a.name for a in artifacts.list_adapters(self.adapters_dir, None) if (a.metadata or {}).get("owner") == tag]
         if recipe.adapter_name in mine and recipe.replace:
             return
         if len(mine) >= limit:

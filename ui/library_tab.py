@@ -13,11 +13,9 @@ import time
 import gradio as gr
 import pandas as pd
 
-from artifacts import LibraryError, may_change
+from artifacts import LibraryError, may_read_adapter
 from ui.chat_engine import ChatEngineSide, UIError
-from ui.slots import requester
-
-PAGE = "(the page as built)"  # a client that owns nothing
+from ui.slots import PAGE, requester
 
 BASE_COLS = ["base", "precision", "provider", "source model", "fingerprint", "size MB", "created", "status"]
 ADAPTER_COLS = ["adapter", "base", "fits", "dataset", "examples", "steps", "train loss", "held-out loss",
@@ -161,7 +159,7 @@ def adapter_eval(app: ChatEngineSide, name: str | None, client: str | None = Non
     if info is None:
         return f"<p>⚠ no adapter {html.escape(repr(name))}</p>"
     meta = info.metadata or {}
-    if meta.get("protected") is not True and not may_change(app.ws, meta.get("owner"), client):
+    if not may_read_adapter(app.ws, meta, client):
         return (f"<p>{html.escape(name)}: another user's adapter. Its evaluation shows examples of their data, "
                 "so only they see it; everyone can chat with it.</p>")
     return eval_html(meta.get("eval"), f"{name}: base vs adapter")

@@ -13,6 +13,7 @@ from deploy import clients
 
 SHARED_ENV = "STUDIO_SHARED"  # app.py sets it for a login, a share link or a Space
 ANONYMOUS = "anonymous"  # the owner of what requests with no address and no login session make on a shared app
+PAGE = "(the page as built)"  # the client a page is built for: the same page for everyone, so one that owns nothing
 
 
 def requester(request=None) -> str | None:
