@@ -158,7 +158,8 @@ def upload_budget_bytes(env: Mapping[str, str] | None = None) -> int:
 
 def max_exports(env: Mapping[str, str] | None = None) -> int:
     """How many exported Space folders a request may create in exports/: $STUDIO_MAX_EXPORTS, default 8
-    (replacing a previous export is always allowed)."""
+    (replacing a previous export is always allowed; at the limit a web client's oldest export makes room, never
+    the operator's: artifacts/policy.Policy.new_export)."""
     return int(_env_number(env, EXPORTS_ENV, MAX_EXPORTS_DEFAULT))
 
 

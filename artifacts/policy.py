@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,9 +267,19 @@ class Policy:
                                       f"is {per_client}): replace one of them (same name, tick replace)")
             limit = max_exports()
             if len(held) >= limit:
-                raise PolicyError(f"exports/ already holds {len(held)} exports (the limit is {limit}): replace one "
-                                  "of them (same name, tick replace), or the operator can remove some or raise "
-                                  "STUDIO_MAX_EXPORTS")
+                # A few addresses at their per-client limit would otherwise fill exports/ for everyone else (4 x 2
+                # = the default 8). An export of a web client is a copy of a base and adapters that its owner can
+                # make again, so at the limit the least recently written one of ANOTHER web client makes room;
+                # the operator's exports (no owner) are never removed.
+                mine_tag = owner_tag(self.ws, client)
+                others = [x for x in held if export_owner(x) not in (None, mine_tag)]
+                if len(held) - len(others) >= limit or not others:
+                    raise PolicyError(f"exports/ already holds {len(held)} exports (the limit is {limit}): replace "
+                                      "one of them (same name, tick replace), or the operator can remove some or "
+                                      "raise STUDIO_MAX_EXPORTS")
+                others.sort(key=_export_mtime)
+                for x in others[:len(held) - limit + 1]:
+                    _remove_export(x)
         return d
 
     def published_export(self, value, what: str = "Space folder") -> Path:
@@ -284,6 +296,23 @@ def is_marked_export(d: Path) -> bool:
 
 
 OWNER_LINE = "owner: "
+
+
+def _export_mtime(d: Path) -> float:
+    try:
+        return (d / EXPORT_MARKER).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _remove_export(d: Path) -> None:
+    """Takes an export out of exports/ at once (a rename to a temporary name, which listings skip), then deletes it."""
+    gone = d.with_name(f"{d.name}.old-{os.getpid()}-{threading.get_ident()}")
+    try:
+        os.replace(d, gone)
+    except OSError:
+        return  # removed or replaced meanwhile
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 def export_owner(d: Path) -> str | None:

@@ -382,3 +382,43 @@ def test_pass30_new_bases_count_per_client(tmp_path):
     app._check_client_adapters(new, STRANGER)
     app._check_client_adapters(new, None)
     app._check_client_adapters(Recipe(base=BASE, adapter_name="onto", train_file="data/pirate/train.jsonl"), OWNER)
+
+
+# ------------------------------------------------------------------ pass 32: the remaining open items of pass 31
+def test_pass32_a_few_clients_cannot_fill_exports_for_everyone(tmp_path, monkeypatch):
+    """Before: four addresses at their per-client limit (2) filled STUDIO_MAX_EXPORTS (8) and nobody else could
+    export until the operator removed some. At the limit, the least recently written export of another web client
+    now makes room (its owner can export it again); the operator's exports and the requester's own never do."""
+    from artifacts import Workspace
+    from ui.deploy_tab import export_action
+    from ui.engine import AppEngine
+    monkeypatch.setenv("STUDIO_MAX_EXPORTS", "3")
+    ws = make_workspace(tmp_path / "ws")
+    app = AppEngine(Workspace(ws))
+    third = "81.2.69.30"
+    exports = ws / "exports"
+    assert export_action(app, BASE, [], "cpu-basic", "owner-1", client=OWNER)[1] == "owner-1"
+    time.sleep(0.05)
+    assert export_action(app, BASE, [], "cpu-basic", "owner-2", client=OWNER)[1] == "owner-2"
+    time.sleep(0.05)
+    assert export_action(app, BASE, [], "cpu-basic", "stranger-1", client=STRANGER)[1] == "stranger-1"
+    msg, name = export_action(app, BASE, ["travel"], "cpu-basic", "third-1", client=third)
+    assert name == "third-1", msg  # the oldest export of another client made room
+    assert sorted(d.name for d in exports.iterdir()) == ["owner-2", "stranger-1", "third-1"]
+    # the requester's own exports are not removed for it: STRANGER's next export takes OWNER's or third's, oldest first
+    assert export_action(app, BASE, [], "cpu-basic", "stranger-2", client=STRANGER)[1] == "stranger-2"
+    assert sorted(d.name for d in exports.iterdir()) == ["stranger-1", "stranger-2", "third-1"]
+    # the operator's exports are never removed: with exports/ full of the operator's, a web client is refused
+    for d in list(exports.iterdir()):
+        shutil.rmtree(d)
+    for i in range(3):
+        assert export_action(app, BASE, [], "cpu-basic", f"op-{i}", client=None)[1] == f"op-{i}"
+    msg, name = export_action(app, BASE, [], "cpu-basic", "late", client=third)
+    assert not name and "the limit is 3" in msg, msg
+    assert sorted(d.name for d in exports.iterdir()) == ["op-0", "op-1", "op-2"]
+    # the operator at the limit makes room the same way (a web client's export, never its own)
+    shutil.rmtree(exports / "op-2")
+    assert export_action(app, BASE, [], "cpu-basic", "web", client=third)[1] == "web"
+    msg, name = export_action(app, BASE, [], "cpu-basic", "op-3", client=None)
+    assert name == "op-3", msg
+    assert sorted(d.name for d in exports.iterdir()) == ["op-0", "op-1", "op-3"]
