@@ -98,6 +98,14 @@ def test_an_adapter_is_replaced_deleted_and_its_evaluation_read_by_its_builder_o
     _plant_adapter(ws, "operators-bot", None)
     _plant_adapter(ws, "anonymous-bot", session_of(anonymous))
     data(owner.call("library", []))  # (the app sees the new folders)
+
+    def dataset_of(client, name):  # the Library's adapters table as `client` reads it (pass 32: the dataset column)
+        table = data(client.call("library", []))[1]
+        col = table["headers"].index("dataset")
+        return next(row[col] for row in table["data"] if row[0] == name)
+    assert dataset_of(stranger, "owned-bot") == "(another user's)"
+    assert dataset_of(owner, "owned-bot") not in ("", "(another user's)")
+    assert dataset_of(stranger, "travel") not in ("", "(another user's)")  # shipped: everyone's
     for name in ("owned-bot", "operators-bot"):
         r = data(stranger.call("build_recipe", [{"base": BASE, "adapter_name": name, "replace": True,
                                                  "train_file": "data/pirate/train.jsonl",

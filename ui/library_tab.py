@@ -113,7 +113,9 @@ def bases_frame(app: ChatEngineSide) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=BASE_COLS)
 
 
-def adapters_frame(app: ChatEngineSide) -> pd.DataFrame:
+def adapters_frame(app: ChatEngineSide, client: str | None) -> pd.DataFrame:
+    """The adapters table as `client` (ui.slots.requester; None: the operator) may see it: the dataset of another
+    user's adapter is not named (its file name is theirs: red-team pass 31), the rest is everyone's."""
     bases = {b.fingerprint: b.dir.name for b in app.bases() if b.fingerprint}
     rows = []
     for a in app.adapters(None):
@@ -126,9 +128,11 @@ def adapters_frame(app: ChatEngineSide) -> pd.DataFrame:
         ev = m.get("eval") if isinstance(m.get("eval"), dict) else {}
         served = (f"{_num(ev.get('base_loss'), '{:.3f}')} → {_num(ev.get('adapter_loss'), '{:.3f}')}"
                   if ev else "")
-        rows.append([a.name, m.get("base_name", ""), fits or "—",
-                     str(ds.get("train_file", ""))[-60:] if isinstance(ds, dict) else str(ds),
-                     ds.get("examples", "") if isinstance(ds, dict) else "",
+        if not isinstance(ds, dict):
+            ds = {"train_file": str(ds)}
+        dataset = (str(ds.get("train_file", ""))[-60:] if may_read_adapter(app.ws, m, client)
+                   else "(another user's)")
+        rows.append([a.name, m.get("base_name", ""), fits or "—", dataset, ds.get("examples", ""),
                      m.get("steps", ""), _num(m.get("train_loss")), _num(m.get("eval_loss")), served,
                      m.get("rank", ""), round((a.size or m.get("size_bytes") or 0) / 1e3, 1),
                      _date(m.get("created")), note])
@@ -192,13 +196,13 @@ def create_library_tab(app: ChatEngineSide, read_only: bool | None = None) -> Li
     gr.Markdown("### ONNX base models")
     bases = gr.Dataframe(bases_frame(app), interactive=False, elem_id="lib-bases", wrap=True)
     gr.Markdown("### Adapters")
-    adapters = gr.Dataframe(adapters_frame(app), interactive=False, elem_id="lib-adapters", wrap=True)
+    adapters = gr.Dataframe(adapters_frame(app, PAGE), interactive=False, elem_id="lib-adapters", wrap=True)
     if read_only:
         message = gr.Markdown("", elem_id="lib-message")
         eval_pick, eval_view, eval_reload = _eval_section(app)
 
         def reload_tables():
-            return bases_frame(app), adapters_frame(app)
+            return bases_frame(app), adapters_frame(app, requester())
 
         refresh.click(reload_tables, None, [bases, adapters], api_name="library", concurrency_id="ui").then(
             *eval_reload, api_visibility="private", concurrency_id="ui")
@@ -216,7 +220,7 @@ def create_library_tab(app: ChatEngineSide, read_only: bool | None = None) -> Li
     eval_pick, eval_view, eval_reload = _eval_section(app)
 
     def reload():
-        adapters_df = adapters_frame(app)
+        adapters_df = adapters_frame(app, requester())
         return bases_frame(app), adapters_df, gr.update(choices=_deletable(app), value=None), False
 
     def do_delete(name, ok):
