@@ -125,6 +125,14 @@ def test_an_adapter_is_replaced_deleted_and_its_evaluation_read_by_its_builder_o
     assert "another user" in data(anonymous.call("delete_adapter", ["operators-bot", True]))[-1]
     assert "deleted" in data(anonymous.call("delete_adapter", ["anonymous-bot", True]))[-1]
     assert (ws / "adapters" / "operators-bot").is_dir()
+    # pass 33: a cookie of the client's own choosing whose name begins like Gradio's is not an identity (it was:
+    # a new value per request was a new client, past every per-client limit)
+    from ui.slots import session_tag
+    _plant_adapter(ws, "minted-bot", session_tag("mint-1"))
+    data(owner.call("library", []))
+    anonymous.http.cookies.set("access-token-0", "mint-1")
+    assert "another user" in data(anonymous.call("delete_adapter", ["minted-bot", True]))[-1]
+    assert (ws / "adapters" / "minted-bot").is_dir()
     assert answer_of(stranger.chat()).strip()
 
 

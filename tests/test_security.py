@@ -38,10 +38,9 @@ SENTINEL_NAME = "code-ran"                           # written by any model code
 def session_of(raw) -> str:
     """The client a Raw session is on a shared app when no address is forwarded: its login session
     (ui.slots.session_client)."""
-    from types import SimpleNamespace
-
-    from ui.slots import session_client
-    return session_client(SimpleNamespace(cookies=dict(raw.http.cookies)))
+    from ui.slots import session_tag
+    (token,) = {v for k, v in raw.http.cookies.items() if k.startswith("access-token")}  # what the login set
+    return session_tag(token)
 
 
 class Raw:

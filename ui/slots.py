@@ -37,16 +37,27 @@ def session_client(request) -> str | None:
     pass 31: with one "anonymous" owner, two strangers whose addresses the proxy did not forward could read,
     cancel and delete each other's work; a token is not guessable as an address is, and a new login is a new
     client (what the earlier login made stays that session's)."""
+    # Only Gradio's own cookie names for this app, and only a token of a login it issued (red-team pass 33: any
+    # cookie whose name began with "access-token" was taken, so a client chose its identity per request and
+    # every per-client limit, and the export eviction of pass 32, with it).
     try:
-        cookies = getattr(request, "cookies", None) or {}
-        token = next((str(v) for k, v in sorted(dict(cookies).items())
-                      if str(k).startswith("access-token") and v), None)
-    except Exception:  # noqa: BLE001 - no readable cookies: no session
+        server = getattr(request, "app", None)
+        cookie_id, tokens = getattr(server, "cookie_id", None), getattr(server, "tokens", None)
+        cookies = dict(getattr(request, "cookies", None) or {})
+    except Exception:  # noqa: BLE001 - no readable cookies or app: no session
         return None
-    if not token:
+    if not cookie_id or not isinstance(tokens, dict):
         return None
+    token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
+    if not token or token not in tokens:
+        return None
+    return session_tag(token)
+
+
+def session_tag(token: str) -> str:
+    """The client a login session is (a hash of its token: the token itself is a credential)."""
     import hashlib
-    return "session-" + hashlib.sha256(token.encode()).hexdigest()[:24]
+    return "session-" + hashlib.sha256(str(token).encode()).hexdigest()[:24]
 
 
 def chats_per_client() -> int:
