@@ -243,9 +243,26 @@ JOB_MINUTES_ENV = "STUDIO_MAX_JOB_MIN"
 
 def max_job_seconds(env: Mapping[str, str] | None = None) -> float | None:
     """How long one run of a build job may take before it is stopped as if cancelled (it resumes where it
-    stopped, the clock starting again): $STUDIO_MAX_JOB_MIN minutes; unset or 0: no limit. One job runs at a
+    stopped; for a web client's build the clock counts all its attempts, pipeline/watch.py): $STUDIO_MAX_JOB_MIN
+    minutes; unset or 0: no limit. One job runs at a
     time, so an operator sharing the app can keep one link holder from holding the build slot for hours."""
     minutes = _env_number(env, JOB_MINUTES_ENV, 0.0)
+    return minutes * 60 if minutes > 0 else None
+
+
+CLIENT_BUILD_MINUTES_ENV = "STUDIO_MAX_BUILD_MIN_PER_CLIENT"
+
+
+def max_client_build_seconds(env: Mapping[str, str] | None = None) -> float | None:
+    """How long one web client's builds may run in all over 24 hours before it may start or resume no more (the
+    build slot is one for everyone): $STUDIO_MAX_BUILD_MIN_PER_CLIENT minutes; unset: twice STUDIO_MAX_JOB_MIN
+    where that is set (a shared app sets it), else no limit; 0: no limit."""
+    env = os.environ if env is None else env
+    if (env.get(CLIENT_BUILD_MINUTES_ENV) or "").strip():
+        minutes = _env_number(env, CLIENT_BUILD_MINUTES_ENV, 0.0)
+    else:
+        job = max_job_seconds(env)
+        minutes = 2 * job / 60 if job else 0.0
     return minutes * 60 if minutes > 0 else None
 
 

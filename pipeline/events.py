@@ -63,6 +63,30 @@ def read_events(path: str | Path, offset: int = 0) -> tuple[list[dict], int]:
     return events, offset + end
 
 
+def seconds_run(path: str | Path) -> float:
+    """How long a job's attempts ran in all: from each job_start to its job_end, or, for an attempt that was killed
+    without one, to its last event (the operator's time limit counts a web client's build over all its attempts:
+    pipeline/watch.py)."""
+    events, _ = read_events(path)
+    total, start, last = 0.0, None, None
+    for e in events:
+        t = e.get("t")
+        if not isinstance(t, (int, float)):
+            continue
+        if e.get("type") == "job_start":
+            if start is not None and last is not None:
+                total += max(0.0, last - start)
+            start = last = t
+        elif start is not None:
+            last = t
+            if e.get("type") == "job_end":
+                total += max(0.0, t - start)
+                start = last = None
+    if start is not None and last is not None:
+        total += max(0.0, last - start)
+    return total
+
+
 def format_event(e: dict) -> str:
     ts = time.strftime("%H:%M:%S", time.localtime(e.get("t", 0)))
     kind = e.get("type")

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pipeline.errors import Cancelled, StageError
-from pipeline.events import EventLog
+from pipeline.events import EventLog, seconds_run
 from pipeline.recipe import Recipe, RecipeError
 from artifacts import Workspace, publish, write_json
 from pipeline.watch import LimitWatch
@@ -212,8 +212,12 @@ class JobRunner:
             raise Cancelled()
 
         signal.signal(signal.SIGTERM, on_term)
+        # a web client's build: the time limit counts its earlier attempts too (pipeline/watch.py)
+        from pipeline.jobs import client_of_run
+        used = seconds_run(self.log.path) if client_of_run(self.job_dir) else None
         self.log.emit("job_start", job_id=self.job_dir.name, recipe=self.recipe.to_dict(), pid=os.getpid())
-        watch = LimitWatch(lambda reason: self.log.emit("job_end", status="cancelled", error=reason)).start()
+        watch = LimitWatch(lambda reason: self.log.emit("job_end", status="cancelled", error=reason),
+                           used_s=used).start()
         try:
             return self._run_all(watch)
         finally:

@@ -16,7 +16,10 @@ POLL_S = 0.5
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def time_limit_message(limit_s: float) -> str:
+def time_limit_message(limit_s: float, counted: bool = False) -> str:
+    if counted:  # a web client's build: its attempts together (a resume does not start the clock again)
+        return (f"stopped at the operator's time limit of {limit_s / 60:g} min per build, its attempts together "
+                f"({JOB_MINUTES_ENV}); it cannot run longer from the page (a build with fewer steps can)")
     return (f"stopped at the operator's time limit of {limit_s / 60:g} min per run ({JOB_MINUTES_ENV}); "
             "Resume continues where it stopped")
 
@@ -73,8 +76,12 @@ class LimitWatch:
     """A daemon thread that stops this process's run when it passes a limit; `reason` says which (None while
     none was passed). `on_stop(reason)` writes the job's end event before the group is killed."""
 
-    def __init__(self, on_stop, env=None):
+    def __init__(self, on_stop, env=None, used_s: float | None = None):
+        """used_s: the time the job's earlier attempts ran, counted against the time limit (a web client's build,
+        red-team pass 33: a resume started the clock again, so one client held the only build slot for as long
+        as it liked); None: this attempt only (the operator's)."""
         self.time_limit = max_job_seconds(env)
+        self.used_s = used_s
         self.memory_limit = max_job_memory_bytes(env)
         self.reason: str | None = None
         self._on_stop = on_stop
@@ -95,8 +102,8 @@ class LimitWatch:
         self._done.set()
 
     def _passed(self, started: float) -> str | None:
-        if self.time_limit is not None and time.monotonic() - started >= self.time_limit:
-            return time_limit_message(self.time_limit)
+        if self.time_limit is not None and (self.used_s or 0.0) + time.monotonic() - started >= self.time_limit:
+            return time_limit_message(self.time_limit, self.used_s is not None)
         if self.memory_limit is not None:
             used = tree_rss_bytes(os.getpid())
             if used > self.memory_limit:

@@ -16,6 +16,7 @@ the page as built listed every client's runs. Each is fixed below."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 
@@ -438,3 +439,54 @@ def test_pass32_a_few_clients_cannot_fill_exports_for_everyone(tmp_path, monkeyp
     msg, name = export_action(app, BASE, [], "cpu-basic", "op-3", client=None)
     assert name == "op-3", msg
     assert sorted(d.name for d in exports.iterdir()) == ["op-0", "op-1", "op-3"]
+
+
+# ------------------------------------------------------------------ pass 33
+def test_pass33_a_web_clients_build_time_counts_its_attempts_and_its_day(tmp_path, monkeypatch):
+    """Before: STUDIO_MAX_JOB_MIN stopped a run 'as a cancel does' and Resume started the clock again, so one
+    stranger held the only build slot for as long as it liked (a 100,000-step build at 2 steps/s, resumed each
+    time it stopped), or started the next. A web client's build now gets the limit over all its attempts, and a
+    client starts or resumes builds only while its runs of the last 24 hours ran less than
+    STUDIO_MAX_BUILD_MIN_PER_CLIENT (default twice the job limit)."""
+    from artifacts import Workspace
+    from pipeline import jobs
+    from pipeline.events import seconds_run
+    from pipeline.recipe import Recipe
+    from ui.chat_engine import UIError
+    from ui.engine import AppEngine
+    monkeypatch.setenv("STUDIO_MAX_JOB_MIN", "0.01")  # 0.6 s
+    ws = make_workspace(tmp_path / "ws")
+    w = Workspace(ws)
+    r = Recipe(base=BASE, adapter_name="hog", train_file="data/pirate/train.jsonl")
+    r.lora.max_steps = 100000
+    job = jobs.create_job(r, w, client=OWNER)
+    jobs.launch(job, w)
+    st = jobs.wait(job, timeout_s=300)
+    assert st.status == "cancelled" and "its attempts together" in st.error, (st.status, st.error)
+    first = seconds_run(job / "events.jsonl")
+    assert first >= 0.6
+    app = AppEngine(w)
+    with pytest.raises(UIError, match="has run .* min, the operator's limit per build"):
+        app.resume(job.name, OWNER)
+    # launched again all the same (the command line), the attempt stops at once: the clock did not start again
+    jobs.launch(job, w)
+    st = jobs.wait(job, timeout_s=300)
+    assert st.status == "cancelled" and "its attempts together" in st.error, st.error
+    ends = [e for e in jobs.read_events(job / "events.jsonl")[0] if e["type"] == "job_end"]
+    assert len(ends) == 2
+    # the day's budget: OWNER's runs ran `first`+ seconds; with a budget below that, OWNER starts nothing more
+    monkeypatch.setenv("STUDIO_MAX_JOB_MIN", "0")
+    monkeypatch.setenv("STUDIO_MAX_BUILD_MIN_PER_CLIENT", str(first / 120))
+    with pytest.raises(UIError, match="your builds ran .* in the last 24 hours"):
+        app.start(Recipe(base=BASE, adapter_name="next", train_file="data/pirate/train.jsonl"), OWNER)
+    app._check_client_time(STRANGER)  # another client, and the operator, are not held to OWNER's day
+    app._check_client_time(None)
+    # a run of the day before does not count
+    old = jobs.create_job(Recipe(base=BASE, adapter_name="old", train_file="data/pirate/train.jsonl"), w,
+                          client=STRANGER)
+    with open(old / "events.jsonl", "w") as f:  # ten hours of building, ended two days ago
+        t = time.time() - 2 * 86400
+        f.write(json.dumps({"t": t - 36000, "type": "job_start"}) + "\n" + json.dumps({"t": t, "type": "job_end"}) + "\n")
+    os.utime(old / "events.jsonl", (t, t))
+    assert seconds_run(old / "events.jsonl") == pytest.approx(36000)
+    app._check_client_time(STRANGER)

@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import artifacts
 from artifacts import JOB_ID_MAX, Policy, PolicyError, Workspace, safe_name
 from pipeline import jobs
-from pipeline.events import JobState, read_events
+from pipeline.events import JobState, read_events, seconds_run
 from pipeline.recipe import Recipe, RecipeError
 from ui.chat_engine import ChatEngineSide, UIError
 
@@ -157,12 +158,43 @@ class AppEngine(ChatEngineSide):
             raise UIError(f"you have {len(mine)} adapters on this server (the limit is {limit}): delete one in the "
                           f"Library tab, or rebuild one of yours with replace ({', '.join(sorted(mine)[:8])})")
 
+    def _check_client_time(self, client: str | None, job_dir: Path | None = None) -> None:
+        """A web client's build time (red-team pass 33: one stranger held the only build slot for as long as it
+        liked, resuming a run that the time limit stopped, or starting the next): a run resumes only while its
+        attempts together ran less than STUDIO_MAX_JOB_MIN, and a client starts or resumes builds only while its
+        runs of the last 24 hours ran less than STUDIO_MAX_BUILD_MIN_PER_CLIENT. The operator (None): no limit."""
+        if client is None:
+            return
+        job_limit = artifacts.limits.max_job_seconds()
+        if job_dir is not None and job_limit is not None:
+            used = seconds_run(job_dir / "events.jsonl")
+            if used >= job_limit:
+                raise UIError(f"job {job_dir.name} has run {used / 60:.0f} min, the operator's limit per build "
+                              f"({job_limit / 60:g} min, STUDIO_MAX_JOB_MIN): start a build with fewer steps")
+        day_limit = artifacts.limits.max_client_build_seconds()
+        if day_limit is None:
+            return
+        since = time.time() - 86400
+        used = 0.0
+        for j in self.list_jobs(client):
+            f = j.job_dir / "events.jsonl"
+            try:
+                if f.stat().st_mtime >= since:
+                    used += seconds_run(f)
+            except OSError:
+                continue
+        if used >= day_limit:
+            raise UIError(f"your builds ran {used / 60:.0f} min in the last 24 hours, the operator's limit per user "
+                          f"({day_limit / 60:g} min, STUDIO_MAX_BUILD_MIN_PER_CLIENT): the build slot is shared, "
+                          "try again later")
+
     def start(self, recipe: Recipe, client: str | None = None) -> str:
         """Validate, create and launch a job; returns its id. One build at a time per workspace. client: who asks
         (a web request's address, deploy/clients.share_of; None: not known), recorded as the run's owner (who may
         see, cancel and resume it) and for runs/'s per-client share."""
         recipe = self.check_recipe(recipe, client)
         self._check_client_adapters(recipe, client)
+        self._check_client_time(client)
         self._check_room()
         with self._job_lock:
             running = self.running_job()
@@ -199,6 +231,7 @@ class AppEngine(ChatEngineSide):
             self._check_client_adapters(self.check_recipe(Recipe.load(d / "recipe.yaml"), client), client)
         except (UIError, RecipeError) as e:
             raise UIError(f"job {job_id} cannot be resumed from this page: {e}") from None
+        self._check_client_time(client, d)
         self._check_room()
         with self._job_lock:
             if jobs.is_running(d):
