@@ -183,10 +183,11 @@ class Policy:
             raise PolicyError(f"{what} '{name.strip()}' was built by another user of this server: only they can "
                               "replace or delete it; build under another name")
 
-    def adapter_lookalike(self, name, what: str = "adapter_name") -> None:
-        """A new adapter's name that looks like a protected one in the pickers ('Travel', 'traveI', 'trave1',
-        'travel_' beside the shipped 'travel') or like the base itself ('Base') is refused: it would pass for
-        what everyone chats with (names.skeleton)."""
+    def adapter_lookalike(self, name, what: str = "adapter_name", client: str | None = None) -> None:
+        """A new adapter's name that looks like one `client` may not change in the pickers ('Travel', 'traveI',
+        'trave1', 'travel_' beside the shipped 'travel', or 'vau1t' beside another user's 'vault': red-team pass
+        33) or like the base itself ('Base') is refused: it would pass for what others chat with
+        (names.skeleton). client None (the operator): only the protected ones."""
         if not isinstance(name, str) or not safe_name(name.strip()):
             return
         name = name.strip()
@@ -199,9 +200,10 @@ class Policy:
             return
         for e in entries:
             try:
-                self.adapter_change(e.name, what)
-            except PolicyError:
-                raise PolicyError(f"{what} '{name}' looks like the protected adapter '{e.name}' in the pickers: "
+                self.adapter_change(e.name, what, client=client)
+            except PolicyError as refused:
+                whose = "the protected adapter" if "protected" in str(refused) else "another user's adapter"
+                raise PolicyError(f"{what} '{name}' looks like {whose} '{e.name}' in the pickers: "
                                   "choose another name") from None
 
     # ------------------------------------------------------------------ remote code, tokens

@@ -659,7 +659,7 @@ def test_builds_need_free_disk_and_protected_adapters_stay(tmp_path, monkeypatch
     model, nothing capped), and a build with replace or a delete swapped the shipped adapters. In process:
     a build (and a resume) is refused with what to do when the disk has less than $STUDIO_MIN_FREE_GB free;
     protected adapters refuse replace and delete; others do not."""
-    from artifacts import LimitError, Policy, PolicyError, Workspace, check_build_room
+    from artifacts import LimitError, Policy, PolicyError, Workspace, check_build_room, owner_tag
     from pipeline.recipe import Recipe
     from ui.chat_engine import UIError
     from ui.engine import AppEngine
@@ -686,6 +686,13 @@ def test_builds_need_free_disk_and_protected_adapters_stay(tmp_path, monkeypatch
     p.adapter_lookalike("shipped-2")  # another name
     p.adapter_lookalike("bases")
     p.adapter_lookalike("shipped")  # the name itself: left to adapter_change / the pipeline's exists check
+    # pass 33: beside another user's adapter, a look-alike name is refused to everyone but its owner
+    (ws.adapters / "vault").mkdir()
+    (ws.adapters / "vault" / "metadata.json").write_text(json.dumps({"name": "vault", "owner": owner_tag(ws, "9.9.9.9")}))
+    with pytest.raises(PolicyError, match="looks like another user's adapter 'vault'"):
+        p.adapter_lookalike("vau1t", client="8.8.8.8")
+    p.adapter_lookalike("vau1t", client="9.9.9.9")  # its owner's own names
+    p.adapter_lookalike("vau1t")  # the operator
     with pytest.raises(LimitError, match="STUDIO_MIN_FREE_GB"):
         check_build_room(ws.root, {"STUDIO_MIN_FREE_GB": str(shutil.disk_usage(ws.root).free / 1e9 + 1)})
     check_build_room(ws.root, {"STUDIO_MIN_FREE_GB": "0"})

@@ -76,7 +76,7 @@ class AppEngine(ChatEngineSide):
             self.policy.base_output(r.base_name)
             if r.replace:
                 self.policy.adapter_change(r.adapter_name, "adapter_name", client=client)
-            self.policy.adapter_lookalike(r.adapter_name)
+            self.policy.adapter_lookalike(r.adapter_name, client=client)
         except PolicyError as e:
             raise UIError(str(e)) from None
         return r
