@@ -38,6 +38,16 @@ def _secret(ws: Workspace) -> bytes:
     return p.read_bytes()
 
 
+ANONYMOUS = "anonymous"     # what requests with no address and no login session make on a shared app (ui.slots)
+SESSION_PREFIX = "session-"  # a login session's client (ui.slots.session_client)
+
+
+def is_address(client: str | None) -> bool:
+    """Whether a web client is a network address (deploy/clients.share_of), not a login session or ANONYMOUS: a
+    stranger with the password mints a new session per login, but not a new address."""
+    return bool(client) and client != ANONYMOUS and not client.startswith(SESSION_PREFIX)
+
+
 def owner_tag(ws: Workspace, client: str | None) -> str | None:
     """The tag recorded for what `client` makes (None: no known client, nothing recorded)."""
     if not client:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .limits import max_exports, max_exports_per_client
 from .names import BASE_VARIANT, NAME_RULE, is_temp_name, safe_name, skeleton
-from .owners import may_change, may_use_upload, owner_tag
+from .owners import is_address, may_change, may_use_upload, owner_tag
 from .workspace import PROJECT_ROOT, Workspace
 
 EXPORT_MARKER = ".studio-export"  # written into every exported Space folder; replace/publish need it
@@ -273,8 +273,11 @@ class Policy:
                 # = the default 8). An export of a web client is a copy of a base and adapters that its owner can
                 # make again, so at the limit the least recently written one of ANOTHER web client makes room;
                 # the operator's exports (no owner) are never removed.
+                # A login session does not make room (pass 33: a stranger with the password mints one per login,
+                # nine logins took every other export); an address or the operator does.
                 mine_tag = owner_tag(self.ws, client)
-                others = [x for x in held if export_owner(x) not in (None, mine_tag)]
+                others = ([x for x in held if export_owner(x) not in (None, mine_tag)]
+                          if client is None or is_address(client) else [])
                 if len(held) - len(others) >= limit or not others:
                     raise PolicyError(f"exports/ already holds {len(held)} exports (the limit is {limit}): replace "
                                       "one of them (same name, tick replace), or the operator can remove some or "

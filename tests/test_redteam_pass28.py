@@ -433,6 +433,19 @@ def test_pass32_a_few_clients_cannot_fill_exports_for_everyone(tmp_path, monkeyp
     msg, name = export_action(app, BASE, [], "cpu-basic", "late", client=third)
     assert not name and "the limit is 3" in msg, msg
     assert sorted(d.name for d in exports.iterdir()) == ["op-0", "op-1", "op-2"]
+    # pass 33: a login session (a stranger with the password mints one per login) does not make room; an address does
+    from ui.slots import session_tag
+    for d in list(exports.iterdir()):
+        shutil.rmtree(d)
+    for i, who in enumerate((OWNER, STRANGER, third)):
+        assert export_action(app, BASE, [], "cpu-basic", f"addr-{i}", client=who)[1] == f"addr-{i}"
+    msg, name = export_action(app, BASE, [], "cpu-basic", "minted", client=session_tag("login-9"))
+    assert not name and "the limit is 3" in msg, msg
+    assert sorted(d.name for d in exports.iterdir()) == ["addr-0", "addr-1", "addr-2"]
+    for d in list(exports.iterdir()):
+        shutil.rmtree(d)
+    for i in range(3):
+        assert export_action(app, BASE, [], "cpu-basic", f"op-{i}", client=None)[1] == f"op-{i}"
     # the operator at the limit makes room the same way (a web client's export, never its own)
     shutil.rmtree(exports / "op-2")
     assert export_action(app, BASE, [], "cpu-basic", "web", client=third)[1] == "web"

@@ -8,11 +8,11 @@ import os
 import threading
 from contextlib import contextmanager
 
+from artifacts.owners import ANONYMOUS, SESSION_PREFIX
 from deploy import clients
 
 
 SHARED_ENV = "STUDIO_SHARED"  # app.py sets it for a login, a share link or a Space
-ANONYMOUS = "anonymous"  # the owner of what requests with no address and no login session make on a shared app
 PAGE = "(the page as built)"  # the client a page is built for: the same page for everyone, so one that owns nothing
 
 
@@ -57,7 +57,7 @@ def session_client(request) -> str | None:
 def session_tag(token: str) -> str:
     """The client a login session is (a hash of its token: the token itself is a credential)."""
     import hashlib
-    return "session-" + hashlib.sha256(str(token).encode()).hexdigest()[:24]
+    return SESSION_PREFIX + hashlib.sha256(str(token).encode()).hexdigest()[:24]
 
 
 def chats_per_client() -> int:
