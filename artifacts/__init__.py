@@ -19,8 +19,9 @@ from .limits import UPLOAD_ENV, max_upload_bytes, upload_budget_bytes  # noqa: F
 from .names import BASE_VARIANT, JOB_ID_MAX, NAME_MAX, NAME_RULE, is_temp_name, safe_name, skeleton  # noqa: F401
 from .publish import fsync_tree, publish, write_json  # noqa: F401
 from .workspace import PROJECT_ROOT, Workspace, workspace_root  # noqa: F401
-from .owners import (ANONYMOUS, SESSION_PREFIX, add_upload_owner, is_address, may_change, may_read_adapter,  # noqa: F401
+from .owners import (ANONYMOUS, SESSION_PREFIX, SESSIONS, add_upload_owner, counts_against, is_address, quota_holder,
+                     quota_of, quota_tag, may_change, may_read_adapter,  # noqa: F401
                      may_use_upload, owner_tag)
 from .limits import (SEED_MAX, LimitError, check_build_room, check_finite, check_prompt_chars, check_seed, check_text,  # noqa: F401,E402
                      check_template, check_uploads_room, max_exports, max_prompt_chars)
-from .policy import EXPORT_MARKER, OWNER_LINE, Policy, PolicyError, clean_message, export_owner, is_marked_export  # noqa: F401,E402
+from .policy import EXPORT_MARKER, OWNER_LINE, QUOTA_LINE, Policy, PolicyError, clean_message, export_owner, is_marked_export  # noqa: F401,E402

@@ -33,7 +33,9 @@ def skeleton(name: str) -> str:
     6/b, 7/t, the pairs rn/m, vv/w, cl/d, and the separators '.', '_', '-' folded away ('traveI', 'trave1',
     'travel_' and 'Travel' all look like 'travel'). A heuristic for the names in the pickers, not a confusables
     table (names are ASCII: artifacts.names NAME_RULE)."""
-    s = re.sub(r"[._-]", "", name.casefold())
+    # single characters first: 'cIoud' is 'cloud' before 'cl' passes for 'd' (red-team pass 34: folded the other
+    # way round, 'cIoud' beside another user's 'cloud' passed)
+    s = re.sub(r"[._-]", "", name.casefold()).translate(_CONFUSABLE)
     for pair, one in _CONFUSABLE_PAIRS:
         s = s.replace(pair, one)
-    return s.translate(_CONFUSABLE)
+    return s

@@ -48,6 +48,33 @@ def is_address(client: str | None) -> bool:
     return bool(client) and client != ANONYMOUS and not client.startswith(SESSION_PREFIX)
 
 
+SESSIONS = "(login sessions)"  # the one quota of every client that is not an address
+
+
+def quota_of(client: str | None) -> str | None:
+    """Whose per-client limits (adapters, bases, exports, build time, a share of runs/) a client's work counts
+    against: an address its own, every login session and ANONYMOUS together (red-team pass 34: a stranger with the
+    password logged in again for a fresh 24-hour build budget, 200 logins in 0.4 s). What a session makes is still
+    its own to see and change (owner_tag); only the limits are shared."""
+    return client if client is None or is_address(client) else SESSIONS
+
+
+def quota_tag(ws: Workspace, client: str | None) -> str | None:
+    """The tag recorded beside `owner` (metadata.json, base.json, an export's marker) that the limits count by."""
+    return owner_tag(ws, quota_of(client))
+
+
+def quota_holder(client: str | None) -> str:
+    """Who holds `client`'s limits, as a refusal says it."""
+    return "you have" if quota_of(client) == client else "users without a known address (login sessions) together have"
+
+
+def counts_against(ws: Workspace, meta: dict, client: str | None) -> bool:
+    """Whether something recorded with `meta` ({"owner", "quota"}) counts against `client`'s limits (recorded
+    before pass 34, with no quota: by its owner)."""
+    return client is not None and (meta.get("quota") or meta.get("owner")) == quota_tag(ws, client)
+
+
 def owner_tag(ws: Workspace, client: str | None) -> str | None:
     """The tag recorded for what `client` makes (None: no known client, nothing recorded)."""
     if not client:

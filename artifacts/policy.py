@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .limits import max_exports, max_exports_per_client
 from .names import BASE_VARIANT, NAME_RULE, is_temp_name, safe_name, skeleton
-from .owners import is_address, may_change, may_use_upload, owner_tag
+from .owners import is_address, may_change, may_use_upload, owner_tag, quota_holder, quota_tag
 from .workspace import PROJECT_ROOT, Workspace
 
 EXPORT_MARKER = ".studio-export"  # written into every exported Space folder; replace/publish need it
@@ -262,10 +262,10 @@ class Policy:
                 held = []
             per_client = max_exports_per_client()
             if client is not None and per_client:
-                tag = owner_tag(self.ws, client)
-                mine = sorted(x.name for x in held if export_owner(x) == tag)
+                tag = quota_tag(self.ws, client)  # (every login session's together: owners.quota_of)
+                mine = sorted(x.name for x in held if export_owner(x, QUOTA_LINE) == tag)
                 if len(mine) >= per_client:
-                    raise PolicyError(f"you have {len(mine)} exports on this server ({', '.join(mine)}; the limit "
+                    raise PolicyError(f"{quota_holder(client)} {len(mine)} exports on this server ({', '.join(mine)}; the limit "
                                       f"is {per_client}): replace one of them (same name, tick replace)")
             limit = max_exports()
             if len(held) >= limit:
@@ -301,6 +301,7 @@ def is_marked_export(d: Path) -> bool:
 
 
 OWNER_LINE = "owner: "
+QUOTA_LINE = "quota: "  # whose per-client export limit it counts against (artifacts/owners.quota_tag)
 
 
 def _export_mtime(d: Path) -> float:
@@ -320,13 +321,15 @@ def _remove_export(d: Path) -> None:
     shutil.rmtree(gone, ignore_errors=True)
 
 
-def export_owner(d: Path) -> str | None:
-    """The owner tag an export's marker records (deploy/space.py writes it), or None."""
+def export_owner(d: Path, line: str = OWNER_LINE) -> str | None:
+    """The owner tag an export's marker records (deploy/space.py writes it), or None; line=QUOTA_LINE: its quota
+    tag (before pass 34 none was written: then the owner's)."""
     try:
         lines = (d / EXPORT_MARKER).read_text(encoding="utf-8", errors="replace").splitlines()[:4]
     except OSError:
         return None
-    return next((x[len(OWNER_LINE):].strip() or None for x in lines if x.startswith(OWNER_LINE)), None)
+    tag = next((x[len(line):].strip() or None for x in lines if x.startswith(line)), None)
+    return tag if tag is not None or line == OWNER_LINE else export_owner(d)
 
 
 _CXX_SIGNATURE = re.compile(r"[\w:<>*&~, ]+\([^()]*\)(?: const)?\s+")

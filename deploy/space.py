@@ -211,7 +211,8 @@ def _select(base: str, adapters: list[str] | None, models_dir: Path, adapters_di
 def export_space(out: str | Path, base: str = "default", adapters: list[str] | None = None,
                  hardware: str = "cpu-basic", models_dir: str | Path | None = None,
                  adapters_dir: str | Path | None = None, title: str | None = None, emoji: str = "🦜",
-                 force: bool = False, log=None, keep_previous: bool = True, owner: str | None = None) -> ExportResult:
+                 force: bool = False, log=None, keep_previous: bool = True, owner: str | None = None,
+                 quota: str | None = None) -> ExportResult:
     """Writes the Space folder `out` (must not exist, or be empty; with force it may be a previous export,
     marked by artifacts.EXPORT_MARKER, never another folder). adapters=None: all the adapters that fit
     the base; []: the base only. A replaced export is kept as `<out>.previous` unless keep_previous=False
@@ -262,7 +263,8 @@ def export_space(out: str | Path, base: str = "default", adapters: list[str] | N
         size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
         # (owner: the tag of the web client that exported it, artifacts/owners.py; the marker is never pushed)
         (tmp / artifacts.EXPORT_MARKER).write_text("a Space folder exported by LoRA studio (deploy/space.py)\n"
-                                                   + (f"{artifacts.OWNER_LINE}{owner}\n" if owner else ""))
+                                                   + (f"{artifacts.OWNER_LINE}{owner}\n" if owner else "")
+                                                   + (f"{artifacts.QUOTA_LINE}{quota}\n" if quota else ""))
         if out.exists() and not any(out.iterdir()):
             out.rmdir()
         artifacts.publish(tmp, out, keep_previous=keep_previous)

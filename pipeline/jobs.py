@@ -122,6 +122,13 @@ def client_of_run(job_dir: Path) -> str | None:
         return None
 
 
+def quota_of_run(job_dir: Path) -> str:
+    """Whose share of runs/ and of uploads a run counts against: its client's quota (artifacts/owners.quota_of:
+    every login session's together), or UNKNOWN_CLIENT."""
+    from artifacts import quota_of
+    return quota_of(client_of_run(job_dir)) or UNKNOWN_CLIENT
+
+
 # what makes huggingface_hub send a token it was not given (the server's own, from the env or its token file)
 TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
@@ -383,7 +390,7 @@ def uploads_in_use(ws: Workspace, share_bytes: int | None = None, total_bytes: i
         if kind == "live":
             keep.update(names)
         elif names:
-            ended.append((st.started or 0.0, d.name, client_of_run(d) or UNKNOWN_CLIENT, names))
+            ended.append((st.started or 0.0, d.name, quota_of_run(d), names))
     # each client's newest run first, then its next ones, round by round; within a round the oldest run first,
     # so newer runs of other clients cannot push a client's run out of the total (pass 27)
     by_client: dict[str, list] = {}
@@ -444,7 +451,7 @@ def make_room(ws: Workspace, limit: int, keep_s: float = 24 * 3600.0) -> list[st
         elif kind == "finished":
             finished.append(when)
         elif kind == "resumable":
-            resumable.setdefault(client_of_run(d) or UNKNOWN_CLIENT, []).append(when)
+            resumable.setdefault(quota_of_run(d), []).append(when)
     gone = [d for _, _, d in (sorted(empty) + sorted(finished))[:excess]]
     share = max(1, limit // 4)
     for runs in resumable.values():

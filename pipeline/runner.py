@@ -142,7 +142,7 @@ class JobRunner:
 
     def publish_base(self, onnx_dir: Path, info: dict, ep: str) -> Path:
         """A new ONNX base is published once into models/<base_name>/ with base.json."""
-        from artifacts import owner_tag
+        from artifacts import owner_tag, quota_tag
         from pipeline.data import file_sha256
         from pipeline.jobs import client_of_run
         r = self.recipe
@@ -196,6 +196,7 @@ class JobRunner:
             # the tag of the web client that built it (artifacts/owners.py; none from the command line): a
             # client's bases count towards STUDIO_MAX_BASES_PER_CLIENT
             "owner": owner_tag(self.ws, client_of_run(self.job_dir)),
+            "quota": quota_tag(self.ws, client_of_run(self.job_dir)),  # (what the limits count by)
             "created": _now()})
         publish(tmp, final)
         self.log.log(f"published ONNX base models/{name}")

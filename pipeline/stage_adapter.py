@@ -243,7 +243,7 @@ def run(job, d: Path) -> dict:
     <stage>/built/<name>/ (the evaluate stage serves it from there, publish copies it into adapters/)."""
     from datetime import datetime, timezone
 
-    from artifacts import owner_tag
+    from artifacts import owner_tag, quota_tag
     from pipeline.jobs import client_of_run
     r = job.recipe
     ft, prep, onnx = job.out["finetune"], job.out["prepare"], job.out["onnx"]
@@ -272,6 +272,7 @@ def run(job, d: Path) -> dict:
         # who may replace or delete it from the web page: the tag of the client that started the build
         # (artifacts/owners.py; none for the command line and the operator)
         "owner": owner_tag(job.ws, client_of_run(job.job_dir)),
+        "quota": quota_tag(job.ws, client_of_run(job.job_dir)),  # whose per-client limit it counts against
     }
     (out / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
     served = (out / "adapter.onnx_adapter").stat().st_size

@@ -167,6 +167,10 @@ def test_no_known_address_is_the_operator_only_on_an_app_that_is_not_shared(monk
         class client:
             host = "127.0.0.1"
         headers = {}
+
+        class app:  # Gradio's app: its session cookies are named after cookie_id; tokens, the logins it issued
+            cookie_id = "abc"
+            tokens = {"tok-1": "ann", "tok-2": "ann"}
     monkeypatch.delenv(SHARED_ENV, raising=False)
     assert requester(Req()) is None
     monkeypatch.setenv(SHARED_ENV, "1")
@@ -175,6 +179,9 @@ def test_no_known_address_is_the_operator_only_on_an_app_that_is_not_shared(monk
     one = requester(Req())
     Req.cookies = {"access-token-unsecure-abc": "tok-2"}
     assert one.startswith("session-") and requester(Req()).startswith("session-") and requester(Req()) != one
+    for forged in ({"access-token-abc": "tok-9"}, {"access-token-0": "tok-1"}, {"access-token-xyz": "tok-1"}):
+        Req.cookies = forged  # a token Gradio did not issue, or another cookie name: no session (pass 33)
+        assert requester(Req()) == ANONYMOUS, forged
     Req.headers = {"x-forwarded-for": OWNER}
     assert requester(Req()) == OWNER
 
@@ -503,3 +510,63 @@ def test_pass33_a_web_clients_build_time_counts_its_attempts_and_its_day(tmp_pat
     os.utime(old / "events.jsonl", (t, t))
     assert seconds_run(old / "events.jsonl") == pytest.approx(36000)
     app._check_client_time(STRANGER)
+    # without the limits the run finishes, and what it publishes records its owner and whose limits it counts in
+    from artifacts import owner_tag, quota_tag
+    monkeypatch.setenv("STUDIO_MAX_BUILD_MIN_PER_CLIENT", "0")
+    r = Recipe.load(job / "recipe.yaml")
+    r.lora.max_steps = 2
+    r.save(job / "recipe.yaml")
+    jobs.launch(job, w)
+    st = jobs.wait(job, timeout_s=600)
+    assert st.status == "ok", st.error
+    meta = json.loads((ws / "adapters" / "hog" / "metadata.json").read_text())
+    assert meta["owner"] == owner_tag(w, OWNER) and meta["quota"] == quota_tag(w, OWNER) == meta["owner"]
+
+
+# ------------------------------------------------------------------ pass 34: re-attacking pass 33
+def test_pass34_login_sessions_share_one_set_of_limits(tmp_path, monkeypatch):
+    """Before: a client with no known address was its login session for the limits too, so a stranger with the
+    password logged in again for a fresh 24-hour build budget (200 logins took 0.4 s), and fresh adapter, base and
+    export limits. What a session makes stays its own to see and change; the limits of every login session are now
+    one (artifacts/owners.quota_of), and an address keeps its own."""
+    from artifacts import Workspace, owner_tag, quota_tag
+    from pipeline import jobs
+    from pipeline.recipe import Recipe
+    from ui.chat_engine import UIError
+    from ui.deploy_tab import export_action
+    from ui.engine import AppEngine
+    from ui.slots import session_tag
+    one, two = session_tag("login-1"), session_tag("login-2")
+    ws = make_workspace(tmp_path / "ws")
+    w = Workspace(ws)
+    app = AppEngine(w)
+    # build time: session one's run of ten minutes counts against session two
+    monkeypatch.setenv("STUDIO_MAX_BUILD_MIN_PER_CLIENT", "5")
+    run = jobs.create_job(Recipe(base=BASE, adapter_name="s1", train_file="data/pirate/train.jsonl"), w, client=one)
+    t = time.time()
+    (run / "events.jsonl").write_text(json.dumps({"t": t - 600, "type": "job_start"}) + "\n"
+                                      + json.dumps({"t": t - 1, "type": "job_end", "status": "cancelled"}) + "\n")
+    for who in (one, two):
+        with pytest.raises(UIError, match="builds of users without a known address .* ran 10 min"):
+            app._check_client_time(who)
+    app._check_client_time(OWNER)  # an address is held to its own
+    monkeypatch.delenv("STUDIO_MAX_BUILD_MIN_PER_CLIENT")
+    # adapters: session one's count against session two; the owner stays session one
+    monkeypatch.setenv("STUDIO_MAX_ADAPTERS_PER_CLIENT", "1")
+    _plant_adapter(ws, "one-bot", one)
+    meta = json.loads((ws / "adapters" / "one-bot" / "metadata.json").read_text())
+    meta["quota"] = quota_tag(w, one)
+    (ws / "adapters" / "one-bot" / "metadata.json").write_text(json.dumps(meta))
+    assert meta["owner"] == owner_tag(w, one) != meta["quota"]
+    new = Recipe(base=BASE, adapter_name="two-bot", train_file="data/pirate/train.jsonl")
+    with pytest.raises(UIError, match="users without a known address .* together have 1 adapters"):
+        app._check_client_adapters(new, two)
+    app._check_client_adapters(new, OWNER)
+    # exports: the sessions' two together
+    assert export_action(app, BASE, [], "cpu-basic", "e1", client=one)[1] == "e1"
+    assert export_action(app, BASE, [], "cpu-basic", "e2", client=two)[1] == "e2"
+    msg, name = export_action(app, BASE, [], "cpu-basic", "e3", client=session_tag("login-3"))
+    assert not name and "together have 2 exports" in msg, msg
+    assert export_action(app, BASE, [], "cpu-basic", "e1", force=True, client=two)[1] == ""  # e1 is one's own
+    assert export_action(app, BASE, [], "cpu-basic", "e1", force=True, client=one)[1] == "e1"
+    assert export_action(app, BASE, [], "cpu-basic", "a1", client=OWNER)[1] == "a1"

@@ -693,6 +693,11 @@ def test_builds_need_free_disk_and_protected_adapters_stay(tmp_path, monkeypatch
         p.adapter_lookalike("vau1t", client="8.8.8.8")
     p.adapter_lookalike("vau1t", client="9.9.9.9")  # its owner's own names
     p.adapter_lookalike("vau1t")  # the operator
+    (ws.adapters / "cloud").mkdir()  # pass 34: a look-alike inside a look-alike pair ('cI' of 'cl')
+    (ws.adapters / "cloud" / "metadata.json").write_text(json.dumps({"name": "cloud", "owner": owner_tag(ws, "9.9.9.9")}))
+    for look in ("cIoud", "c1oud", "cioud", "doud", "cl0ud", "CLOUD"):
+        with pytest.raises(PolicyError, match="looks like another user's adapter 'cloud'"):
+            p.adapter_lookalike(look, client="8.8.8.8")
     with pytest.raises(LimitError, match="STUDIO_MIN_FREE_GB"):
         check_build_room(ws.root, {"STUDIO_MIN_FREE_GB": str(shutil.disk_usage(ws.root).free / 1e9 + 1)})
     check_build_room(ws.root, {"STUDIO_MIN_FREE_GB": "0"})

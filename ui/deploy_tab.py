@@ -61,7 +61,7 @@ def _others(app, names, client) -> str:
 def export_action(app, base, adapters, hardware, out, force=False, client: str | None = None):
     """Returns (markdown message, export name or ''). client: who asks (deploy/clients.share_of; None: the
     operator): an existing export is replaced only by whoever made it."""
-    from artifacts import LimitError, PolicyError, check_build_room, owner_tag
+    from artifacts import LimitError, PolicyError, check_build_room, owner_tag, quota_tag
     from deploy.space import ExportError, export_space
     if not out:
         return "⚠ give an export name", ""
@@ -73,7 +73,7 @@ def export_action(app, base, adapters, hardware, out, force=False, client: str |
         check_build_room(app.ws.root)  # an export copies a base
         r = export_space(out_dir, base or "default", list(adapters or []), hardware or "cpu-basic",
                          app.models_dir, app.adapters_dir, force=bool(force), keep_previous=False,
-                         owner=owner_tag(app.ws, client))
+                         owner=owner_tag(app.ws, client), quota=quota_tag(app.ws, client))
     except (PolicyError, ExportError, LimitError, OSError) as e:
         return f"⚠ export failed: {app.ws.scrub(str(e))}", ""
     return (f"exported **{r.base}** with adapters {', '.join(r.adapters) or '(none)'} for `{r.hardware}` to "

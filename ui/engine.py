@@ -141,21 +141,24 @@ class AppEngine(ChatEngineSide):
         base) only while it owns fewer than limits.max_bases_per_client()."""
         if client is None:
             return
-        tag = artifacts.owner_tag(self.ws, client)
+        # (counted by quota: every login session's together, artifacts/owners.quota_of, red-team pass 34)
+        who = artifacts.quota_holder(client)
         bases = artifacts.limits.max_bases_per_client()
         if bases and not getattr(recipe, "base", ""):
-            mine_b = sorted(b.name for b in artifacts.list_bases(self.models_dir) if (b.meta or {}).get("owner") == tag)
+            mine_b = sorted(b.name for b in artifacts.list_bases(self.models_dir)
+                            if artifacts.counts_against(self.ws, b.meta or {}, client))
             if len(mine_b) >= bases and (recipe.base_name or "") not in mine_b:
-                raise UIError(f"you have built {len(mine_b)} base(s) on this server ({', '.join(mine_b[:4])}; the "
+                raise UIError(f"{who} built {len(mine_b)} base(s) on this server ({', '.join(mine_b[:4])}; the "
                               f"limit is {bases}): build your adapters onto a published base")
         limit = artifacts.limits.max_adapters_per_client()
         if not limit:
             return
-        mine = [a.name for a in artifacts.list_adapters(self.adapters_dir, None) if (a.metadata or {}).get("owner") == tag]
+        mine = [a.name for a in artifacts.list_adapters(self.adapters_dir, None)
+                if artifacts.counts_against(self.ws, a.metadata or {}, client)]
         if recipe.adapter_name in mine and recipe.replace:
             return
         if len(mine) >= limit:
-            raise UIError(f"you have {len(mine)} adapters on this server (the limit is {limit}): delete one in the "
+            raise UIError(f"{who} {len(mine)} adapters on this server (the limit is {limit}): delete one in the "
                           f"Library tab, or rebuild one of yours with replace ({', '.join(sorted(mine)[:8])})")
 
     def _check_client_time(self, client: str | None, job_dir: Path | None = None) -> None:
@@ -176,7 +179,10 @@ class AppEngine(ChatEngineSide):
             return
         since = time.time() - 86400
         used = 0.0
-        for j in self.list_jobs(client):
+        quota = artifacts.quota_of(client)  # (every login session's runs together: red-team pass 34)
+        for j in jobs.list_jobs(self.ws):
+            if artifacts.quota_of(jobs.client_of_run(j.job_dir)) != quota:
+                continue
             f = j.job_dir / "events.jsonl"
             try:
                 if f.stat().st_mtime >= since:
@@ -184,7 +190,8 @@ class AppEngine(ChatEngineSide):
             except OSError:
                 continue
         if used >= day_limit:
-            raise UIError(f"your builds ran {used / 60:.0f} min in the last 24 hours, the operator's limit per user "
+            whose = "your builds" if quota == client else "the builds of users without a known address (login sessions)"
+            raise UIError(f"{whose} ran {used / 60:.0f} min in the last 24 hours, the operator's limit per user "
                           f"({day_limit / 60:g} min, STUDIO_MAX_BUILD_MIN_PER_CLIENT): the build slot is shared, "
                           "try again later")
 
