@@ -264,7 +264,15 @@ class Policy:
             if client is not None and per_client:
                 tag = quota_tag(self.ws, client)  # (every login session's together: owners.quota_of)
                 mine = sorted(x.name for x in held if export_owner(x, QUOTA_LINE) == tag)
-                if len(mine) >= per_client:
+                own = owner_tag(self.ws, client)
+                # Login sessions share one limit (pass 34), so one session's exports would lock every later one
+                # out for good (pass 35): for a session the oldest export of ANOTHER session makes room.
+                theirs = ([] if is_address(client) else
+                          sorted((x for x in held if x.name in mine and export_owner(x) != own), key=_export_mtime))
+                if len(mine) >= per_client and theirs:
+                    _remove_export(theirs[0])
+                    held.remove(theirs[0])
+                elif len(mine) >= per_client:
                     raise PolicyError(f"{quota_holder(client)} {len(mine)} exports on this server ({', '.join(mine)}; the limit "
                                       f"is {per_client}): replace one of them (same name, tick replace)")
             limit = max_exports()

@@ -563,10 +563,71 @@ def test_pass34_login_sessions_share_one_set_of_limits(tmp_path, monkeypatch):
         app._check_client_adapters(new, two)
     app._check_client_adapters(new, OWNER)
     # exports: the sessions' two together
+    three = session_tag("login-3")
+    exports = ws / "exports"
     assert export_action(app, BASE, [], "cpu-basic", "e1", client=one)[1] == "e1"
+    time.sleep(0.05)
     assert export_action(app, BASE, [], "cpu-basic", "e2", client=two)[1] == "e2"
-    msg, name = export_action(app, BASE, [], "cpu-basic", "e3", client=session_tag("login-3"))
+    assert export_action(app, BASE, [], "cpu-basic", "e2", force=True, client=one)[1] == ""  # e2 is two's own
+    # pass 35: a session at the sessions' shared limit is not locked out for good: the oldest export of another
+    # session makes room (a session logged out can never replace its own again)
+    time.sleep(0.05)
+    assert export_action(app, BASE, [], "cpu-basic", "e3", client=three)[1] == "e3"
+    assert sorted(d.name for d in exports.iterdir()) == ["e2", "e3"]
+    time.sleep(0.05)
+    assert export_action(app, BASE, [], "cpu-basic", "e4", client=three)[1] == "e4"
+    msg, name = export_action(app, BASE, [], "cpu-basic", "e5", client=three)  # its own are never taken for it
     assert not name and "together have 2 exports" in msg, msg
-    assert export_action(app, BASE, [], "cpu-basic", "e1", force=True, client=two)[1] == ""  # e1 is one's own
-    assert export_action(app, BASE, [], "cpu-basic", "e1", force=True, client=one)[1] == "e1"
-    assert export_action(app, BASE, [], "cpu-basic", "a1", client=OWNER)[1] == "a1"
+    assert sorted(d.name for d in exports.iterdir()) == ["e3", "e4"]
+    assert export_action(app, BASE, [], "cpu-basic", "e3", force=True, client=three)[1] == "e3"
+    assert export_action(app, BASE, [], "cpu-basic", "a1", client=OWNER)[1] == "a1"  # an address: its own limit
+    assert sorted(d.name for d in exports.iterdir()) == ["a1", "e3", "e4"]
+
+
+# ------------------------------------------------------------------ pass 35: re-attacking pass 34
+def test_pass35_chat_slots_count_a_48_as_one_and_unknown_addresses_together(tmp_path, monkeypatch):
+    """Before: the chat cap (2 answers per client) counted an IPv6 client per /64 (six /64s of one /48 held 12
+    streams), and did not count requests with no known address at all: one login holder sent 40 compares, took the
+    8 chat slots and the queue, and a chat from an address waited 33 s. An IPv6 client now counts by its /48, and on
+    a shared app every request with no known address shares one cap (half the chat slots)."""
+    import gradio as gr
+    from gradio_client import Client
+
+    from ui.chat_engine import ChatOnlyEngine
+    from ui.chat_tab import CHAT_SLOTS, ChatService
+    from ui.interface import create_chat_only_ui, launch_kwargs
+    from ui.slots import SHARED_ENV, UNKNOWN, ClientSlots
+
+    def req(host, xff=None):
+        return gr.Request(client={"host": host}, headers={"x-forwarded-for": xff} if xff else {})
+    monkeypatch.delenv(SHARED_ENV, raising=False)
+    assert ClientSlots.key_of(req("127.0.0.1")) is None  # alone on localhost: not limited
+    monkeypatch.setenv(SHARED_ENV, "1")
+    assert ClientSlots.key_of(req("127.0.0.1")) == UNKNOWN
+    keys = {ClientSlots.key_of(req(f"2a00:1450:4001:{i}::1")) for i in range(6)}
+    assert len(keys) == 1, keys
+    s = ClientSlots(2, unknown=4)
+    (k,) = keys
+    assert s.take(k) and s.take(k) and not s.take(k)
+    assert all(s.take(UNKNOWN) for _ in range(4)) and not s.take(UNKNOWN)
+    s.give(UNKNOWN)
+    assert s.take(UNKNOWN)
+    assert ChatService(None).slots.unknown == CHAT_SLOTS // 2
+    # the launched app: with the unknown-address share held, such a request is told so at once; an address is served
+    ws = make_workspace(tmp_path / "ws")
+    demo = create_chat_only_ui(ChatOnlyEngine(root=str(ws), provider="cpu"))
+    svc = demo.ui_tabs["chat"].respond_fn.__self__
+    svc.slots = ClientSlots(1, unknown=1)
+    assert svc.slots.take(UNKNOWN)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, **launch_kwargs())
+    data = ["Hi", [], [], BASE, "base", "base", False, 0.0, 1.0, 0, 4, 1.0, 0]
+    try:
+        url = f"http://127.0.0.1:{port}"
+        out = Client(url, verbose=False).predict(*data, api_name="/chat")
+        assert "from users without a known address (login sessions) is still streaming" in out[3] and not out[0], out
+        out = Client(url, verbose=False, headers={"x-forwarded-for": "81.2.69.143"}).predict(*data, api_name="/chat")
+        assert out[0][-1]["role"] == "assistant" and out[0][-1]["content"], out
+        assert svc.slots._held == {UNKNOWN: 1}, "the answered request gave its slot back"
+    finally:
+        demo.close()

@@ -12,7 +12,9 @@ from artifacts import SEED_MAX, clean_message
 from artifacts.limits import without_surrogates
 from engine.live import Pacer
 from ui.chat_engine import ChatEngineSide, UIError, check_conversation, make_sampling
-from ui.slots import ClientSlots, chats_per_client
+from ui.slots import UNKNOWN, ClientSlots, chats_per_client
+
+CHAT_SLOTS = 8  # answers (a compare is one) streaming at once for everyone
 
 # at most ~25 UI updates per second (the engine decodes on its own thread; each update costs Gradio a
 # postprocess + diff of the whole chat); STUDIO_STREAM_INTERVAL_S=0 sends every frame the reader can take
@@ -145,7 +147,8 @@ class ChatService:
 
     def __init__(self, app: ChatEngineSide):
         self.app = app
-        self.slots = ClientSlots(chats_per_client())
+        # (requests with no known address on a shared app: half the chat slots together, CHAT_SLOTS below)
+        self.slots = ClientSlots(chats_per_client(), unknown=max(chats_per_client(), CHAT_SLOTS // 2))
 
     def pickers(self, base_name, va, vb):
         """Refreshes the pickers: bases on disk, variants of the chosen base, refused adapters."""
@@ -201,11 +204,12 @@ class ChatService:
             # (what is sent back must be valid text: a lone surrogate made Gradio's orjson cut the stream)
             yield (*without_surrogates([hist_a, hist_b, msg]), f"⚠ error: {e}")
             return
-        client = self.slots.client_of(request)
+        client = self.slots.key_of(request)
         if not self.slots.take(client):
             self.app.release(eng)
-            n = self.slots.per_client
-            e = (f"{'an answer' if n == 1 else f'{n} answers'} from your address {'is' if n == 1 else 'are'} "
+            n = self.slots.unknown if client == UNKNOWN else self.slots.per_client
+            who = "users without a known address (login sessions)" if client == UNKNOWN else "your address"
+            e = (f"{'an answer' if n == 1 else f'{n} answers'} from {who} {'is' if n == 1 else 'are'} "
                  "still streaming: wait until one ends (or press Stop) before sending another")
             gr.Warning(e)
             yield (*without_surrogates([hist_a, hist_b, msg]), f"⚠ error: {e}")
@@ -302,9 +306,9 @@ def create_chat_tab(app: ChatEngineSide) -> ChatTab:
     chat_inputs = [message, bot_a, bot_b, base, variant, variant_b, compare] + sampling
     chat_outputs = [bot_a, bot_b, message, stats]
     send.click(svc.respond, chat_inputs, chat_outputs, api_name="chat", concurrency_id="chat",
-               concurrency_limit=8)
+               concurrency_limit=CHAT_SLOTS)
     message.submit(svc.respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="chat",
-                   concurrency_limit=8)
+                   concurrency_limit=CHAT_SLOTS)
     clear.click(lambda: ([], [], "", ""), None, [bot_a, bot_b, message, stats], api_name="clear_chat",
                 queue=False)
     tab = ChatTab(base, variant, variant_b, refused, compare, bot_a, bot_b, message, send, clear, refresh,

@@ -13,6 +13,7 @@ from deploy import clients
 
 
 SHARED_ENV = "STUDIO_SHARED"  # app.py sets it for a login, a share link or a Space
+UNKNOWN = "(requests with no known address)"  # their one key for ClientSlots on a shared app
 PAGE = "(the page as built)"  # the client a page is built for: the same page for everyone, so one that owns nothing
 
 
@@ -73,8 +74,12 @@ class ClientSlots:
 
     The client is a public address (deploy/clients.py says how it is told; none known: not limited)."""
 
-    def __init__(self, per_client: int):
+    def __init__(self, per_client: int, unknown: int | None = None):
+        """unknown: how many every request with no known address takes together on a shared app (default
+        per_client): red-team pass 35, one login holder sent 40 compares, each with its own session, took the 8
+        chat slots and the queue, and a chat from an address waited 33 s."""
         self.per_client = per_client
+        self.unknown = per_client if unknown is None else unknown
         self._lock = threading.Lock()
         self._held: dict[str, int] = {}
 
@@ -82,11 +87,22 @@ class ClientSlots:
     client_of = staticmethod(clients.client_of)
     network_of = staticmethod(clients.network_of)
 
+    @staticmethod
+    def key_of(request) -> str | None:
+        """Who a request's slots count against: its address, an IPv6 one by its /48 (pass 35: six /64s of one /48
+        held 12 streams), or on a shared app with no known address UNKNOWN, all such requests together; None
+        (not limited) alone on localhost."""
+        key = clients.share_of(request)
+        if key is None and os.environ.get(SHARED_ENV) == "1":
+            return UNKNOWN
+        return key
+
     def take(self, client: str | None) -> bool:
         if client is None or self.per_client <= 0:
             return True
+        cap = self.unknown if client == UNKNOWN else self.per_client
         with self._lock:
-            if self._held.get(client, 0) >= self.per_client:
+            if self._held.get(client, 0) >= cap:
                 return False
             self._held[client] = self._held.get(client, 0) + 1
             return True
@@ -114,9 +130,10 @@ class Gate:
 
     @contextmanager
     def enter(self, request=None):
-        client = self.slots.client_of(request)
+        client = self.slots.key_of(request)
         if not self.slots.take(client):
-            yield f"a {self.what} from your address is still running: wait until it ends"
+            yield (f"a {self.what} from your address is still running: wait until it ends" if client != UNKNOWN else
+                   f"a {self.what} of another user without a known address is running: wait until it ends")
             return
         try:
             if not self._sem.acquire(blocking=False):
