@@ -24,13 +24,13 @@ def safe_name(name, max_len: int = NAME_MAX) -> bool:
 # The name the pickers give the base model itself (no adapter): no adapter may be called that.
 BASE_VARIANT = "base"
 _CONFUSABLE = str.maketrans({"0": "o", "1": "l", "i": "l", "|": "l", "5": "s", "3": "e", "4": "a", "8": "b", "6": "b",
-                             "7": "t"})
+                             "7": "t", "9": "g", "q": "g", "2": "z"})  # (9/q/2: red-team pass 35)
 _CONFUSABLE_PAIRS = (("rn", "m"), ("vv", "w"), ("cl", "d"))  # two letters that pass for one
 
 
 def skeleton(name: str) -> str:
     """What a name looks like in a picker: case, the look-alike characters 0/o, 1/l/I/i, 5/s, 3/e, 4/a, 8/b,
-    6/b, 7/t, the pairs rn/m, vv/w, cl/d, and the separators '.', '_', '-' folded away ('traveI', 'trave1',
+    6/b, 7/t, 9/q/g, 2/z, the pairs rn/m, vv/w, cl/d, and the separators '.', '_', '-' folded away ('traveI', 'trave1',
     'travel_' and 'Travel' all look like 'travel'). A heuristic for the names in the pickers, not a confusables
     table (names are ASCII: artifacts.names NAME_RULE)."""
     # single characters first: 'cIoud' is 'cloud' before 'cl' passes for 'd' (red-team pass 34: folded the other

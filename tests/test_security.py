@@ -695,8 +695,13 @@ def test_builds_need_free_disk_and_protected_adapters_stay(tmp_path, monkeypatch
     p.adapter_lookalike("vau1t")  # the operator
     (ws.adapters / "cloud").mkdir()  # pass 34: a look-alike inside a look-alike pair ('cI' of 'cl')
     (ws.adapters / "cloud" / "metadata.json").write_text(json.dumps({"name": "cloud", "owner": owner_tag(ws, "9.9.9.9")}))
-    for look in ("cIoud", "c1oud", "cioud", "doud", "cl0ud", "CLOUD"):
+    for look in ("cIoud", "c1oud", "cioud", "doud", "cl0ud", "CLOUD"):  # and 9/q/g, 2/z (pass 35) below
         with pytest.raises(PolicyError, match="looks like another user's adapter 'cloud'"):
+            p.adapter_lookalike(look, client="8.8.8.8")
+    (ws.adapters / "gaze").mkdir()
+    (ws.adapters / "gaze" / "metadata.json").write_text(json.dumps({"name": "gaze", "owner": owner_tag(ws, "9.9.9.9")}))
+    for look in ("9aze", "qaze", "ga2e", "9a2e"):
+        with pytest.raises(PolicyError, match="looks like another user's adapter 'gaze'"):
             p.adapter_lookalike(look, client="8.8.8.8")
     with pytest.raises(LimitError, match="STUDIO_MIN_FREE_GB"):
         check_build_room(ws.root, {"STUDIO_MIN_FREE_GB": str(shutil.disk_usage(ws.root).free / 1e9 + 1)})
