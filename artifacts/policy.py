@@ -246,11 +246,15 @@ class Policy:
                               "the operator must remove it")
         return d
 
-    def new_export(self, value, what: str = "export", client: str | None = None) -> Path:
+    def new_export(self, value, what: str = "export", client: str | None = None) -> tuple[Path, list[Path]]:
         """export_dir, and a NEW export only while exports/ holds fewer than limits.max_exports() folders
         (each is a copy of a base: a request cannot fill the disk); replacing an existing one is allowed to
-        whoever made it (its marker's owner line, artifacts/owners.py; `client` None: the operator)."""
+        whoever made it (its marker's owner line, artifacts/owners.py; `client` None: the operator). Returns the
+        folder and the exports that must make room for it: remove them (evict_exports) only once this export is
+        written (red-team pass 36: removed first, an export that then failed, on an adapter deleted meanwhile,
+        took another user's export and made none, in a loop)."""
         d = self.export_dir(value, what)
+        evict: list[Path] = []
         if is_marked_export(d) and not may_change(self.ws, export_owner(d), client):
             raise PolicyError(f"{what} {value!r} was exported by another user of this server: only they can "
                               "replace it; choose another name")
@@ -270,7 +274,7 @@ class Policy:
                 theirs = ([] if is_address(client) else
                           sorted((x for x in held if x.name in mine and export_owner(x) != own), key=_export_mtime))
                 if len(mine) >= per_client and theirs:
-                    _remove_export(theirs[0])
+                    evict.append(theirs[0])
                     held.remove(theirs[0])
                 elif len(mine) >= per_client:
                     raise PolicyError(f"{quota_holder(client)} {len(mine)} exports on this server ({', '.join(mine)}; the limit "
@@ -291,9 +295,14 @@ class Policy:
                                       "one of them (same name, tick replace), or the operator can remove some or "
                                       "raise STUDIO_MAX_EXPORTS")
                 others.sort(key=_export_mtime)
-                for x in others[:len(held) - limit + 1]:
-                    _remove_export(x)
-        return d
+                evict.extend(others[:len(held) - limit + 1])
+        return d, evict
+
+    def evict_exports(self, paths: list[Path]) -> None:
+        """Removes the exports new_export said must make room (after the new one was written)."""
+        for p in paths:
+            if p.parent == self.ws.exports and is_marked_export(p):
+                _remove_export(p)
 
     def published_export(self, value, what: str = "Space folder") -> Path:
         """An existing export folder (marked) under <ws>/exports, for publishing."""

@@ -57,9 +57,10 @@ def make_workspace(root: Path) -> Path:
 
 def start_app(ws: Path, port: int, log_path: Path, args: tuple = (), env: dict | None = None) -> subprocess.Popen:
     """`python app.py --port PORT *args` on workspace ws (offline; `env` adds variables); waits until it
-    answers."""
+    answers. Exports and pushes take no turns (STUDIO_EXPORT_TURN_S=0: tests export back to back from one client)
+    unless `env` says otherwise."""
     env = {**os.environ, "STUDIO_HOME": str(ws), "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "STUDIO_EXPORT_TURN_S": "0", **(env or {})}
     log = open(log_path, "wb")
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), *args], cwd=str(ws),
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

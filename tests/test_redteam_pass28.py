@@ -41,7 +41,7 @@ def app(tmp_path_factory):
     root = tmp_path_factory.mktemp("pass28")
     ws = make_workspace(root / "ws")
     port = free_port()
-    proc = start_app(ws, port, root / "app.log", ("--auth", f"{USER}:{PASSWORD}"))
+    proc = start_app(ws, port, root / "app.log", ("--auth", f"{USER}:{PASSWORD}"), env={"STUDIO_EXPORT_TURN_S": "5"})
     url = f"http://127.0.0.1:{port}"
     # (no forwarded address: on this shared app (a login) the client is its login session, never the operator)
     yield {"ws": ws, "url": url, "owner": as_client(url, OWNER), "stranger": as_client(url, STRANGER),
@@ -189,6 +189,7 @@ def test_no_known_address_is_the_operator_only_on_an_app_that_is_not_shared(monk
 def test_an_export_is_replaced_by_its_exporter_only(app):
     from artifacts import Workspace, export_owner, owner_tag
     owner, stranger, ws = app["owner"], app["stranger"], app["ws"]
+    time.sleep(5.5)  # (turns of earlier tests' exports)
     m = data(owner.call("export_space", [BASE, [], "cpu-basic", "space-owner", False]))[0]
     assert "exported" in m, m
     d = ws / "exports" / "space-owner"
@@ -197,6 +198,13 @@ def test_an_export_is_replaced_by_its_exporter_only(app):
     m = data(stranger.call("export_space", [BASE, ["travel"], "cpu-basic", "space-owner", True]))[0]
     assert "another user" in m, m
     assert sorted(p.name for p in d.iterdir()) == before and not (d / "adapters" / "travel").exists()
+    # pass 36: the export gate knows who asks (it was entered without the request: everyone was one client) and
+    # gives turns: right after its export, the owner waits at least STUDIO_EXPORT_TURN_S (5 s) while others export
+    m = data(owner.call("export_space", [BASE, ["travel"], "cpu-basic", "space-owner", True]))[0]
+    assert "other users get a turn at the Space export or push first" in m, m
+    other = app["anonymous"]  # (the stranger just had its turn: its refused replace above)
+    assert "exported" in data(other.call("export_space", [BASE, [], "cpu-basic", "space-other", False]))[0]
+    time.sleep(5.5)
     assert "exported" in data(owner.call("export_space", [BASE, ["travel"], "cpu-basic", "space-owner", True]))[0]
 
 
@@ -426,6 +434,10 @@ def test_pass32_a_few_clients_cannot_fill_exports_for_everyone(tmp_path, monkeyp
     assert export_action(app, BASE, [], "cpu-basic", "owner-2", client=OWNER)[1] == "owner-2"
     time.sleep(0.05)
     assert export_action(app, BASE, [], "cpu-basic", "stranger-1", client=STRANGER)[1] == "stranger-1"
+    # pass 36: an export that fails (an adapter deleted meanwhile) removes nothing: the room is made once it is written
+    msg, name = export_action(app, BASE, ["ghost"], "cpu-basic", "third-0", client=third)
+    assert not name and "no adapter 'ghost'" in msg, msg
+    assert sorted(d.name for d in exports.iterdir()) == ["owner-1", "owner-2", "stranger-1"]
     msg, name = export_action(app, BASE, ["travel"], "cpu-basic", "third-1", client=third)
     assert name == "third-1", msg  # the oldest export of another client made room
     assert sorted(d.name for d in exports.iterdir()) == ["owner-2", "stranger-1", "third-1"]

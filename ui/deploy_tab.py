@@ -58,6 +58,16 @@ def _others(app, names, client) -> str:
             "yours") if bad else ""
 
 
+def export_turn_s() -> float:
+    """How long a client waits after its export or push before the next ($STUDIO_EXPORT_TURN_S, default 5; at
+    least as long as the last one took: ui.slots.Gate)."""
+    try:
+        v = float(os.environ.get("STUDIO_EXPORT_TURN_S", "5"))
+    except ValueError:
+        return 5.0
+    return v if 0 <= v < 1e6 else 5.0
+
+
 def export_action(app, base, adapters, hardware, out, force=False, client: str | None = None):
     """Returns (markdown message, export name or ''). client: who asks (deploy/clients.share_of; None: the
     operator): an existing export is replaced only by whoever made it."""
@@ -69,11 +79,12 @@ def export_action(app, base, adapters, hardware, out, force=False, client: str |
     if refused:
         return f"⚠ export failed: {refused}", ""
     try:
-        out_dir = app.policy.new_export(out, client=client)
+        out_dir, evict = app.policy.new_export(out, client=client)
         check_build_room(app.ws.root)  # an export copies a base
         r = export_space(out_dir, base or "default", list(adapters or []), hardware or "cpu-basic",
                          app.models_dir, app.adapters_dir, force=bool(force), keep_previous=False,
                          owner=owner_tag(app.ws, client), quota=quota_tag(app.ws, client))
+        app.policy.evict_exports(evict)  # (only now: a failed export removes nothing of anyone's)
     except (PolicyError, ExportError, LimitError, OSError) as e:
         return f"⚠ export failed: {app.ws.scrub(str(e))}", ""
     return (f"exported **{r.base}** with adapters {', '.join(r.adapters) or '(none)'} for `{r.hardware}` to "
@@ -164,7 +175,8 @@ def create_deploy_tab(app) -> DeployTab:
 
     # one export or push at a time, never waiting in Gradio's queue (a flood of them filled its 64 places for the
     # whole server): another is answered at once (ui/slots.py)
-    gate = Gate("Space export or push", total=1)
+    # (turns: one client cannot hold it in a loop; $STUDIO_EXPORT_TURN_S, default 5 s)
+    gate = Gate("Space export or push", total=1, turns_s=export_turn_s())
 
     def do_export(b, ads, hw, o, f):
         with gate.enter() as busy:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from contextlib import contextmanager
 
 from artifacts.owners import ANONYMOUS, SESSION_PREFIX
@@ -88,10 +89,13 @@ class ClientSlots:
     network_of = staticmethod(clients.network_of)
 
     @staticmethod
-    def key_of(request) -> str | None:
+    def key_of(request=None) -> str | None:
         """Who a request's slots count against: its address, an IPv6 one by its /48 (pass 35: six /64s of one /48
         held 12 streams), or on a shared app with no known address UNKNOWN, all such requests together; None
         (not limited) alone on localhost."""
+        if request is None:  # the request of the event being handled (red-team pass 36: gates entered without
+            from gradio.context import LocalContext  # one counted every client as UNKNOWN, one for all)
+            request = LocalContext.request.get(None)
         key = clients.share_of(request)
         if key is None and os.environ.get(SHARED_ENV) == "1":
             return UNKNOWN
@@ -123,14 +127,27 @@ class Gate:
     registered with concurrency_limit=None (so nothing waits in Gradio's queue) enter it; `enter` yields None when
     the request may run, else the message to answer with."""
 
-    def __init__(self, what: str, total: int, per_client: int = 1):
-        self.what, self.total = what, total
+    def __init__(self, what: str, total: int, per_client: int = 1, turns_s: float = 0.0):
+        """turns_s > 0: after a client's work ends, that client waits as long as the work took, and at least
+        turns_s seconds, before it enters again (red-team pass 36: one client replacing its own export in a loop,
+        48 times a second, held the one export slot so that 19 of 20 of other users' exports were refused)."""
+        self.what, self.total, self.turns_s = what, total, turns_s
         self.slots = ClientSlots(per_client)
         self._sem = threading.BoundedSemaphore(total)
+        self._lock = threading.Lock()
+        self._next: dict[str, float] = {}  # client -> when it may enter again (turns_s)
 
     @contextmanager
     def enter(self, request=None):
         client = self.slots.key_of(request)
+        if client is not None and self.turns_s > 0:
+            now = time.monotonic()
+            with self._lock:
+                self._next = {k: t for k, t in self._next.items() if t > now}  # (bounded by the recent clients)
+                wait = self._next.get(client, now) - now
+            if wait > 0:
+                yield f"other users get a turn at the {self.what} first: try again in {wait:.0f} s"
+                return
         if not self.slots.take(client):
             yield (f"a {self.what} from your address is still running: wait until it ends" if client != UNKNOWN else
                    f"a {self.what} of another user without a known address is running: wait until it ends")
@@ -139,9 +156,14 @@ class Gate:
             if not self._sem.acquire(blocking=False):
                 yield f"the server is busy with {self.total} {self.what}{'s' if self.total > 1 else ''}: try again in a moment"
                 return
+            started = time.monotonic()
             try:
                 yield None
             finally:
                 self._sem.release()
+                if client is not None and self.turns_s > 0:
+                    ended = time.monotonic()
+                    with self._lock:
+                        self._next[client] = ended + max(self.turns_s, ended - started)
         finally:
             self.slots.give(client)
