@@ -10,6 +10,7 @@ adapters, the operator's) only the operator may change."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import secrets
@@ -56,7 +57,14 @@ def quota_of(client: str | None) -> str | None:
     against: an address its own, every login session and ANONYMOUS together (red-team pass 34: a stranger with the
     password logged in again for a fresh 24-hour build budget, 200 logins in 0.4 s). What a session makes is still
     its own to see and change (owner_tag); only the limits are shared."""
-    return client if client is None or is_address(client) else SESSIONS
+    if client is None or not is_address(client):
+        return None if client is None else SESSIONS
+    if "/" in client:  # an IPv6 client (its /64): its /48, as deploy/clients.share_of (one subscriber, many /64s)
+        try:
+            return str(ipaddress.ip_network(client, strict=False).supernet(new_prefix=48))
+        except ValueError:
+            return client
+    return client
 
 
 def quota_tag(ws: Workspace, client: str | None) -> str | None:
@@ -66,7 +74,7 @@ def quota_tag(ws: Workspace, client: str | None) -> str | None:
 
 def quota_holder(client: str | None) -> str:
     """Who holds `client`'s limits, as a refusal says it."""
-    return "you have" if quota_of(client) == client else "users without a known address (login sessions) together have"
+    return "you have" if is_address(client) else "users without a known address (login sessions) together have"
 
 
 def counts_against(ws: Workspace, meta: dict, client: str | None) -> bool:

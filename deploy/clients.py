@@ -25,7 +25,27 @@ def address(text: str | None):
         ip = ipaddress.ip_address(t)
     except ValueError:
         return None
-    return ip.ipv4_mapped if ip.version == 6 and ip.ipv4_mapped else ip
+    return embedded_ipv4(ip) or ip
+
+
+# IPv6 forms that carry an IPv4 address in their last 32 bits (red-team pass 36: behind a NAT64 translator every
+# IPv4 user was one /48, 64:ff9b::/48, one owner of everything)
+_IPV4_IN_LAST_32 = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96",       # NAT64, the well-known prefix
+                                                           "::ffff:0:0:0/96",    # SIIT, IPv4-translated
+                                                           "::/96"))             # IPv4-compatible (deprecated)
+
+
+def embedded_ipv4(ip):
+    """The IPv4 address an IPv6 address stands for (IPv4-mapped, NAT64, SIIT, IPv4-compatible, 6to4), or None."""
+    if ip.version != 6:
+        return None
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if ip.sixtofour:
+        return ip.sixtofour
+    if any(ip in n for n in _IPV4_IN_LAST_32) and int(ip) & 0xFFFFFFFF and int(ip) > 1:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 def key(ip) -> str:
@@ -50,7 +70,8 @@ def internal(ip) -> bool:
 
 
 def client_of(request) -> str | None:
-    """The client a limit applies to (a public address, an IPv6 /64), or None (no request, none known).
+    """The client (a public address, an IPv6 /64), or None (no request, none known): what it makes is its own
+    (ui.slots.requester); the limits count an IPv6 one by its /48 (share_of).
     `request`: anything with .client.host and .headers (Gradio's and Starlette's requests).
 
     X-Forwarded-For is read only from a peer on this machine or an internal network (INTERNAL), right-most entry

@@ -639,3 +639,29 @@ def test_pass35_chat_slots_count_a_48_as_one_and_unknown_addresses_together(tmp_
         assert svc.slots._held == {UNKNOWN: 1}, "the answered request gave its slot back"
     finally:
         demo.close()
+
+
+# ------------------------------------------------------------------ pass 36: re-attacking pass 35
+def test_pass36_owners_by_64_limits_by_48_and_ipv4_inside_ipv6_is_ipv4(tmp_path, monkeypatch):
+    """Before: ownership went by an IPv6 client's /48, which many providers split among customers (a /56 or /64
+    each), so unrelated users in one /48 replaced each other's exports; and behind a NAT64 translator every IPv4
+    user was one owner (64:ff9b::a.b.c.d, and the SIIT forms, all fell in one /48). An IPv6 client now owns by its
+    /64 and is limited by its /48; an IPv6 address that carries an IPv4 one is that IPv4 address."""
+    import gradio as gr
+
+    from artifacts import Workspace, may_change, owner_tag, quota_of
+    from ui.slots import SHARED_ENV, requester
+
+    def req(host, xff=None):
+        return gr.Request(client={"host": host}, headers={"x-forwarded-for": xff} if xff else {})
+    monkeypatch.setenv(SHARED_ENV, "1")
+    for form in ("64:ff9b::81.2.69.10", "64:ff9b::5102:450a", "::ffff:0:81.2.69.10", "::81.2.69.10",
+                 "2002:5102:450a::1", "::ffff:81.2.69.10"):
+        assert requester(req("10.0.0.2", form)) == "81.2.69.10", form
+        assert requester(req(form)) == "81.2.69.10", form
+    assert requester(req("10.0.0.2", "64:ff9b::81.2.69.20")) == "81.2.69.20"
+    a, b = requester(req("2a02:8070:88:ff00::1")), requester(req("2a02:8070:88:101::1"))
+    assert a == "2a02:8070:88:ff00::/64" and b == "2a02:8070:88:101::/64"
+    assert quota_of(a) == quota_of(b) == "2a02:8070:88::/48"  # one subscriber's limits
+    ws = Workspace(tmp_path / "ws")
+    assert not may_change(ws, owner_tag(ws, a), b) and may_change(ws, owner_tag(ws, a), a)

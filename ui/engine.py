@@ -190,7 +190,7 @@ class AppEngine(ChatEngineSide):
             except OSError:
                 continue
         if used >= day_limit:
-            whose = "your builds" if quota == client else "the builds of users without a known address (login sessions)"
+            whose = "your builds" if artifacts.is_address(client) else "the builds of users without a known address (login sessions)"
             raise UIError(f"{whose} ran {used / 60:.0f} min in the last 24 hours, the operator's limit per user "
                           f"({day_limit / 60:g} min, STUDIO_MAX_BUILD_MIN_PER_CLIENT): the build slot is shared, "
                           "try again later")
