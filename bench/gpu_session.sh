@@ -32,7 +32,7 @@ export PYTHONUNBUFFERED=1
 if [ "${PROBE_LORA:-0}" != 0 ]; then  # the fused LoRA op's kernels alone first, on an idle GPU (bench/lora_gemm.py)
   "$py" bench/lora_gemm.py --rows 1,8 --variants none,rows,fused,fused64,fused64t --prompt 1025 \
       --out "$w/lora_gemm.json" >"$w/probe.log" 2>&1
-  [ "$PROBE_LORA" = 1 ] && for k in tile simt expand2; do  # the prompt path's alternatives (quick: not these)
+  [ "$PROBE_LORA" = 1 ] && for k in tile simt expand1; do  # the prompt path's alternatives (quick: not these)
     STUDIO_LORA_KERNEL=$k "$py" bench/lora_gemm.py --rows "" --prompt 1025 --out "$w/lora_gemm-$k.json" >>"$w/probe.log" 2>&1
   done
   # a prompt path that computed something else would make the engine serve with the MatMul chain (its self-check

@@ -29,8 +29,8 @@
 #                   kernels each on CUDA) instead of the fused op (STUDIO_LORA_FUSED=off; default auto = fused on CUDA)
 #   engine-fusedk   lever row, the full engine part: the fused op on K-first A slots (STUDIO_LORA_A_T=0, the op
 #                   LoraAdd) instead of rank-first ones (the default with the fused op, LoraAddAT)
-#   engine-expand2  lever row, the full engine part: the prompt's expand kernel on two fp16 columns per thread
-#                   (STUDIO_LORA_KERNEL=expand2; the engine's self-check falls back to the chain if it is wrong)
+#   engine-expand1  lever row, the full engine part: the prompt's expand kernel on one column per thread
+#                   (STUDIO_LORA_KERNEL=expand1) instead of two fp16 columns (lora_expand_h2, the default)
 #   engine-prompt1  lever row, the full engine part: prompts through the fused op's single prompt kernel (one block
 #                   per 8 tokens; STUDIO_LORA_KERNEL=tile) instead of its two-kernel path (x·A, then the expand)
 #   engine-at       (not in the default list) the full engine part with STUDIO_LORA_A_T=1: the LoRA-A products
@@ -56,7 +56,7 @@ device="${DEVICE:-cuda}"
 hf="$work/hf"
 ws="${WS:-$work/ws}"
 base="${BASE:-phi35}"
-parts="${PARTS:-model build engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-slots engine-buckets2 fused-check engine-chain engine-expand2 engine-fusedk engine-prompt1 report}"
+parts="${PARTS:-model build engine app og hf engine-og engine-nograph engine-len1024 engine-rank16 engine-slots engine-buckets2 fused-check engine-chain engine-expand1 engine-fusedk engine-prompt1 report}"
 budget="${BUDGET_S:-440}"
 hard="${HARD_S:-520}"
 part_timeout="${PART_TIMEOUT_S:-300}"
@@ -125,8 +125,8 @@ want engine-chain && run engine-chain env STUDIO_LORA_FUSED=off "$py" bench/serv
     "${common[@]}" --out "$work/parts/engine-chain.json"
 want engine-prompt1 && run engine-prompt1 env STUDIO_LORA_KERNEL=tile "$py" bench/serving.py engine \
     "${common[@]}" --out "$work/parts/engine-prompt1.json"
-want engine-expand2 && run engine-expand2 env STUDIO_LORA_KERNEL=expand2 "$py" bench/serving.py engine \
-    "${common[@]}" --out "$work/parts/engine-expand2.json"
+want engine-expand1 && run engine-expand1 env STUDIO_LORA_KERNEL=expand1 "$py" bench/serving.py engine \
+    "${common[@]}" --out "$work/parts/engine-expand1.json"
 want engine-fusedk && run engine-fusedk env STUDIO_LORA_A_T=0 "$py" bench/serving.py engine \
     "${common[@]}" --out "$work/parts/engine-fusedk.json"
 want engine-at && run engine-at env STUDIO_LORA_A_T=1 STUDIO_LORA_FUSED=off "$py" bench/serving.py engine \

@@ -187,8 +187,9 @@ __global__ void __launch_bounds__(kThreads) lora_add_decode8(const __half* __res
 
 // STUDIO_LORA_KERNEL (for bench/lora_gemm.py and the serving harness's lever rows): "scalar", the single prompt kernel
 // for every call, decode steps too; "tile", the single prompt kernel for prompts (not the two-kernel path); "simt",
-// the two-kernel path's x·A on CUDA cores (lora_xa) where it would use tensor cores (lora_xa_mma); "expand2", its
-// two-column expand kernel (lora_expand_h2: not yet run on a GPU, so not the default) for fp16 with an even N. A
+// the two-kernel path's x·A on CUDA cores (lora_xa) where it would use tensor cores (lora_xa_mma); "expand1", its
+// one-column expand kernel (lora_expand) where it would use the two-column one (lora_expand_h2, fp16 with an even
+// N: 1.17 against 1.82 ms per 64 targets of a 1,025-token prompt on an H100, 2026-12-07). A
 // cluster-of-8 variant of the decode kernel (x·A split over 8 blocks, partial sums met in distributed shared memory)
 // was measured on an H100 and removed: 0.54 / 0.63 ms per 64 targets against 0.42 / 0.48 for this one
 // (bench/NOTES.md, 2026-12-07).
@@ -197,7 +198,7 @@ int kernel_choice() {
     const char* e = std::getenv("STUDIO_LORA_KERNEL");
     if (e == nullptr) return 0;
     return std::strcmp(e, "scalar") == 0 ? 1 : std::strcmp(e, "tile") == 0 ? 2 : std::strcmp(e, "simt") == 0 ? 3
-           : std::strcmp(e, "expand2") == 0 ? 4 : 0;
+           : std::strcmp(e, "expand1") == 0 ? 4 : 0;
   }();
   return v;
 }
@@ -418,10 +419,10 @@ __global__ void __launch_bounds__(kExpCols) lora_expand(const T* __restrict__ y,
   }
 }
 
-// lora_expand for fp16 with an even N (STUDIO_LORA_KERNEL=expand2, written on 2026-12-07 and not yet run on a GPU):
-// each thread takes two adjacent columns (half2 loads and stores: 128 bytes a warp instruction instead of 64), the
-// block 512 columns. Measured at 1.79 ms per 64 targets of a 1,025-token prompt, the one-column kernel moves y at
-// about a third of what a plain Add does (0.63 ms, H100).
+// lora_expand for fp16 with an even N (the default there; STUDIO_LORA_KERNEL=expand1: the one-column kernel): each
+// thread takes two adjacent columns (half2 loads and stores: 128 bytes a warp instruction instead of 64), the block
+// 512 columns. Per 64 targets of a 1,025-token prompt on an H100 (bench/lora_gemm.py, 2026-12-07): 1.17 ms, against
+// 1.82 for the one-column kernel and 0.63 for a plain Add that streams y; the relative error is the same (4.6e-4).
 __global__ void __launch_bounds__(kExpCols) lora_expand_h2(const __half* __restrict__ y, const float* __restrict__ xa,
                                                           const __half* __restrict__ B, __half* __restrict__ out,
                                                           Shape s, const int32_t* __restrict__ rank_used) {
@@ -480,7 +481,7 @@ __global__ void __launch_bounds__(kExpCols) lora_expand_h2(const __half* __restr
 }
 
 bool expand_h2_ok(const void* y, const void* B, const void* out, const Shape& s) {
-  return kernel_choice() == 4 && s.N % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0 &&
+  return kernel_choice() != 4 && s.N % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0 &&
          reinterpret_cast<uintptr_t>(B) % 4 == 0 && reinterpret_cast<uintptr_t>(out) % 4 == 0;
 }
 
