@@ -74,7 +74,9 @@ def quota_tag(ws: Workspace, client: str | None) -> str | None:
 
 def quota_holder(client: str | None) -> str:
     """Who holds `client`'s limits, as a refusal says it."""
-    return "you have" if is_address(client) else "users without a known address (login sessions) together have"
+    if not is_address(client):
+        return "users without a known address (login sessions) together have"
+    return "you have" if quota_of(client) == client else f"your network ({quota_of(client)}) has"
 
 
 def counts_against(ws: Workspace, meta: dict, client: str | None) -> bool:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .limits import max_exports, max_exports_per_client
 from .names import BASE_VARIANT, NAME_RULE, is_temp_name, safe_name, skeleton
-from .owners import is_address, may_change, may_use_upload, owner_tag, quota_holder, quota_tag
+from .owners import is_address, may_change, may_use_upload, owner_tag, quota_holder, quota_of, quota_tag
 from .workspace import PROJECT_ROOT, Workspace
 
 EXPORT_MARKER = ".studio-export"  # written into every exported Space folder; replace/publish need it
@@ -269,16 +269,19 @@ class Policy:
                 tag = quota_tag(self.ws, client)  # (every login session's together: owners.quota_of)
                 mine = sorted(x.name for x in held if export_owner(x, QUOTA_LINE) == tag)
                 own = owner_tag(self.ws, client)
-                # Login sessions share one limit (pass 34), so one session's exports would lock every later one
-                # out for good (pass 35): for a session the oldest export of ANOTHER session makes room.
-                theirs = ([] if is_address(client) else
+                # Login sessions share one limit (pass 34), and so do the /64s of one IPv6 /48 (pass 36), so one
+                # member's exports would lock the others out for good (passes 35, 37): the oldest export of ANOTHER
+                # member of the group makes room.
+                theirs = ([] if quota_of(client) == client else
                           sorted((x for x in held if x.name in mine and export_owner(x) != own), key=_export_mtime))
                 if len(mine) >= per_client and theirs:
                     evict.append(theirs[0])
                     held.remove(theirs[0])
                 elif len(mine) >= per_client:
-                    raise PolicyError(f"{quota_holder(client)} {len(mine)} exports on this server ({', '.join(mine)}; the limit "
-                                      f"is {per_client}): replace one of them (same name, tick replace)")
+                    yours = [x.name for x in held if x.name in mine and export_owner(x) == own]  # (only its own named)
+                    raise PolicyError(f"{quota_holder(client)} {len(mine)} exports on this server (the limit is "
+                                      f"{per_client}{'; yours: ' + ', '.join(yours) if yours else ''}): replace one "
+                                      "of yours (same name, tick replace)")
             limit = max_exports()
             if len(held) >= limit:
                 # A few addresses at their per-client limit would otherwise fill exports/ for everyone else (4 x 2

@@ -31,21 +31,24 @@ def address(text: str | None):
 # IPv6 forms that carry an IPv4 address in their last 32 bits (red-team pass 36: behind a NAT64 translator every
 # IPv4 user was one /48, 64:ff9b::/48, one owner of everything)
 _IPV4_IN_LAST_32 = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96",       # NAT64, the well-known prefix
+                                                           "64:ff9b:1::/48",     # NAT64, local use (RFC 8215),
+                                                           #   with a /96 within it (other lengths: not decoded)
                                                            "::ffff:0:0:0/96",    # SIIT, IPv4-translated
                                                            "::/96"))             # IPv4-compatible (deprecated)
 
 
 def embedded_ipv4(ip):
-    """The IPv4 address an IPv6 address stands for (IPv4-mapped, NAT64, SIIT, IPv4-compatible, 6to4), or None."""
+    """The IPv4 address an IPv6 address stands for, or None: an IPv4-mapped one always (a dual-stack socket's
+    peer); a NAT64, SIIT, IPv4-compatible or 6to4 one only when that IPv4 address is public (red-team pass 37:
+    decoded first, 2002:a00:1::1 was the private 10.0.0.1, so a trusted proxy whose X-Forwarded-For was taken)."""
     if ip.version != 6:
         return None
     if ip.ipv4_mapped:
         return ip.ipv4_mapped
-    if ip.sixtofour:
-        return ip.sixtofour
-    if any(ip in n for n in _IPV4_IN_LAST_32) and int(ip) & 0xFFFFFFFF and int(ip) > 1:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
+    v4 = ip.sixtofour
+    if v4 is None and any(ip in n for n in _IPV4_IN_LAST_32) and int(ip) & 0xFFFFFFFF and int(ip) > 1:
+        v4 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return v4 if v4 is not None and v4.is_global else None
 
 
 def key(ip) -> str:

@@ -665,3 +665,79 @@ def test_pass36_owners_by_64_limits_by_48_and_ipv4_inside_ipv6_is_ipv4(tmp_path,
     assert quota_of(a) == quota_of(b) == "2a02:8070:88::/48"  # one subscriber's limits
     ws = Workspace(tmp_path / "ws")
     assert not may_change(ws, owner_tag(ws, a), b) and may_change(ws, owner_tag(ws, a), a)
+
+
+# ------------------------------------------------------------------ pass 37: re-attacking pass 36
+def test_pass37_export_gate_turns_by_requester_and_a_line(monkeypatch):
+    """Before: the export/push gate's turns went by the limit key (an IPv6 /48, or every address-less request
+    together), so a client looping failed exports kept its neighbours out (0 of 28 exports); and a client asking
+    every few ms always won the slot when it came free, so two identities of one user (IPv4 and IPv6) held it
+    (victim 0 of 48). Turns now go by requester (the /64, the login session), and a client refused while the slot
+    is busy is in line: while anyone is in line only the first may enter."""
+    import gradio as gr
+
+    from ui.slots import SHARED_ENV, Gate
+    monkeypatch.delenv(SHARED_ENV, raising=False)
+
+    def req(host):
+        return gr.Request(client={"host": host}, headers={})
+    a, b, c = req("2a02:8070:88:ff00::1"), req("2a02:8070:88:101::1"), req("81.2.69.50")  # a, b: one /48
+    gate = Gate("Space export or push", total=1, turns_s=0.3)
+    with gate.enter(a) as busy:
+        assert busy is None
+    with gate.enter(a) as busy:
+        assert "other users get a turn" in busy  # a's turn ...
+    with gate.enter(b) as busy:
+        assert busy is None  # ... does not hold its neighbour b
+    time.sleep(0.35)
+    with gate.enter(a) as busy:
+        assert busy is None
+        with gate.enter(c) as refused:
+            assert "busy" in refused  # c is now first in line
+    with gate.enter(b) as busy:  # (b's own turn is over too) the slot is free, but c is first
+        assert busy is not None and "1 other user is waiting" in busy, busy
+    with gate.enter(c) as busy:
+        assert busy is None
+    with gate.enter(b) as busy:  # b was in line behind c: next
+        assert busy is None
+    # alone on localhost (no known client): no turns, no line
+    with gate.enter(req("127.0.0.1")) as busy:
+        assert busy is None
+    with gate.enter(req("127.0.0.1")) as busy:
+        assert busy is None
+
+
+def test_pass37_neighbours_in_one_48_are_not_locked_out_by_each_other(tmp_path, monkeypatch):
+    """Before: the /64s of one IPv6 /48 shared the export limit (pass 36), and one neighbour's two exports locked
+    the other out for good (it could not replace them either), with the neighbour's names in the refusal. As for
+    login sessions (pass 35), the oldest export of another member of the group now makes room; refusals name only
+    the client's own."""
+    from artifacts import Workspace
+    from pipeline.recipe import Recipe
+    from ui.chat_engine import UIError
+    from ui.deploy_tab import export_action
+    from ui.engine import AppEngine
+    ws = make_workspace(tmp_path / "ws")
+    app = AppEngine(Workspace(ws))
+    near, victim = "2a02:8070:88:ff00::/64", "2a02:8070:88:101::/64"
+    exports = ws / "exports"
+    assert export_action(app, BASE, [], "cpu-basic", "n1", client=near)[1] == "n1"
+    time.sleep(0.05)
+    assert export_action(app, BASE, [], "cpu-basic", "n2", client=near)[1] == "n2"
+    time.sleep(0.05)
+    assert export_action(app, BASE, [], "cpu-basic", "v1", client=victim)[1] == "v1"
+    assert sorted(d.name for d in exports.iterdir()) == ["n2", "v1"]
+    time.sleep(0.05)
+    assert export_action(app, BASE, [], "cpu-basic", "v2", client=victim)[1] == "v2"
+    msg, name = export_action(app, BASE, [], "cpu-basic", "v3", client=victim)
+    assert not name and "your network (2a02:8070:88::/48) has 2 exports" in msg and "yours: v1, v2" in msg, msg
+    # adapters: the refusal names only the client's own
+    monkeypatch.setenv("STUDIO_MAX_ADAPTERS_PER_CLIENT", "1")
+    _plant_adapter(ws, "near-bot", near)
+    from artifacts import quota_tag
+    meta = json.loads((ws / "adapters" / "near-bot" / "metadata.json").read_text())
+    meta["quota"] = quota_tag(Workspace(ws), near)
+    (ws / "adapters" / "near-bot" / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(UIError) as e:
+        app._check_client_adapters(Recipe(base=BASE, adapter_name="mine", train_file="data/pirate/train.jsonl"), victim)
+    assert "has 1 adapters" in str(e.value) and "near-bot" not in str(e.value), e.value

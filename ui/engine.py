@@ -148,18 +148,23 @@ class AppEngine(ChatEngineSide):
             mine_b = sorted(b.name for b in artifacts.list_bases(self.models_dir)
                             if artifacts.counts_against(self.ws, b.meta or {}, client))
             if len(mine_b) >= bases and (recipe.base_name or "") not in mine_b:
-                raise UIError(f"{who} built {len(mine_b)} base(s) on this server ({', '.join(mine_b[:4])}; the "
+                own = {b.name for b in artifacts.list_bases(self.models_dir)
+                       if (b.meta or {}).get("owner") == artifacts.owner_tag(self.ws, client)}
+                shown = [n for n in mine_b if n in own] or ["none of them yours"]
+                raise UIError(f"{who} built {len(mine_b)} base(s) on this server ({', '.join(shown[:4])}; the "
                               f"limit is {bases}): build your adapters onto a published base")
         limit = artifacts.limits.max_adapters_per_client()
         if not limit:
             return
-        mine = [a.name for a in artifacts.list_adapters(self.adapters_dir, None)
-                if artifacts.counts_against(self.ws, a.metadata or {}, client)]
+        counted = [a for a in artifacts.list_adapters(self.adapters_dir, None)
+                   if artifacts.counts_against(self.ws, a.metadata or {}, client)]
+        mine = sorted(a.name for a in counted if (a.metadata or {}).get("owner") == artifacts.owner_tag(self.ws, client))
         if recipe.adapter_name in mine and recipe.replace:
             return
-        if len(mine) >= limit:
-            raise UIError(f"{who} {len(mine)} adapters on this server (the limit is {limit}): delete one in the "
-                          f"Library tab, or rebuild one of yours with replace ({', '.join(sorted(mine)[:8])})")
+        if len(counted) >= limit:  # (names: only the client's own; the others of its group are not its to see)
+            raise UIError(f"{who} {len(counted)} adapters on this server (the limit is {limit}): "
+                          + (f"delete one of yours in the Library tab, or rebuild one with replace ({', '.join(mine[:8])})"
+                             if mine else "the others of your network or of the login sessions built them"))
 
     def _check_client_time(self, client: str | None, job_dir: Path | None = None) -> None:
         """A web client's build time (red-team pass 33: one stranger held the only build slot for as long as it

@@ -130,43 +130,79 @@ class Gate:
     registered with concurrency_limit=None (so nothing waits in Gradio's queue) enter it; `enter` yields None when
     the request may run, else the message to answer with."""
 
+    LINE_S = 15.0  # a refused client keeps its place in line while it asks again within this many seconds
+
     def __init__(self, what: str, total: int, per_client: int = 1, turns_s: float = 0.0):
-        """turns_s > 0: after a client's work ends, that client waits as long as the work took, and at least
-        turns_s seconds, before it enters again (red-team pass 36: one client replacing its own export in a loop,
-        48 times a second, held the one export slot so that 19 of 20 of other users' exports were refused)."""
+        """turns_s > 0 (the export/push gate), turns and a line, by requester (its /64, or its login session):
+        - after a client's work ends, that client waits as long as the work took, and at least turns_s seconds,
+          before it enters again (red-team pass 36: one client replacing its own export 48 times a second held
+          the one slot, and 19 of 20 of other users' exports were refused);
+        - a client refused because the slot was busy is in line, and while anyone is in line only the first may
+          enter (pass 37: a client that asks every few ms always won the moment the slot came free, and two
+          identities of one user, an IPv4 and an IPv6 address, passed it back and forth; now they take turns
+          with everyone in line).
+        Turns were kept by the limit key (the /48, or every address-less request together) in pass 36, so one
+        client's turn shut out its neighbours (pass 37): by requester now."""
         self.what, self.total, self.turns_s = what, total, turns_s
         self.slots = ClientSlots(per_client)
         self._sem = threading.BoundedSemaphore(total)
         self._lock = threading.Lock()
-        self._next: dict[str, float] = {}  # client -> when it may enter again (turns_s)
+        self._next: dict[str, float] = {}  # requester -> when it may enter again
+        self._line: dict[str, float] = {}  # requester -> when it last asked (in the order it was first refused)
+
+    def _turn(self, who: str | None) -> str | None:
+        """None when `who` may try the slot now (turns_s), else why not."""
+        if who is None or self.turns_s <= 0:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            self._next = {k: t for k, t in self._next.items() if t > now}  # (bounded by the recent clients)
+            self._line = {k: t for k, t in self._line.items() if now - t <= self.LINE_S}
+            wait = self._next.get(who, now) - now
+            if wait > 0:
+                return f"other users get a turn at the {self.what} first: try again in {wait:.0f} s"
+            first = next(iter(self._line), who)
+            if first != who:
+                self._line[who] = now  # (in line, or keeps its place)
+                place = list(self._line).index(who)
+                return (f"{place} other user{'s are' if place > 1 else ' is'} waiting for the {self.what} before "
+                        "you: try again in a few seconds (you keep your place for 15 s)")
+        return None
+
+    def _refused(self, who: str | None) -> None:
+        if who is not None and self.turns_s > 0:
+            with self._lock:
+                self._line[who] = time.monotonic()
 
     @contextmanager
     def enter(self, request=None):
         client = self.slots.key_of(request)
-        if client is not None and self.turns_s > 0:
-            now = time.monotonic()
-            with self._lock:
-                self._next = {k: t for k, t in self._next.items() if t > now}  # (bounded by the recent clients)
-                wait = self._next.get(client, now) - now
-            if wait > 0:
-                yield f"other users get a turn at the {self.what} first: try again in {wait:.0f} s"
-                return
+        who = requester(request) if client is not None and self.turns_s > 0 else None
+        refusal = self._turn(who)
+        if refusal is not None:
+            yield refusal
+            return
         if not self.slots.take(client):
+            self._refused(who)
             yield (f"a {self.what} from your address is still running: wait until it ends" if client != UNKNOWN else
                    f"a {self.what} of another user without a known address is running: wait until it ends")
             return
         try:
             if not self._sem.acquire(blocking=False):
+                self._refused(who)
                 yield f"the server is busy with {self.total} {self.what}{'s' if self.total > 1 else ''}: try again in a moment"
                 return
             started = time.monotonic()
+            if who is not None:
+                with self._lock:
+                    self._line.pop(who, None)
             try:
                 yield None
             finally:
                 self._sem.release()
-                if client is not None and self.turns_s > 0:
+                if who is not None:
                     ended = time.monotonic()
                     with self._lock:
-                        self._next[client] = ended + max(self.turns_s, ended - started)
+                        self._next[who] = ended + max(self.turns_s, ended - started)
         finally:
             self.slots.give(client)
