@@ -93,6 +93,16 @@ def _plant_adapter(ws, name: str, owner: str | None) -> None:
     (d / "metadata.json").write_text(json.dumps(meta))
 
 
+def _exports_in_order(app, *made) -> None:
+    """Exports the base as each (name, client) of `made`, in order, each written after the one before (eviction
+    goes by the marker's time), and asserts that each was made."""
+    from ui.deploy_tab import export_action
+    for name, client in made:
+        msg, got = export_action(app, BASE, [], "cpu-basic", name, client=client)
+        assert got == name, msg
+        time.sleep(0.05)
+
+
 def test_an_adapter_is_replaced_deleted_and_its_evaluation_read_by_its_builder_only(app):
     owner, stranger, anonymous, ws = app["owner"], app["stranger"], app["anonymous"], app["ws"]
     _plant_adapter(ws, "owned-bot", OWNER)
@@ -429,11 +439,7 @@ def test_pass32_a_few_clients_cannot_fill_exports_for_everyone(tmp_path, monkeyp
     app = AppEngine(Workspace(ws))
     third = "81.2.69.30"
     exports = ws / "exports"
-    assert export_action(app, BASE, [], "cpu-basic", "owner-1", client=OWNER)[1] == "owner-1"
-    time.sleep(0.05)
-    assert export_action(app, BASE, [], "cpu-basic", "owner-2", client=OWNER)[1] == "owner-2"
-    time.sleep(0.05)
-    assert export_action(app, BASE, [], "cpu-basic", "stranger-1", client=STRANGER)[1] == "stranger-1"
+    _exports_in_order(app, ("owner-1", OWNER), ("owner-2", OWNER), ("stranger-1", STRANGER))
     # pass 36: an export that fails (an adapter deleted meanwhile) removes nothing: the room is made once it is written
     msg, name = export_action(app, BASE, ["ghost"], "cpu-basic", "third-0", client=third)
     assert not name and "no adapter 'ghost'" in msg, msg
@@ -721,14 +727,9 @@ def test_pass37_neighbours_in_one_48_are_not_locked_out_by_each_other(tmp_path, 
     app = AppEngine(Workspace(ws))
     near, victim = "2a02:8070:88:ff00::/64", "2a02:8070:88:101::/64"
     exports = ws / "exports"
-    assert export_action(app, BASE, [], "cpu-basic", "n1", client=near)[1] == "n1"
-    time.sleep(0.05)
-    assert export_action(app, BASE, [], "cpu-basic", "n2", client=near)[1] == "n2"
-    time.sleep(0.05)
-    assert export_action(app, BASE, [], "cpu-basic", "v1", client=victim)[1] == "v1"
+    _exports_in_order(app, ("n1", near), ("n2", near), ("v1", victim))
     assert sorted(d.name for d in exports.iterdir()) == ["n2", "v1"]
-    time.sleep(0.05)
-    assert export_action(app, BASE, [], "cpu-basic", "v2", client=victim)[1] == "v2"
+    _exports_in_order(app, ("v2", victim))
     msg, name = export_action(app, BASE, [], "cpu-basic", "v3", client=victim)
     assert not name and "your network (2a02:8070:88::/48) has 2 exports" in msg and "yours: v1, v2" in msg, msg
     # adapters: the refusal names only the client's own
