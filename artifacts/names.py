@@ -35,7 +35,9 @@ def skeleton(name: str) -> str:
     table (names are ASCII: artifacts.names NAME_RULE)."""
     # single characters first: 'cIoud' is 'cloud' before 'cl' passes for 'd' (red-team pass 34: folded the other
     # way round, 'cIoud' beside another user's 'cloud' passed)
+    # ... and the one letter spelled as its pair, not the pair folded into the letter: folded left to right, 'vvvx'
+    # was 'wvx' beside 'vwx' (red-team pass 36); spelled out, both are 'vvvx'
     s = re.sub(r"[._-]", "", name.casefold()).translate(_CONFUSABLE)
     for pair, one in _CONFUSABLE_PAIRS:
-        s = s.replace(pair, one)
+        s = s.replace(one, pair)
     return s

@@ -698,6 +698,11 @@ def test_builds_need_free_disk_and_protected_adapters_stay(tmp_path, monkeypatch
     for look in ("cIoud", "c1oud", "cioud", "doud", "cl0ud", "CLOUD"):  # and 9/q/g, 2/z (pass 35) below
         with pytest.raises(PolicyError, match="looks like another user's adapter 'cloud'"):
             p.adapter_lookalike(look, client="8.8.8.8")
+    (ws.adapters / "vwx").mkdir()  # pass 36: pairs spelled out, not folded left to right ('vvvx' was 'wvx')
+    (ws.adapters / "vwx" / "metadata.json").write_text(json.dumps({"name": "vwx", "owner": owner_tag(ws, "9.9.9.9")}))
+    for look in ("vvvx", "wvx", "VVVX"):
+        with pytest.raises(PolicyError, match="looks like another user's adapter 'vwx'"):
+            p.adapter_lookalike(look, client="8.8.8.8")
     (ws.adapters / "gaze").mkdir()
     (ws.adapters / "gaze" / "metadata.json").write_text(json.dumps({"name": "gaze", "owner": owner_tag(ws, "9.9.9.9")}))
     for look in ("9aze", "qaze", "ga2e", "9a2e"):
