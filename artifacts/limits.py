@@ -299,6 +299,10 @@ def shared_job_defaults(env) -> list[str]:
     if not (env.get(JOB_MINUTES_ENV) or "").strip():
         env[JOB_MINUTES_ENV] = str(SHARED_JOB_MINUTES)
         said.append(f"{JOB_MINUTES_ENV}={SHARED_JOB_MINUTES}")
+    if said and not (env.get(CLIENT_BUILD_MINUTES_ENV) or "").strip():  # (derived: max_client_build_seconds)
+        day = max_client_build_seconds(env)
+        if day:
+            said.append(f"{CLIENT_BUILD_MINUTES_ENV}={day / 60:g} (per web client in 24 hours, twice the job limit)")
     return said
 
 

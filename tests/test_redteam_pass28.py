@@ -258,7 +258,7 @@ def test_a_shared_app_limits_build_jobs_unless_the_operator_did(app):
     said = shared_job_defaults(env)
     total = __import__("os").sysconf("SC_PAGE_SIZE") * __import__("os").sysconf("SC_PHYS_PAGES")
     assert abs(max_job_memory_bytes(env) - total / 2) < 0.06e9 and max_job_seconds(env) == 120 * 60
-    assert len(said) == 2 and JOB_MEMORY_ENV in said[0]
+    assert len(said) == 3 and JOB_MEMORY_ENV in said[0] and "STUDIO_MAX_BUILD_MIN_PER_CLIENT=240" in said[2], said
     env = {JOB_MEMORY_ENV: "3", JOB_MINUTES_ENV: "0"}  # the operator's choice (0: no time limit) stays
     assert shared_job_defaults(env) == [] and env == {JOB_MEMORY_ENV: "3", JOB_MINUTES_ENV: "0"}
     assert "shared app: build jobs are stopped (resumable) beyond STUDIO_MAX_JOB_MEM_GB=" in app["log"].read_text()
