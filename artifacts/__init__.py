@@ -24,4 +24,4 @@ from .owners import (ANONYMOUS, SESSION_PREFIX, SESSIONS, add_upload_owner, coun
                      may_use_upload, owner_tag)
 from .limits import (SEED_MAX, LimitError, check_build_room, check_finite, check_prompt_chars, check_seed, check_text,  # noqa: F401,E402
                      check_template, check_uploads_room, max_exports, max_prompt_chars)
-from .policy import EXPORT_MARKER, OWNER_LINE, QUOTA_LINE, Policy, PolicyError, clean_message, export_owner, is_marked_export  # noqa: F401,E402
+from .policy import EXPORT_MARKER, OWNER_LINE, QUOTA_LINE, Policy, PolicyError, clean_message, export_owner, export_tags, is_marked_export  # noqa: F401,E402

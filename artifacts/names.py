@@ -33,10 +33,8 @@ def skeleton(name: str) -> str:
     6/b, 7/t, 9/q/g, 2/z, the pairs rn/m, vv/w, cl/d, and the separators '.', '_', '-' folded away ('traveI', 'trave1',
     'travel_' and 'Travel' all look like 'travel'). A heuristic for the names in the pickers, not a confusables
     table (names are ASCII: artifacts.names NAME_RULE)."""
-    # single characters first: 'cIoud' is 'cloud' before 'cl' passes for 'd' (red-team pass 34: folded the other
-    # way round, 'cIoud' beside another user's 'cloud' passed)
-    # ... and the one letter spelled as its pair, not the pair folded into the letter: folded left to right, 'vvvx'
-    # was 'wvx' beside 'vwx' (red-team pass 36); spelled out, both are 'vvvx'
+    # single characters first, then each one-letter look-alike spelled as its pair (d as cl, w as vv): pairs folded
+    # first let 'cIoud' pass beside 'cloud' (pass 34), and folded left to right 'vvvx' beside 'vwx' (pass 36)
     s = re.sub(r"[._-]", "", name.casefold()).translate(_CONFUSABLE)
     for pair, one in _CONFUSABLE_PAIRS:
         s = s.replace(one, pair)

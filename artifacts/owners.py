@@ -21,10 +21,17 @@ from .workspace import Workspace
 SECRET_FILE = "owner-secret"
 
 
+_secrets: dict[str, bytes] = {}  # by the secret file's path: read once per process (owner_tag runs per item listed)
+
+
 def _secret(ws: Workspace) -> bytes:
     p = ws.cache / SECRET_FILE
+    known = _secrets.get(str(p))
+    if known is not None:
+        return known
     try:
-        return p.read_bytes()
+        _secrets[str(p)] = p.read_bytes()
+        return _secrets[str(p)]
     except OSError:
         pass
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +43,8 @@ def _secret(ws: Workspace) -> bytes:
         pass
     finally:
         tmp.unlink(missing_ok=True)
-    return p.read_bytes()
+    _secrets[str(p)] = p.read_bytes()
+    return _secrets[str(p)]
 
 
 ANONYMOUS = "anonymous"     # what requests with no address and no login session make on a shared app (ui.slots)

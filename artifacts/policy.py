@@ -264,21 +264,22 @@ class Policy:
                         if e.is_dir(follow_symlinks=False) and not is_temp_name(e.name)]
             except FileNotFoundError:
                 held = []
+            tags = {x: export_tags(x) for x in held}  # (owner, quota) of each, one read
+            own = owner_tag(self.ws, client)
             per_client = max_exports_per_client()
             if client is not None and per_client:
                 tag = quota_tag(self.ws, client)  # (every login session's together: owners.quota_of)
-                mine = sorted(x.name for x in held if export_owner(x, QUOTA_LINE) == tag)
-                own = owner_tag(self.ws, client)
+                mine = sorted(x.name for x in held if tags[x][1] == tag)
                 # Login sessions share one limit (pass 34), and so do the /64s of one IPv6 /48 (pass 36), so one
                 # member's exports would lock the others out for good (passes 35, 37): the oldest export of ANOTHER
                 # member of the group makes room.
                 theirs = ([] if quota_of(client) == client else
-                          sorted((x for x in held if x.name in mine and export_owner(x) != own), key=_export_mtime))
+                          sorted((x for x in held if x.name in mine and tags[x][0] != own), key=_export_mtime))
                 if len(mine) >= per_client and theirs:
                     evict.append(theirs[0])
                     held.remove(theirs[0])
                 elif len(mine) >= per_client:
-                    yours = [x.name for x in held if x.name in mine and export_owner(x) == own]  # (only its own named)
+                    yours = [x.name for x in held if x.name in mine and tags[x][0] == own]  # (only its own named)
                     raise PolicyError(f"{quota_holder(client)} {len(mine)} exports on this server (the limit is "
                                       f"{per_client}{'; yours: ' + ', '.join(yours) if yours else ''}): replace one "
                                       "of yours (same name, tick replace)")
@@ -290,8 +291,7 @@ class Policy:
                 # the operator's exports (no owner) are never removed.
                 # A login session does not make room (pass 33: a stranger with the password mints one per login,
                 # nine logins took every other export); an address or the operator does.
-                mine_tag = owner_tag(self.ws, client)
-                others = ([x for x in held if export_owner(x) not in (None, mine_tag)]
+                others = ([x for x in held if tags[x][0] not in (None, own)]
                           if client is None or is_address(client) else [])
                 if len(held) - len(others) >= limit or not others:
                     raise PolicyError(f"exports/ already holds {len(held)} exports (the limit is {limit}): replace "
@@ -341,15 +341,21 @@ def _remove_export(d: Path) -> None:
     shutil.rmtree(gone, ignore_errors=True)
 
 
-def export_owner(d: Path, line: str = OWNER_LINE) -> str | None:
-    """The owner tag an export's marker records (deploy/space.py writes it), or None; line=QUOTA_LINE: its quota
-    tag (before pass 34 none was written: then the owner's)."""
+def export_tags(d: Path) -> tuple[str | None, str | None]:
+    """The owner and quota tags an export's marker records (deploy/space.py writes them), one read; an export made
+    before pass 34 has no quota line: its owner's."""
     try:
         lines = (d / EXPORT_MARKER).read_text(encoding="utf-8", errors="replace").splitlines()[:4]
     except OSError:
-        return None
-    tag = next((x[len(line):].strip() or None for x in lines if x.startswith(line)), None)
-    return tag if tag is not None or line == OWNER_LINE else export_owner(d)
+        return None, None
+    owner, quota = (next((x[len(k):].strip() or None for x in lines if x.startswith(k)), None)
+                    for k in (OWNER_LINE, QUOTA_LINE))
+    return owner, quota or owner
+
+
+def export_owner(d: Path) -> str | None:
+    """The owner tag an export's marker records, or None."""
+    return export_tags(d)[0]
 
 
 _CXX_SIGNATURE = re.compile(r"[\w:<>*&~, ]+\([^()]*\)(?: const)?\s+")

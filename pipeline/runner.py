@@ -146,6 +146,7 @@ class JobRunner:
         from pipeline.data import file_sha256
         from pipeline.jobs import client_of_run
         r = self.recipe
+        client = client_of_run(self.job_dir)
         fp = self.out["awq"]["fingerprint"]
         asked = _int4_settings(asdict(r.onnx))
         name = r.base_name or _derive_base_name(r.base_model, r.onnx.precision, ep, fp, _int4_tag(asked))
@@ -195,8 +196,8 @@ class JobRunner:
                          "fingerprint": fp, "path": self._prepared_path()},
             # the tag of the web client that built it (artifacts/owners.py; none from the command line): a
             # client's bases count towards STUDIO_MAX_BASES_PER_CLIENT
-            "owner": owner_tag(self.ws, client_of_run(self.job_dir)),
-            "quota": quota_tag(self.ws, client_of_run(self.job_dir)),  # (what the limits count by)
+            "owner": owner_tag(self.ws, client),
+            "quota": quota_tag(self.ws, client),  # (what the limits count by)
             "created": _now()})
         publish(tmp, final)
         self.log.log(f"published ONNX base models/{name}")

@@ -246,6 +246,7 @@ def run(job, d: Path) -> dict:
     from artifacts import owner_tag, quota_tag
     from pipeline.jobs import client_of_run
     r = job.recipe
+    client = client_of_run(job.job_dir)
     ft, prep, onnx = job.out["finetune"], job.out["prepare"], job.out["onnx"]
     out = d / "built" / r.adapter_name
     if out.exists():
@@ -271,8 +272,8 @@ def run(job, d: Path) -> dict:
         "tensors": info.get("tensors"),
         # who may replace or delete it from the web page: the tag of the client that started the build
         # (artifacts/owners.py; none for the command line and the operator)
-        "owner": owner_tag(job.ws, client_of_run(job.job_dir)),
-        "quota": quota_tag(job.ws, client_of_run(job.job_dir)),  # whose per-client limit it counts against
+        "owner": owner_tag(job.ws, client),
+        "quota": quota_tag(job.ws, client),  # whose per-client limit it counts against
     }
     (out / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
     served = (out / "adapter.onnx_adapter").stat().st_size

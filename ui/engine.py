@@ -145,12 +145,12 @@ class AppEngine(ChatEngineSide):
         who = artifacts.quota_holder(client)
         bases = artifacts.limits.max_bases_per_client()
         if bases and not getattr(recipe, "base", ""):
-            mine_b = sorted(b.name for b in artifacts.list_bases(self.models_dir)
-                            if artifacts.counts_against(self.ws, b.meta or {}, client))
+            counted_b = [b for b in artifacts.list_bases(self.models_dir)
+                         if artifacts.counts_against(self.ws, b.meta or {}, client)]
+            mine_b = sorted(b.name for b in counted_b)
             if len(mine_b) >= bases and (recipe.base_name or "") not in mine_b:
-                own = {b.name for b in artifacts.list_bases(self.models_dir)
-                       if (b.meta or {}).get("owner") == artifacts.owner_tag(self.ws, client)}
-                shown = [n for n in mine_b if n in own] or ["none of them yours"]
+                own = artifacts.owner_tag(self.ws, client)
+                shown = sorted(b.name for b in counted_b if (b.meta or {}).get("owner") == own) or ["none of them yours"]
                 raise UIError(f"{who} built {len(mine_b)} base(s) on this server ({', '.join(shown[:4])}; the "
                               f"limit is {bases}): build your adapters onto a published base")
         limit = artifacts.limits.max_adapters_per_client()
@@ -158,7 +158,8 @@ class AppEngine(ChatEngineSide):
             return
         counted = [a for a in artifacts.list_adapters(self.adapters_dir, None)
                    if artifacts.counts_against(self.ws, a.metadata or {}, client)]
-        mine = sorted(a.name for a in counted if (a.metadata or {}).get("owner") == artifacts.owner_tag(self.ws, client))
+        own = artifacts.owner_tag(self.ws, client)
+        mine = sorted(a.name for a in counted if (a.metadata or {}).get("owner") == own)
         if recipe.adapter_name in mine and recipe.replace:
             return
         if len(counted) >= limit:  # (names: only the client's own; the others of its group are not its to see)

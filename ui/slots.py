@@ -18,15 +18,21 @@ UNKNOWN = "(requests with no known address)"  # their one key for ClientSlots on
 PAGE = "(the page as built)"  # the client a page is built for: the same page for everyone, so one that owns nothing
 
 
+def _event_request(request=None):
+    """`request`, or Gradio's request of the event being handled."""
+    if request is None:
+        from gradio.context import LocalContext
+        request = LocalContext.request.get(None)
+    return request
+
+
 def requester(request=None) -> str | None:
     """Who owns what this request makes or may change (artifacts/owners.py): deploy/clients.client_of of the request
     (default: Gradio's request of the event being handled). No known address: None, the operator, on an app that
     is not shared (alone on localhost); on a shared one its login session (session_client), else ANONYMOUS (an app
     shared without a password), never the operator: a tunnel or proxy that forwarded no address must not make a
     stranger the operator."""
-    if request is None:
-        from gradio.context import LocalContext
-        request = LocalContext.request.get(None)
+    request = _event_request(request)
     # (an IPv6 client owns by its /64, one subscriber's network: by the /48, which many providers split among
     # customers, unrelated users read and deleted each other's work (red-team pass 36); limits count by the /48,
     # artifacts/owners.quota_of)
@@ -96,9 +102,8 @@ class ClientSlots:
         """Who a request's slots count against: its address, an IPv6 one by its /48 (pass 35: six /64s of one /48
         held 12 streams), or on a shared app with no known address UNKNOWN, all such requests together; None
         (not limited) alone on localhost."""
-        if request is None:  # the request of the event being handled (red-team pass 36: gates entered without
-            from gradio.context import LocalContext  # one counted every client as UNKNOWN, one for all)
-            request = LocalContext.request.get(None)
+        # (the event's request by default: pass 36, gates entered without one counted every client as UNKNOWN)
+        request = _event_request(request)
         key = clients.share_of(request)
         if key is None and os.environ.get(SHARED_ENV) == "1":
             return UNKNOWN
